@@ -1,0 +1,119 @@
+"""When a gate serves: opening hours by weekday, less fixed and random closures.
+
+Time is in hours since 00:00 local time (UTC+7) on the horizon's first day. A service may
+start at t only if t lies in an open interval [start, end); a service already under way when
+the gate closes is allowed to finish (the rule both engines share).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_right
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scenario import WEEKDAYS, Gate, Horizon, RandomClosure, _as_datetime, _check_hours
+
+# Times within this many hours of an interval's start count as inside it: a wake-up
+# scheduled for the opening time may land a rounding error early.
+EPS_H = 1e-9
+
+
+@dataclass(frozen=True)
+class Calendar:
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def next_open(self, t: float) -> float:
+        """The earliest time >= t at which a service may start (inf if none)."""
+        i = bisect_right(self.starts, t + EPS_H) - 1
+        if i >= 0 and t < self.ends[i]:
+            return t  # inside, or within EPS_H before the opening
+        j = i + 1
+        return float(self.starts[j]) if j < len(self.starts) else float("inf")
+
+    def is_open(self, t: float) -> bool:
+        i = bisect_right(self.starts, t + EPS_H) - 1
+        return i >= 0 and t < self.ends[i]
+
+    def open_hours(self) -> float:
+        return float(np.sum(self.ends - self.starts))
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for s, e in sorted(intervals):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _subtract(opens: list[tuple[float, float]], closed: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    closed = _merge(closed)
+    out = []
+    for s, e in opens:
+        pieces = [(s, e)]
+        for cs, ce in closed:
+            if ce <= s or cs >= e:
+                continue
+            nxt = []
+            for ps, pe in pieces:
+                if ce <= ps or cs >= pe:
+                    nxt.append((ps, pe))
+                    continue
+                if ps < cs:
+                    nxt.append((ps, cs))
+                if ce < pe:
+                    nxt.append((ce, pe))
+            pieces = nxt
+        out.extend(pieces)
+    return [(s, e) for s, e in out if e > s]
+
+
+def hours_since_start(horizon: Horizon, when: dt.date | dt.datetime, end: bool = False) -> float:
+    t0 = dt.datetime.combine(horizon.start, dt.time())
+    return (_as_datetime(when, end=end) - t0).total_seconds() / 3600.0
+
+
+def opening_intervals(gate: Gate, horizon: Horizon) -> list[tuple[float, float]]:
+    out = []
+    for d in range(horizon.days):
+        wd = WEEKDAYS[(horizon.start + dt.timedelta(days=d)).weekday()]
+        spec = gate.hours.get(wd, gate.hours.get("default", []))
+        for s, e in _check_hours("", "", spec):
+            out.append((24.0 * d + s, 24.0 * d + e))
+    return _merge(out)
+
+
+def draw_random_closures(
+    rc: RandomClosure, days: int, rng: np.random.Generator
+) -> list[tuple[float, float]]:
+    """Closures that start on each day with the given probability, at a uniform time of day.
+
+    A fixed number of draws per day keeps the stream aligned when the probability changes
+    between scenarios (common random numbers).
+    """
+    u = rng.random(days)
+    offset = rng.random(days) * 24.0
+    duration = rc.duration_h.draw(rng, days)
+    hit = np.flatnonzero(u < rc.daily_probability)
+    return [(24.0 * d + offset[d], 24.0 * d + offset[d] + duration[d]) for d in hit]
+
+
+def build_calendar(
+    gate: Gate,
+    direction: str,
+    horizon: Horizon,
+    random_closed: list[tuple[float, float]] = (),
+) -> Calendar:
+    closed = [
+        (hours_since_start(horizon, c.start), hours_since_start(horizon, c.end, end=True))
+        for c in gate.closures
+        if direction in c.directions
+    ]
+    intervals = _subtract(opening_intervals(gate, horizon), closed + list(random_closed))
+    arr = np.array(intervals, dtype=float).reshape(-1, 2)
+    return Calendar(arr[:, 0].copy(), arr[:, 1].copy())

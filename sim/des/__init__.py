@@ -1,0 +1,5 @@
+"""The SimPy discrete-event engine."""
+
+from .engine import FlowRecord, simulate
+
+__all__ = ["FlowRecord", "simulate"]

@@ -1,0 +1,148 @@
+"""Distributions of durations: each draws from a Generator and knows its mean and variance.
+
+Parameters are in the unit the scenario key names (``service_min``: minutes,
+``duration_h``: hours); ``draw`` returns values in that unit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str | None = None
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n values in the distribution's own unit."""
+        raise NotImplementedError
+
+    def expected(self) -> float:
+        raise NotImplementedError
+
+    def variance(self) -> float:
+        raise NotImplementedError
+
+    def scv(self) -> float:
+        """Squared coefficient of variation."""
+        return self.variance() / self.expected() ** 2
+
+
+class Exponential(_Dist):
+    dist: Literal["exponential"]
+    mean: float = Field(gt=0)
+
+    def draw(self, rng, n):
+        return rng.exponential(self.mean, n)
+
+    def expected(self):
+        return self.mean
+
+    def variance(self):
+        return self.mean**2
+
+
+class LogNormal(_Dist):
+    """Lognormal given by its mean and coefficient of variation (not the log-scale mu, sigma)."""
+
+    dist: Literal["lognormal"]
+    mean: float = Field(gt=0)
+    cv: float = Field(gt=0, description="standard deviation / mean")
+
+    def draw(self, rng, n):
+        sigma2 = math.log1p(self.cv**2)
+        return rng.lognormal(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2), n)
+
+    def expected(self):
+        return self.mean
+
+    def variance(self):
+        return (self.cv * self.mean) ** 2
+
+
+class Gamma(_Dist):
+    """Gamma given by its mean and coefficient of variation."""
+
+    dist: Literal["gamma"]
+    mean: float = Field(gt=0)
+    cv: float = Field(gt=0, description="standard deviation / mean")
+
+    def draw(self, rng, n):
+        shape = 1.0 / self.cv**2
+        return rng.gamma(shape, self.mean / shape, n)
+
+    def expected(self):
+        return self.mean
+
+    def variance(self):
+        return (self.cv * self.mean) ** 2
+
+
+class Triangular(_Dist):
+    dist: Literal["triangular"]
+    low: float = Field(ge=0)
+    mode: float = Field(ge=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not (self.low <= self.mode <= self.high and self.low < self.high):
+            raise ValueError("triangular needs low <= mode <= high and low < high")
+        return self
+
+    def draw(self, rng, n):
+        return rng.triangular(self.low, self.mode, self.high, n)
+
+    def expected(self):
+        return (self.low + self.mode + self.high) / 3
+
+    def variance(self):
+        a, c, b = self.low, self.mode, self.high
+        return (a * a + b * b + c * c - a * b - a * c - b * c) / 18
+
+
+class Deterministic(_Dist):
+    dist: Literal["deterministic"]
+    value: float = Field(gt=0)
+
+    def draw(self, rng, n):
+        return np.full(n, float(self.value))
+
+    def expected(self):
+        return self.value
+
+    def variance(self):
+        return 0.0
+
+
+class Uniform(_Dist):
+    dist: Literal["uniform"]
+    low: float = Field(ge=0)
+    high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.low < self.high:
+            raise ValueError("uniform needs low < high")
+        return self
+
+    def draw(self, rng, n):
+        return rng.uniform(self.low, self.high, n)
+
+    def expected(self):
+        return (self.low + self.high) / 2
+
+    def variance(self):
+        return (self.high - self.low) ** 2 / 12
+
+
+Duration = Annotated[
+    Union[Exponential, LogNormal, Gamma, Triangular, Deterministic, Uniform],
+    Field(discriminator="dist"),
+]
+
+DIST_NAMES = ("exponential", "lognormal", "gamma", "triangular", "deterministic", "uniform")

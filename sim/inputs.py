@@ -1,0 +1,168 @@
+"""The random inputs of one replication, drawn from named streams before any engine runs.
+
+Both engines consume the same :class:`FlowInputs`, so that fed identical inputs they can be
+compared vehicle by vehicle. Streams are named per gate, direction, class and stage
+(``arrivals/<gate>/<direction>/<class>``, ``service/<gate>/<direction>/<class>/<stage>``,
+``closures/<gate>/<i>``, ``param/<field>``): two scenarios that share a gate share its
+randomness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from .calendar import Calendar, build_calendar, draw_random_closures
+from .rng import stream
+from .scenario import DirectionSpec, Profile, Scenario, ScenarioModel
+
+ACCEPTANCE = "acceptance"
+DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}
+
+
+@dataclass
+class FlowInputs:
+    """One gate and direction in one replication: its vehicles and its stages."""
+
+    gate: str
+    direction: str
+    arrival: np.ndarray  # hours, sorted; initial backlog at 0
+    vclass: np.ndarray  # index into classes
+    priority: np.ndarray  # lower is served first
+    service: np.ndarray  # (n, stages) hours; 0 for the acceptance step
+    classes: list[str]
+    stage_names: list[str]
+    lanes: list[int | None]  # None: unlimited (the acceptance step)
+    quota: list[int | None]  # vehicles per day that may start the stage
+    calendar: Calendar
+    n_backlog: int
+
+    @property
+    def n(self) -> int:
+        return len(self.arrival)
+
+
+@dataclass
+class ReplicationInputs:
+    model: ScenarioModel
+    horizon_h: float
+    warmup_h: float
+    flows: list[FlowInputs]
+
+
+def _norm(values: list[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v / v.mean()
+
+
+def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> np.ndarray:
+    """Arrival rate (vehicles per hour) in each hour of the horizon."""
+    gate = model.gates[gate_id]
+    spec: DirectionSpec = gate.spec(direction)
+    per_day = spec.demand.get(vclass, 0.0)
+    days = model.horizon.days
+    if per_day == 0:
+        return np.zeros(24 * days)
+    prof: Profile = gate.profile or model.profile
+    dates = [model.horizon.start + dt.timedelta(days=d) for d in range(days)]
+    wd = _norm(prof.weekday)[[d.weekday() for d in dates]]
+    mo = _norm(prof.monthly)[[d.month - 1 for d in dates]]
+    step = np.ones(days)
+    for s in model.demand_steps:
+        if (s.gates is None or gate_id in s.gates) and (
+            s.directions is None or direction in s.directions
+        ) and (s.classes is None or vclass in s.classes):
+            step *= np.array([s.factor if d >= s.from_ else 1.0 for d in dates])
+    daily = per_day * wd * mo * step
+    return (daily[:, None] * _norm(prof.hourly)[None, :] / 24.0).ravel()
+
+
+def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A non-homogeneous Poisson process with piecewise-constant hourly rates, by inversion.
+
+    Unit-rate event times E are mapped through the inverse cumulative intensity, so a scenario
+    with scaled demand sees the same underlying draws (common random numbers).
+    """
+    cum = np.concatenate([[0.0], np.cumsum(rates)])
+    total = cum[-1]
+    if total <= 0:
+        return np.empty(0)
+    chunks, last = [], 0.0
+    while True:
+        n = int(total - last + 5 * np.sqrt(total - last + 1) + 10)
+        e = last + np.cumsum(rng.exponential(1.0, n))
+        chunks.append(e)
+        last = e[-1]
+        if last >= total:
+            break
+    e = np.concatenate(chunks)
+    e = e[e < total]
+    idx = np.searchsorted(cum, e, side="right") - 1
+    return idx + (e - cum[idx]) / rates[idx]
+
+
+def flow_inputs(
+    model: ScenarioModel, gate_id: str, direction: str, rep_seq: np.random.SeedSequence,
+    calendar: Calendar,
+) -> FlowInputs:
+    gate = model.gates[gate_id]
+    spec = gate.spec(direction)
+    classes = list(gate.classes)
+    prefix = f"{gate_id}/{direction}"
+    times, cls, svc = [], [], []
+    n_backlog = 0
+    for ci, c in enumerate(classes):
+        backlog = spec.initial_backlog.get(c, 0)
+        n_backlog += backlog
+        arr = poisson_arrivals(hourly_rates(model, gate_id, direction, c), stream(rep_seq, f"arrivals/{prefix}/{c}"))
+        t = np.concatenate([np.zeros(backlog), arr])
+        times.append(t)
+        cls.append(np.full(len(t), ci))
+        cols = [
+            st.service_min.draw(stream(rep_seq, f"service/{prefix}/{c}/{st.name}"), len(t)) / 60.0
+            for st in spec.stages
+        ]
+        svc.append(np.column_stack(cols) if cols else np.zeros((len(t), 0)))
+    arrival = np.concatenate(times)
+    vclass = np.concatenate(cls).astype(np.int64)
+    service = np.vstack(svc)
+    order = np.lexsort((vclass, arrival))  # by time; at equal times (the backlog) by class
+    arrival, vclass, service = arrival[order], vclass[order], service[order]
+    priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)[vclass]
+
+    names = [s.name for s in spec.stages]
+    lanes: list[int | None] = [s.lanes for s in spec.stages]
+    quota: list[int | None] = [None] * len(names)
+    if spec.acceptance_limit is not None:
+        pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
+        k = 0 if pos == "first" else len(names)
+        names.insert(k, ACCEPTANCE)
+        lanes.insert(k, None)
+        quota.insert(k, spec.acceptance_limit)
+        service = np.insert(service, k, 0.0, axis=1)
+    return FlowInputs(
+        gate=gate_id, direction=direction, arrival=arrival, vclass=vclass, priority=priority,
+        service=np.ascontiguousarray(service), classes=classes, stage_names=names, lanes=lanes,
+        quota=quota, calendar=calendar, n_backlog=n_backlog,
+    )
+
+
+def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
+    """Sample the scenario's ranges, closures, arrivals and service times for one replication."""
+    model = scenario.sample(lambda name: stream(rep_seq, name))
+    days = model.horizon.days
+    flows = []
+    for gate_id, gate in model.gates.items():
+        random_closed = []
+        for i, rc in enumerate(gate.random_closures):
+            drawn = draw_random_closures(rc, days, stream(rep_seq, f"closures/{gate_id}/{i}"))
+            random_closed.append((rc, drawn))
+        for d in gate.directions():
+            closed = [iv for rc, ivs in random_closed if d in rc.directions for iv in ivs]
+            cal = build_calendar(gate, d, model.horizon, closed)
+            flows.append(flow_inputs(model, gate_id, d, rep_seq, cal))
+    return ReplicationInputs(
+        model=model, horizon_h=model.horizon.hours, warmup_h=24.0 * model.horizon.warmup_days, flows=flows
+    )

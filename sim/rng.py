@@ -1,0 +1,32 @@
+"""Named random streams: one SeedSequence per replication, one child per named stream.
+
+A stream's randomness depends only on the run seed, the replication index and the
+stream's name (for example ``arrivals/bac_luan_2/exit/truck``), never on the number of
+workers, the order in which streams are used or which other gates a scenario has. Two
+scenarios that share a gate therefore share its randomness (common random numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+def replication_seeds(seed: int, reps: int) -> list[np.random.SeedSequence]:
+    """The SeedSequence of each replication, spawned from the run's root seed."""
+    return np.random.SeedSequence(seed).spawn(reps)
+
+
+def _name_key(name: str) -> int:
+    # A stable 32-bit key for the stream name (Python's hash() is salted per process).
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "little")
+
+
+def stream(rep_seq: np.random.SeedSequence, name: str) -> np.random.Generator:
+    """The generator of the named stream within one replication."""
+    child = np.random.SeedSequence(
+        entropy=rep_seq.entropy,
+        spawn_key=tuple(rep_seq.spawn_key) + (_name_key(name),),
+    )
+    return np.random.Generator(np.random.PCG64(child))

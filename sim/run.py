@@ -1,0 +1,112 @@
+"""Run replications of a scenario: in parallel, reproducibly, with progress."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import capacity
+from .des import simulate
+from .inputs import replication_inputs
+from .metrics import (
+    ReplicationResult,
+    daily_table,
+    per_replication,
+    queue_by_hour_table,
+    replication_metrics,
+    summarise,
+    tis_hist_table,
+)
+from .scenario import Scenario
+
+DEFAULT_REPS = 10
+DEFAULT_SEED = 20221130
+ENGINES = ("des",)
+
+
+def replication_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Child ``index`` of SeedSequence(seed): identical to ``SeedSequence(seed).spawn(n)[index]``."""
+    return np.random.SeedSequence(seed, spawn_key=(index,))
+
+
+def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "des") -> ReplicationResult:
+    """One replication; its result depends only on (scenario, seed, index)."""
+    rep = replication_inputs(scenario, replication_seed(seed, index))
+    return replication_metrics(rep, simulate(rep))
+
+
+def _worker(args):
+    return args[2], run_replication(*args)
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    seed: int
+    reps: int
+    engine: str
+    results: list[ReplicationResult] = field(repr=False)
+    wall_s: float
+    warnings: list[str]
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return summarise(self.results)
+
+    @property
+    def per_replication(self) -> pd.DataFrame:
+        return per_replication(self.results)
+
+    @property
+    def daily(self) -> pd.DataFrame:
+        return daily_table(self.results, self.scenario.nominal.horizon.start)
+
+    @property
+    def queue_by_hour(self) -> pd.DataFrame:
+        return queue_by_hour_table(self.results)
+
+    @property
+    def time_in_system_hist(self) -> pd.DataFrame:
+        return tis_hist_table(self.results)
+
+
+def run(
+    scenario: Scenario,
+    reps: int = DEFAULT_REPS,
+    seed: int = DEFAULT_SEED,
+    workers: int | None = None,
+    engine: str = "des",
+    allow_overload: bool = False,
+    progress: bool | None = None,
+) -> RunResult:
+    """Run ``reps`` replications; the result is the same whatever ``workers`` is."""
+    if reps < 1:
+        raise ValueError("reps must be at least 1")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    warnings = capacity.check(scenario, allow_overload=allow_overload)
+    workers = max(1, min(workers or os.cpu_count() or 1, reps))
+    t0 = time.perf_counter()
+    results: list[ReplicationResult | None] = [None] * reps
+    bar = tqdm(total=reps, desc=f"{scenario.name} ({engine})", unit="rep", disable=progress is False
+               if progress is not None else None, file=sys.stderr)
+    tasks = [(scenario, seed, i, engine) for i in range(reps)]
+    if workers == 1:
+        for t in tasks:
+            i, r = _worker(t)
+            results[i] = r
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, r in pool.map(_worker, tasks):
+                results[i] = r
+                bar.update()
+    bar.close()
+    return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings)
