@@ -74,7 +74,9 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
         if (s.gates is None or gate_id in s.gates) and (
             s.directions is None or direction in s.directions
         ) and (s.classes is None or vclass in s.classes):
-            step *= np.array([s.factor if d >= s.from_ else 1.0 for d in dates])
+            step *= np.array([
+                s.factor if d >= s.from_ and (s.until is None or d <= s.until) else 1.0 for d in dates
+            ])
     daily = per_day * wd * mo * step
     return (daily[:, None] * _norm(prof.hourly)[None, :] / 24.0).ravel()
 

@@ -147,7 +147,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         if d == ALL:
             steady = ~np.isnan(depart) & (arrival >= warm)
             tis_hist[g] = np.histogram(np.clip((depart - arrival)[steady], TIS_BINS_H[0], TIS_BINS_H[-1]), TIS_BINS_H)[0]
-        if len(keys) > 1 and (g, d) not in daily:
+        if (g, d) not in daily:
             daily[(g, d)] = sum(daily[k] for k in keys)
     return ReplicationResult(rows=rows, daily=daily, queue_by_hour=qbh, tis_hist=tis_hist)
 

@@ -155,9 +155,11 @@ class Gate(_Model):
 
 
 class DemandStep(_Model):
-    """Multiply demand from a date on, optionally only for some gates, directions, classes."""
+    """Multiply demand from a date on (through ``until``, inclusive, if given), optionally only
+    for some gates, directions and classes. Steps that overlap multiply."""
 
     from_: dt.date = Field(alias="from")
+    until: dt.date | None = None
     factor: float = Field(gt=0)
     gates: list[str] | None = None
     directions: list[Literal["exit", "entry"]] | None = None
@@ -448,6 +450,8 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
             if _as_datetime(c.end, end=True) <= _as_datetime(c.start):
                 raise ScenarioError(file, f"{gp}.closures[{i}].end", "must be after start")
     for i, step in enumerate(m.demand_steps):
+        if step.until is not None and step.until < step.from_:
+            raise ScenarioError(file, f"demand_steps[{i}].until", f"{step.until} is before 'from' {step.from_}")
         for g in step.gates or []:
             if g not in m.gates:
                 raise ScenarioError(file, f"demand_steps[{i}].gates", f"unknown gate '{g}' (gates: {', '.join(m.gates)})")

@@ -1,0 +1,26 @@
+"""bordersim: a simulator of the Quang Ninh (Vietnam) road border gates with China.
+
+The public API, also what the ``bordersim`` command calls:
+
+    from sim import load, run, write_results
+    result = run(load("scenarios/baseline_2022.toml"), reps=20, seed=1)
+    result.summary  # tidy table: gate, direction, metric, stage, mean, ci_low, ci_high
+"""
+
+from .errors import BordersimError, OverloadError, ScenarioError
+from .output import write_results
+from .run import RunResult, run, run_replication
+from .scenario import Scenario, from_dict, load
+
+__all__ = [
+    "BordersimError",
+    "OverloadError",
+    "RunResult",
+    "Scenario",
+    "ScenarioError",
+    "from_dict",
+    "load",
+    "run",
+    "run_replication",
+    "write_results",
+]

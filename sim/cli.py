@@ -1,0 +1,144 @@
+"""The ``bordersim`` command: parses arguments and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import BordersimError
+from .run import DEFAULT_REPS, DEFAULT_SEED, ENGINES
+
+BASELINE = "baseline_2022.toml"
+TABLE_METRICS = [
+    ("arrivals", "arrivals", 0),
+    ("crossings", "crossings", 0),
+    ("in_system_end", "in system at end", 0),
+    ("wait_mean_h", "mean wait h", 2),
+    ("time_in_system_p95_h", "p95 time in system h", 1),
+    ("queue_max", "max queue", 0),
+]
+
+
+def default_scenario() -> Path:
+    """The baseline: ./scenarios/ first, then the scenarios/ folder of this checkout."""
+    for base in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
+        if (base / BASELINE).exists():
+            return base / BASELINE
+    return Path("scenarios") / BASELINE
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bordersim", description="Simulate the Quang Ninh road border gates.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run replications of a scenario and write tables and plots")
+    r.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: scenarios/{BASELINE})")
+    r.add_argument("--reps", type=_positive_int, default=DEFAULT_REPS, help=f"replications (default {DEFAULT_REPS})")
+    r.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
+    r.add_argument("--out", help="output folder (default results/<scenario name>/)")
+    r.add_argument("--workers", type=_positive_int, help="parallel processes (default: one per core)")
+    r.add_argument("--engine", choices=ENGINES, default="des", help="simulation engine (default des)")
+    r.add_argument("--allow-overload", action="store_true",
+                   help="simulate even where demand exceeds capacity over the horizon (the backlog grows)")
+    r.add_argument("--no-plots", action="store_true", help="write tables only")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
+    v.add_argument("scenarios", nargs="+")
+    return p
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "-" if pd.isna(value) else f"{value:,.{digits}f}"
+
+
+def summary_table(summary: pd.DataFrame) -> str:
+    """Key metrics per gate and direction as 'mean [95 % CI]'."""
+    rows = []
+    main = summary[summary["stage"] == ""]
+    for (g, d), grp in main.groupby(["gate", "direction"], sort=False):
+        vals = grp.set_index("metric")
+        row = {"gate": g, "direction": d}
+        for metric, label, digits in TABLE_METRICS:
+            if metric not in vals.index:
+                continue
+            m = vals.loc[metric]
+            ci = "" if pd.isna(m["ci_low"]) else f" [{_fmt(m['ci_low'], digits)}, {_fmt(m['ci_high'], digits)}]"
+            row[label] = _fmt(m["mean"], digits) + ci
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def _cmd_run(args) -> int:
+    from . import scenario as sc
+    from .output import write_results
+    from .run import run
+
+    path = Path(args.scenario) if args.scenario else default_scenario()
+    scen = sc.load(path)
+    result = run(
+        scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
+        allow_overload=args.allow_overload, progress=False if args.quiet else None,
+    )
+    for w in result.warnings:
+        print(f"bordersim: warning: {w}", file=sys.stderr)
+    out = Path(args.out) if args.out else Path("results") / scen.name
+    write_results(result, out, make_plots=not args.no_plots)
+    if not args.quiet:
+        print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
+              f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
+        print(summary_table(result.summary))
+        print(f"written to {out}/")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from . import capacity
+    from . import scenario as sc
+
+    for path in args.scenarios:
+        scen = sc.load(path)
+        for w in capacity.check(scen, allow_overload=True):
+            print(f"bordersim: warning: {w}", file=sys.stderr)
+        print(f"{path}: ok ({len(scen.nominal.gates)} gates, {len(scen.nominal.flows())} flows, "
+              f"{len(scen.ranges)} uncertain inputs)")
+        for r in scen.ranges:
+            print(f"  {r.name()}: {r.kind} {list(r.values)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": _cmd_run, "validate": _cmd_validate}[args.command](args)
+    except BordersimError as exc:
+        print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bordersim: interrupted; no results written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

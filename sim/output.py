@@ -1,0 +1,67 @@
+"""Write a run's tables and plots atomically: all files appear together or none do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from . import plots
+from .run import RunResult
+
+
+def _version() -> str:
+    try:
+        return metadata.version("bordersim")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True) -> Path:
+    """Write summary.csv, daily.csv, per_replication.csv, the plot tables, PNGs and metadata.json.
+
+    Files go to a temporary folder beside ``out_dir`` that replaces it only when complete.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        result.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+        result.per_replication.to_csv(tmp / "per_replication.csv", index=False, float_format="%.6g")
+        daily = result.daily
+        daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
+        qbh = result.queue_by_hour
+        qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
+        tis = result.time_in_system_hist
+        tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+        if make_plots:
+            names = {g: gate.name for g, gate in result.scenario.nominal.gates.items()}
+            names["all"] = "all gates"
+            plots.queue_by_hour(qbh, names, tmp / "queue_by_hour.png")
+            plots.time_in_system(tis, names, tmp / "time_in_system.png")
+            plots.crossings_per_day(daily, names, tmp / "crossings_per_day.png")
+        meta = {
+            "scenario": result.scenario.name,
+            "scenario_file": result.scenario.path,
+            "seed": result.seed,
+            "reps": result.reps,
+            "engine": result.engine,
+            "bordersim_version": _version(),
+            "uncertain_inputs": {r.name(): {r.kind: list(r.values)} for r in result.scenario.ranges},
+            "warnings": result.warnings,
+            "wall_time_s": round(result.wall_s, 2),
+        }
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,86 @@
+"""Every figure, drawn from the tidy tables a run writes (never from engine internals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ALL = "all"
+
+
+def _gate_names(names: dict[str, str], gate: str) -> str:
+    return names.get(gate, gate)
+
+
+def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Mean number of vehicles waiting at each hour of day, one panel per gate."""
+    gates = list(dict.fromkeys(table["gate"]))
+    fig, axes = plt.subplots(len(gates), 1, figsize=(8, 2.2 * len(gates) + 0.6), sharex=True, squeeze=False)
+    for ax, g in zip(axes[:, 0], gates):
+        for d, grp in table[table["gate"] == g].groupby("direction", sort=False):
+            ax.step(grp["hour"], grp["queue_mean"], where="post", label=d)
+        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
+        ax.set_ylabel("vehicles\nwaiting")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+    axes[-1, 0].set_xlabel("hour of day (local time)")
+    axes[-1, 0].set_xticks(range(0, 25, 3))
+    fig.suptitle("Mean queue by hour of day (mean over replications)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Distribution of time in system (arrival to crossing) per gate, log-scaled hours."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for g, grp in table[table["gate"] != ALL].groupby("gate", sort=False):
+        total = grp["vehicles"].sum()
+        if total == 0:
+            continue
+        share = grp["vehicles"] / total
+        centers = (grp["bin_low_h"] * grp["bin_high_h"]) ** 0.5
+        ax.plot(centers, share, label=_gate_names(names, g), drawstyle="steps-mid")
+    ax.set_xscale("log")
+    ax.set_xlabel("time in system, hours (log scale)")
+    ax.set_ylabel("share of vehicles that crossed")
+    ax.set_title("Time from arrival to crossing", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def crossings_per_day(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Crossings per day over the horizon: each gate (both directions) and the total, with 95 % CI."""
+    sel = daily[(daily["direction"] == ALL)]
+    gates = list(dict.fromkeys(sel["gate"]))
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
+    tot = sel[sel["gate"] == ALL]
+    dates = pd.to_datetime(tot["date"])
+    axes[0].plot(dates, tot["crossings_mean"], color="black", lw=1, label="all gates")
+    axes[0].fill_between(dates, tot["ci_low"], tot["ci_high"], color="grey", alpha=0.35, lw=0, label="95 % CI")
+    axes[0].set_ylabel("crossings / day")
+    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].grid(alpha=0.3)
+    for g in gates:
+        if g == ALL:
+            continue
+        grp = sel[sel["gate"] == g]
+        d = pd.to_datetime(grp["date"])
+        line, = axes[1].plot(d, grp["crossings_mean"], lw=0.9, label=_gate_names(names, g))
+        axes[1].fill_between(d, grp["ci_low"], grp["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+    axes[1].set_ylabel("crossings / day")
+    axes[1].legend(fontsize=7, loc="upper left", ncol=2)
+    axes[1].grid(alpha=0.3)
+    fig.suptitle("Vehicles crossing per day (mean over replications, 95 % CI)", fontsize=10)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
