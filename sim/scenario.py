@@ -510,10 +510,14 @@ def from_dict(raw: dict, path: str = "<scenario>") -> Scenario:
     _find_ranges(raw, (), path, ranges)
     nominal_values = {r.path: r.nominal() for r in ranges}
     nominal = _validate(_substitute(raw, nominal_values), path)
-    if ranges:
-        # The ends of every range must be valid too, or some replications would fail.
-        _validate(_substitute(raw, {r.path: r.low() for r in ranges}), path)
-        _validate(_substitute(raw, {r.path: r.high() for r in ranges}), path)
+    # The ends of every range must be valid too, or some replications would fail.
+    for end, pick in (("low", Range.low), ("high", Range.high)):
+        if not ranges:
+            break
+        try:
+            _validate(_substitute(raw, {r.path: pick(r) for r in ranges}), path)
+        except ScenarioError as exc:
+            raise ScenarioError(exc.file, exc.field, f"{exc.message}, at the {end} end of its range") from None
     return Scenario(path=path, raw=raw, ranges=tuple(ranges), nominal=nominal)
 
 
