@@ -1,0 +1,130 @@
+"""Scenario loading: extends, ranges, the baseline's validity; calendars; distributions; streams."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim import capacity, from_dict, load
+from sim.calendar import build_calendar
+from sim.distributions import Deterministic, Exponential, Gamma, LogNormal, Triangular, Uniform
+from sim.inputs import poisson_arrivals, replication_inputs
+from sim.rng import stream
+from sim.run import replication_seed
+
+from .helpers import single_queue
+
+ROOT = Path(__file__).parent.parent
+BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
+SMALL = Path(__file__).parent / "data" / "small_2022.toml"
+
+
+def test_every_scenario_in_the_library_loads_and_is_stable():
+    for path in sorted((ROOT / "scenarios").glob("*.toml")):
+        scen = load(path)
+        assert capacity.check(scen) == []  # raises on an unstable load
+        assert scen.nominal.flows()
+
+
+def test_baseline_has_the_five_gates():
+    m = load(BASELINE).nominal
+    assert list(m.gates) == ["mong_cai", "bac_luan_2", "km3_4", "hoanh_mo", "bac_phong_sinh"]
+    assert m.horizon.start == dt.date(2022, 1, 1) and m.horizon.end == dt.date(2022, 11, 30)
+    assert all(set(g.directions()) == {"exit", "entry"} for g in m.gates.values())
+
+
+def test_extends_overrides_only_what_it_names():
+    base, child = load(BASELINE), load(SMALL)
+    assert child.name == "small_2022"
+    assert child.nominal.horizon.end == dt.date(2022, 2, 18)
+    assert child.nominal.horizon.start == base.nominal.horizon.start
+    assert child.nominal.gates == base.nominal.gates
+    assert [r.name() for r in child.ranges] == [r.name() for r in base.ranges]
+
+
+def test_ranges_are_sampled_within_bounds_and_vary_between_replications():
+    scen = load(BASELINE)
+    limits = []
+    for i in range(30):
+        rep = replication_inputs(scen, replication_seed(4, i))
+        limit = rep.model.gates["bac_luan_2"].exit.acceptance_limit
+        assert isinstance(limit, int) and 80 <= limit <= 110
+        mean = rep.model.gates["km3_4"].exit.stages[0].service_min.mean
+        assert 10 <= mean <= 15
+        limits.append(limit)
+    assert len(set(limits)) > 5
+
+
+def test_named_streams_give_common_random_numbers_across_scenarios():
+    """Adding a gate does not change the arrivals or service times drawn at another gate."""
+    one = single_queue(1.0, 1, {"dist": "exponential", "mean": 30.0}, days=5, warmup_days=0)
+    two = copy.deepcopy(one)
+    two["gates"]["other"] = copy.deepcopy(two["gates"]["g"])
+    two["gates"]["other"]["name"] = "other"
+    a = replication_inputs(from_dict(one), replication_seed(1, 0)).flows[0]
+    b = replication_inputs(from_dict(two), replication_seed(1, 0)).flows[0]
+    np.testing.assert_array_equal(a.arrival, b.arrival)
+    np.testing.assert_array_equal(a.service, b.service)
+
+
+def test_scaled_demand_keeps_the_underlying_draws():
+    """Inversion: doubling a constant rate halves every arrival time of the same stream."""
+    rates = np.full(48, 2.0)
+    a = poisson_arrivals(rates, stream(np.random.SeedSequence(3), "x"))
+    b = poisson_arrivals(2 * rates, stream(np.random.SeedSequence(3), "x"))
+    np.testing.assert_allclose(b[: len(a) // 2], a[: len(a) // 2] / 2)
+
+
+def test_poisson_arrivals_follow_the_rate_profile():
+    rates = np.tile(np.r_[np.zeros(8), np.full(8, 6.0), np.full(8, 2.0)], 200)
+    t = poisson_arrivals(rates, stream(np.random.SeedSequence(5), "x"))
+    hour = (t % 24).astype(int)
+    assert np.sum(hour < 8) == 0
+    counts = np.array([np.sum((hour >= 8) & (hour < 16)), np.sum(hour >= 16)])
+    expected = np.array([6.0 * 8 * 200, 2.0 * 8 * 200])
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected))
+
+
+def test_calendar_applies_hours_weekdays_and_closures():
+    raw = single_queue(1.0, 1, {"dist": "exponential", "mean": 30.0}, days=7, warmup_days=0)
+    gate = raw["gates"]["g"]
+    gate["hours"] = {"default": ["07:00-11:30", "13:00-17:00"], "sun": []}
+    gate["closures"] = [{"start": dt.datetime(2022, 1, 4, 9), "end": dt.date(2022, 1, 4), "directions": ["exit"]}]
+    m = from_dict(raw).nominal
+    cal = build_calendar(m.gates["g"], "exit", m.horizon)
+    # 2022-01-01 is a Saturday, 01-02 a Sunday (closed); 01-04 closed from 09:00 to the day's end
+    assert cal.next_open(0.0) == 7.0
+    assert cal.next_open(11.5) == 13.0
+    assert cal.next_open(17.0) == 24 * 2 + 7.0
+    assert cal.is_open(24 * 3 + 8.9) and not cal.is_open(24 * 3 + 9.0)
+    assert cal.next_open(24 * 3 + 9.0) == 24 * 4 + 7.0
+    assert cal.next_open(24 * 7) == float("inf")
+    assert cal.open_hours() == pytest.approx(8.5 * 5 + 2.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(mean=st.floats(1.0, 100.0), cv=st.floats(0.1, 2.0))
+def test_distributions_have_the_stated_mean_and_variance(mean, cv):
+    rng = np.random.default_rng(0)
+    dists = [
+        Exponential(dist="exponential", mean=mean),
+        LogNormal(dist="lognormal", mean=mean, cv=cv),
+        Gamma(dist="gamma", mean=mean, cv=cv),
+        Triangular(dist="triangular", low=mean / 2, mode=mean, high=2 * mean),
+        Uniform(dist="uniform", low=mean / 2, high=2 * mean),
+        Deterministic(dist="deterministic", value=mean),
+    ]
+    n = 200_000
+    for d in dists:
+        x = d.draw(rng, n)
+        assert np.all(x >= 0)
+        se = np.sqrt(d.variance() / n)
+        assert abs(x.mean() - d.expected()) <= 5 * se + 1e-9 * mean, d
+        if d.variance() > 0 and d.scv() < 1.5:  # heavy lognormal tails make the variance too noisy
+            assert x.var() == pytest.approx(d.variance(), rel=0.1), d
