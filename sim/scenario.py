@@ -14,7 +14,7 @@ import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 from pydantic import (
@@ -26,7 +26,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from typing_extensions import Annotated
+
 
 from .distributions import Duration
 from .errors import ScenarioError
