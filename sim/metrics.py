@@ -40,7 +40,7 @@ class ReplicationResult:
 
 
 def _queue_events(rec: FlowRecord) -> tuple[np.ndarray, np.ndarray]:
-    """Times and +1/-1 steps of the number of vehicles waiting (in the system, not in service)."""
+    """Times (sorted) and +1/-1 steps of the number of vehicles waiting (in the system, not in service)."""
     f = rec.inputs
     k = rec.start.shape[1]
     times = [f.arrival, rec.start.ravel()]
@@ -53,17 +53,21 @@ def _queue_events(rec: FlowRecord) -> tuple[np.ndarray, np.ndarray]:
     d = np.concatenate(deltas)
     ok = ~np.isnan(t)
     t, d = t[ok], d[ok]
-    order = np.lexsort((d, t))  # at equal times, departures from the queue first
+    order = np.argsort(t, kind="stable")
     return t[order], d[order]
 
 
-def _queue_max(t: np.ndarray, d: np.ndarray) -> float:
-    return float(np.max(np.cumsum(d), initial=0.0))
+def _queue_levels(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The queue length after all the events at each distinct time (``t`` sorted)."""
+    if t.size == 0:
+        return t, d
+    first = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+    return t[first], np.cumsum(np.add.reduceat(d, first))
 
 
-def _queue_by_hour(t: np.ndarray, d: np.ndarray, warmup_h: float, horizon_h: float) -> np.ndarray:
+def _queue_by_hour(times: np.ndarray, levels: np.ndarray, warmup_h: float, horizon_h: float) -> np.ndarray:
     grid = np.arange(warmup_h + QUEUE_GRID_H / 2, horizon_h, QUEUE_GRID_H)
-    level = np.concatenate([[0.0], np.cumsum(d)])[np.searchsorted(t, grid, side="right")]
+    level = np.concatenate([[0.0], levels])[np.searchsorted(times, grid, side="right")]
     hour = np.floor(grid % 24).astype(int)
     sums = np.bincount(hour, weights=level, minlength=24)
     counts = np.bincount(hour, minlength=24)
@@ -103,11 +107,12 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         wait = depart - f.arrival - served
         ev = _queue_events(rec)
         per_flow[(f.gate, f.direction)] = (f.arrival, depart, wait, ev, f.n_backlog)
+        levels = _queue_levels(*ev)
         done = depart[~np.isnan(depart)]
         daily[(f.gate, f.direction)] = np.bincount(
             np.minimum((done // 24).astype(int), days - 1), minlength=days
         ).astype(float)
-        qbh[(f.gate, f.direction)] = _queue_by_hour(*ev, warm, H)
+        qbh[(f.gate, f.direction)] = _queue_by_hour(*levels, warm, H)
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:
                 continue
@@ -138,10 +143,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         wait = np.concatenate([p[2] for p in parts])
         t = np.concatenate([p[3][0] for p in parts])
         dd = np.concatenate([p[3][1] for p in parts])
-        order = np.lexsort((dd, t))
+        order = np.argsort(t, kind="stable")  # merges the flows' sorted runs
         values = _vehicle_stats(arrival, depart, wait, warm)
         values["initial_backlog"] = float(sum(p[4] for p in parts))
-        values["queue_max"] = _queue_max(t[order], dd[order])
+        values["queue_max"] = float(np.max(_queue_levels(t[order], dd[order])[1], initial=0.0))
         values["crossings_per_day"] = values["crossings"] / days
         rows.extend((g, d, m, "", v) for m, v in values.items())
         if d == ALL:
