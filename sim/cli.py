@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
     r.add_argument("--out", help="output folder (default results/<scenario name>/)")
     r.add_argument("--workers", type=_positive_int, help="parallel processes (default: one per core)")
-    r.add_argument("--engine", choices=ENGINES, default="des", help="simulation engine (default des)")
+    r.add_argument("--engine", choices=ENGINES, default="fast",
+                   help="fast: compiled recursions (default); des: the SimPy discrete-event model")
     r.add_argument("--allow-overload", action="store_true",
                    help="simulate even where demand exceeds capacity over the horizon (the backlog grows)")
     r.add_argument("--no-plots", action="store_true", help="write tables only")

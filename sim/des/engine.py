@@ -3,6 +3,11 @@
 Rules (the fast engine implements the same ones):
 - Within a stage, the waiting vehicle with the lowest (priority, time it joined the stage's
   queue, order of joining) starts first: FCFS within a priority class.
+- Simultaneous events: at any instant, every arrival, service end and wake-up happens first;
+  then the stages dispatch, in stage order, each seeing every vehicle that is ready by then
+  (a vehicle passing a zero-time acceptance step reaches the next stage at the same instant).
+  Vehicles that join a stage at the same instant keep the order in which they started the
+  previous stage (for the first stage: their order in the input).
 - A service starts only when a lane is free, the gate is open for that direction (opening
   hours less closures) and, for a stage with a daily quota (the far side's acceptance), fewer
   than ``quota`` vehicles have started it on that calendar day. Otherwise the vehicles wait
@@ -44,8 +49,12 @@ def day_of(t: float) -> int:
 class StagePool:
     """A stage's lanes, its calendar and its daily quota, with a priority queue in front."""
 
-    def __init__(self, env: simpy.Environment, lanes: int | None, quota: int | None, calendar: Calendar):
+    def __init__(self, env: simpy.Environment, lanes: int | None, quota: int | None, calendar: Calendar, order: int):
         self.env = env
+        # dispatch after all ordinary events of the instant, stage 0 first (SimPy orders
+        # events by time, then priority: URGENT 0, NORMAL 1)
+        self.dispatch_priority = 2 + order
+        self.dispatch_pending = False
         self.free = math.inf if lanes is None else lanes
         self.quota = quota
         self.calendar = calendar
@@ -58,12 +67,21 @@ class StagePool:
         ev = self.env.event()
         heapq.heappush(self.queue, (priority, self.env.now, self.seq, ev))
         self.seq += 1
-        self._dispatch()
+        self._schedule_dispatch()
         return ev
 
     def release(self) -> None:
         self.free += 1
-        self._dispatch()
+        self._schedule_dispatch()
+
+    def _schedule_dispatch(self) -> None:
+        if self.dispatch_pending:
+            return
+        self.dispatch_pending = True
+        ev = simpy.Event(self.env)
+        ev._ok, ev._value = True, None  # a triggered event, scheduled at our own priority
+        ev.callbacks.append(self._dispatch)
+        self.env.schedule(ev, priority=self.dispatch_priority)
 
     def next_allowed(self, t: float) -> float:
         t = self.calendar.next_open(t)
@@ -74,9 +92,10 @@ class StagePool:
 
     def _wake(self, t: float) -> None:
         self.wakeups.discard(t)
-        self._dispatch()
+        self._schedule_dispatch()
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, _event=None) -> None:
+        self.dispatch_pending = False
         now = self.env.now
         while self.free > 0 and self.queue:
             t = self.next_allowed(now)
@@ -117,7 +136,10 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
     env = simpy.Environment()
     records = []
     for flow in rep.flows:
-        pools = [StagePool(env, lanes, quota, flow.calendar) for lanes, quota in zip(flow.lanes, flow.quota)]
+        pools = [
+            StagePool(env, lanes, quota, flow.calendar, k)
+            for k, (lanes, quota) in enumerate(zip(flow.lanes, flow.quota))
+        ]
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)
         records.append(FlowRecord(flow, start, end))
