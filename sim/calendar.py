@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -79,13 +80,20 @@ def hours_since_start(horizon: Horizon, when: dt.date | dt.datetime, end: bool =
 
 
 def opening_intervals(gate: Gate, horizon: Horizon) -> list[tuple[float, float]]:
+    hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
+    return list(_opening_intervals(hours, horizon.start, horizon.days))
+
+
+@lru_cache(maxsize=256)
+def _opening_intervals(hours: tuple, start: dt.date, days: int) -> tuple[tuple[float, float], ...]:
+    spec_by_key = dict(hours)
+    parsed = {k: _check_hours("", "", list(v)) for k, v in spec_by_key.items()}
     out = []
-    for d in range(horizon.days):
-        wd = WEEKDAYS[(horizon.start + dt.timedelta(days=d)).weekday()]
-        spec = gate.hours.get(wd, gate.hours.get("default", []))
-        for s, e in _check_hours("", "", spec):
+    for d in range(days):
+        wd = WEEKDAYS[(start + dt.timedelta(days=d)).weekday()]
+        for s, e in parsed.get(wd, parsed.get("default", [])):
             out.append((24.0 * d + s, 24.0 * d + e))
-    return _merge(out)
+    return tuple(_merge(out))
 
 
 def draw_random_closures(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -62,23 +63,33 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
     gate = model.gates[gate_id]
     spec: DirectionSpec = gate.spec(direction)
     per_day = spec.demand.get(vclass, 0.0)
-    days = model.horizon.days
+    h = model.horizon
     if per_day == 0:
-        return np.zeros(24 * days)
+        return np.zeros(24 * h.days)
     prof: Profile = gate.profile or model.profile
-    dates = [model.horizon.start + dt.timedelta(days=d) for d in range(days)]
-    wd = _norm(prof.weekday)[[d.weekday() for d in dates]]
-    mo = _norm(prof.monthly)[[d.month - 1 for d in dates]]
-    step = np.ones(days)
+    daily = per_day * _day_profile(tuple(prof.weekday), tuple(prof.monthly), h.start, h.days)
     for s in model.demand_steps:
         if (s.gates is None or gate_id in s.gates) and (
             s.directions is None or direction in s.directions
         ) and (s.classes is None or vclass in s.classes):
-            step *= np.array([
-                s.factor if d >= s.from_ and (s.until is None or d <= s.until) else 1.0 for d in dates
-            ])
-    daily = per_day * wd * mo * step
+            daily = np.where(_step_mask(s.from_, s.until, h.start, h.days), daily * s.factor, daily)
     return (daily[:, None] * _norm(prof.hourly)[None, :] / 24.0).ravel()
+
+
+@lru_cache(maxsize=256)
+def _day_profile(weekday: tuple, monthly: tuple, start: dt.date, days: int) -> np.ndarray:
+    dates = [start + dt.timedelta(days=d) for d in range(days)]
+    out = _norm(list(weekday))[[d.weekday() for d in dates]] * _norm(list(monthly))[[d.month - 1 for d in dates]]
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=256)
+def _step_mask(first: dt.date, last: dt.date | None, start: dt.date, days: int) -> np.ndarray:
+    dates = [start + dt.timedelta(days=d) for d in range(days)]
+    out = np.array([d >= first and (last is None or d <= last) for d in dates])
+    out.setflags(write=False)
+    return out
 
 
 def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:

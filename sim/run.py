@@ -43,8 +43,15 @@ def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "fa
     return replication_metrics(rep, SIMULATORS[engine](rep))
 
 
-def _worker(args):
-    return args[2], run_replication(*args)
+def _run_chunk(args) -> tuple[int, list[ReplicationResult]]:
+    """Replications first..last-1: a chunk of work for one process."""
+    scenario, seed, first, last, engine = args
+    return first, [run_replication(scenario, seed, i, engine) for i in range(first, last)]
+
+
+def default_chunk_size(reps: int, workers: int) -> int:
+    """Small enough to balance the workers and show progress, large enough to amortise start-up."""
+    return max(1, min(50, -(-reps // (4 * workers))))
 
 
 @dataclass
@@ -86,8 +93,9 @@ def run(
     engine: str = "fast",
     allow_overload: bool = False,
     progress: bool | None = None,
+    chunk_size: int | None = None,
 ) -> RunResult:
-    """Run ``reps`` replications; the result is the same whatever ``workers`` is."""
+    """Run ``reps`` replications; the result is the same whatever ``workers`` and ``chunk_size`` are."""
     if reps < 1:
         raise ValueError("reps must be at least 1")
     if engine not in ENGINES:
@@ -96,18 +104,22 @@ def run(
     workers = max(1, min(workers or os.cpu_count() or 1, reps))
     t0 = time.perf_counter()
     results: list[ReplicationResult | None] = [None] * reps
-    bar = tqdm(total=reps, desc=f"{scenario.name} ({engine})", unit="rep", disable=progress is False
-               if progress is not None else None, file=sys.stderr)
-    tasks = [(scenario, seed, i, engine) for i in range(reps)]
+    # progress None: a bar when stderr is a terminal
+    bar = tqdm(total=reps, desc=f"{scenario.name} ({engine})", unit="rep",
+               disable=None if progress is None else not progress, file=sys.stderr)
+    chunk = chunk_size or default_chunk_size(reps, workers)
+    tasks = [(scenario, seed, i, min(i + chunk, reps), engine) for i in range(0, reps, chunk)]
+
+    def collect(first: int, chunk_results: list[ReplicationResult]) -> None:
+        results[first:first + len(chunk_results)] = chunk_results
+        bar.update(len(chunk_results))
+
     if workers == 1:
         for t in tasks:
-            i, r = _worker(t)
-            results[i] = r
-            bar.update()
+            collect(*_run_chunk(t))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, r in pool.map(_worker, tasks):
-                results[i] = r
-                bar.update()
+            for first, chunk_results in pool.map(_run_chunk, tasks):
+                collect(first, chunk_results)
     bar.close()
     return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings)

@@ -55,3 +55,11 @@ def test_outputs_are_complete(tmp_path):
     assert {"mong_cai", "bac_luan_2", "km3_4", "hoanh_mo", "bac_phong_sinh", "all"} == gates
     # no stray temporary folders beside the output
     assert [p.name for p in tmp_path.iterdir()] == ["full"]
+
+
+def test_result_does_not_depend_on_chunk_size():
+    scen = load(SMALL)
+    base = run(scen, reps=5, seed=11, workers=1, chunk_size=1, progress=False).summary
+    for workers, chunk in ((1, 5), (2, 2), (2, 3)):
+        other = run(scen, reps=5, seed=11, workers=workers, chunk_size=chunk, progress=False).summary
+        pd.testing.assert_frame_equal(base, other)
