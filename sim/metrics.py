@@ -8,6 +8,7 @@ Per replication, for each gate x direction and the totals (gate ``all``, directi
   summed, over the vehicles that crossed and arrived after the warm-up;
 - ``time_in_system_mean_h`` / ``time_in_system_p95_h``: departure - arrival, same vehicles;
 - ``queue_max``: most vehicles waiting at once (in the system, not in service);
+- queue by hour of day (for the plot): the time-average number waiting in each hour of day;
 - ``crossings_per_day``: crossings / days in the horizon;
 - ``utilisation`` (per stage): lane-hours busy / (lanes x hours the stage could serve).
 Across replications: mean and a 95 % t-interval for the mean.
@@ -23,9 +24,9 @@ from scipy import stats
 
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
+from .queue_profile import merge_events, queue_profile, sort_events
 
 ALL = "all"
-QUEUE_GRID_H = 0.1  # queue length is sampled every 6 minutes for the hour-of-day profile
 TIS_BINS_H = np.logspace(-2, 4, 61)  # 36 s to 10,000 h, for the time-in-system histogram
 
 
@@ -52,26 +53,7 @@ def _queue_events(rec: FlowRecord) -> tuple[np.ndarray, np.ndarray]:
     t = np.concatenate(times)
     d = np.concatenate(deltas)
     ok = ~np.isnan(t)
-    t, d = t[ok], d[ok]
-    order = np.argsort(t, kind="stable")
-    return t[order], d[order]
-
-
-def _queue_levels(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The queue length after all the events at each distinct time (``t`` sorted)."""
-    if t.size == 0:
-        return t, d
-    first = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
-    return t[first], np.cumsum(np.add.reduceat(d, first))
-
-
-def _queue_by_hour(times: np.ndarray, levels: np.ndarray, warmup_h: float, horizon_h: float) -> np.ndarray:
-    grid = np.arange(warmup_h + QUEUE_GRID_H / 2, horizon_h, QUEUE_GRID_H)
-    level = np.concatenate([[0.0], levels])[np.searchsorted(times, grid, side="right")]
-    hour = np.floor(grid % 24).astype(int)
-    sums = np.bincount(hour, weights=level, minlength=24)
-    counts = np.bincount(hour, minlength=24)
-    return sums / np.maximum(counts, 1)
+    return sort_events(t[ok], d[ok])
 
 
 def _vehicle_stats(arrival, depart, wait, warmup_h) -> dict[str, float]:
@@ -107,12 +89,11 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         wait = depart - f.arrival - served
         ev = _queue_events(rec)
         per_flow[(f.gate, f.direction)] = (f.arrival, depart, wait, ev, f.n_backlog)
-        levels = _queue_levels(*ev)
         done = depart[~np.isnan(depart)]
         daily[(f.gate, f.direction)] = np.bincount(
             np.minimum((done // 24).astype(int), days - 1), minlength=days
         ).astype(float)
-        qbh[(f.gate, f.direction)] = _queue_by_hour(*levels, warm, H)
+        qbh[(f.gate, f.direction)] = queue_profile(*ev, warm, H)[1]
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:
                 continue
@@ -122,6 +103,22 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             busy = float(np.sum(np.minimum(finish[ok], H) - began[ok]))
             capacity = f.lanes[k] * f.calendar.open_hours()
             rows.append((f.gate, f.direction, "utilisation", name, busy / capacity if capacity > 0 else np.nan))
+
+    merged: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def group_events(keys: list) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted queue events of a group of flows, merged pairwise and remembered."""
+        key = tuple(keys)
+        if key not in merged:
+            if len(keys) == 1:
+                merged[key] = per_flow[keys[0]][3]
+            else:
+                exits = [k for k in keys if k[1] == "exit"]
+                # both directions: the merge of the two direction totals, themselves remembered
+                split = len(exits) if 0 < len(exits) < len(keys) else len(keys) // 2
+                ordered = exits + [k for k in keys if k[1] != "exit"] if split == len(exits) else keys
+                merged[key] = merge_events(*group_events(ordered[:split]), *group_events(ordered[split:]))
+        return merged[key]
 
     def groups():
         gates = sorted({g for g, _ in per_flow}, key=list(rep.model.gates).index)
@@ -141,12 +138,9 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         arrival = np.concatenate([p[0] for p in parts])
         depart = np.concatenate([p[1] for p in parts])
         wait = np.concatenate([p[2] for p in parts])
-        t = np.concatenate([p[3][0] for p in parts])
-        dd = np.concatenate([p[3][1] for p in parts])
-        order = np.argsort(t, kind="stable")  # merges the flows' sorted runs
         values = _vehicle_stats(arrival, depart, wait, warm)
         values["initial_backlog"] = float(sum(p[4] for p in parts))
-        values["queue_max"] = float(np.max(_queue_levels(t[order], dd[order])[1], initial=0.0))
+        values["queue_max"] = float(queue_profile(*group_events(keys), warm, H)[0])
         values["crossings_per_day"] = values["crossings"] / days
         rows.extend((g, d, m, "", v) for m, v in values.items())
         if d == ALL:
