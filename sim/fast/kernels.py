@@ -34,28 +34,62 @@ def day_of(t):
 
 
 @nb.njit(cache=True)
-def stage_pass(ready, tiekey, level, n_levels, service, lanes, quota, starts, ends, horizon,
+def ready_order(ready, prev_rank):
+    """The vehicles that reach a stage, by ready time, ties in previous-stage start order.
+
+    Listed in previous-stage start order, the ready times (that stage's end times) are nearly
+    sorted already, so a stable insertion sort is close to linear.
+    """
+    n = ready.size
+    started = 0
+    for i in range(n):
+        if prev_rank[i] >= 0:
+            started += 1
+    by_rank = np.empty(started, np.int64)
+    for i in range(n):
+        if prev_rank[i] >= 0:
+            by_rank[prev_rank[i]] = i
+    o = np.empty(started, np.int64)
+    m = 0
+    for j in range(started):
+        i = by_rank[j]
+        if not np.isnan(ready[i]):
+            o[m] = i
+            m += 1
+    o = o[:m]
+    for j in range(1, m):
+        x = o[j]
+        k = j - 1
+        while k >= 0 and ready[o[k]] > ready[x]:
+            o[k + 1] = o[k]
+            k -= 1
+        o[k + 1] = x
+    return o
+
+
+@nb.njit(cache=True)
+def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, ends, horizon,
                start_out, end_out, rank_out):
     """Start times, end times and start order of every vehicle at one stage.
 
-    ready: when each vehicle reaches the stage (NaN: never); tiekey: order among equal ready
-    times; level: dense priority level (0 first); lanes < 0: unlimited; quota < 0: none.
-    Outputs are NaN / -1 for vehicles that do not start (or end) within the horizon.
+    ready: when each vehicle reaches the stage; o_ready: the vehicles that do, by ready time
+    then tie order; level: dense priority level (0 first); lanes < 0: unlimited; quota < 0:
+    none. Outputs stay NaN / -1 for vehicles that do not start (or end) within the horizon.
     """
-    n = ready.size
-    o = np.argsort(tiekey, kind="mergesort")
-    o = o[np.argsort(ready[o], kind="mergesort")]  # NaN (never ready) sorts last
-    o = o[np.argsort(level[o], kind="mergesort")]
-    lo = np.zeros(n_levels, np.int64)
-    hi = np.zeros(n_levels, np.int64)
-    pos = 0
+    m = o_ready.size
+    counts = np.zeros(n_levels + 1, np.int64)
+    for j in range(m):
+        counts[level[o_ready[j]] + 1] += 1
     for lv in range(n_levels):
-        lo[lv] = pos
-        while pos < n and level[o[pos]] == lv and not np.isnan(ready[o[pos]]):
-            pos += 1
-        hi[lv] = pos
-        while pos < n and level[o[pos]] == lv:  # skip the never-ready of this level
-            pos += 1
+        counts[lv + 1] += counts[lv]
+    lo = counts[:-1].copy()
+    hi = counts[1:].copy()
+    o = np.empty(m, np.int64)
+    fill = lo.copy()
+    for j in range(m):  # stable split by priority level
+        lv = level[o_ready[j]]
+        o[fill[lv]] = o_ready[j]
+        fill[lv] += 1
     ptr = lo.copy()
     unlimited = lanes < 0
     free = np.full(max(lanes, 1), -np.inf)
@@ -117,16 +151,16 @@ def run_flow(arrival, level, n_levels, service, lanes, quota, starts, ends, hori
     start = np.full((n, k_stages), np.nan)
     end = np.full((n, k_stages), np.nan)
     ready = arrival.copy()
-    tie = np.arange(n)
+    o_ready = np.arange(n)  # arrivals are sorted; simultaneous ones in input order
     rank = np.full(n, -1, np.int64)
     for k in range(k_stages):
         rank[:] = -1
         s_k = np.full(n, np.nan)
         e_k = np.full(n, np.nan)
-        stage_pass(ready, tie, level, n_levels, service[:, k].copy(), lanes[k], quota[k],
+        stage_pass(ready, o_ready, level, n_levels, service[:, k].copy(), lanes[k], quota[k],
                    starts, ends, horizon, s_k, e_k, rank)
         start[:, k] = s_k
         end[:, k] = e_k
         ready = e_k
-        tie = rank.copy()
+        o_ready = ready_order(ready, rank)
     return start, end
