@@ -24,7 +24,7 @@ from scipy import stats
 
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
-from .queue_profile import merge_events, queue_profile, sort_events
+from .queue_profile import group_peaks, queue_profile, sort_events
 
 ALL = "all"
 TIS_BINS_H = np.logspace(-2, 4, 61)  # 36 s to 10,000 h, for the time-in-system histogram
@@ -82,6 +82,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     rows: list[tuple] = []
     daily, qbh, tis_hist = {}, {}, {}
     per_flow = {}
+    flow_peak: dict[tuple[str, str], float] = {}
     for rec in records:
         f = rec.inputs
         depart = rec.depart
@@ -93,7 +94,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         daily[(f.gate, f.direction)] = np.bincount(
             np.minimum((done // 24).astype(int), days - 1), minlength=days
         ).astype(float)
-        qbh[(f.gate, f.direction)] = queue_profile(*ev, warm, H)[1]
+        flow_peak[(f.gate, f.direction)], qbh[(f.gate, f.direction)] = queue_profile(*ev, warm, H)
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:
                 continue
@@ -103,22 +104,6 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             busy = float(np.sum(np.minimum(finish[ok], H) - began[ok]))
             capacity = f.lanes[k] * f.calendar.open_hours()
             rows.append((f.gate, f.direction, "utilisation", name, busy / capacity if capacity > 0 else np.nan))
-
-    merged: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-
-    def group_events(keys: list) -> tuple[np.ndarray, np.ndarray]:
-        """The sorted queue events of a group of flows, merged pairwise and remembered."""
-        key = tuple(keys)
-        if key not in merged:
-            if len(keys) == 1:
-                merged[key] = per_flow[keys[0]][3]
-            else:
-                exits = [k for k in keys if k[1] == "exit"]
-                # both directions: the merge of the two direction totals, themselves remembered
-                split = len(exits) if 0 < len(exits) < len(keys) else len(keys) // 2
-                ordered = exits + [k for k in keys if k[1] != "exit"] if split == len(exits) else keys
-                merged[key] = merge_events(*group_events(ordered[:split]), *group_events(ordered[split:]))
-        return merged[key]
 
     def groups():
         gates = sorted({g for g, _ in per_flow}, key=list(rep.model.gates).index)
@@ -133,14 +118,27 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
                 yield ALL, d, keys
         yield ALL, ALL, list(per_flow)
 
-    for g, d, keys in groups():
+    group_list = list(groups())
+    flow_keys = list(per_flow)
+    multi = [i for i, (_g, _d, keys) in enumerate(group_list) if len(keys) > 1]
+    membership = np.full((len(flow_keys), max(1, len(multi))), -1, dtype=np.int64)
+    for col, gi in enumerate(multi):
+        for key in group_list[gi][2]:
+            membership[flow_keys.index(key), col] = col
+    offsets = np.cumsum([0] + [per_flow[k][3][0].size for k in flow_keys])
+    peaks = group_peaks(
+        np.concatenate([per_flow[k][3][0] for k in flow_keys]),
+        np.concatenate([per_flow[k][3][1] for k in flow_keys]),
+        offsets, membership, max(1, len(multi)),
+    )
+    for gi, (g, d, keys) in enumerate(group_list):
         parts = [per_flow[k] for k in keys]
         arrival = np.concatenate([p[0] for p in parts])
         depart = np.concatenate([p[1] for p in parts])
         wait = np.concatenate([p[2] for p in parts])
         values = _vehicle_stats(arrival, depart, wait, warm)
         values["initial_backlog"] = float(sum(p[4] for p in parts))
-        values["queue_max"] = float(queue_profile(*group_events(keys), warm, H)[0])
+        values["queue_max"] = float(peaks[multi.index(gi)]) if gi in multi else flow_peak[keys[0]]
         values["crossings_per_day"] = values["crossings"] / days
         rows.extend((g, d, m, "", v) for m, v in values.items())
         if d == ALL:

@@ -1,8 +1,8 @@
 """The number of vehicles waiting over time, from sorted +1/-1 event series, by compiled sweeps.
 
-Each flow's events are sorted once; the series of a group of flows (a gate's two directions,
-all gates) is a linear merge of its members' sorted series. A sweep applies simultaneous
-events together and integrates the level exactly into hour-of-day bins.
+Each flow's events are sorted once. A sweep over a flow applies simultaneous events together
+and integrates the level exactly into hour-of-day bins; the totals of groups of flows (a
+gate's two directions, all gates) come from one k-way merge over all flows.
 """
 
 from __future__ import annotations
@@ -17,33 +17,68 @@ def sort_events(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @nb.njit(cache=True)
-def merge_events(t1, d1, t2, d2):
-    """Merge two time-sorted event series into one."""
-    n1, n2 = t1.size, t2.size
-    t = np.empty(n1 + n2)
-    d = np.empty(n1 + n2)
-    i = j = k = 0
-    while i < n1 and j < n2:
-        if t1[i] <= t2[j]:
-            t[k] = t1[i]
-            d[k] = d1[i]
-            i += 1
+def group_peaks(t, d, offsets, flow_groups, n_groups):
+    """The highest total level of each group of flows, in one pass over all flows' events.
+
+    t, d: the flows' time-sorted event series, concatenated (flow f is offsets[f]:offsets[f+1]);
+    flow_groups[f]: the groups flow f belongs to (-1: none). A k-way merge by a binary heap of
+    flow heads visits the events in time order; levels are checked once all the events of an
+    instant are applied.
+    """
+    n_flows = offsets.size - 1
+    ptr = offsets[:-1].copy()
+    heap_t = np.empty(n_flows)
+    heap_f = np.empty(n_flows, np.int64)
+    size = 0
+    for f in range(n_flows):
+        if ptr[f] < offsets[f + 1]:
+            # sift up
+            j = size
+            heap_t[j] = t[ptr[f]]
+            heap_f[j] = f
+            size += 1
+            while j > 0:
+                parent = (j - 1) // 2
+                if heap_t[parent] <= heap_t[j]:
+                    break
+                heap_t[parent], heap_t[j] = heap_t[j], heap_t[parent]
+                heap_f[parent], heap_f[j] = heap_f[j], heap_f[parent]
+                j = parent
+    level = np.zeros(n_groups)
+    peak = np.zeros(n_groups)
+    while size > 0:
+        f = heap_f[0]
+        now = heap_t[0]
+        i = ptr[f]
+        for g in flow_groups[f]:
+            if g >= 0:
+                level[g] += d[i]
+        ptr[f] = i + 1
+        if ptr[f] < offsets[f + 1]:
+            heap_t[0] = t[ptr[f]]
         else:
-            t[k] = t2[j]
-            d[k] = d2[j]
-            j += 1
-        k += 1
-    while i < n1:
-        t[k] = t1[i]
-        d[k] = d1[i]
-        i += 1
-        k += 1
-    while j < n2:
-        t[k] = t2[j]
-        d[k] = d2[j]
-        j += 1
-        k += 1
-    return t, d
+            size -= 1
+            heap_t[0] = heap_t[size]
+            heap_f[0] = heap_f[size]
+        # sift down
+        j = 0
+        while True:
+            left = 2 * j + 1
+            if left >= size:
+                break
+            c = left
+            if left + 1 < size and heap_t[left + 1] < heap_t[left]:
+                c = left + 1
+            if heap_t[j] <= heap_t[c]:
+                break
+            heap_t[j], heap_t[c] = heap_t[c], heap_t[j]
+            heap_f[j], heap_f[c] = heap_f[c], heap_f[j]
+            j = c
+        if size == 0 or heap_t[0] != now:
+            for g in range(n_groups):
+                if level[g] > peak[g]:
+                    peak[g] = level[g]
+    return peak
 
 
 @nb.njit(cache=True)
