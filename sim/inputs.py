@@ -32,6 +32,7 @@ class FlowInputs:
     arrival: np.ndarray  # hours, sorted; initial backlog at 0
     vclass: np.ndarray  # index into classes
     priority: np.ndarray  # lower is served first
+    class_priority: np.ndarray  # priority of each class
     service: np.ndarray  # (n, stages) hours; 0 for the acceptance step
     classes: list[str]
     stage_names: list[str]
@@ -143,7 +144,8 @@ def flow_inputs(
     service = np.vstack(svc)
     order = np.lexsort((vclass, arrival))  # by time; at equal times (the backlog) by class
     arrival, vclass, service = arrival[order], vclass[order], service[order]
-    priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)[vclass]
+    class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
+    priority = class_priority[vclass]
 
     names = [s.name for s in spec.stages]
     lanes: list[int | None] = [s.lanes for s in spec.stages]
@@ -157,6 +159,7 @@ def flow_inputs(
         service = np.insert(service, k, 0.0, axis=1)
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass, priority=priority,
+        class_priority=class_priority,
         service=np.ascontiguousarray(service), classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog,
     )

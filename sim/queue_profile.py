@@ -22,8 +22,8 @@ def group_peaks(t, d, offsets, flow_groups, n_groups):
 
     t, d: the flows' time-sorted event series, concatenated (flow f is offsets[f]:offsets[f+1]);
     flow_groups[f]: the groups flow f belongs to (-1: none). A k-way merge by a binary heap of
-    flow heads visits the events in time order; levels are checked once all the events of an
-    instant are applied.
+    flow heads visits the events in time order, a flow's run of events before the next head of
+    another flow at a time; levels are checked once all the events of an instant are applied.
     """
     n_flows = offsets.size - 1
     ptr = offsets[:-1].copy()
@@ -48,14 +48,30 @@ def group_peaks(t, d, offsets, flow_groups, n_groups):
     peak = np.zeros(n_groups)
     while size > 0:
         f = heap_f[0]
-        now = heap_t[0]
+        # the flow's events up to the next head of any other flow form a run: no heap work
+        other = np.inf
+        if size > 1:
+            other = heap_t[1]
+        if size > 2 and heap_t[2] < other:
+            other = heap_t[2]
         i = ptr[f]
-        for g in flow_groups[f]:
-            if g >= 0:
-                level[g] += d[i]
-        ptr[f] = i + 1
-        if ptr[f] < offsets[f + 1]:
-            heap_t[0] = t[ptr[f]]
+        stop = offsets[f + 1]
+        while i < stop and t[i] <= other:
+            now = t[i]
+            while i < stop and t[i] == now:
+                for g in flow_groups[f]:
+                    if g >= 0:
+                        level[g] += d[i]
+                i += 1
+            if now < other:  # no other flow has events at this instant: every level is final
+                for g in range(n_groups):
+                    if level[g] > peak[g]:
+                        peak[g] = level[g]
+            else:  # another flow shares this instant: its run completes the instant
+                break
+        ptr[f] = i
+        if i < stop:
+            heap_t[0] = t[i]
         else:
             size -= 1
             heap_t[0] = heap_t[size]
@@ -74,10 +90,6 @@ def group_peaks(t, d, offsets, flow_groups, n_groups):
             heap_t[j], heap_t[c] = heap_t[c], heap_t[j]
             heap_f[j], heap_f[c] = heap_f[c], heap_f[j]
             j = c
-        if size == 0 or heap_t[0] != now:
-            for g in range(n_groups):
-                if level[g] > peak[g]:
-                    peak[g] = level[g]
     return peak
 
 

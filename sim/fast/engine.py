@@ -9,13 +9,14 @@ from ..inputs import FlowInputs, ReplicationInputs
 from .kernels import run_flow
 
 
-def _levels(priority: np.ndarray) -> tuple[np.ndarray, int]:
-    values, level = np.unique(priority, return_inverse=True)
-    return level.astype(np.int64), max(len(values), 1)
+def _levels(flow: FlowInputs) -> tuple[np.ndarray, int]:
+    """Dense priority levels (0 served first), from the few class priorities, not a sort of vehicles."""
+    values, class_level = np.unique(flow.class_priority, return_inverse=True)
+    return class_level.astype(np.int64)[flow.vclass], max(len(values), 1)
 
 
 def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
-    level, n_levels = _levels(flow.priority)
+    level, n_levels = _levels(flow)
     lanes = np.array([-1 if c is None else c for c in flow.lanes], dtype=np.int64)
     quota = np.array([-1 if q is None else q for q in flow.quota], dtype=np.int64)
     start, end = run_flow(

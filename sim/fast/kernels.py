@@ -18,14 +18,19 @@ EPS_H = 1e-9  # as sim.calendar.EPS_H
 
 
 @nb.njit(cache=True)
-def next_open(t, starts, ends):
-    """The earliest time >= t inside an open interval [start, end), inf if none."""
-    i = np.searchsorted(starts, t + EPS_H, side="right") - 1
-    if i >= 0 and t < ends[i]:
-        return t
-    if i + 1 < starts.size:
-        return starts[i + 1]
-    return np.inf
+def next_open_from(t, starts, ends, i):
+    """The earliest time >= t inside an open interval [start, end) (inf if none), and the interval.
+
+    For non-decreasing t, i (the interval found last time) makes the search amortised O(1).
+    """
+    n = starts.size
+    while i < n and ends[i] <= t:
+        i += 1
+    if i == n:
+        return np.inf, i
+    if t + EPS_H >= starts[i]:
+        return t, i
+    return starts[i], i
 
 
 @nb.njit(cache=True)
@@ -94,6 +99,7 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
     unlimited = lanes < 0
     free = np.full(max(lanes, 1), -np.inf)
     t_prev = -np.inf
+    cal_i = 0  # the calendar interval searched from: start times only grow within a pass
     cur_day = -1
     used = 0
     rank = 0
@@ -114,10 +120,10 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
         t = max(earliest, t_prev)
         if not unlimited and free[lane] > t:
             t = free[lane]
-        t = next_open(t, starts, ends)
+        t, cal_i = next_open_from(t, starts, ends, cal_i)
         if quota >= 0:
             while t < np.inf and day_of(t) == cur_day and used >= quota:
-                t = next_open(24.0 * (cur_day + 1), starts, ends)
+                t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
         if t >= horizon:
             break
         chosen = -1
