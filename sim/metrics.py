@@ -138,19 +138,27 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         np.concatenate([per_flow[k][3][1] for k in flow_keys]),
         offsets, membership, max(1, len(multi)),
     )
+    done: dict[tuple, tuple[dict, np.ndarray | None]] = {}  # groups with the same flows: once
+    needs_hist = {tuple(keys) for _g, d, keys in group_list if d == ALL}
     for gi, (g, d, keys) in enumerate(group_list):
-        parts = [per_flow[k] for k in keys]
-        arrival = np.concatenate([p[0] for p in parts])
-        depart = np.concatenate([p[1] for p in parts])
-        wait = np.concatenate([p[2] for p in parts])
-        values = _vehicle_stats(arrival, depart, wait, warm)
-        values["initial_backlog"] = float(sum(p[4] for p in parts))
-        values["queue_max"] = float(peaks[multi.index(gi)]) if gi in multi else flow_peak[keys[0]]
-        values["crossings_per_day"] = values["crossings"] / days
+        if tuple(keys) not in done:
+            parts = [per_flow[k] for k in keys]
+            arrival = np.concatenate([p[0] for p in parts])
+            depart = np.concatenate([p[1] for p in parts])
+            wait = np.concatenate([p[2] for p in parts])
+            values = _vehicle_stats(arrival, depart, wait, warm)
+            values["initial_backlog"] = float(sum(p[4] for p in parts))
+            values["queue_max"] = float(peaks[multi.index(gi)]) if gi in multi else flow_peak[keys[0]]
+            values["crossings_per_day"] = values["crossings"] / days
+            hist = None
+            if tuple(keys) in needs_hist:
+                steady = ~np.isnan(depart) & (arrival >= warm)
+                hist = _log_histogram((depart - arrival)[steady])
+            done[tuple(keys)] = values, hist
+        values, hist = done[tuple(keys)]
         rows.extend((g, d, m, "", v) for m, v in values.items())
         if d == ALL:
-            steady = ~np.isnan(depart) & (arrival >= warm)
-            tis_hist[g] = _log_histogram((depart - arrival)[steady])
+            tis_hist[g] = hist
         if (g, d) not in daily:
             daily[(g, d)] = sum(daily[k] for k in keys)
     return ReplicationResult(rows=rows, daily=daily, queue_by_hour=qbh, tis_hist=tis_hist)
