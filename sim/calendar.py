@@ -16,8 +16,9 @@ import numpy as np
 
 from .scenario import WEEKDAYS, Gate, Horizon, RandomClosure, _as_datetime, _check_hours
 
-# Times within this many hours of an interval's start count as inside it: a wake-up
-# scheduled for the opening time may land a rounding error early.
+# A time this close before an interval's start is taken for the start itself: a wake-up
+# scheduled for the opening time may land a rounding error early (it then waits again, and
+# now + (start - now) is exact once now is that close).
 EPS_H = 1e-9
 
 
@@ -30,12 +31,12 @@ class Calendar:
         """The earliest time >= t at which a service may start (inf if none)."""
         i = bisect_right(self.starts, t + EPS_H) - 1
         if i >= 0 and t < self.ends[i]:
-            return t  # inside, or within EPS_H before the opening
+            return max(t, float(self.starts[i]))  # inside, or a rounding error before the opening
         j = i + 1
         return float(self.starts[j]) if j < len(self.starts) else float("inf")
 
     def is_open(self, t: float) -> bool:
-        i = bisect_right(self.starts, t + EPS_H) - 1
+        i = bisect_right(self.starts, t) - 1
         return i >= 0 and t < self.ends[i]
 
     def open_hours(self) -> float:

@@ -88,3 +88,12 @@ def test_engines_agree_statistically_on_independent_streams():
             assert abs(sel_a.mean() - sel_b.mean()) <= half + 1e-9, (metric, gate, sel_a.mean(), sel_b.mean(), half)
             checked += 1
     assert checked == 15
+
+
+def test_no_start_a_rounding_error_before_a_reopening():
+    """Found by hypothesis: a service must not start 1 ulp before a random closure ends."""
+    from sim.fast.kernels import next_open_from
+
+    starts, ends = np.array([0.0, 7.184532704697305]), np.array([0.8669932959450506, 8.0])
+    t, i = next_open_from(7.184532704697304, starts, ends, 0)
+    assert t == 7.184532704697305 and i == 1

@@ -101,6 +101,8 @@ def test_calendar_applies_hours_weekdays_and_closures():
     # 2022-01-01 is a Saturday, 01-02 a Sunday (closed); 01-04 closed from 09:00 to the day's end
     assert cal.next_open(0.0) == 7.0
     assert cal.next_open(11.5) == 13.0
+    # a time a rounding error before an opening is moved to the opening, never left before it
+    assert cal.next_open(13.0 - 1e-12) == 13.0 and not cal.is_open(13.0 - 1e-12)
     assert cal.next_open(17.0) == 24 * 2 + 7.0
     assert cal.is_open(24 * 3 + 8.9) and not cal.is_open(24 * 3 + 9.0)
     assert cal.next_open(24 * 3 + 9.0) == 24 * 4 + 7.0

@@ -28,7 +28,7 @@ def next_open_from(t, starts, ends, i):
         i += 1
     if i == n:
         return np.inf, i
-    if t + EPS_H >= starts[i]:
+    if t >= starts[i]:
         return t, i
     return starts[i], i
 
