@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from sim import from_dict, load, run  # noqa: E402
 from sim.inputs import replication_inputs  # noqa: E402
-from sim.run import replication_seed  # noqa: E402
+from sim.rng import replication_seed  # noqa: E402
 
 
 def erlang_c_wait(lam: float, mu: float, c: int) -> float:

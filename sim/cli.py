@@ -30,24 +30,19 @@ def default_scenario() -> Path:
     return Path("scenarios") / BASELINE
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_number(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,10 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run replications of a scenario and write tables and plots")
     r.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: scenarios/{BASELINE})")
-    r.add_argument("--reps", type=_positive_int, default=DEFAULT_REPS, help=f"replications (default {DEFAULT_REPS})")
-    r.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
+    r.add_argument("--reps", type=_whole_number(1), default=DEFAULT_REPS, help=f"replications (default {DEFAULT_REPS})")
+    r.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
     r.add_argument("--out", help="output folder (default results/<scenario name>/)")
-    r.add_argument("--workers", type=_positive_int, help="parallel processes (default: one per core)")
+    r.add_argument("--workers", type=_whole_number(1), help="parallel processes (default: one per core)")
     r.add_argument("--engine", choices=ENGINES, default="fast",
                    help="fast: compiled recursions (default); des: the SimPy discrete-event model")
     r.add_argument("--allow-overload", action="store_true",

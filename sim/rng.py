@@ -13,9 +13,10 @@ import hashlib
 import numpy as np
 
 
-def replication_seeds(seed: int, reps: int) -> list[np.random.SeedSequence]:
-    """The SeedSequence of each replication, spawned from the run's root seed."""
-    return np.random.SeedSequence(seed).spawn(reps)
+def replication_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Replication ``index``'s SeedSequence: the same as ``SeedSequence(seed).spawn(n)[index]``
+    for any n > index, so a replication does not depend on how many are run."""
+    return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
 def _name_key(name: str) -> int:

@@ -8,13 +8,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from . import capacity
 from . import des, fast
 from .inputs import replication_inputs
+from .rng import replication_seed
 from .metrics import (
     ReplicationResult,
     daily_table,
@@ -30,11 +30,6 @@ DEFAULT_REPS = 10
 DEFAULT_SEED = 20221130
 ENGINES = ("fast", "des")
 SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
-
-
-def replication_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Child ``index`` of SeedSequence(seed): identical to ``SeedSequence(seed).spawn(n)[index]``."""
-    return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
 def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "fast") -> ReplicationResult:

@@ -496,11 +496,6 @@ class Scenario:
         values = {r.path: r.sample(rng_for(f"param/{r.name()}")) for r in self.ranges}
         return _validate(_substitute(self.raw, values), self.path)
 
-    def with_values(self, values: dict[str, float]) -> ScenarioModel:
-        """A concrete scenario with the named ranges fixed (the others at their nominal value)."""
-        fixed = {r.path: values.get(r.name(), r.nominal()) for r in self.ranges}
-        return _validate(_substitute(self.raw, fixed), self.path)
-
 
 def from_dict(raw: dict, path: str = "<scenario>") -> Scenario:
     """Validate a scenario given as a dict (after any ``extends`` has been merged)."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from sim import des, fast, from_dict, load, run
 from sim.inputs import replication_inputs
-from sim.run import replication_seed
+from sim.rng import replication_seed
 
 from .strategies import scenarios
 

@@ -18,7 +18,7 @@ from sim import from_dict
 from sim.calendar import draw_random_closures
 from sim.inputs import ACCEPTANCE
 from sim.rng import stream
-from sim.run import replication_seed
+from sim.rng import replication_seed
 from sim.scenario import WEEKDAYS
 
 from .helpers import metric, run_one

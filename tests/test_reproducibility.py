@@ -63,3 +63,13 @@ def test_result_does_not_depend_on_chunk_size():
     for workers, chunk in ((1, 5), (2, 2), (2, 3)):
         other = run(scen, reps=5, seed=11, workers=workers, chunk_size=chunk, progress=False).summary
         pd.testing.assert_frame_equal(base, other)
+
+
+def test_replication_seed_is_the_spawned_child():
+    import numpy as np
+
+    from sim.rng import replication_seed
+
+    children = np.random.SeedSequence(5).spawn(10)
+    for i in (0, 3, 9):
+        assert np.array_equal(replication_seed(5, i).generate_state(4), children[i].generate_state(4))

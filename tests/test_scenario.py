@@ -16,7 +16,7 @@ from sim.calendar import build_calendar
 from sim.distributions import Deterministic, Exponential, Gamma, LogNormal, Triangular, Uniform
 from sim.inputs import poisson_arrivals, replication_inputs
 from sim.rng import stream
-from sim.run import replication_seed
+from sim.rng import replication_seed
 
 from .helpers import single_queue
 
