@@ -65,13 +65,14 @@ def loads(scenario: Scenario) -> list[Load]:
 def check(scenario: Scenario, allow_overload: bool = False) -> list[str]:
     """Raise OverloadError for an unstable load (or return warnings when allowed)."""
     warnings = []
-    total = sum(ld.demand for ld in loads(scenario))
+    flow_loads = loads(scenario)
+    total = sum(ld.demand for ld in flow_loads)
     if total > MAX_VEHICLES_PER_REPLICATION:
         raise OverloadError(
             scenario.path, "demand",
             f"{total:,.0f} vehicles per replication expected; at most {MAX_VEHICLES_PER_REPLICATION:,} are allowed",
         )
-    for ld in loads(scenario):
+    for ld in flow_loads:
         if ld.ratio < 1.0:
             continue
         field = f"gates.{ld.gate}.{ld.direction}.demand"

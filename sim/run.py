@@ -7,14 +7,13 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 from tqdm import tqdm
 
-from . import capacity
-from . import des, fast
+from . import capacity, des, fast
 from .inputs import replication_inputs
-from .rng import replication_seed
 from .metrics import (
     ReplicationResult,
     daily_table,
@@ -24,6 +23,7 @@ from .metrics import (
     summarise,
     tis_hist_table,
 )
+from .rng import replication_seed
 from .scenario import Scenario
 
 DEFAULT_REPS = 10
@@ -59,23 +59,24 @@ class RunResult:
     wall_s: float
     warnings: list[str]
 
-    @property
+    @cached_property
     def summary(self) -> pd.DataFrame:
+        """Tables are computed once, on first use (the CLI prints and writes the same summary)."""
         return summarise(self.results)
 
-    @property
+    @cached_property
     def per_replication(self) -> pd.DataFrame:
         return per_replication(self.results)
 
-    @property
+    @cached_property
     def daily(self) -> pd.DataFrame:
         return daily_table(self.results, self.scenario.nominal.horizon.start)
 
-    @property
+    @cached_property
     def queue_by_hour(self) -> pd.DataFrame:
         return queue_by_hour_table(self.results)
 
-    @property
+    @cached_property
     def time_in_system_hist(self) -> pd.DataFrame:
         return tis_hist_table(self.results)
 
