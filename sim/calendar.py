@@ -53,36 +53,31 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(s, e) for s, e in out]
 
 
-def _subtract(opens: list[tuple[float, float]], closed: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    closed = _merge(closed)
-    out = []
-    for s, e in opens:
-        pieces = [(s, e)]
-        for cs, ce in closed:
-            if ce <= s or cs >= e:
-                continue
-            nxt = []
-            for ps, pe in pieces:
-                if ce <= ps or cs >= pe:
-                    nxt.append((ps, pe))
-                    continue
-                if ps < cs:
-                    nxt.append((ps, cs))
-                if ce < pe:
-                    nxt.append((ce, pe))
-            pieces = nxt
-        out.extend(pieces)
-    return [(s, e) for s, e in out if e > s]
+def _subtract(opens: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """Open intervals ((n, 2), disjoint, sorted) less the closed ones ((m, 2), any): one sweep
+    over all boundaries. Touching open pieces are joined."""
+    if len(closed) == 0:
+        return opens[opens[:, 1] > opens[:, 0]]
+    o = opens
+    c = np.asarray(_merge([tuple(iv) for iv in closed]), dtype=float).reshape(-1, 2)
+    t = np.concatenate([o[:, 0], o[:, 1], c[:, 0], c[:, 1]])
+    d_open = np.concatenate([np.ones(len(o)), -np.ones(len(o)), np.zeros(2 * len(c))])
+    d_closed = np.concatenate([np.zeros(2 * len(o)), np.ones(len(c)), -np.ones(len(c))])
+    order = np.argsort(t, kind="stable")
+    t, d_open, d_closed = t[order], d_open[order], d_closed[order]
+    last = np.r_[t[1:] != t[:-1], True]  # the state after all boundaries at an instant
+    times = t[last]
+    is_open = (np.cumsum(d_open)[last] > 0) & (np.cumsum(d_closed)[last] == 0)
+    # segment [times[i], times[i + 1]) is open where is_open[i]; join touching segments
+    starts = times[:-1][is_open[:-1] & ~np.r_[False, is_open[:-2]]]
+    ends = times[1:][is_open[:-1] & ~np.r_[is_open[1:-1], False]]
+    keep = ends > starts
+    return np.column_stack([starts[keep], ends[keep]])
 
 
 def hours_since_start(horizon: Horizon, when: dt.date | dt.datetime, end: bool = False) -> float:
     t0 = dt.datetime.combine(horizon.start, dt.time())
     return (_as_datetime(when, end=end) - t0).total_seconds() / 3600.0
-
-
-def opening_intervals(gate: Gate, horizon: Horizon) -> list[tuple[float, float]]:
-    hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
-    return list(_opening_intervals(hours, horizon.start, horizon.days))
 
 
 @lru_cache(maxsize=256)
@@ -118,11 +113,21 @@ def build_calendar(
     horizon: Horizon,
     random_closed: list[tuple[float, float]] = (),
 ) -> Calendar:
-    closed = [
+    hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
+    closed = tuple(
         (hours_since_start(horizon, c.start), hours_since_start(horizon, c.end, end=True))
         for c in gate.closures
         if direction in c.directions
-    ]
-    intervals = _subtract(opening_intervals(gate, horizon), closed + list(random_closed))
-    arr = np.array(intervals, dtype=float).reshape(-1, 2)
+    )
+    fixed = _fixed_intervals(hours, closed, horizon.start, horizon.days)
+    arr = _subtract(fixed, np.asarray(random_closed, dtype=float).reshape(-1, 2)) if len(random_closed) else fixed
     return Calendar(arr[:, 0].copy(), arr[:, 1].copy())
+
+
+@lru_cache(maxsize=256)
+def _fixed_intervals(hours: tuple, closed: tuple, start: dt.date, days: int) -> np.ndarray:
+    """Opening intervals less the fixed closures: the same in every replication."""
+    opens = np.asarray(_opening_intervals(hours, start, days), dtype=float).reshape(-1, 2)
+    out = _subtract(opens, np.asarray(closed, dtype=float).reshape(-1, 2))
+    out.setflags(write=False)
+    return out

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba as nb
 import numpy as np
 
 from .calendar import Calendar, build_calendar, draw_random_closures
@@ -112,9 +113,20 @@ def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if last >= total:
             break
     e = np.concatenate(chunks)
-    e = e[e < total]
-    idx = np.searchsorted(cum, e, side="right") - 1
-    return idx + (e - cum[idx]) / rates[idx]
+    return _invert(e[e < total], cum, rates)
+
+
+@nb.njit(cache=True)
+def _invert(e, cum, rates):
+    """Hours at which the cumulative intensity reaches each of the sorted values e: a merge of
+    two sorted sequences (as searchsorted(cum, e, 'right') - 1, in linear time)."""
+    out = np.empty(e.size)
+    h = 0
+    for j in range(e.size):
+        while h + 1 < cum.size and cum[h + 1] <= e[j]:
+            h += 1
+        out[j] = h + (e[j] - cum[h]) / rates[h]
+    return out
 
 
 def flow_inputs(
@@ -142,7 +154,8 @@ def flow_inputs(
     arrival = np.concatenate(times)
     vclass = np.concatenate(cls).astype(np.int64)
     service = np.vstack(svc)
-    order = np.lexsort((vclass, arrival))  # by time; at equal times (the backlog) by class
+    # by time, at equal times (the backlog) by class: a stable sort of per-class sorted runs
+    order = np.argsort(arrival, kind="stable")
     arrival, vclass, service = arrival[order], vclass[order], service[order]
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
     priority = class_priority[vclass]

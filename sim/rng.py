@@ -9,6 +9,7 @@ scenarios that share a gate therefore share its randomness (common random number
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import numpy as np
 
@@ -19,6 +20,7 @@ def replication_seed(seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
+@lru_cache(maxsize=4096)
 def _name_key(name: str) -> int:
     # A stable 32-bit key for the stream name (Python's hash() is salted per process).
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "little")

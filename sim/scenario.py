@@ -262,11 +262,20 @@ def _find_ranges(node: Any, path: tuple, file: str, out: list[Range]) -> None:
 
 
 def _substitute(raw: dict, values: dict[tuple, float]) -> dict:
-    data = copy.deepcopy(raw)
+    """raw with the values put at their paths; only the containers on those paths are copied
+    (the rest is shared with raw, which is never modified)."""
+    data = dict(raw)
+    copied: dict[tuple, Any] = {(): data}
     for path, value in values.items():
         node = data
-        for p in path[:-1]:
-            node = node[p]
+        for depth in range(len(path) - 1):
+            key = path[:depth + 1]
+            child = copied.get(key)
+            if child is None:
+                child = copy.copy(node[path[depth]])
+                node[path[depth]] = child
+                copied[key] = child
+            node = child
         node[path[-1]] = Sampled(value)
     return data
 
