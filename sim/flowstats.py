@@ -4,7 +4,7 @@ Both engines hand their per-vehicle times to these kernels, so they report the s
 statistics by construction. What leaves a flow is small and of fixed size, whatever the
 horizon: counts and sums, crossings per day, busy hours per stage, fine histograms of wait
 and time in system (quantiles of a group of flows come from the sum of their histograms).
-The queue statistics are in ``sim.queue_profile``.
+The same pass puts the flow's queue events into hourly buckets for ``sim.queue_profile``.
 
 Quantiles from the histogram: bins are 1/500 of a decade wide (0.46 %) from 1e-4 h (0.36 s)
 to 1e4 h, with one bin below and one above; within a bin the quantile is interpolated
@@ -39,44 +39,77 @@ def histogram(hours: np.ndarray) -> np.ndarray:
     return np.bincount(idx, minlength=N_HIST)
 
 
+@nb.njit(cache=True, inline="always")
+def _bucket(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
+    """One queue event (sign +1: joins a queue, -1: starts a stage) into its hour bucket."""
+    if t < horizon_h:  # not NaN, not beyond the horizon
+        b = int(t)
+        net[b] += sign
+        area[b] += sign * (b + 1.0 - t)
+        if sign > 0:
+            plus[b] += 1.0
+        if b == wb:  # the bucket the warm-up ends in, summed from the warm-up on
+            if t <= warmup_h:
+                warm[0] += sign
+            else:
+                warm[1] += sign * (b + 1.0 - t)
+
+
 @nb.njit(cache=True)
-def vehicle_sums(arrival, start, end, warmup_h, horizon_h, days, counts, daily, busy, wait_out, tis_out):
-    """Add one flow's vehicles to the accumulators (all zeroed by the caller).
+def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, busy, wait_out, tis_out,
+              plus, net, area, warm):
+    """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
     counts: vehicles, crossings, steady crossings (arrived after the warm-up), their wait and
     time-in-system sums; daily: crossings per day; busy: lane-hours busy within the horizon per
     stage. The steady vehicles' waits and times in system go to wait_out and tis_out (for the
-    histograms); returns how many.
+    histograms); returns how many. Queue events (arrivals and ends of all but the last stage
+    join a queue, starts leave one) go to hourly buckets: plus (events joining), net (net
+    change), area (level x time they add within their hour), warm (for the hour the warm-up
+    ends in: the net change up to the warm-up's end, the area after it).
     """
-    m = 0
     n, k_stages = start.shape
+    wb = int(np.floor(warmup_h))
     for i in range(n):
-        served = 0.0
-        for k in range(k_stages):
+        _bucket(arrival[i], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+    for k in range(k_stages):
+        busy_k = 0.0
+        for i in range(n):
             s = start[i, k]
-            if not np.isnan(s):
+            if s < horizon_h:
+                _bucket(s, -1, horizon_h, warmup_h, wb, plus, net, area, warm)
                 e = end[i, k]
-                if np.isnan(e):
-                    busy[k] += horizon_h - s
-                else:
-                    busy[k] += e - s
-                    served += e - s
-        counts[0] += 1
+                busy_k += (horizon_h if np.isnan(e) else e) - s
+        busy[k] += busy_k
+        if k < k_stages - 1:
+            for i in range(n):
+                _bucket(end[i, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+    m = 0
+    c1 = c2 = c3 = c4 = 0.0
+    for i in range(n):
         dep = end[i, k_stages - 1] if k_stages > 0 else arrival[i]
-        if np.isnan(dep):
+        if not dep < horizon_h:  # NaN: not crossed
             continue
-        counts[1] += 1
-        d = int(dep // 24.0)
+        c1 += 1
+        d = int(dep / 24.0)  # dep >= 0: truncation is the floor (// on floats is slow here)
         daily[min(d, days - 1)] += 1
         if arrival[i] >= warmup_h:
+            served = 0.0
+            for k in range(k_stages):
+                served += end[i, k] - start[i, k]
             tis = dep - arrival[i]
             wait = tis - served
-            counts[2] += 1
-            counts[3] += wait
-            counts[4] += tis
+            c2 += 1
+            c3 += wait
+            c4 += tis
             wait_out[m] = wait
             tis_out[m] = tis
             m += 1
+    counts[0] += n
+    counts[1] += c1
+    counts[2] += c2
+    counts[3] += c3
+    counts[4] += c4
     return m
 
 

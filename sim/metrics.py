@@ -25,8 +25,8 @@ from scipy import stats
 
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
-from .flowstats import N_COUNTS, N_HIST, hist_edges, hist_quantile, histogram, vehicle_sums
-from .queue_profile import flow_events, queue_stats
+from .flowstats import N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile, histogram
+from .queue_profile import candidate_events, candidate_slots, group_queue, refine_peaks
 
 ALL = "all"
 TIS_BINS_H = np.logspace(-2, 4, 61)  # 36 s to 10,000 h, for the time-in-system histogram
@@ -91,14 +91,16 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     wait_h = np.zeros((n_flows, N_HIST))
     tis_h = np.zeros((n_flows, N_HIST))
     backlog = np.zeros(n_flows)
-    events = []
+    n_buckets = int(H)
+    plus, net, area = np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets))
+    warm_parts = np.zeros((n_flows, 2))
     for fi, rec in enumerate(records):
         f = rec.inputs
         busy, wait, tis = np.zeros(rec.start.shape[1]), np.empty(f.n), np.empty(f.n)
-        m = vehicle_sums(f.arrival, rec.start, rec.end, warm, H, days, counts[fi], day[fi], busy, wait, tis)
+        m = flow_pass(f.arrival, rec.start, rec.end, warm, H, days, counts[fi], day[fi], busy, wait, tis,
+                      plus[fi], net[fi], area[fi], warm_parts[fi])
         wait_h[fi], tis_h[fi] = histogram(wait[:m]), histogram(tis[:m])
         backlog[fi] = f.n_backlog
-        events.append(flow_events(f.arrival, rec.start, rec.end))
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:
                 continue
@@ -109,10 +111,12 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     group_list = list(_groups(rep.model, flow_keys))
     membership = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
-    peaks, hour_mean = queue_stats(
-        np.concatenate([e[0] for e in events]), np.concatenate([e[1] for e in events]),
-        np.cumsum([0] + [e[0].size for e in events]), membership, H, warm,
-    )
+    peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm_parts, membership, H, warm)
+    slot = candidate_slots(cand)
+    ev = [candidate_events(r.inputs.arrival, r.start, r.end, slot, H) for r in records]
+    refine_peaks(peaks, cand, start_level, membership, slot,
+                 np.repeat(np.arange(n_flows), [e[0].size for e in ev]),
+                 *(np.concatenate([e[i] for e in ev]) for i in range(3)))
     w = membership.astype(float)  # groups x flows: a group's sums are one product
     c, g_wait, g_tis, g_day, g_backlog = w @ counts, w @ wait_h, w @ tis_h, w @ day, w @ backlog
     steady = np.where(c[:, 2] > 0, c[:, 2], np.nan)

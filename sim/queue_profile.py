@@ -14,32 +14,94 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .flowstats import _bucket
+
 
 @nb.njit(cache=True)
-def flow_events(arrival, start, end):
-    """The queue events of one flow (n vehicles, K stages): times and +1/-1 signs, unsorted.
+def group_queue(plus, net, area, warm, membership, horizon_h, warmup_h):
+    """From the flows' hourly buckets ((flows, hours) arrays, as from sim.flowstats.flow_pass):
+    each flow's mean queue per hour of day after the warm-up, and per group of flows
+    (membership[g, f]) the highest level at a bucket's end, the level at each bucket's start,
+    and the buckets that may hold a higher level (start level + joining events > that)."""
+    n_flows, nb_ = net.shape
+    n_groups = membership.shape[0]
+    hour_mean = np.zeros((n_flows, 24))
+    hour_len = np.zeros(24)
+    first = int(np.ceil(warmup_h))
+    for b in range(first, nb_):
+        hour_len[b % 24] += 1.0
+    wb = int(np.floor(warmup_h))
+    part = first - warmup_h  # the part of bucket wb after the warm-up (0 if whole)
+    if part > 0 and wb < nb_:
+        hour_len[wb % 24] += part
+    for f in range(n_flows):
+        level = 0.0
+        for b in range(nb_):
+            if b >= first:
+                hour_mean[f, b % 24] += level + area[f, b]
+            elif b == wb and part > 0:
+                hour_mean[f, b % 24] += (level + warm[f, 0]) * part + warm[f, 1]
+            level += net[f, b]
+        for h in range(24):
+            if hour_len[h] > 0:
+                hour_mean[f, h] /= hour_len[h]
+    peaks = np.zeros(n_groups)
+    cand = np.zeros((n_groups, nb_), np.bool_)
+    start_level = np.zeros((n_groups, nb_))
+    for g in range(n_groups):
+        gnet = np.zeros(nb_)
+        gplus = np.zeros(nb_)
+        for f in range(n_flows):
+            if membership[g, f]:
+                gnet += net[f]
+                gplus += plus[f]
+        level = 0.0
+        best = 0.0
+        for b in range(nb_):
+            start_level[g, b] = level
+            level += gnet[b]
+            if level > best:
+                best = level
+        peaks[g] = best
+        for b in range(nb_):
+            if start_level[g, b] + gplus[b] > best:
+                cand[g, b] = True
+    return peaks, hour_mean, cand, start_level
 
-    Arrivals and ends of all but the last stage join a queue; starts leave one. Events that
-    did not happen (NaN) are left out.
-    """
+
+def candidate_slots(cand: np.ndarray) -> np.ndarray:
+    """Each bucket's index among the buckets some group must sweep (-1: none)."""
+    any_cand = cand.any(axis=0)
+    slot = np.full(any_cand.size, -1, np.int64)
+    slot[any_cand] = np.arange(int(any_cand.sum()))
+    return slot
+
+
+@nb.njit(cache=True)
+def candidate_events(arrival, start, end, slot, horizon_h):
+    """A flow's queue events that fall in the buckets to sweep: (slot, time, sign); two passes,
+    one to count them and one to copy them."""
     n, k_stages = start.shape
-    times = np.empty(n * (2 * k_stages))
-    signs = np.empty(n * (2 * k_stages), np.int8)
     m = 0
     for i in range(n):
-        times[m] = arrival[i]
-        signs[m] = 1
-        m += 1
-        for k in range(k_stages):
-            if not np.isnan(start[i, k]):
-                times[m] = start[i, k]
-                signs[m] = -1
+        for j in range(2 * k_stages):
+            t = arrival[i] if j == 0 else (start[i, (j - 1) // 2] if j % 2 == 1 else end[i, j // 2 - 1])
+            if t < horizon_h and slot[int(t)] >= 0:
                 m += 1
-            if k < k_stages - 1 and not np.isnan(end[i, k]):
-                times[m] = end[i, k]
-                signs[m] = 1
+    ev_slot = np.empty(m, np.int64)
+    ev_t = np.empty(m)
+    ev_s = np.empty(m, np.int8)
+    m = 0
+    for i in range(n):
+        # events: arrival (+1), then per stage its start (-1) and, but for the last, its end (+1)
+        for j in range(2 * k_stages):
+            t = arrival[i] if j == 0 else (start[i, (j - 1) // 2] if j % 2 == 1 else end[i, j // 2 - 1])
+            if t < horizon_h and slot[int(t)] >= 0:
+                ev_slot[m] = slot[int(t)]
+                ev_t[m] = t
+                ev_s[m] = 1 if j % 2 == 0 else -1
                 m += 1
-    return times[:m], signs[:m]
+    return ev_slot, ev_t, ev_s
 
 
 @nb.njit(cache=True)
@@ -59,139 +121,57 @@ def _sweep_bucket(t, s, level, peak):
 
 
 @nb.njit(cache=True)
-def queue_stats(times, signs, offsets, membership, horizon_h, warmup_h):
-    """Peaks of groups of flows and each flow's time-average queue per hour of day.
-
-    times, signs: the flows' events concatenated (flow f is offsets[f]:offsets[f+1]); events
-    at or after horizon_h (a whole number of hours) are ignored. membership[g, f]: flow f
-    belongs to group g. Returns (peak per group, (flows, 24) mean level in each hour of day
-    over [warmup_h, horizon_h)).
-    """
-    n_flows = offsets.size - 1
-    n_groups = membership.shape[0]
-    nb_ = int(horizon_h)
-    plus = np.zeros((n_flows, nb_))
-    net = np.zeros((n_flows, nb_))
-    area = np.zeros((n_flows, nb_))  # the area each bucket's events add within the bucket
-    for f in range(n_flows):
-        for e in range(offsets[f], offsets[f + 1]):
-            t = times[e]
-            if not t < horizon_h:  # NaN or beyond the horizon
-                continue
-            b = int(t)
-            s = signs[e]
-            net[f, b] += s
-            if s > 0:
-                plus[f, b] += 1
-            area[f, b] += s * (b + 1 - t)
-
-    # hour-of-day means, from the warm-up on; its partial bucket is summed exactly
-    hour_mean = np.zeros((n_flows, 24))
-    hour_len = np.zeros(24)
-    first = int(np.ceil(warmup_h))
-    for b in range(first, nb_):
-        hour_len[b % 24] += 1.0
-    wb = int(np.floor(warmup_h))
-    part = first - warmup_h  # the part of bucket wb after the warm-up (0 if whole)
-    if part > 0 and wb < nb_:
-        hour_len[wb % 24] += part
-    for f in range(n_flows):
-        level = 0.0
-        for b in range(nb_):
-            if b >= first:
-                hour_mean[f, b % 24] += level + area[f, b]
-            level += net[f, b]
-        if part > 0 and wb < nb_:
-            before = 0.0  # level at the start of bucket wb
-            for b in range(wb):
-                before += net[f, b]
-            a = 0.0
-            for e in range(offsets[f], offsets[f + 1]):
-                t = times[e]
-                if t >= wb and t < wb + 1:
-                    if t <= warmup_h:
-                        before += signs[e]
-                    else:
-                        a += signs[e] * (wb + 1 - t)
-            hour_mean[f, wb % 24] += before * part + a
-        for h in range(24):
-            if hour_len[h] > 0:
-                hour_mean[f, h] /= hour_len[h]
-
-    # peaks: bucket bounds, then a sweep of the buckets that may hold a higher level
-    peaks = np.zeros(n_groups)
-    cand = np.zeros((n_groups, nb_), np.bool_)
-    start_level = np.zeros((n_groups, nb_))
-    any_cand = np.zeros(nb_, np.bool_)
-    for g in range(n_groups):
-        gnet = np.zeros(nb_)
-        gplus = np.zeros(nb_)
-        for f in range(n_flows):
-            if membership[g, f]:
-                gnet += net[f]
-                gplus += plus[f]
-        level = 0.0
-        best = 0.0
-        for b in range(nb_):
-            start_level[g, b] = level
-            level += gnet[b]
-            if level > best:
-                best = level
-        peaks[g] = best
-        for b in range(nb_):
-            if start_level[g, b] + gplus[b] > best:
-                cand[g, b] = True
-                any_cand[b] = True
-    # the events of candidate buckets, per flow, grouped by bucket (a counting sort)
-    slot = np.full(nb_, -1, np.int64)
+def refine_peaks(peaks, cand, start_level, membership, slot, ev_flow, ev_slot, ev_t, ev_s):
+    """Sweep the candidate buckets of each group event by event; peaks is updated in place."""
+    n_groups, nb_ = cand.shape
     n_slots = 0
     for b in range(nb_):
-        if any_cand[b]:
-            slot[b] = n_slots
+        if slot[b] >= 0:
             n_slots += 1
-    if n_slots == 0:
-        return peaks, hour_mean
-    counts = np.zeros((n_flows, n_slots + 1), np.int64)
-    for f in range(n_flows):
-        for e in range(offsets[f], offsets[f + 1]):
-            t = times[e]
-            if t < horizon_h and slot[int(t)] >= 0:
-                counts[f, slot[int(t)] + 1] += 1
-    base = np.zeros((n_flows, n_slots + 1), np.int64)  # slot j of flow f: base[f, j]:base[f, j + 1]
-    total = 0
-    for f in range(n_flows):
-        base[f, 0] = total
-        for j in range(1, n_slots + 1):
-            base[f, j] = base[f, j - 1] + counts[f, j]
-        total = base[f, n_slots]
-    fill = base[:, :-1].copy()
-    ct = np.empty(total)
-    cs = np.empty(total)
-    for f in range(n_flows):
-        for e in range(offsets[f], offsets[f + 1]):
-            t = times[e]
-            if t < horizon_h and slot[int(t)] >= 0:
-                j = slot[int(t)]
-                ct[fill[f, j]] = t
-                cs[fill[f, j]] = signs[e]
-                fill[f, j] += 1
+    order = np.argsort(ev_slot, kind="mergesort")
+    first = np.zeros(n_slots + 1, np.int64)
+    for e in range(ev_slot.size):
+        first[ev_slot[e] + 1] += 1
+    for j in range(n_slots):
+        first[j + 1] += first[j]
     for g in range(n_groups):
         for b in range(nb_):
             if not cand[g, b]:
                 continue
             j = slot[b]
             m = 0
-            for f in range(n_flows):
-                if membership[g, f]:
-                    m += base[f, j + 1] - base[f, j]
-            t = np.empty(m)
-            s = np.empty(m)
-            m = 0
-            for f in range(n_flows):
-                if membership[g, f]:
-                    for e in range(base[f, j], base[f, j + 1]):
-                        t[m] = ct[e]
-                        s[m] = cs[e]
-                        m += 1
-            peaks[g] = _sweep_bucket(t, s, start_level[g, b], peaks[g])
+            t = np.empty(first[j + 1] - first[j])
+            s = np.empty(first[j + 1] - first[j])
+            for e in order[first[j]:first[j + 1]]:
+                if membership[g, ev_flow[e]]:
+                    t[m] = ev_t[e]
+                    s[m] = ev_s[e]
+                    m += 1
+            peaks[g] = _sweep_bucket(t[:m], s[:m], start_level[g, b], peaks[g])
+
+
+@nb.njit(cache=True)
+def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
+    """Put a series of queue events (any order) into hourly buckets, as flow_pass does."""
+    wb = int(np.floor(warmup_h))
+    for e in range(times.size):
+        _bucket(times[e], signs[e], horizon_h, warmup_h, wb, plus, net, area, warm)
+
+
+def queue_stats(times, signs, offsets, membership, horizon_h, warmup_h):
+    """Peaks of groups of flows and each flow's mean queue per hour of day, from the flows'
+    event series (concatenated; flow f is offsets[f]:offsets[f + 1]), in any order."""
+    n_flows, nb_ = offsets.size - 1, int(horizon_h)
+    plus, net, area = np.zeros((n_flows, nb_)), np.zeros((n_flows, nb_)), np.zeros((n_flows, nb_))
+    warm = np.zeros((n_flows, 2))
+    for f in range(n_flows):
+        sl = slice(offsets[f], offsets[f + 1])
+        events_pass(times[sl], signs[sl], horizon_h, warmup_h, plus[f], net[f], area[f], warm[f])
+    peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm, membership, horizon_h, warmup_h)
+    slot = candidate_slots(cand)
+    t, s, fl = times.copy(), signs.copy(), np.repeat(np.arange(n_flows), np.diff(offsets))
+    keep = (t < horizon_h)
+    keep[keep] = slot[t[keep].astype(np.int64)] >= 0
+    refine_peaks(peaks, cand, start_level, membership, slot, fl[keep],
+                 slot[t[keep].astype(np.int64)], t[keep], s[keep])
     return peaks, hour_mean

@@ -103,6 +103,37 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
                     assert np.all(np.bincount((d // 24).astype(int)) <= f.quota[k])
     # totals add up over the gates and directions
     assert metric(result, "all", "all", "arrivals") == sum(r.inputs.n for r in records)
+    # the statistics against a brute force over the per-vehicle records
+    H, warm = rep.horizon_h, rep.warmup_h
+    for g, d, recs in [(r.inputs.gate, r.inputs.direction, [r]) for r in records] + [("all", "all", records)]:
+        assert metric(result, g, d, "queue_max") == _brute_queue_max(recs, H)
+        waits = np.concatenate([_steady_waits(r, warm) for r in recs])
+        if waits.size:
+            assert np.isclose(metric(result, g, d, "wait_mean_h"), waits.mean())
+            exact = np.quantile(waits, 0.95)
+            assert abs(metric(result, g, d, "wait_p95_h") - exact) <= 0.0047 * exact + 1e-4
+
+
+def _brute_queue_max(records, horizon_h) -> float:
+    """Most vehicles waiting at once (after all events of an instant), by sorting every event."""
+    t, dl = [], []
+    for r in records:
+        f = r.inputs
+        t += [f.arrival, r.start.ravel(), r.end[:, :-1].ravel()]
+        dl += [np.ones(f.n), -np.ones(r.start.size), np.ones(r.end[:, :-1].size)]
+    t, dl = np.concatenate(t), np.concatenate(dl)
+    ok = t < horizon_h
+    t, dl = t[ok], dl[ok]
+    o = np.argsort(t, kind="stable")
+    t, dl = t[o], dl[o]
+    last = np.r_[t[1:] != t[:-1], True]
+    return float(max(0.0, np.cumsum(dl)[last].max(initial=0.0)))
+
+
+def _steady_waits(rec, warmup_h) -> np.ndarray:
+    f = rec.inputs
+    ok = ~np.isnan(rec.depart) & (f.arrival >= warmup_h)
+    return (rec.depart - f.arrival - np.sum(rec.end - rec.start, axis=1))[ok]
 
 
 def test_priority_class_overtakes_a_backlog():
