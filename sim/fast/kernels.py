@@ -82,6 +82,10 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
     none. Outputs stay NaN / -1 for vehicles that do not start (or end) within the horizon.
     """
     m = o_ready.size
+    if n_levels == 1:  # one class of priority: the ready order is the service order
+        _pass(ready, o_ready, np.zeros(1, np.int64), np.full(1, m, np.int64), 1, service, lanes, quota,
+              starts, ends, horizon, start_out, end_out, rank_out)
+        return
     counts = np.zeros(n_levels + 1, np.int64)
     for j in range(m):
         counts[level[o_ready[j]] + 1] += 1
@@ -95,6 +99,13 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
         lv = level[o_ready[j]]
         o[fill[lv]] = o_ready[j]
         fill[lv] += 1
+    _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, rank_out)
+
+
+@nb.njit(cache=True)
+def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, rank_out):
+    """The pass proper: o lists the vehicles by priority level (level lv is o[lo[lv]:hi[lv]]),
+    each level by ready time."""
     ptr = lo.copy()
     unlimited = lanes < 0
     free = np.full(max(lanes, 1), -np.inf)
@@ -168,5 +179,6 @@ def run_flow(arrival, level, n_levels, service, lanes, quota, starts, ends, hori
         start[:, k] = s_k
         end[:, k] = e_k
         ready = e_k
-        o_ready = ready_order(ready, rank)
+        if k < k_stages - 1:
+            o_ready = ready_order(ready, rank)
     return start, end
