@@ -110,7 +110,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
 
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     group_list = list(_groups(rep.model, flow_keys))
-    membership = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
+    listed = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
+    # groups with the same flows (a one-direction gate and its total, say) are computed once
+    membership, same = np.unique(listed, axis=0, return_inverse=True)
+    same = same.ravel()
     peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm_parts, membership, H, warm)
     slot = candidate_slots(cand)
     ev = [candidate_events(r.inputs.arrival, r.start, r.end, slot, H) for r in records]
@@ -125,13 +128,13 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         c[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait],
         c[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis],
         g_backlog, peaks, c[:, 1] / days,
-    ])
+    ])[same]
     daily, tis_hist = {}, {}
     for gi, (g, d, _keys) in enumerate(group_list):
         labels.extend((g, d, m, "") for m in GROUP_METRICS)
-        daily.setdefault((g, d), g_day[gi])
+        daily.setdefault((g, d), g_day[same[gi]])
         if d == ALL:
-            tis_hist[g] = np.bincount(_COARSE, weights=g_tis[gi], minlength=TIS_BINS_H.size - 1)
+            tis_hist[g] = np.bincount(_COARSE, weights=g_tis[same[gi]], minlength=TIS_BINS_H.size - 1)
     return ReplicationResult(
         labels=_interned(tuple(labels)), values=np.concatenate([values, table.ravel()]), daily=daily,
         queue_by_hour={k: hour_mean[i] for i, k in enumerate(flow_keys)}, tis_hist=tis_hist,
