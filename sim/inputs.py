@@ -63,19 +63,34 @@ def _norm(values: list[float]) -> np.ndarray:
 def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> np.ndarray:
     """Arrival rate (vehicles per hour) in each hour of the horizon."""
     gate = model.gates[gate_id]
-    spec: DirectionSpec = gate.spec(direction)
-    per_day = spec.demand.get(vclass, 0.0)
-    h = model.horizon
+    per_day = gate.spec(direction).demand.get(vclass, 0.0)
     if per_day == 0:
-        return np.zeros(24 * h.days)
+        return np.zeros(24 * model.horizon.days)
+    return per_day * _unit_rates(model, gate_id, direction, vclass)
+
+
+def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> np.ndarray:
+    """Hourly rates for one vehicle a day before profiles and steps: cached, as they repeat
+    across replications (only the demand level is usually sampled)."""
+    gate = model.gates[gate_id]
     prof: Profile = gate.profile or model.profile
-    daily = per_day * _day_profile(tuple(prof.weekday), tuple(prof.monthly), h.start, h.days)
-    for s in model.demand_steps:
-        if (s.gates is None or gate_id in s.gates) and (
-            s.directions is None or direction in s.directions
-        ) and (s.classes is None or vclass in s.classes):
-            daily = np.where(_step_mask(s.from_, s.until, h.start, h.days), daily * s.factor, daily)
-    return (daily[:, None] * _norm(prof.hourly)[None, :] / 24.0).ravel()
+    steps = tuple(
+        (s.from_, s.until, s.factor) for s in model.demand_steps
+        if (s.gates is None or gate_id in s.gates) and (s.directions is None or direction in s.directions)
+        and (s.classes is None or vclass in s.classes)
+    )
+    h = model.horizon
+    return _shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), steps, h.start, h.days)
+
+
+@lru_cache(maxsize=1024)
+def _shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, steps: tuple, start: dt.date, days: int) -> np.ndarray:
+    daily = _day_profile(weekday, monthly, start, days)
+    for first, until, factor in steps:
+        daily = np.where(_step_mask(first, until, start, days), daily * factor, daily)
+    out = (daily[:, None] * _norm(list(hourly))[None, :] / 24.0).ravel()
+    out.setflags(write=False)
+    return out
 
 
 @lru_cache(maxsize=256)
@@ -137,39 +152,42 @@ def flow_inputs(
     spec = gate.spec(direction)
     classes = list(gate.classes)
     prefix = f"{gate_id}/{direction}"
-    times, cls, svc = [], [], []
-    n_backlog = 0
-    for ci, c in enumerate(classes):
+    has_acceptance = spec.acceptance_limit is not None
+    acc_k = -1
+    if has_acceptance:
+        pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
+        acc_k = 0 if pos == "first" else len(spec.stages)
+    cols = [k for k in range(len(spec.stages) + has_acceptance) if k != acc_k]  # columns of the stages
+    times, n_backlog = [], 0
+    for c in classes:
         backlog = spec.initial_backlog.get(c, 0)
         n_backlog += backlog
         arr = poisson_arrivals(hourly_rates(model, gate_id, direction, c), stream(rep_seq, f"arrivals/{prefix}/{c}"))
-        t = np.concatenate([np.zeros(backlog), arr])
-        times.append(t)
-        cls.append(np.full(len(t), ci))
-        cols = [
-            st.service_min.draw(stream(rep_seq, f"service/{prefix}/{c}/{st.name}"), len(t)) / 60.0
-            for st in spec.stages
-        ]
-        svc.append(np.column_stack(cols) if cols else np.zeros((len(t), 0)))
-    arrival = np.concatenate(times)
-    vclass = np.concatenate(cls).astype(np.int64)
-    service = np.vstack(svc)
-    # by time, at equal times (the backlog) by class: a stable sort of per-class sorted runs
-    order = np.argsort(arrival, kind="stable")
-    arrival, vclass, service = arrival[order], vclass[order], service[order]
+        times.append(np.concatenate([np.zeros(backlog), arr]) if backlog else arr)
+    sizes = [len(t) for t in times]
+    arrival = np.concatenate(times) if len(times) != 1 else times[0]
+    vclass = np.repeat(np.arange(len(classes), dtype=np.int64), sizes)
+    service = np.zeros((len(arrival), len(cols) + has_acceptance))
+    first = 0
+    for c, size in zip(classes, sizes):
+        for k, st in zip(cols, spec.stages):
+            rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
+            service[first:first + size, k] = st.service_min.draw(rng, size) / 60.0
+        first += size
+    if len(classes) > 1:
+        # by time, at equal times (the backlog) by class: a stable sort of per-class sorted runs
+        order = np.argsort(arrival, kind="stable")
+        arrival, vclass, service = arrival[order], vclass[order], service[order]
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
     priority = class_priority[vclass]
 
     names = [s.name for s in spec.stages]
     lanes: list[int | None] = [s.lanes for s in spec.stages]
     quota: list[int | None] = [None] * len(names)
-    if spec.acceptance_limit is not None:
-        pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
-        k = 0 if pos == "first" else len(names)
-        names.insert(k, ACCEPTANCE)
-        lanes.insert(k, None)
-        quota.insert(k, spec.acceptance_limit)
-        service = np.insert(service, k, 0.0, axis=1)
+    if has_acceptance:
+        names.insert(acc_k, ACCEPTANCE)
+        lanes.insert(acc_k, None)
+        quota.insert(acc_k, spec.acceptance_limit)
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass, priority=priority,
         class_priority=class_priority,
