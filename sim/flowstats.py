@@ -40,7 +40,7 @@ def histogram(hours: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
-def _bucket(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
+def add_queue_event(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
     """One queue event (sign +1: joins a queue, -1: starts a stage) into its hour bucket."""
     if t < horizon_h:  # not NaN, not beyond the horizon
         b = int(t)
@@ -71,19 +71,19 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
     for i in range(n):
-        _bucket(arrival[i], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+        add_queue_event(arrival[i], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
     for k in range(k_stages):
         busy_k = 0.0
         for i in range(n):
             s = start[i, k]
             if s < horizon_h:
-                _bucket(s, -1, horizon_h, warmup_h, wb, plus, net, area, warm)
+                add_queue_event(s, -1, horizon_h, warmup_h, wb, plus, net, area, warm)
                 e = end[i, k]
                 busy_k += (horizon_h if np.isnan(e) else e) - s
         busy[k] += busy_k
         if k < k_stages - 1:
             for i in range(n):
-                _bucket(end[i, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+                add_queue_event(end[i, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
     m = 0
     c1 = c2 = c3 = c4 = 0.0
     for i in range(n):

@@ -92,6 +92,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     tis_h = np.zeros((n_flows, N_HIST))
     backlog = np.zeros(n_flows)
     n_buckets = int(H)
+    if n_buckets != H:
+        raise ValueError(f"the horizon must be whole hours for the queue buckets, not {H} h")
     plus, net, area = np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets))
     warm_parts = np.zeros((n_flows, 2))
     for fi, rec in enumerate(records):

@@ -7,6 +7,10 @@ hour), which gives the time-average per hour of day at once. For the highest lev
 events of an instant) of a flow or a group of flows, the level at the start of each bucket
 plus the bucket's +1 events bounds every level inside it; only the buckets whose bound beats
 the best level already reached at a bucket's end are swept event by event, after a small sort.
+
+The bucketing pass over a flow's per-vehicle times is ``sim.flowstats.flow_pass`` (one pass
+for all the flow's statistics); ``queue_stats`` does the same from plain event series. The
+horizon is a whole number of hours (it is whole days).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .flowstats import _bucket
+from .flowstats import add_queue_event
 
 
 @nb.njit(cache=True)
@@ -155,7 +159,7 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
     """Put a series of queue events (any order) into hourly buckets, as flow_pass does."""
     wb = int(np.floor(warmup_h))
     for e in range(times.size):
-        _bucket(times[e], signs[e], horizon_h, warmup_h, wb, plus, net, area, warm)
+        add_queue_event(times[e], signs[e], horizon_h, warmup_h, wb, plus, net, area, warm)
 
 
 def queue_stats(times, signs, offsets, membership, horizon_h, warmup_h):
