@@ -125,12 +125,12 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     w = membership.astype(float)  # groups x flows: a group's sums are one product
     c, g_wait, g_tis, g_day, g_backlog = w @ counts, w @ wait_h, w @ tis_h, w @ day, w @ backlog
     steady = np.where(c[:, 2] > 0, c[:, 2], np.nan)
-    table = np.column_stack([
-        c[:, 0], c[:, 1], c[:, 0] - c[:, 1],
-        c[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait],
-        c[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis],
-        g_backlog, peaks, c[:, 1] / days,
-    ])[same]
+    table = np.empty((len(membership), len(GROUP_METRICS)))
+    table[:, 0], table[:, 1], table[:, 2] = c[:, 0], c[:, 1], c[:, 0] - c[:, 1]
+    table[:, 3], table[:, 4] = c[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait]
+    table[:, 5], table[:, 6] = c[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis]
+    table[:, 7], table[:, 8], table[:, 9] = g_backlog, peaks, c[:, 1] / days
+    table = table[same]
     daily, tis_hist = {}, {}
     for gi, (g, d, _keys) in enumerate(group_list):
         labels.extend((g, d, m, "") for m in GROUP_METRICS)

@@ -84,26 +84,27 @@ def candidate_slots(cand: np.ndarray) -> np.ndarray:
 @nb.njit(cache=True)
 def candidate_events(arrival, start, end, slot, horizon_h):
     """A flow's queue events that fall in the buckets to sweep: (slot, time, sign); two passes,
-    one to count them and one to copy them."""
+    one to count them and one to copy them, column by column (arrivals, then per stage its
+    starts and, but for the last stage, its ends)."""
     n, k_stages = start.shape
     m = 0
-    for i in range(n):
-        for j in range(2 * k_stages):
-            t = arrival[i] if j == 0 else (start[i, (j - 1) // 2] if j % 2 == 1 else end[i, j // 2 - 1])
+    for c in range(2 * k_stages):
+        for i in range(n):
+            t = arrival[i] if c == 0 else (start[i, (c - 1) // 2] if c % 2 == 1 else end[i, c // 2 - 1])
             if t < horizon_h and slot[int(t)] >= 0:
                 m += 1
     ev_slot = np.empty(m, np.int64)
     ev_t = np.empty(m)
     ev_s = np.empty(m, np.int8)
     m = 0
-    for i in range(n):
-        # events: arrival (+1), then per stage its start (-1) and, but for the last, its end (+1)
-        for j in range(2 * k_stages):
-            t = arrival[i] if j == 0 else (start[i, (j - 1) // 2] if j % 2 == 1 else end[i, j // 2 - 1])
+    for c in range(2 * k_stages):
+        sign = 1 if c % 2 == 0 else -1
+        for i in range(n):
+            t = arrival[i] if c == 0 else (start[i, (c - 1) // 2] if c % 2 == 1 else end[i, c // 2 - 1])
             if t < horizon_h and slot[int(t)] >= 0:
                 ev_slot[m] = slot[int(t)]
                 ev_t[m] = t
-                ev_s[m] = 1 if j % 2 == 0 else -1
+                ev_s[m] = sign
                 m += 1
     return ev_slot, ev_t, ev_s
 
