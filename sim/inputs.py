@@ -18,7 +18,7 @@ import numpy as np
 
 from .calendar import Calendar, build_calendar, draw_random_closures
 from .rng import stream
-from .scenario import DirectionSpec, Profile, Scenario, ScenarioModel
+from .scenario import Profile, Scenario, ScenarioModel
 
 ACCEPTANCE = "acceptance"
 DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}

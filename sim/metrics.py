@@ -26,7 +26,7 @@ from scipy import stats
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
 from .flowstats import N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile, histogram
-from .queue_profile import candidate_events, candidate_slots, group_queue, refine_peaks
+from .queue_profile import candidate_events, queue_summary
 
 ALL = "all"
 TIS_BINS_H = np.logspace(-2, 4, 61)  # 36 s to 10,000 h, for the time-in-system histogram
@@ -116,12 +116,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     # groups with the same flows (a one-direction gate and its total, say) are computed once
     membership, same = np.unique(listed, axis=0, return_inverse=True)
     same = same.ravel()
-    peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm_parts, membership, H, warm)
-    slot = candidate_slots(cand)
-    ev = [candidate_events(r.inputs.arrival, r.start, r.end, slot, H) for r in records]
-    refine_peaks(peaks, cand, start_level, membership, slot,
-                 np.repeat(np.arange(n_flows), [e[0].size for e in ev]),
-                 *(np.concatenate([e[i] for e in ev]) for i in range(3)))
+    peaks, hour_mean = queue_summary(
+        plus, net, area, warm_parts, membership, H, warm,
+        lambda slot: [candidate_events(r.inputs.arrival, r.start, r.end, slot, H) for r in records],
+    )
     w = membership.astype(float)  # groups x flows: a group's sums are one product
     c, g_wait, g_tis, g_day, g_backlog = w @ counts, w @ wait_h, w @ tis_h, w @ day, w @ backlog
     steady = np.where(c[:, 2] > 0, c[:, 2], np.nan)

@@ -163,20 +163,36 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
         add_queue_event(times[e], signs[e], horizon_h, warmup_h, wb, plus, net, area, warm)
 
 
-def queue_stats(times, signs, offsets, membership, horizon_h, warmup_h):
+def queue_summary(plus, net, area, warm, membership, horizon_h, warmup_h, events_in):
     """Peaks of groups of flows and each flow's mean queue per hour of day, from the flows'
-    event series (concatenated; flow f is offsets[f]:offsets[f + 1]), in any order."""
+    hourly buckets. events_in(slot) gives, per flow, its events in the candidate buckets as
+    (slot, time, sign) arrays (slot: each bucket's index among the candidates, -1 if none)."""
+    peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm, membership, horizon_h, warmup_h)
+    slot = candidate_slots(cand)
+    ev = events_in(slot)
+    refine_peaks(peaks, cand, start_level, membership, slot,
+                 np.repeat(np.arange(len(ev)), [e[0].size for e in ev]),
+                 *(np.concatenate([e[i] for e in ev]) for i in range(3)))
+    return peaks, hour_mean
+
+
+def queue_stats(times, signs, offsets, membership, horizon_h, warmup_h):
+    """The same from the flows' event series (concatenated; flow f is offsets[f]:offsets[f + 1]),
+    in any order."""
     n_flows, nb_ = offsets.size - 1, int(horizon_h)
     plus, net, area = np.zeros((n_flows, nb_)), np.zeros((n_flows, nb_)), np.zeros((n_flows, nb_))
     warm = np.zeros((n_flows, 2))
-    for f in range(n_flows):
-        sl = slice(offsets[f], offsets[f + 1])
+    flows = [slice(offsets[f], offsets[f + 1]) for f in range(n_flows)]
+    for f, sl in enumerate(flows):
         events_pass(times[sl], signs[sl], horizon_h, warmup_h, plus[f], net[f], area[f], warm[f])
-    peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm, membership, horizon_h, warmup_h)
-    slot = candidate_slots(cand)
-    t, s, fl = times.copy(), signs.copy(), np.repeat(np.arange(n_flows), np.diff(offsets))
-    keep = (t < horizon_h)
-    keep[keep] = slot[t[keep].astype(np.int64)] >= 0
-    refine_peaks(peaks, cand, start_level, membership, slot, fl[keep],
-                 slot[t[keep].astype(np.int64)], t[keep], s[keep])
-    return peaks, hour_mean
+
+    def events_in(slot):
+        out = []
+        for sl in flows:
+            t, s = times[sl], signs[sl]
+            keep = t < horizon_h
+            keep[keep] = slot[t[keep].astype(np.int64)] >= 0
+            out.append((slot[t[keep].astype(np.int64)], t[keep], s[keep]))
+        return out
+
+    return queue_summary(plus, net, area, warm, membership, horizon_h, warmup_h, events_in)
