@@ -30,13 +30,28 @@ def hist_edges() -> np.ndarray:
     return np.concatenate([[0.0], 10.0**logs, [np.inf]])
 
 
+LOG_LO = np.log10(HIST_LO_H)
+
+
+@nb.njit(cache=True, inline="always")
+def hist_bin(x):
+    """The fine bin of a value: 0 below 1e-4 h, the last one from 1e4 h."""
+    if x < HIST_LO_H:
+        return 0
+    return min(int((np.log10(x) - LOG_LO) * HIST_PER_DECADE) + 1, N_HIST - 1)
+
+
+@nb.njit(cache=True)
+def _hist_add(hours, out):
+    for x in hours:
+        out[hist_bin(x)] += 1
+
+
 def histogram(hours: np.ndarray) -> np.ndarray:
-    """Counts of the values in the fine bins (vectorized: a log per value is the cost)."""
-    lg = np.log10(np.maximum(hours, HIST_LO_H))
-    idx = ((lg - np.log10(HIST_LO_H)) * HIST_PER_DECADE).astype(np.int64) + 1
-    idx[hours < HIST_LO_H] = 0
-    np.minimum(idx, N_HIST - 1, out=idx)
-    return np.bincount(idx, minlength=N_HIST)
+    """Counts of the values in the fine bins (the binning flow_pass uses)."""
+    out = np.zeros(N_HIST)
+    _hist_add(np.ascontiguousarray(hours, dtype=np.float64), out)
+    return out
 
 
 @nb.njit(cache=True, inline="always")
@@ -56,17 +71,17 @@ def add_queue_event(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
 
 
 @nb.njit(cache=True)
-def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, busy, wait_out, tis_out,
+def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, busy, wait_hist, tis_hist,
               plus, net, area, warm):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
     counts: vehicles, crossings, steady crossings (arrived after the warm-up), their wait and
     time-in-system sums; daily: crossings per day; busy: lane-hours busy within the horizon per
-    stage. The steady vehicles' waits and times in system go to wait_out and tis_out (for the
-    histograms); returns how many. Queue events (arrivals and ends of all but the last stage
-    join a queue, starts leave one) go to hourly buckets: plus (events joining), net (net
-    change), area (level x time they add within their hour), warm (for the hour the warm-up
-    ends in: the net change up to the warm-up's end, the area after it).
+    stage; wait_hist, tis_hist: the steady vehicles' waits and times in system in the fine bins.
+    Queue events (arrivals and ends of all but the last stage join a queue, starts leave one)
+    go to hourly buckets: plus (events joining), net (net change), area (level x time they add
+    within their hour), warm (for the hour the warm-up ends in: the net change up to the
+    warm-up's end, the area after it).
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
@@ -84,7 +99,6 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
         if k < k_stages - 1:
             for i in range(n):
                 add_queue_event(end[i, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
-    m = 0
     c1 = c2 = c3 = c4 = 0.0
     for i in range(n):
         dep = end[i, k_stages - 1] if k_stages > 0 else arrival[i]
@@ -102,15 +116,13 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
             c2 += 1
             c3 += wait
             c4 += tis
-            wait_out[m] = wait
-            tis_out[m] = tis
-            m += 1
+            wait_hist[hist_bin(wait)] += 1
+            tis_hist[hist_bin(tis)] += 1
     counts[0] += n
     counts[1] += c1
     counts[2] += c2
     counts[3] += c3
     counts[4] += c4
-    return m
 
 
 def _value_of_rank(cum: np.ndarray, hist: np.ndarray, j: int) -> float:

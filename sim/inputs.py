@@ -34,7 +34,7 @@ class FlowInputs:
     vclass: np.ndarray  # index into classes
     priority: np.ndarray  # lower is served first
     class_priority: np.ndarray  # priority of each class
-    service: np.ndarray  # (n, stages) hours; 0 for the acceptance step
+    service: np.ndarray  # (n, stages) hours, 0 for the acceptance step; a view of a stage-major array
     classes: list[str]
     stage_names: list[str]
     lanes: list[int | None]  # None: unlimited (the acceptance step)
@@ -66,12 +66,13 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
     per_day = gate.spec(direction).demand.get(vclass, 0.0)
     if per_day == 0:
         return np.zeros(24 * model.horizon.days)
-    return per_day * _unit_rates(model, gate_id, direction, vclass)
+    return per_day * _unit_rates(model, gate_id, direction, vclass)[0]
 
 
-def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> np.ndarray:
-    """Hourly rates for one vehicle a day before profiles and steps: cached, as they repeat
-    across replications (only the demand level is usually sampled)."""
+def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly rates for one vehicle a day before profiles and steps, and their cumulative sum
+    (from 0): cached, as they repeat across replications (only the demand level is usually
+    sampled)."""
     gate = model.gates[gate_id]
     prof: Profile = gate.profile or model.profile
     steps = tuple(
@@ -84,13 +85,15 @@ def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str)
 
 
 @lru_cache(maxsize=1024)
-def _shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, steps: tuple, start: dt.date, days: int) -> np.ndarray:
+def _shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, steps: tuple, start: dt.date, days: int):
     daily = _day_profile(weekday, monthly, start, days)
     for first, until, factor in steps:
         daily = np.where(_step_mask(first, until, start, days), daily * factor, daily)
     out = (daily[:, None] * _norm(list(hourly))[None, :] / 24.0).ravel()
+    cum = np.concatenate([[0.0], np.cumsum(out)])
     out.setflags(write=False)
-    return out
+    cum.setflags(write=False)
+    return out, cum
 
 
 @lru_cache(maxsize=256)
@@ -109,39 +112,79 @@ def _step_mask(first: dt.date, last: dt.date | None, start: dt.date, days: int) 
     return out
 
 
-def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A non-homogeneous Poisson process with piecewise-constant hourly rates, by inversion.
+def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator, scale: float = 1.0,
+                     cum: np.ndarray | None = None) -> np.ndarray:
+    """A non-homogeneous Poisson process with piecewise-constant hourly rates scale x rates, by
+    inversion (cum: the cumulative sum of rates from 0, when known already).
 
     Unit-rate event times E are mapped through the inverse cumulative intensity, so a scenario
     with scaled demand sees the same underlying draws (common random numbers).
     """
-    cum = np.concatenate([[0.0], np.cumsum(rates)])
-    total = cum[-1]
+    if cum is None:
+        cum = np.concatenate([[0.0], np.cumsum(rates)])
+    total = scale * cum[-1]
     if total <= 0:
         return np.empty(0)
-    chunks, last = [], 0.0
+    out = np.empty(int(total + 5 * np.sqrt(total + 1) + 10))
+    m, last = 0, 0.0
     while True:
         n = int(total - last + 5 * np.sqrt(total - last + 1) + 10)
-        e = last + np.cumsum(rng.exponential(1.0, n))
-        chunks.append(e)
-        last = e[-1]
-        if last >= total:
-            break
-    e = np.concatenate(chunks)
-    return _invert(e[e < total], cum, rates)
+        m, last, done = _invert(rng.exponential(1.0, n), last, scale, cum, rates, out, m)
+        if done:
+            return out[:m]
+        if m + n > out.size:  # rare: the first draw fell short; grow the buffer
+            out = np.concatenate([out[:m], np.empty(n + out.size)])
 
 
 @nb.njit(cache=True)
-def _invert(e, cum, rates):
-    """Hours at which the cumulative intensity reaches each of the sorted values e: a merge of
-    two sorted sequences (as searchsorted(cum, e, 'right') - 1, in linear time)."""
-    out = np.empty(e.size)
+def _invert(gaps, last, scale, cum, rates, out, m):
+    """Unit-rate event times e (last + the running sum of gaps) mapped through the inverse
+    cumulative intensity into out[m:]: the hour at which cum reaches e / scale, up to the
+    total cum[-1]; a merge of two sorted sequences (as searchsorted(cum, e / scale, 'right') - 1,
+    in linear time). Returns the new m, the last event time and whether the total was passed."""
+    total = cum[cum.size - 1]
     h = 0
-    for j in range(e.size):
-        while h + 1 < cum.size and cum[h + 1] <= e[j]:
+    if m > 0:
+        h = min(int(out[m - 1]), cum.size - 2)
+    e = last
+    for j in range(gaps.size):
+        e += gaps[j]
+        u = e / scale
+        if u >= total:
+            return m, e, True
+        while h + 1 < cum.size and cum[h + 1] <= u:
             h += 1
-        out[j] = h + (e[j] - cum[h]) / rates[h]
-    return out
+        out[m] = h + (u - cum[h]) / rates[h]
+        m += 1
+    return m, e, False
+
+
+@nb.njit(cache=True)
+def _merge_runs(arrival, bounds, service):
+    """The vehicles of sorted per-class runs (run c: [bounds[c], bounds[c + 1])) in time order,
+    at equal times by class, within a class in run order: what a stable sort of arrival gives,
+    in linear time. Returns the arrival times, the classes and the service times (stages, n)."""
+    n_runs = bounds.size - 1
+    n = arrival.size
+    k_stages = service.shape[0]
+    ptr = bounds[:-1].copy()
+    arr_out = np.empty(n)
+    cls_out = np.empty(n, np.int64)
+    svc_out = np.empty((k_stages, n))
+    for j in range(n):
+        best = -1
+        best_t = np.inf
+        for c in range(n_runs):
+            if ptr[c] < bounds[c + 1] and (best < 0 or arrival[ptr[c]] < best_t):
+                best = c
+                best_t = arrival[ptr[c]]
+        i = ptr[best]
+        ptr[best] += 1
+        arr_out[j] = best_t
+        cls_out[j] = best
+        for k in range(k_stages):
+            svc_out[k, j] = service[k, i]
+    return arr_out, cls_out, svc_out
 
 
 def flow_inputs(
@@ -162,22 +205,26 @@ def flow_inputs(
     for c in classes:
         backlog = spec.initial_backlog.get(c, 0)
         n_backlog += backlog
-        arr = poisson_arrivals(hourly_rates(model, gate_id, direction, c), stream(rep_seq, f"arrivals/{prefix}/{c}"))
+        per_day = spec.demand.get(c, 0.0)
+        arr = np.empty(0)
+        if per_day > 0:
+            unit, unit_cum = _unit_rates(model, gate_id, direction, c)
+            arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum)
         times.append(np.concatenate([np.zeros(backlog), arr]) if backlog else arr)
     sizes = [len(t) for t in times]
     arrival = np.concatenate(times) if len(times) != 1 else times[0]
-    vclass = np.repeat(np.arange(len(classes), dtype=np.int64), sizes)
-    service = np.zeros((len(arrival), len(cols) + has_acceptance))
+    vclass = np.zeros(len(arrival), dtype=np.int64)  # one class; merged below otherwise
+    # stage-major (stages, n): each stage's draws fill a contiguous row, as the fast engine reads it
+    service = np.zeros((len(cols) + has_acceptance, len(arrival)))
     first = 0
     for c, size in zip(classes, sizes):
         for k, st in zip(cols, spec.stages):
             rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
-            service[first:first + size, k] = st.service_min.draw(rng, size) / 60.0
+            np.divide(st.service_min.draw(rng, size), 60.0, out=service[k, first:first + size])
         first += size
     if len(classes) > 1:
-        # by time, at equal times (the backlog) by class: a stable sort of per-class sorted runs
-        order = np.argsort(arrival, kind="stable")
-        arrival, vclass, service = arrival[order], vclass[order], service[order]
+        # by time, at equal times (the backlog) by class: a merge of the per-class sorted runs
+        arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
     priority = class_priority[vclass]
 
@@ -191,7 +238,7 @@ def flow_inputs(
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass, priority=priority,
         class_priority=class_priority,
-        service=np.ascontiguousarray(service), classes=classes, stage_names=names, lanes=lanes,
+        service=service.T, classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog,
     )
 

@@ -25,7 +25,7 @@ from scipy import stats
 
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
-from .flowstats import N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile, histogram
+from .flowstats import N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile
 from .queue_profile import candidate_events, queue_summary
 
 ALL = "all"
@@ -98,10 +98,9 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     warm_parts = np.zeros((n_flows, 2))
     for fi, rec in enumerate(records):
         f = rec.inputs
-        busy, wait, tis = np.zeros(rec.start.shape[1]), np.empty(f.n), np.empty(f.n)
-        m = flow_pass(f.arrival, rec.start, rec.end, warm, H, days, counts[fi], day[fi], busy, wait, tis,
-                      plus[fi], net[fi], area[fi], warm_parts[fi])
-        wait_h[fi], tis_h[fi] = histogram(wait[:m]), histogram(tis[:m])
+        busy = np.zeros(rec.start.shape[1])
+        flow_pass(f.arrival, rec.start, rec.end, warm, H, days, counts[fi], day[fi], busy, wait_h[fi], tis_h[fi],
+                  plus[fi], net[fi], area[fi], warm_parts[fi])
         backlog[fi] = f.n_backlog
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:

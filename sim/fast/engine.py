@@ -20,10 +20,11 @@ def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
     lanes = np.array([-1 if c is None else c for c in flow.lanes], dtype=np.int64)
     quota = np.array([-1 if q is None else q for q in flow.quota], dtype=np.int64)
     start, end = run_flow(
-        flow.arrival.astype(np.float64), level, n_levels, np.ascontiguousarray(flow.service, dtype=np.float64),
+        np.ascontiguousarray(flow.arrival, dtype=np.float64), level, n_levels,
+        np.ascontiguousarray(flow.service.T, dtype=np.float64),  # no copy: inputs are stage-major
         lanes, quota, flow.calendar.starts, flow.calendar.ends, float(horizon_h),
     )
-    return FlowRecord(flow, start, end)
+    return FlowRecord(flow, start.T, end.T)  # (n, stages) views of the stage-major arrays
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:

@@ -163,22 +163,22 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
 
 @nb.njit(cache=True)
 def run_flow(arrival, level, n_levels, service, lanes, quota, starts, ends, horizon):
-    """Per-vehicle start and end times (n, stages) of one flow, stage after stage."""
-    n, k_stages = service.shape
-    start = np.full((n, k_stages), np.nan)
-    end = np.full((n, k_stages), np.nan)
-    ready = arrival.copy()
+    """Per-vehicle start and end times of one flow, stage after stage.
+
+    service, and the start and end times returned, are stage-major (stages, n): each stage's
+    pass reads and writes contiguous rows, with no copies.
+    """
+    k_stages, n = service.shape
+    start = np.full((k_stages, n), np.nan)
+    end = np.full((k_stages, n), np.nan)
+    ready = arrival
     o_ready = np.arange(n)  # arrivals are sorted; simultaneous ones in input order
-    rank = np.full(n, -1, np.int64)
+    rank = np.empty(n, np.int64)
     for k in range(k_stages):
         rank[:] = -1
-        s_k = np.full(n, np.nan)
-        e_k = np.full(n, np.nan)
-        stage_pass(ready, o_ready, level, n_levels, service[:, k].copy(), lanes[k], quota[k],
-                   starts, ends, horizon, s_k, e_k, rank)
-        start[:, k] = s_k
-        end[:, k] = e_k
-        ready = e_k
+        stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k], quota[k],
+                   starts, ends, horizon, start[k], end[k], rank)
+        ready = end[k]
         if k < k_stages - 1:
             o_ready = ready_order(ready, rank)
     return start, end
