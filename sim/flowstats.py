@@ -30,27 +30,57 @@ def hist_edges() -> np.ndarray:
     return np.concatenate([[0.0], 10.0**logs, [np.inf]])
 
 
-LOG_LO = np.log10(HIST_LO_H)
+# A value's bin without a logarithm: the top bits of a positive double (exponent and 10
+# mantissa bits) are a monotone key into cells 0.1 % wide, narrower than a bin (0.46 %), so a
+# cell holds at most one bin edge: the table gives the bin of the cell's lower end, and one
+# comparison with the next edge settles it.
+_KEY_SHIFT = 42
+
+
+def _bits(v: float) -> int:
+    return int(np.array([v], dtype=np.float64).view(np.int64)[0])
+
+
+def _bin_table() -> tuple[np.ndarray, np.ndarray]:
+    edges = hist_edges()
+    keys = np.arange(_bits(HIST_LO_H) >> _KEY_SHIFT, (_bits(HIST_LO_H * 10.0**HIST_DECADES) >> _KEY_SHIFT) + 1)
+    lows = (keys << _KEY_SHIFT).view(np.float64)
+    table = (np.searchsorted(edges, lows, side="right") - 1).astype(np.int64)
+    return table, edges
+
+
+BIN_TABLE, BIN_EDGES = _bin_table()
+_KEY0 = _bits(HIST_LO_H) >> _KEY_SHIFT
+_HIST_HI_H = HIST_LO_H * 10.0**HIST_DECADES
 
 
 @nb.njit(cache=True, inline="always")
-def hist_bin(x):
-    """The fine bin of a value: 0 below 1e-4 h, the last one from 1e4 h."""
+def hist_bin(x, buf, ibuf, table, edges):
+    """The fine bin of x >= 0: 0 below 1e-4 h, the last from 1e4 h; bin b is [edges[b],
+    edges[b + 1]). buf is a one-float scratch array and ibuf its int64 view."""
     if x < HIST_LO_H:
         return 0
-    return min(int((np.log10(x) - LOG_LO) * HIST_PER_DECADE) + 1, N_HIST - 1)
+    if x >= _HIST_HI_H:
+        return N_HIST - 1
+    buf[0] = x
+    b = table[(ibuf[0] >> _KEY_SHIFT) - _KEY0]
+    if x >= edges[b + 1]:
+        b += 1
+    return b
 
 
 @nb.njit(cache=True)
-def _hist_add(hours, out):
+def _hist_add(hours, out, table, edges):
+    buf = np.empty(1)
+    ibuf = buf.view(np.int64)
     for x in hours:
-        out[hist_bin(x)] += 1
+        out[hist_bin(x, buf, ibuf, table, edges)] += 1
 
 
 def histogram(hours: np.ndarray) -> np.ndarray:
     """Counts of the values in the fine bins (the binning flow_pass uses)."""
     out = np.zeros(N_HIST)
-    _hist_add(np.ascontiguousarray(hours, dtype=np.float64), out)
+    _hist_add(np.ascontiguousarray(hours, dtype=np.float64), out, BIN_TABLE, BIN_EDGES)
     return out
 
 
@@ -70,14 +100,47 @@ def add_queue_event(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
                 warm[1] += sign * (b + 1.0 - t)
 
 
+@nb.njit(cache=True, inline="always")
+def add_column_events(times, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
+    """A column of queue events of one sign, as add_queue_event would add them one by one, but
+    summed in registers while they stay in one bucket (a column is nearly in time order, so
+    the buckets' memory is touched once per run rather than once per event)."""
+    cur = -1
+    a_net = a_area = 0.0
+    for t in times:
+        if t < horizon_h:  # not NaN, not beyond the horizon
+            b = int(t)
+            if b != cur:
+                if cur >= 0:
+                    net[cur] += a_net
+                    area[cur] += a_area
+                    if sign > 0:
+                        plus[cur] += a_net
+                cur = b
+                a_net = a_area = 0.0
+            a_net += sign
+            a_area += sign * (b + 1.0 - t)
+            if b == wb:  # the bucket the warm-up ends in, summed from the warm-up on
+                if t <= warmup_h:
+                    warm[0] += sign
+                else:
+                    warm[1] += sign * (b + 1.0 - t)
+    if cur >= 0:
+        net[cur] += a_net
+        area[cur] += a_area
+        if sign > 0:
+            plus[cur] += a_net
+
+
 @nb.njit(cache=True)
 def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, busy, wait_hist, tis_hist,
-              plus, net, area, warm):
+              plus, net, area, warm, table, edges):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
     counts: vehicles, crossings, steady crossings (arrived after the warm-up), their wait and
     time-in-system sums; daily: crossings per day; busy: lane-hours busy within the horizon per
-    stage; wait_hist, tis_hist: the steady vehicles' waits and times in system in the fine bins.
+    stage; wait_hist, tis_hist: the steady vehicles' waits and times in system in the fine bins
+    (table, edges: BIN_TABLE, BIN_EDGES).
     Queue events (arrivals and ends of all but the last stage join a queue, starts leave one)
     go to hourly buckets: plus (events joining), net (net change), area (level x time they add
     within their hour), warm (for the hour the warm-up ends in: the net change up to the
@@ -85,20 +148,20 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
-    for i in range(n):
-        add_queue_event(arrival[i], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+    add_column_events(arrival, 1, horizon_h, warmup_h, wb, plus, net, area, warm)
     for k in range(k_stages):
+        add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, plus, net, area, warm)
         busy_k = 0.0
         for i in range(n):
             s = start[i, k]
             if s < horizon_h:
-                add_queue_event(s, -1, horizon_h, warmup_h, wb, plus, net, area, warm)
                 e = end[i, k]
                 busy_k += (horizon_h if np.isnan(e) else e) - s
         busy[k] += busy_k
         if k < k_stages - 1:
-            for i in range(n):
-                add_queue_event(end[i, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+            add_column_events(end[:, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+    buf = np.empty(1)
+    ibuf = buf.view(np.int64)
     c1 = c2 = c3 = c4 = 0.0
     for i in range(n):
         dep = end[i, k_stages - 1] if k_stages > 0 else arrival[i]
@@ -116,8 +179,8 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
             c2 += 1
             c3 += wait
             c4 += tis
-            wait_hist[hist_bin(wait)] += 1
-            tis_hist[hist_bin(tis)] += 1
+            wait_hist[hist_bin(wait, buf, ibuf, table, edges)] += 1
+            tis_hist[hist_bin(tis, buf, ibuf, table, edges)] += 1
     counts[0] += n
     counts[1] += c1
     counts[2] += c2

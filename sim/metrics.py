@@ -25,7 +25,7 @@ from scipy import stats
 
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
-from .flowstats import N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile
+from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile
 from .queue_profile import candidate_events, queue_summary
 
 ALL = "all"
@@ -100,7 +100,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         f = rec.inputs
         busy = np.zeros(rec.start.shape[1])
         flow_pass(f.arrival, rec.start, rec.end, warm, H, days, counts[fi], day[fi], busy, wait_h[fi], tis_h[fi],
-                  plus[fi], net[fi], area[fi], warm_parts[fi])
+                  plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
         backlog[fi] = f.n_backlog
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:

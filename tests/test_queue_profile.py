@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.flowstats import hist_quantile, histogram
+from sim.flowstats import hist_edges, hist_quantile, histogram
 from sim.queue_profile import queue_stats
 
 HORIZON = 72.0
@@ -87,3 +87,16 @@ def test_histogram_quantile_is_not_the_mean():
     x = np.r_[np.zeros(90), np.full(10, 100.0)]
     assert hist_quantile(histogram(x), 0.5) < 1e-4
     assert abs(hist_quantile(histogram(x), 0.95) - 100.0) < 0.5
+
+
+def test_histogram_bins_are_the_edges_intervals():
+    # the bit-pattern lookup must put every value in [edges[b], edges[b + 1]), edges included
+    edges = hist_edges()
+    rng = np.random.default_rng(7)
+    inner = edges[1:-1]
+    x = np.concatenate([
+        rng.lognormal(0.0, 4.0, 50_000), inner, np.nextafter(inner, 0.0), np.nextafter(inner, np.inf),
+        [0.0, 1e-5, 1e4, 1e5, 1e300],
+    ])
+    expected = np.bincount(np.searchsorted(edges, x, side="right") - 1, minlength=edges.size - 1)
+    np.testing.assert_array_equal(histogram(x), expected)
