@@ -32,6 +32,29 @@ ENGINES = ("fast", "des")
 SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Keep freed memory for reuse instead of handing it back to the OS (glibc only; a no-op
+    elsewhere). A replication allocates and frees arrays of a few MB; by default glibc maps
+    each afresh and returns it on free, so every replication paid for ~10 MB of page faults,
+    a sixth of its time. Process-wide and idempotent; memory stays at its peak."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+    libc.mallopt(m_mmap_threshold, 256 << 20)
+    libc.mallopt(m_trim_threshold, 512 << 20)
+
+
 def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "fast") -> ReplicationResult:
     """One replication; its result depends only on (scenario, seed, index), and the engines agree."""
     rep = replication_inputs(scenario, replication_seed(seed, index))
@@ -98,6 +121,7 @@ def run(
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     warnings = capacity.check(scenario, allow_overload=allow_overload)
     workers = max(1, min(workers or os.cpu_count() or 1, reps))
+    tune_allocator()
     t0 = time.perf_counter()
     results: list[ReplicationResult | None] = [None] * reps
     # progress None: a bar when stderr is a terminal
@@ -114,7 +138,7 @@ def run(
         for t in tasks:
             collect(*_run_chunk(t))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=tune_allocator) as pool:
             for first, chunk_results in pool.map(_run_chunk, tasks):
                 collect(first, chunk_results)
     bar.close()
