@@ -105,45 +105,60 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
 @nb.njit(cache=True)
 def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, rank_out):
     """The pass proper: o lists the vehicles by priority level (level lv is o[lo[lv]:hi[lv]]),
-    each level by ready time."""
+    each level by ready time. Each level's next ready time is kept in heads (inf when the level
+    is exhausted), so choosing a vehicle reads no vehicle arrays."""
     ptr = lo.copy()
+    heads = np.full(n_levels, np.inf)
+    for lv in range(n_levels):
+        if ptr[lv] < hi[lv]:
+            heads[lv] = ready[o[ptr[lv]]]
     unlimited = lanes < 0
-    free = np.full(max(lanes, 1), -np.inf)
+    n_free = max(lanes, 1)
+    free = np.full(n_free, -np.inf)
     t_prev = -np.inf
     cal_i = 0  # the calendar interval searched from: start times only grow within a pass
+    n_cal = starts.size
     cur_day = -1
     used = 0
     rank = 0
     while True:
-        earliest = np.inf
-        for lv in range(n_levels):
-            if ptr[lv] < hi[lv]:
-                r = ready[o[ptr[lv]]]
-                if r < earliest:
-                    earliest = r
+        earliest = heads[0]
+        for lv in range(1, n_levels):
+            if heads[lv] < earliest:
+                earliest = heads[lv]
         if earliest == np.inf:
             break
+        t = earliest if earliest > t_prev else t_prev
         lane = 0
-        if not unlimited:
-            for j in range(1, free.size):
-                if free[j] < free[lane]:
+        if not unlimited:  # the earliest free lane (the first of equals)
+            f = free[0]
+            for j in range(1, n_free):
+                if free[j] < f:
                     lane = j
-        t = max(earliest, t_prev)
-        if not unlimited and free[lane] > t:
-            t = free[lane]
-        t, cal_i = next_open_from(t, starts, ends, cal_i)
+                    f = free[j]
+            if f > t:
+                t = f
+        while cal_i < n_cal and ends[cal_i] <= t:  # the next open time (as next_open_from)
+            cal_i += 1
+        if cal_i == n_cal:
+            break
+        if t < starts[cal_i]:
+            t = starts[cal_i]
         if quota >= 0:
-            while t < np.inf and day_of(t) == cur_day and used >= quota:
+            while day_of(t) == cur_day and used >= quota:
                 t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
+                if t == np.inf:
+                    break
         if t >= horizon:
             break
-        chosen = -1
-        for lv in range(n_levels):
-            if ptr[lv] < hi[lv] and ready[o[ptr[lv]]] <= t:
-                chosen = lv
-                break
-        i = o[ptr[chosen]]
-        ptr[chosen] += 1
+        chosen = 0  # the best level with a vehicle ready by t (one exists: earliest <= t)
+        while heads[chosen] > t:
+            chosen += 1
+        p = ptr[chosen]
+        i = o[p]
+        p += 1
+        ptr[chosen] = p
+        heads[chosen] = ready[o[p]] if p < hi[chosen] else np.inf
         start_out[i] = t
         finish = t + service[i]
         if finish < horizon:
