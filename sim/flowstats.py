@@ -50,6 +50,7 @@ def _bin_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 BIN_TABLE, BIN_EDGES = _bin_table()
+LOG_LO = float(np.log10(HIST_LO_H))
 _KEY0 = _bits(HIST_LO_H) >> _KEY_SHIFT
 _HIST_HI_H = HIST_LO_H * 10.0**HIST_DECADES
 
@@ -106,30 +107,36 @@ def add_column_events(times, sign, horizon_h, warmup_h, wb, plus, net, area, war
     summed in registers while they stay in one bucket (a column is nearly in time order, so
     the buckets' memory is touched once per run rather than once per event)."""
     cur = -1
-    a_net = a_area = 0.0
+    count = 0
+    t_sum = 0.0
     for t in times:
         if t < horizon_h:  # not NaN, not beyond the horizon
             b = int(t)
             if b != cur:
                 if cur >= 0:
-                    net[cur] += a_net
-                    area[cur] += a_area
-                    if sign > 0:
-                        plus[cur] += a_net
+                    _flush_run(cur, sign, count, t_sum, plus, net, area)
                 cur = b
-                a_net = a_area = 0.0
-            a_net += sign
-            a_area += sign * (b + 1.0 - t)
+                count = 0
+                t_sum = 0.0
+            count += 1
+            t_sum += t
             if b == wb:  # the bucket the warm-up ends in, summed from the warm-up on
                 if t <= warmup_h:
                     warm[0] += sign
                 else:
                     warm[1] += sign * (b + 1.0 - t)
     if cur >= 0:
-        net[cur] += a_net
-        area[cur] += a_area
-        if sign > 0:
-            plus[cur] += a_net
+        _flush_run(cur, sign, count, t_sum, plus, net, area)
+
+
+@nb.njit(cache=True, inline="always")
+def _flush_run(b, sign, count, t_sum, plus, net, area):
+    """A run of events of one sign in bucket b: their net change and the area they add,
+    sign x sum(b + 1 - t)."""
+    net[b] += sign * count
+    area[b] += sign * (count * (b + 1.0) - t_sum)
+    if sign > 0:
+        plus[b] += count
 
 
 @nb.njit(cache=True)
@@ -188,28 +195,37 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
     counts[4] += c4
 
 
-def _value_of_rank(cum: np.ndarray, hist: np.ndarray, j: int) -> float:
+@nb.njit(cache=True)
+def _value_of_rank(hist, j):
     """The j-th smallest value (from 0), placed within its bin as if the bin's values were spread
     evenly over it (log-evenly for the log bins)."""
-    b = int(np.searchsorted(cum, j, side="right"))
-    frac = (j - (cum[b - 1] if b > 0 else 0) + 0.5) / hist[b]
+    below = 0.0
+    b = 0
+    while below + hist[b] <= j:
+        below += hist[b]
+        b += 1
+    frac = (j - below + 0.5) / hist[b]
     if b == 0:
-        return float(frac * HIST_LO_H)
+        return frac * HIST_LO_H
     if b == N_HIST - 1:
-        return float(HIST_LO_H * 10.0**HIST_DECADES)
-    return float(10.0 ** (np.log10(HIST_LO_H) + (b - 1 + frac) / HIST_PER_DECADE))
+        return _HIST_HI_H
+    return 10.0 ** (LOG_LO + (b - 1 + frac) / HIST_PER_DECADE)
+
+
+@nb.njit(cache=True)
+def _hist_quantile(hist, p):
+    n = hist.sum()
+    if n == 0:
+        return np.nan
+    rank = p * (n - 1)
+    lo = np.floor(rank)
+    x = _value_of_rank(hist, lo)
+    if rank == lo:
+        return x
+    return x + (rank - lo) * (_value_of_rank(hist, lo + 1) - x)
 
 
 def hist_quantile(hist: np.ndarray, p: float) -> float:
     """The p-quantile of the values in the fine histogram, with numpy's default ('linear')
     rule: rank p (n - 1), interpolated between the values of the ranks on either side."""
-    n = int(hist.sum())
-    if n == 0:
-        return np.nan
-    cum = np.cumsum(hist)
-    rank = p * (n - 1)
-    lo = int(np.floor(rank))
-    x = _value_of_rank(cum, hist, lo)
-    if rank == lo:
-        return x
-    return x + (rank - lo) * (_value_of_rank(cum, hist, lo + 1) - x)
+    return float(_hist_quantile(np.ascontiguousarray(hist, dtype=np.float64), float(p)))

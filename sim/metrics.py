@@ -117,7 +117,11 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     same = same.ravel()
     peaks, hour_mean = queue_summary(
         plus, net, area, warm_parts, membership, H, warm,
-        lambda slot: [candidate_events(r.inputs.arrival, r.start, r.end, slot, H) for r in records],
+        lambda slot: [
+            candidate_events(r.inputs.arrival, r.start, r.end, slot, H, m)
+            # events per bucket: the joining ones (plus) and the starts (plus - net)
+            for r, m in zip(records, np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64))
+        ],
     )
     w = membership.astype(float)  # groups x flows: a group's sums are one product
     c, g_wait, g_tis, g_day, g_backlog = w @ counts, w @ wait_h, w @ tis_h, w @ day, w @ backlog

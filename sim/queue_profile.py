@@ -82,77 +82,76 @@ def candidate_slots(cand: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def candidate_events(arrival, start, end, slot, horizon_h):
-    """A flow's queue events that fall in the buckets to sweep: (slot, time, sign); two passes,
-    one to count them and one to copy them, column by column (arrivals, then per stage its
-    starts and, but for the last stage, its ends)."""
+def candidate_events(arrival, start, end, slot, horizon_h, m):
+    """A flow's queue events that fall in the buckets to sweep, as (slot, time, sign), column
+    by column (arrivals, then per stage its starts and, but for the last stage, its ends);
+    m: how many there are (known from the buckets' counts)."""
     n, k_stages = start.shape
-    m = 0
-    for c in range(2 * k_stages):
-        for i in range(n):
-            t = arrival[i] if c == 0 else (start[i, (c - 1) // 2] if c % 2 == 1 else end[i, c // 2 - 1])
-            if t < horizon_h and slot[int(t)] >= 0:
-                m += 1
     ev_slot = np.empty(m, np.int64)
     ev_t = np.empty(m)
     ev_s = np.empty(m, np.int8)
-    m = 0
-    for c in range(2 * k_stages):
-        sign = 1 if c % 2 == 0 else -1
-        for i in range(n):
-            t = arrival[i] if c == 0 else (start[i, (c - 1) // 2] if c % 2 == 1 else end[i, c // 2 - 1])
-            if t < horizon_h and slot[int(t)] >= 0:
-                ev_slot[m] = slot[int(t)]
-                ev_t[m] = t
-                ev_s[m] = sign
-                m += 1
+    j = _column_candidates(arrival, 1, slot, horizon_h, ev_slot, ev_t, ev_s, 0)
+    for k in range(k_stages):
+        j = _column_candidates(start[:, k], -1, slot, horizon_h, ev_slot, ev_t, ev_s, j)
+        if k < k_stages - 1:
+            j = _column_candidates(end[:, k], 1, slot, horizon_h, ev_slot, ev_t, ev_s, j)
+    if j != m:
+        raise ValueError("candidate events do not match the bucket counts")
     return ev_slot, ev_t, ev_s
 
 
-@nb.njit(cache=True)
-def _sweep_bucket(t, s, level, peak):
-    """Highest level after each instant of a bucket's events (any order), from ``level``."""
-    order = np.argsort(t)
-    i = 0
-    n = t.size
-    while i < n:
-        now = t[order[i]]
-        while i < n and t[order[i]] == now:
-            level += s[order[i]]
-            i += 1
-        if level > peak:
-            peak = level
-    return peak
+@nb.njit(cache=True, inline="always")
+def _column_candidates(times, sign, slot, horizon_h, ev_slot, ev_t, ev_s, j):
+    for t in times:
+        if t < horizon_h and slot[int(t)] >= 0:
+            if j < ev_t.size:
+                ev_slot[j] = slot[int(t)]
+                ev_t[j] = t
+                ev_s[j] = sign
+            j += 1
+    return j
 
 
 @nb.njit(cache=True)
 def refine_peaks(peaks, cand, start_level, membership, slot, ev_flow, ev_slot, ev_t, ev_s):
-    """Sweep the candidate buckets of each group event by event; peaks is updated in place."""
+    """Sweep the candidate buckets of each group event by event; peaks is updated in place.
+
+    The events are put in (bucket, time) order once; each group then reads its flows' events
+    of a bucket in that order, taking the level after each instant (all events at one time)."""
     n_groups, nb_ = cand.shape
     n_slots = 0
     for b in range(nb_):
         if slot[b] >= 0:
             n_slots += 1
-    order = np.argsort(ev_slot, kind="mergesort")
+    by_time = np.argsort(ev_t, kind="mergesort")
     first = np.zeros(n_slots + 1, np.int64)
     for e in range(ev_slot.size):
         first[ev_slot[e] + 1] += 1
     for j in range(n_slots):
         first[j + 1] += first[j]
+    order = np.empty(ev_slot.size, np.int64)
+    fill = first[:-1].copy()
+    for e in by_time:  # a stable split by bucket: each bucket's events stay in time order
+        order[fill[ev_slot[e]]] = e
+        fill[ev_slot[e]] += 1
     for g in range(n_groups):
+        peak = peaks[g]
         for b in range(nb_):
             if not cand[g, b]:
                 continue
             j = slot[b]
-            m = 0
-            t = np.empty(first[j + 1] - first[j])
-            s = np.empty(first[j + 1] - first[j])
+            level = start_level[g, b]
+            now = np.nan
             for e in order[first[j]:first[j + 1]]:
                 if membership[g, ev_flow[e]]:
-                    t[m] = ev_t[e]
-                    s[m] = ev_s[e]
-                    m += 1
-            peaks[g] = _sweep_bucket(t[:m], s[:m], start_level[g, b], peaks[g])
+                    if ev_t[e] != now:
+                        if level > peak:
+                            peak = level
+                        now = ev_t[e]
+                    level += ev_s[e]
+            if level > peak:
+                peak = level
+        peaks[g] = peak
 
 
 @nb.njit(cache=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
+import numba as nb
 import numpy as np
+from numpy.random.bit_generator import ISeedSequence
 
 
 def replication_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -27,9 +29,113 @@ def _name_key(name: str) -> int:
 
 
 def stream(rep_seq: np.random.SeedSequence, name: str) -> np.random.Generator:
-    """The generator of the named stream within one replication."""
-    child = np.random.SeedSequence(
-        entropy=rep_seq.entropy,
-        spawn_key=tuple(rep_seq.spawn_key) + (_name_key(name),),
-    )
+    """The generator of the named stream within one replication: a PCG64 seeded by the
+    SeedSequence child ``SeedSequence(rep_seq.entropy, spawn_key=rep_seq.spawn_key + (key,))``,
+    key a 32-bit hash of the name. A replication opens ~100 streams, so the usual case (an
+    integer seed, a one-element spawn key) mixes the child's entropy in compiled code, to the
+    same words; anything else builds the SeedSequence itself."""
+    key = _name_key(name)
+    spawn = rep_seq.spawn_key
+    entropy = rep_seq.entropy
+    if len(spawn) == 1 and isinstance(entropy, int) and 0 <= entropy and 0 <= spawn[0] < 2**32:
+        pool = _mix_words(*_run_prefix(entropy), np.uint64(spawn[0]), np.uint64(key))
+        return np.random.Generator(np.random.PCG64(_MixedPool(pool)))
+    child = np.random.SeedSequence(entropy=entropy, spawn_key=tuple(spawn) + (key,))
     return np.random.Generator(np.random.PCG64(child))
+
+
+# SeedSequence's mixing (M. E. O'Neill's seed_seq design as NumPy implements it), for a pool of
+# four 32-bit words: the constants of its two hash chains and of its mixing function.
+_M32 = 0xFFFFFFFF
+_INIT_A, _MULT_A = 0x43B0D7E5, 0x931E8875
+_INIT_B, _MULT_B = 0x8B51F9DD, 0x58F38DED
+_MIX_L, _MIX_R = 0xCA01F9DD, 0x4973F715
+
+
+def _hash_a(value: int, h: int) -> tuple[int, int]:
+    value ^= h
+    h = (h * _MULT_A) & _M32
+    value = (value * h) & _M32
+    return value ^ (value >> 16), h
+
+
+def _mix(x: int, y: int) -> int:
+    r = (_MIX_L * x - _MIX_R * y) & _M32
+    return r ^ (r >> 16)
+
+
+@lru_cache(maxsize=64)
+def _run_prefix(entropy: int) -> tuple:
+    """The pool and hash state after the run entropy (padded to the pool size, as a spawned
+    SeedSequence pads it) is mixed in: the part shared by every stream of every replication."""
+    words = []
+    n = entropy
+    while True:
+        words.append(n & _M32)
+        n >>= 32
+        if n == 0:
+            break
+    words += [0] * (4 - len(words))
+    h = _INIT_A
+    pool = []
+    for w in words[:4]:
+        v, h = _hash_a(w, h)
+        pool.append(v)
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                v, h = _hash_a(pool[src], h)
+                pool[dst] = _mix(pool[dst], v)
+    for w in words[4:]:
+        for dst in range(4):
+            v, h = _hash_a(w, h)
+            pool[dst] = _mix(pool[dst], v)
+    return tuple(np.uint64(x) for x in pool) + (np.uint64(h),)
+
+
+@nb.njit(cache=True)
+def _mix_words(p0, p1, p2, p3, h, w1, w2):
+    """The pool after two more 32-bit words (the spawn key: replication index, name key)."""
+    m32 = np.uint64(0xFFFFFFFF)
+    s16 = np.uint64(16)
+    pool = np.empty(4, np.uint64)
+    pool[0], pool[1], pool[2], pool[3] = p0, p1, p2, p3
+    for w in (w1, w2):
+        for dst in range(4):
+            v = w ^ h
+            h = (h * np.uint64(_MULT_A)) & m32
+            v = (v * h) & m32
+            v ^= v >> s16
+            r = (np.uint64(_MIX_L) * pool[dst] - np.uint64(_MIX_R) * v) & m32
+            pool[dst] = r ^ (r >> s16)
+    return pool
+
+
+@nb.njit(cache=True)
+def _state_words(pool, n_words):
+    """SeedSequence.generate_state(n_words) (32-bit words) from a mixed pool."""
+    m32 = np.uint64(0xFFFFFFFF)
+    out = np.empty(n_words, np.uint32)
+    h = np.uint64(_INIT_B)
+    for i in range(n_words):
+        v = pool[i % 4] ^ h
+        h = (h * np.uint64(_MULT_B)) & m32
+        v = (v * h) & m32
+        v ^= v >> np.uint64(16)
+        out[i] = np.uint32(v)
+    return out
+
+
+class _MixedPool(ISeedSequence):
+    """A seed sequence given by its mixed pool: generate_state as SeedSequence's."""
+
+    def __init__(self, pool: np.ndarray):
+        self.pool = pool
+
+    def generate_state(self, n_words, dtype=np.uint32):
+        kind = np.dtype(dtype)
+        if kind == np.uint32:
+            return _state_words(self.pool, n_words)
+        if kind == np.uint64:
+            return _state_words(self.pool, 2 * n_words).astype("<u4").view("<u8").astype(np.uint64)
+        raise ValueError("only support uint32 or uint64")

@@ -73,3 +73,21 @@ def test_replication_seed_is_the_spawned_child():
     children = np.random.SeedSequence(5).spawn(10)
     for i in (0, 3, 9):
         assert np.array_equal(replication_seed(5, i).generate_state(4), children[i].generate_state(4))
+
+
+def test_streams_are_the_seedsequence_children():
+    # stream() mixes the child's entropy in compiled code; it must give exactly the generator
+    # that SeedSequence(seed, spawn_key=(replication, name key)) seeds, for small and large seeds
+    import numpy as np
+
+    from sim.rng import _name_key, replication_seed, stream
+
+    for seed in (0, 1, 20221130, 2**32 - 1, 2**32, 2**70 + 5, 2**130 + 17):
+        for index in (0, 9, 2**31):
+            for name in ("x", "arrivals/bac_luan_2/exit/truck", "service/km3_4/entry/truck/customs"):
+                got = stream(replication_seed(seed, index), name)
+                ref = np.random.SeedSequence(seed, spawn_key=(index, _name_key(name)))
+                assert got.bit_generator.state == np.random.PCG64(ref).state
+                assert np.array_equal(got.bit_generator.seed_seq.generate_state(6), ref.generate_state(6))
+                assert np.array_equal(got.bit_generator.seed_seq.generate_state(3, np.uint64),
+                                      ref.generate_state(3, np.uint64))
