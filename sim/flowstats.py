@@ -140,8 +140,8 @@ def _flush_run(b, sign, count, t_sum, plus, net, area):
 
 
 @nb.njit(cache=True)
-def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, busy, wait_hist, tis_hist,
-              plus, net, area, warm, table, edges):
+def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, daily, busy, wait_hist,
+              tis_hist, plus, net, area, warm, table, edges):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
     counts: vehicles, crossings, steady crossings (arrived after the warm-up), their wait and
@@ -151,13 +151,16 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
     Queue events (arrivals and ends of all but the last stage join a queue, starts leave one)
     go to hourly buckets: plus (events joining), net (net change), area (level x time they add
     within their hour), warm (for the hour the warm-up ends in: the net change up to the
-    warm-up's end, the area after it).
+    warm-up's end, the area after it). A stage that takes no time (instant[k], the acceptance
+    step) before the last one adds nothing: its start and end are one instant, and their -1
+    and +1 cancel in every level after an instant and in every area.
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
     add_column_events(arrival, 1, horizon_h, warmup_h, wb, plus, net, area, warm)
     for k in range(k_stages):
-        add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, plus, net, area, warm)
+        if not instant[k] or k == k_stages - 1:
+            add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, plus, net, area, warm)
         busy_k = 0.0
         for i in range(n):
             s = start[i, k]
@@ -165,7 +168,7 @@ def flow_pass(arrival, start, end, warmup_h, horizon_h, days, counts, daily, bus
                 e = end[i, k]
                 busy_k += (horizon_h if np.isnan(e) else e) - s
         busy[k] += busy_k
-        if k < k_stages - 1:
+        if k < k_stages - 1 and not instant[k]:
             add_column_events(end[:, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
     buf = np.empty(1)
     ibuf = buf.view(np.int64)

@@ -69,9 +69,9 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
     return per_day * _unit_rates(model, gate_id, direction, vclass)[0]
 
 
-def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> tuple[np.ndarray, np.ndarray]:
-    """Hourly rates for one vehicle a day before profiles and steps, and their cumulative sum
-    (from 0): cached, as they repeat across replications (only the demand level is usually
+def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> tuple[np.ndarray, ...]:
+    """Hourly rates for one vehicle a day before profiles and steps, their cumulative sum
+    (from 0) and their inverses (0 where a rate is 0): cached, as they repeat across replications (only the demand level is usually
     sampled)."""
     gate = model.gates[gate_id]
     prof: Profile = gate.profile or model.profile
@@ -91,9 +91,10 @@ def _shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, steps: tuple, s
         daily = np.where(_step_mask(first, until, start, days), daily * factor, daily)
     out = (daily[:, None] * _norm(list(hourly))[None, :] / 24.0).ravel()
     cum = np.concatenate([[0.0], np.cumsum(out)])
-    out.setflags(write=False)
-    cum.setflags(write=False)
-    return out, cum
+    inv = np.divide(1.0, out, out=np.zeros_like(out), where=out > 0)
+    for a in (out, cum, inv):
+        a.setflags(write=False)
+    return out, cum, inv
 
 
 @lru_cache(maxsize=256)
@@ -113,23 +114,25 @@ def _step_mask(first: dt.date, last: dt.date | None, start: dt.date, days: int) 
 
 
 def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator, scale: float = 1.0,
-                     cum: np.ndarray | None = None) -> np.ndarray:
+                     cum: np.ndarray | None = None, inv: np.ndarray | None = None) -> np.ndarray:
     """A non-homogeneous Poisson process with piecewise-constant hourly rates scale x rates, by
-    inversion (cum: the cumulative sum of rates from 0, when known already).
+    inversion (cum: the cumulative sum of rates from 0, inv: 1 / rates, when known already).
 
     Unit-rate event times E are mapped through the inverse cumulative intensity, so a scenario
     with scaled demand sees the same underlying draws (common random numbers).
     """
     if cum is None:
         cum = np.concatenate([[0.0], np.cumsum(rates)])
+    if inv is None:
+        inv = np.divide(1.0, rates, out=np.zeros(len(rates)), where=rates > 0)
     total = scale * cum[-1]
     if total <= 0:
         return np.empty(0)
     out = np.empty(int(total + 5 * np.sqrt(total + 1) + 10))
-    m, last = 0, 0.0
+    m, last, h = 0, 0.0, 0
     while True:
         n = int(total - last + 5 * np.sqrt(total - last + 1) + 10)
-        m, last, done = _invert(rng.exponential(1.0, n), last, scale, cum, rates, out, m)
+        m, last, h, done = _invert(rng.exponential(1.0, n), last, h, 1.0 / scale, cum, inv, out, m)
         if done:
             return out[:m]
         if m + n > out.size:  # rare: the first draw fell short; grow the buffer
@@ -137,26 +140,24 @@ def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator, scale: float =
 
 
 @nb.njit(cache=True)
-def _invert(gaps, last, scale, cum, rates, out, m):
+def _invert(gaps, last, h, inv_scale, cum, inv_rates, out, m):
     """Unit-rate event times e (last + the running sum of gaps) mapped through the inverse
     cumulative intensity into out[m:]: the hour at which cum reaches e / scale, up to the
     total cum[-1]; a merge of two sorted sequences (as searchsorted(cum, e / scale, 'right') - 1,
-    in linear time). Returns the new m, the last event time and whether the total was passed."""
+    in linear time); h: the hour reached so far. Returns the new m, the last event time, the
+    hour reached and whether the total was passed."""
     total = cum[cum.size - 1]
-    h = 0
-    if m > 0:
-        h = min(int(out[m - 1]), cum.size - 2)
     e = last
     for j in range(gaps.size):
         e += gaps[j]
-        u = e / scale
+        u = e * inv_scale
         if u >= total:
-            return m, e, True
-        while h + 1 < cum.size and cum[h + 1] <= u:
+            return m, e, h, True
+        while cum[h + 1] <= u:  # stops: cum[-1] = total > u
             h += 1
-        out[m] = h + (u - cum[h]) / rates[h]
+        out[m] = h + (u - cum[h]) * inv_rates[h]
         m += 1
-    return m, e, False
+    return m, e, h, False
 
 
 @nb.njit(cache=True)
@@ -171,19 +172,34 @@ def _merge_runs(arrival, bounds, service):
     arr_out = np.empty(n)
     cls_out = np.empty(n, np.int64)
     svc_out = np.empty((k_stages, n))
+    src = np.empty(n, np.int64)
+    if n_runs == 2:  # the usual case: a two-pointer merge
+        a, a_end, b = bounds[0], bounds[1], bounds[1]
+        for j in range(n):
+            if b >= n or (a < a_end and arrival[a] <= arrival[b]):
+                src[j] = a
+                cls_out[j] = 0
+                a += 1
+            else:
+                src[j] = b
+                cls_out[j] = 1
+                b += 1
+    else:
+        for j in range(n):
+            best = -1
+            best_t = np.inf
+            for c in range(n_runs):
+                if ptr[c] < bounds[c + 1] and (best < 0 or arrival[ptr[c]] < best_t):
+                    best = c
+                    best_t = arrival[ptr[c]]
+            src[j] = ptr[best]
+            ptr[best] += 1
+            cls_out[j] = best
     for j in range(n):
-        best = -1
-        best_t = np.inf
-        for c in range(n_runs):
-            if ptr[c] < bounds[c + 1] and (best < 0 or arrival[ptr[c]] < best_t):
-                best = c
-                best_t = arrival[ptr[c]]
-        i = ptr[best]
-        ptr[best] += 1
-        arr_out[j] = best_t
-        cls_out[j] = best
-        for k in range(k_stages):
-            svc_out[k, j] = service[k, i]
+        arr_out[j] = arrival[src[j]]
+    for k in range(k_stages):  # row by row: contiguous writes
+        for j in range(n):
+            svc_out[k, j] = service[k, src[j]]
     return arr_out, cls_out, svc_out
 
 
@@ -208,8 +224,8 @@ def flow_inputs(
         per_day = spec.demand.get(c, 0.0)
         arr = np.empty(0)
         if per_day > 0:
-            unit, unit_cum = _unit_rates(model, gate_id, direction, c)
-            arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum)
+            unit, unit_cum, unit_inv = _unit_rates(model, gate_id, direction, c)
+            arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum, unit_inv)
         times.append(np.concatenate([np.zeros(backlog), arr]) if backlog else arr)
     sizes = [len(t) for t in times]
     arrival = np.concatenate(times) if len(times) != 1 else times[0]

@@ -96,10 +96,11 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         raise ValueError(f"the horizon must be whole hours for the queue buckets, not {H} h")
     plus, net, area = np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets))
     warm_parts = np.zeros((n_flows, 2))
+    instant = [np.array([name == ACCEPTANCE for name in r.inputs.stage_names]) for r in records]  # no time
     for fi, rec in enumerate(records):
         f = rec.inputs
         busy = np.zeros(rec.start.shape[1])
-        flow_pass(f.arrival, rec.start, rec.end, warm, H, days, counts[fi], day[fi], busy, wait_h[fi], tis_h[fi],
+        flow_pass(f.arrival, rec.start, rec.end, instant[fi], warm, H, days, counts[fi], day[fi], busy, wait_h[fi], tis_h[fi],
                   plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
         backlog[fi] = f.n_backlog
         for k, name in enumerate(f.stage_names):
@@ -118,9 +119,9 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     peaks, hour_mean = queue_summary(
         plus, net, area, warm_parts, membership, H, warm,
         lambda slot: [
-            candidate_events(r.inputs.arrival, r.start, r.end, slot, H, m)
+            candidate_events(r.inputs.arrival, r.start, r.end, inst, slot, H, m)
             # events per bucket: the joining ones (plus) and the starts (plus - net)
-            for r, m in zip(records, np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64))
+            for r, inst, m in zip(records, instant, np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64))
         ],
     )
     w = membership.astype(float)  # groups x flows: a group's sums are one product

@@ -82,16 +82,19 @@ def candidate_slots(cand: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def candidate_events(arrival, start, end, slot, horizon_h, m):
+def candidate_events(arrival, start, end, instant, slot, horizon_h, m):
     """A flow's queue events that fall in the buckets to sweep, as (slot, time, sign), column
-    by column (arrivals, then per stage its starts and, but for the last stage, its ends);
-    m: how many there are (known from the buckets' counts)."""
+    by column (arrivals, then per stage its starts and, but for the last stage, its ends;
+    none for a stage that takes no time, as in flow_pass); m: how many there are (known from
+    the buckets' counts)."""
     n, k_stages = start.shape
     ev_slot = np.empty(m, np.int64)
     ev_t = np.empty(m)
     ev_s = np.empty(m, np.int8)
     j = _column_candidates(arrival, 1, slot, horizon_h, ev_slot, ev_t, ev_s, 0)
     for k in range(k_stages):
+        if instant[k] and k < k_stages - 1:
+            continue
         j = _column_candidates(start[:, k], -1, slot, horizon_h, ev_slot, ev_t, ev_s, j)
         if k < k_stages - 1:
             j = _column_candidates(end[:, k], 1, slot, horizon_h, ev_slot, ev_t, ev_s, j)

@@ -130,3 +130,19 @@ def test_distributions_have_the_stated_mean_and_variance(mean, cv):
         assert abs(x.mean() - d.expected()) <= 5 * se + 1e-9 * mean, d
         if d.variance() > 0 and d.scv() < 1.5:  # heavy lognormal tails make the variance too noisy
             assert x.var() == pytest.approx(d.variance(), rel=0.1), d
+
+
+@pytest.mark.parametrize("sizes", [(5, 0), (0, 4), (30, 70), (10, 10, 3), (0, 0)])
+def test_class_runs_merge_as_a_stable_sort(sizes):
+    # vehicles of several classes, each run sorted, with ties (backlog at 0, equal times)
+    from sim.inputs import _merge_runs
+
+    rng = np.random.default_rng(sum(sizes))
+    runs = [np.sort(np.r_[np.zeros(s // 3), rng.integers(0, 6, s - s // 3)].astype(float)) for s in sizes]
+    arrival = np.concatenate(runs)
+    service = rng.random((3, arrival.size))
+    merged, cls, svc = _merge_runs(arrival, np.cumsum([0, *sizes]), service)
+    order = np.argsort(arrival, kind="stable")
+    np.testing.assert_array_equal(merged, arrival[order])
+    np.testing.assert_array_equal(svc, service[:, order])
+    np.testing.assert_array_equal(cls, np.repeat(np.arange(len(sizes)), sizes)[order])
