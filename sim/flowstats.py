@@ -102,41 +102,20 @@ def add_queue_event(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
 
 
 @nb.njit(cache=True, inline="always")
-def add_column_events(times, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
-    """A column of queue events of one sign, as add_queue_event would add them one by one, but
-    summed in registers while they stay in one bucket (a column is nearly in time order, so
-    the buckets' memory is touched once per run rather than once per event)."""
-    cur = -1
-    count = 0
-    t_sum = 0.0
+def add_column_events(times, sign, horizon_h, warmup_h, wb, count, t_sum, warm):
+    """A column of queue events of one sign: per hour bucket, how many (count) and the signed
+    sum of their times (t_sum); a bucket's area is then net x (b + 1) - t_sum. No branch on the
+    data but the horizon (and the warm-up bucket), so it runs at memory speed."""
     for t in times:
         if t < horizon_h:  # not NaN, not beyond the horizon
             b = int(t)
-            if b != cur:
-                if cur >= 0:
-                    _flush_run(cur, sign, count, t_sum, plus, net, area)
-                cur = b
-                count = 0
-                t_sum = 0.0
-            count += 1
-            t_sum += t
+            count[b] += 1.0
+            t_sum[b] += sign * t
             if b == wb:  # the bucket the warm-up ends in, summed from the warm-up on
                 if t <= warmup_h:
                     warm[0] += sign
                 else:
                     warm[1] += sign * (b + 1.0 - t)
-    if cur >= 0:
-        _flush_run(cur, sign, count, t_sum, plus, net, area)
-
-
-@nb.njit(cache=True, inline="always")
-def _flush_run(b, sign, count, t_sum, plus, net, area):
-    """A run of events of one sign in bucket b: their net change and the area they add,
-    sign x sum(b + 1 - t)."""
-    net[b] += sign * count
-    area[b] += sign * (count * (b + 1.0) - t_sum)
-    if sign > 0:
-        plus[b] += count
 
 
 @nb.njit(cache=True)
@@ -157,10 +136,12 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
-    add_column_events(arrival, 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+    n_b = plus.size
+    joins, leaves, t_sum = np.zeros(n_b), np.zeros(n_b), np.zeros(n_b)
+    add_column_events(arrival, 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
     for k in range(k_stages):
         if not instant[k] or k == k_stages - 1:
-            add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, plus, net, area, warm)
+            add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, leaves, t_sum, warm)
         busy_k = 0.0
         for i in range(n):
             s = start[i, k]
@@ -169,7 +150,16 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
                 busy_k += (horizon_h if np.isnan(e) else e) - s
         busy[k] += busy_k
         if k < k_stages - 1 and not instant[k]:
-            add_column_events(end[:, k], 1, horizon_h, warmup_h, wb, plus, net, area, warm)
+            add_column_events(end[:, k], 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
+    for b in range(n_b):
+        d = joins[b] - leaves[b]
+        plus[b] += joins[b]
+        net[b] += d
+        area[b] += d * (b + 1.0) - t_sum[b]
+    served = np.zeros(n)  # time in service, summed stage by stage (contiguous columns)
+    for k in range(k_stages):
+        for i in range(n):
+            served[i] += end[i, k] - start[i, k]
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
     c1 = c2 = c3 = c4 = 0.0
@@ -181,11 +171,8 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
         d = int(dep / 24.0)  # dep >= 0: truncation is the floor (// on floats is slow here)
         daily[min(d, days - 1)] += 1
         if arrival[i] >= warmup_h:
-            served = 0.0
-            for k in range(k_stages):
-                served += end[i, k] - start[i, k]
             tis = dep - arrival[i]
-            wait = tis - served
+            wait = tis - served[i]
             c2 += 1
             c3 += wait
             c4 += tis
