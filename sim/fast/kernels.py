@@ -39,33 +39,25 @@ def day_of(t):
 
 
 @nb.njit(cache=True)
-def ready_order(ready, prev_rank):
-    """The vehicles that reach a stage, by ready time, ties in previous-stage start order.
+def ready_order(ready, started):
+    """The vehicles that reach the next stage, by ready time, ties in this stage's start order.
 
-    Listed in previous-stage start order, the ready times (that stage's end times) are nearly
-    sorted already, so a stable insertion sort is close to linear.
+    started lists the vehicles in start order; in that order their ready times (this stage's
+    end times) are nearly sorted already, so a stable insertion sort is close to linear.
+    Vehicles that did not end within the horizon (NaN) are left out.
     """
-    n = ready.size
-    started = 0
-    for i in range(n):
-        if prev_rank[i] >= 0:
-            started += 1
-    by_rank = np.empty(started, np.int64)
-    for i in range(n):
-        if prev_rank[i] >= 0:
-            by_rank[prev_rank[i]] = i
-    o = np.empty(started, np.int64)
+    o = np.empty(started.size, np.int64)
     m = 0
-    for j in range(started):
-        i = by_rank[j]
+    for i in started:
         if not np.isnan(ready[i]):
             o[m] = i
             m += 1
     o = o[:m]
     for j in range(1, m):
         x = o[j]
+        r = ready[x]
         k = j - 1
-        while k >= 0 and ready[o[k]] > ready[x]:
+        while k >= 0 and ready[o[k]] > r:
             o[k + 1] = o[k]
             k -= 1
         o[k + 1] = x
@@ -74,18 +66,18 @@ def ready_order(ready, prev_rank):
 
 @nb.njit(cache=True)
 def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, ends, horizon,
-               start_out, end_out, rank_out):
+               start_out, end_out, started):
     """Start times, end times and start order of every vehicle at one stage.
 
     ready: when each vehicle reaches the stage; o_ready: the vehicles that do, by ready time
     then tie order; level: dense priority level (0 first); lanes < 0: unlimited; quota < 0:
-    none. Outputs stay NaN / -1 for vehicles that do not start (or end) within the horizon.
+    none. Start and end times stay NaN for vehicles that do not start (or end) within the
+    horizon; started[:count] lists the vehicles in start order; returns count.
     """
     m = o_ready.size
     if n_levels == 1:  # one class of priority: the ready order is the service order
-        _pass(ready, o_ready, np.zeros(1, np.int64), np.full(1, m, np.int64), 1, service, lanes, quota,
-              starts, ends, horizon, start_out, end_out, rank_out)
-        return
+        return _pass(ready, o_ready, np.zeros(1, np.int64), np.full(1, m, np.int64), 1, service, lanes, quota,
+                     starts, ends, horizon, start_out, end_out, started)
     counts = np.zeros(n_levels + 1, np.int64)
     for j in range(m):
         counts[level[o_ready[j]] + 1] += 1
@@ -99,11 +91,11 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
         lv = level[o_ready[j]]
         o[fill[lv]] = o_ready[j]
         fill[lv] += 1
-    _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, rank_out)
+    return _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, started)
 
 
 @nb.njit(cache=True)
-def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, rank_out):
+def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, started):
     """The pass proper: o lists the vehicles by priority level (level lv is o[lo[lv]:hi[lv]]),
     each level by ready time. Each level's next ready time is kept in heads (inf when the level
     is exhausted), so choosing a vehicle reads no vehicle arrays."""
@@ -163,7 +155,7 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
         finish = t + service[i]
         if finish < horizon:
             end_out[i] = finish
-        rank_out[i] = rank
+        started[rank] = i
         rank += 1
         if not unlimited:
             free[lane] = finish
@@ -174,6 +166,7 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
                 used = 0
             used += 1
         t_prev = t
+    return rank
 
 
 @nb.njit(cache=True)
@@ -188,12 +181,11 @@ def run_flow(arrival, level, n_levels, service, lanes, quota, starts, ends, hori
     end = np.full((k_stages, n), np.nan)
     ready = arrival
     o_ready = np.arange(n)  # arrivals are sorted; simultaneous ones in input order
-    rank = np.empty(n, np.int64)
+    started = np.empty(n, np.int64)
     for k in range(k_stages):
-        rank[:] = -1
-        stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k], quota[k],
-                   starts, ends, horizon, start[k], end[k], rank)
+        count = stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k], quota[k],
+                           starts, ends, horizon, start[k], end[k], started)
         ready = end[k]
         if k < k_stages - 1:
-            o_ready = ready_order(ready, rank)
+            o_ready = ready_order(ready, started[:count])
     return start, end
