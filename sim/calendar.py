@@ -12,6 +12,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba as nb
 import numpy as np
 
 from .scenario import WEEKDAYS, Gate, Horizon, RandomClosure, _as_datetime, _check_hours
@@ -54,25 +55,51 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _subtract(opens: np.ndarray, closed: np.ndarray) -> np.ndarray:
-    """Open intervals ((n, 2), disjoint, sorted) less the closed ones ((m, 2), any): one sweep
-    over all boundaries. Touching open pieces are joined."""
-    if len(closed) == 0:
-        return opens[opens[:, 1] > opens[:, 0]]
-    o = opens
-    c = np.asarray(_merge([tuple(iv) for iv in closed]), dtype=float).reshape(-1, 2)
-    t = np.concatenate([o[:, 0], o[:, 1], c[:, 0], c[:, 1]])
-    d_open = np.concatenate([np.ones(len(o)), -np.ones(len(o)), np.zeros(2 * len(c))])
-    d_closed = np.concatenate([np.zeros(2 * len(o)), np.ones(len(c)), -np.ones(len(c))])
-    order = np.argsort(t, kind="stable")
-    t, d_open, d_closed = t[order], d_open[order], d_closed[order]
-    last = np.r_[t[1:] != t[:-1], True]  # the state after all boundaries at an instant
-    times = t[last]
-    is_open = (np.cumsum(d_open)[last] > 0) & (np.cumsum(d_closed)[last] == 0)
-    # segment [times[i], times[i + 1]) is open where is_open[i]; join touching segments
-    starts = times[:-1][is_open[:-1] & ~np.r_[False, is_open[:-2]]]
-    ends = times[1:][is_open[:-1] & ~np.r_[is_open[1:-1], False]]
-    keep = ends > starts
-    return np.column_stack([starts[keep], ends[keep]])
+    """Open intervals ((n, 2), disjoint, sorted) less the closed ones ((m, 2), any): one merge
+    of the two sorted lists. Touching open pieces are joined; empty ones dropped."""
+    c = np.asarray(_merge([tuple(iv) for iv in closed if iv[1] > iv[0]]), dtype=float).reshape(-1, 2)
+    s, e = _subtract_sorted(np.ascontiguousarray(opens[:, 0]), np.ascontiguousarray(opens[:, 1]),
+                            np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1]))
+    return np.column_stack([s, e])
+
+
+@nb.njit(cache=True)
+def _subtract_sorted(o_start, o_end, c_start, c_end):
+    """Sorted disjoint open intervals less sorted disjoint non-empty closed ones."""
+    n_o, n_c = o_start.size, c_start.size
+    out_s = np.empty(n_o + n_c)
+    out_e = np.empty(n_o + n_c)
+    m = 0
+    j = 0  # the first closure that ends after the current interval starts
+    for i in range(n_o):
+        s, e = o_start[i], o_end[i]
+        while j < n_c and c_end[j] <= s:
+            j += 1
+        cur = s
+        jj = j
+        while jj < n_c and c_start[jj] < e:
+            if c_start[jj] > cur:
+                m = _emit(out_s, out_e, m, cur, c_start[jj])
+            cur = max(cur, c_end[jj])
+            if c_end[jj] >= e:
+                break
+            jj += 1
+        if cur < e:
+            m = _emit(out_s, out_e, m, cur, e)
+    return out_s[:m], out_e[:m]
+
+
+@nb.njit(cache=True, inline="always")
+def _emit(out_s, out_e, m, a, b):
+    """Add the piece [a, b): dropped if empty, joined to the last one if they touch."""
+    if b <= a:
+        return m
+    if m > 0 and out_e[m - 1] >= a:
+        out_e[m - 1] = max(out_e[m - 1], b)
+        return m
+    out_s[m] = a
+    out_e[m] = b
+    return m + 1
 
 
 def hours_since_start(horizon: Horizon, when: dt.date | dt.datetime, end: bool = False) -> float:

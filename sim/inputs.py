@@ -84,7 +84,7 @@ def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str)
     return _shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), steps, h.start, h.days)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=64)  # sampled step factors rarely repeat: keep the memory small (3 x 8 B x hours each)
 def _shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, steps: tuple, start: dt.date, days: int):
     daily = _day_profile(weekday, monthly, start, days)
     for first, until, factor in steps:

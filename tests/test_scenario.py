@@ -146,3 +146,21 @@ def test_class_runs_merge_as_a_stable_sort(sizes):
     np.testing.assert_array_equal(merged, arrival[order])
     np.testing.assert_array_equal(svc, service[:, order])
     np.testing.assert_array_equal(cls, np.repeat(np.arange(len(sizes)), sizes)[order])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    opens=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6)), max_size=8),
+    closed=st.lists(st.tuples(st.integers(-5, 45), st.integers(-2, 12)), max_size=6),
+)
+def test_calendar_subtraction_is_set_difference(opens, closed):
+    # open intervals [s, s + len) (made disjoint and sorted) less closures, against a point test
+    from sim.calendar import _merge, _subtract
+
+    o = np.array(_merge([(s, s + n) for s, n in opens if n > 0]), dtype=float).reshape(-1, 2)
+    c = np.array([(s, s + n) for s, n in closed], dtype=float).reshape(-1, 2)
+    got = _subtract(o, c)
+    assert np.all(got[:, 1] > got[:, 0]) and np.all(got[1:, 0] > got[:-1, 1])  # sorted, apart
+    for t in np.arange(-6, 50, 0.25):
+        inside = lambda iv: bool(np.any((iv[:, 0] <= t) & (t < iv[:, 1])))  # noqa: E731
+        assert inside(got) == (inside(o) and not inside(c[c[:, 1] > c[:, 0]])), t
