@@ -18,6 +18,7 @@ Across replications: mean and a 95 % t-interval for the mean.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -64,10 +65,10 @@ class ReplicationResult:
         return [(*lab, float(v)) for lab, v in zip(self.labels, self.values)]
 
 
-def _groups(model, flow_keys):
+def _groups(gate_order, flow_keys):
     """(gate, direction, flow keys) of every reported group: each flow, each gate, each
     direction, everything."""
-    gates = sorted({g for g, _ in flow_keys}, key=list(model.gates).index)
+    gates = sorted({g for g, _ in flow_keys}, key=list(gate_order).index)
     for g in gates:
         for d in ("exit", "entry"):
             if (g, d) in flow_keys:
@@ -78,6 +79,18 @@ def _groups(model, flow_keys):
         if keys:
             yield ALL, d, keys
     yield ALL, ALL, list(flow_keys)
+
+
+@lru_cache(maxsize=64)
+def _group_structure(gate_order: tuple, flow_keys: tuple):
+    """The reported groups, and which flows each distinct group sums (the same in every
+    replication of a scenario): groups with the same flows (a one-direction gate and its
+    total, say) are computed once; same[g] is group g's row of membership."""
+    group_list = list(_groups(gate_order, list(flow_keys)))
+    listed = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
+    membership, same = np.unique(listed, axis=0, return_inverse=True)
+    membership.setflags(write=False)
+    return group_list, membership, same.ravel()
 
 
 def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> ReplicationResult:
@@ -110,12 +123,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             labels.append((f.gate, f.direction, "utilisation", name))
             values.append(busy[k] / capacity if capacity > 0 else np.nan)
 
-    flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
-    group_list = list(_groups(rep.model, flow_keys))
-    listed = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
-    # groups with the same flows (a one-direction gate and its total, say) are computed once
-    membership, same = np.unique(listed, axis=0, return_inverse=True)
-    same = same.ravel()
+    flow_keys = tuple((r.inputs.gate, r.inputs.direction) for r in records)
+    group_list, membership, same = _group_structure(tuple(rep.model.gates), flow_keys)
     peaks, hour_mean = queue_summary(
         plus, net, area, warm_parts, membership, H, warm,
         lambda slot: [

@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -205,13 +206,18 @@ class Range:
         return float(self.values[-1])
 
     def sample(self, rng: np.random.Generator) -> float:
-        if self.kind == "uniform":
-            return float(rng.uniform(self.values[0], self.values[1]))
+        if self.kind == "uniform":  # = rng.uniform(low, high), which is low + (high - low) x random()
+            return self.values[0] + (self.values[1] - self.values[0]) * rng.random()
         lo, mode, hi = self.values
         return float(rng.triangular(lo, mode, hi)) if hi > lo else float(lo)
 
     def name(self) -> str:
-        return path_str(self.path)
+        return _path_name(self.path)
+
+
+@lru_cache(maxsize=4096)
+def _path_name(path: tuple) -> str:
+    return path_str(path)
 
 
 def path_str(path: tuple) -> str:

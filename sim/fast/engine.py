@@ -11,8 +11,10 @@ from .kernels import run_flow
 
 def _levels(flow: FlowInputs) -> tuple[np.ndarray, int]:
     """Dense priority levels (0 served first), from the few class priorities, not a sort of vehicles."""
-    values, class_level = np.unique(flow.class_priority, return_inverse=True)
-    return class_level.astype(np.int64)[flow.vclass], max(len(values), 1)
+    priorities = flow.class_priority.tolist()
+    ranked = sorted(set(priorities))
+    class_level = np.array([ranked.index(p) for p in priorities], dtype=np.int64)
+    return class_level[flow.vclass], max(len(ranked), 1)
 
 
 def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
