@@ -38,8 +38,8 @@ def stream(rep_seq: np.random.SeedSequence, name: str) -> np.random.Generator:
     spawn = rep_seq.spawn_key
     entropy = rep_seq.entropy
     if len(spawn) == 1 and isinstance(entropy, int) and 0 <= entropy and 0 <= spawn[0] < 2**32:
-        pool = _mix_words(*_run_prefix(entropy), np.uint64(spawn[0]), np.uint64(key))
-        return np.random.Generator(np.random.PCG64(_MixedPool(pool)))
+        pool, seed64 = _mix_words(*_run_prefix(entropy), np.uint64(spawn[0]), np.uint64(key))
+        return np.random.Generator(np.random.PCG64(_MixedPool(pool, seed64)))
     child = np.random.SeedSequence(entropy=entropy, spawn_key=tuple(spawn) + (key,))
     return np.random.Generator(np.random.PCG64(child))
 
@@ -108,7 +108,11 @@ def _mix_words(p0, p1, p2, p3, h, w1, w2):
             v ^= v >> s16
             r = (np.uint64(_MIX_L) * pool[dst] - np.uint64(_MIX_R) * v) & m32
             pool[dst] = r ^ (r >> s16)
-    return pool
+    words = _state_words(pool, 8)  # what PCG64 asks for: generate_state(4, uint64)
+    seed64 = np.empty(4, np.uint64)
+    for j in range(4):
+        seed64[j] = np.uint64(words[2 * j]) | (np.uint64(words[2 * j + 1]) << np.uint64(32))
+    return pool, seed64
 
 
 @nb.njit(cache=True)
@@ -129,10 +133,13 @@ def _state_words(pool, n_words):
 class _MixedPool(ISeedSequence):
     """A seed sequence given by its mixed pool: generate_state as SeedSequence's."""
 
-    def __init__(self, pool: np.ndarray):
+    def __init__(self, pool: np.ndarray, seed64: np.ndarray):
         self.pool = pool
+        self.seed64 = seed64  # generate_state(4, np.uint64), ready
 
     def generate_state(self, n_words, dtype=np.uint32):
+        if n_words == 4 and dtype is np.uint64:
+            return self.seed64.copy()
         kind = np.dtype(dtype)
         if kind == np.uint32:
             return _state_words(self.pool, n_words)
