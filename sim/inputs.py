@@ -32,8 +32,7 @@ class FlowInputs:
     direction: str
     arrival: np.ndarray  # hours, sorted; initial backlog at 0
     vclass: np.ndarray  # index into classes
-    priority: np.ndarray  # lower is served first
-    class_priority: np.ndarray  # priority of each class
+    class_priority: np.ndarray  # priority of each class (lower is served first)
     service: np.ndarray  # (n, stages) hours, 0 for the acceptance step; a view of a stage-major array
     classes: list[str]
     stage_names: list[str]
@@ -45,6 +44,11 @@ class FlowInputs:
     @property
     def n(self) -> int:
         return len(self.arrival)
+
+    @property
+    def priority(self) -> np.ndarray:
+        """Each vehicle's priority (lower is served first)."""
+        return self.class_priority[self.vclass]
 
 
 @dataclass
@@ -231,7 +235,9 @@ def flow_inputs(
     arrival = np.concatenate(times) if len(times) != 1 else times[0]
     vclass = np.zeros(len(arrival), dtype=np.int64)  # one class; merged below otherwise
     # stage-major (stages, n): each stage's draws fill a contiguous row, as the fast engine reads it
-    service = np.zeros((len(cols) + has_acceptance, len(arrival)))
+    service = np.empty((len(cols) + has_acceptance, len(arrival)))
+    if has_acceptance:
+        service[acc_k] = 0.0  # the acceptance step takes no time
     first = 0
     for c, size in zip(classes, sizes):
         for k, st in zip(cols, spec.stages):
@@ -242,7 +248,6 @@ def flow_inputs(
         # by time, at equal times (the backlog) by class: a merge of the per-class sorted runs
         arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
-    priority = class_priority[vclass]
 
     names = [s.name for s in spec.stages]
     lanes: list[int | None] = [s.lanes for s in spec.stages]
@@ -252,7 +257,7 @@ def flow_inputs(
         lanes.insert(acc_k, None)
         quota.insert(acc_k, spec.acceptance_limit)
     return FlowInputs(
-        gate=gate_id, direction=direction, arrival=arrival, vclass=vclass, priority=priority,
+        gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
         service=service.T, classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog,
