@@ -78,19 +78,15 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, e
     if n_levels == 1:  # one class of priority: the ready order is the service order
         return _pass(ready, o_ready, np.zeros(1, np.int64), np.full(1, m, np.int64), 1, service, lanes, quota,
                      starts, ends, horizon, start_out, end_out, started)
-    counts = np.zeros(n_levels + 1, np.int64)
+    # a stable split by priority level in one pass: level lv fills o[lv * m:], so no counting
+    lo = np.arange(n_levels) * m
+    hi = lo.copy()
+    o = np.empty(n_levels * m, np.int64)
     for j in range(m):
-        counts[level[o_ready[j]] + 1] += 1
-    for lv in range(n_levels):
-        counts[lv + 1] += counts[lv]
-    lo = counts[:-1].copy()
-    hi = counts[1:].copy()
-    o = np.empty(m, np.int64)
-    fill = lo.copy()
-    for j in range(m):  # stable split by priority level
-        lv = level[o_ready[j]]
-        o[fill[lv]] = o_ready[j]
-        fill[lv] += 1
+        i = o_ready[j]
+        lv = level[i]
+        o[hi[lv]] = i
+        hi[lv] += 1
     return _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, started)
 
 
