@@ -107,6 +107,7 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
     cal_i = 0  # the calendar interval searched from: start times only grow within a pass
     n_cal = starts.size
     cur_day = -1
+    day_safe = -np.inf  # below it a start time is surely still in cur_day (no division needed)
     used = 0
     rank = 0
     while True:
@@ -133,7 +134,7 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
         if t < starts[cal_i]:
             t = starts[cal_i]
         if quota >= 0:
-            while day_of(t) == cur_day and used >= quota:
+            while used >= quota and (t < day_safe or day_of(t) == cur_day):
                 t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
                 if t == np.inf:
                     break
@@ -156,10 +157,12 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
         if not unlimited:
             free[lane] = finish
         if quota >= 0:
-            d = day_of(t)
-            if d != cur_day:
-                cur_day = d
-                used = 0
+            if not t < day_safe:  # start times only grow within a pass
+                d = day_of(t)
+                if d != cur_day:
+                    cur_day = d
+                    used = 0
+                    day_safe = 24.0 * (d + 1) - 1e-6
             used += 1
         t_prev = t
     return rank
