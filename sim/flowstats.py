@@ -45,7 +45,7 @@ def _bin_table() -> tuple[np.ndarray, np.ndarray]:
     edges = hist_edges()
     keys = np.arange(_bits(HIST_LO_H) >> _KEY_SHIFT, (_bits(HIST_LO_H * 10.0**HIST_DECADES) >> _KEY_SHIFT) + 1)
     lows = (keys << _KEY_SHIFT).view(np.float64)
-    table = (np.searchsorted(edges, lows, side="right") - 1).astype(np.int64)
+    table = (np.searchsorted(edges, lows, side="right") - 1).astype(np.int16)  # small: stays in cache
     return table, edges
 
 
