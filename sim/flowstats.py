@@ -183,15 +183,10 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
     counts[4] += c4
 
 
-@nb.njit(cache=True)
-def _value_of_rank(hist, j):
-    """The j-th smallest value (from 0), placed within its bin as if the bin's values were spread
-    evenly over it (log-evenly for the log bins)."""
-    below = 0.0
-    b = 0
-    while below + hist[b] <= j:
-        below += hist[b]
-        b += 1
+@nb.njit(cache=True, inline="always")
+def _bin_value(hist, b, below, j):
+    """The j-th smallest value (from 0), in bin b with `below` values under it, placed as if the
+    bin's values were spread evenly over it (log-evenly for the log bins)."""
     frac = (j - below + 0.5) / hist[b]
     if b == 0:
         return frac * HIST_LO_H
@@ -207,10 +202,18 @@ def _hist_quantile(hist, p):
         return np.nan
     rank = p * (n - 1)
     lo = np.floor(rank)
-    x = _value_of_rank(hist, lo)
+    below = 0.0  # one scan finds the bins of ranks lo and lo + 1
+    b = 0
+    while below + hist[b] <= lo:
+        below += hist[b]
+        b += 1
+    x = _bin_value(hist, b, below, lo)
     if rank == lo:
         return x
-    return x + (rank - lo) * (_value_of_rank(hist, lo + 1) - x)
+    while below + hist[b] <= lo + 1:
+        below += hist[b]
+        b += 1
+    return x + (rank - lo) * (_bin_value(hist, b, below, lo + 1) - x)
 
 
 def hist_quantile(hist: np.ndarray, p: float) -> float:

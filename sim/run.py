@@ -69,7 +69,7 @@ def _run_chunk(args) -> tuple[int, list[ReplicationResult]]:
 
 def default_chunk_size(reps: int, workers: int) -> int:
     """Small enough to balance the workers and show progress, large enough to amortise start-up."""
-    return max(1, min(50, -(-reps // (4 * workers))))
+    return max(1, min(25, -(-reps // (4 * workers))))
 
 
 @dataclass
