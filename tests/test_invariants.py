@@ -36,9 +36,12 @@ def _open_naive(gate: dict, start: dt.date, t: float, direction: str, random_clo
         lo = int(a[:2]) + int(a[3:]) / 60
         hi = int(b[:2]) + int(b[3:]) / 60
         in_hours |= lo - 1e-9 <= h < hi
-    when = dt.datetime.combine(start, dt.time()) + dt.timedelta(hours=t)
+    t0 = dt.datetime.combine(start, dt.time())
     for c in gate.get("closures", []):
-        if direction in c["directions"] and c["start"] <= when < c["end"]:
+        # in hours, as t is: a datetime would round t to microseconds (24.999999999999996 h
+        # becomes 25:00, inside a closure that starts at 25 h)
+        lo, hi = ((c[k] - t0).total_seconds() / 3600.0 for k in ("start", "end"))  # datetimes here
+        if direction in c["directions"] and lo <= t < hi:
             return False
     return in_hours and not any(s <= t < e for s, e in random_closed)
 
