@@ -136,15 +136,17 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
     wb = int(np.floor(warmup_h))
     n_b = plus.size
     joins, leaves, t_sum = np.zeros(n_b), np.zeros(n_b), np.zeros(n_b)
+    served = np.zeros(n)  # time in service, summed stage by stage (contiguous columns)
     add_column_events(arrival, 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
     for k in range(k_stages):
         if not instant[k] or k == k_stages - 1:
             add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, leaves, t_sum, warm)
         busy_k = 0.0
-        for i in range(n):
+        for i in range(n):  # busy lane-hours, and each vehicle's time in service so far
             s = start[i, k]
+            e = end[i, k]
+            served[i] += e - s
             if s < horizon_h:
-                e = end[i, k]
                 busy_k += (horizon_h if np.isnan(e) else e) - s
         busy[k] += busy_k
         if k < k_stages - 1 and not instant[k]:
@@ -154,10 +156,6 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
         plus[b] += joins[b]
         net[b] += d
         area[b] += d * (b + 1.0) - t_sum[b]
-    served = np.zeros(n)  # time in service, summed stage by stage (contiguous columns)
-    for k in range(k_stages):
-        for i in range(n):
-            served[i] += end[i, k] - start[i, k]
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
     c1 = c2 = c3 = c4 = 0.0

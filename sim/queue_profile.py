@@ -76,7 +76,7 @@ def group_queue(plus, net, area, warm, membership, horizon_h, warmup_h):
 def candidate_slots(cand: np.ndarray) -> np.ndarray:
     """Each bucket's index among the buckets some group must sweep (-1: none)."""
     any_cand = cand.any(axis=0)
-    slot = np.full(any_cand.size, -1, np.int64)
+    slot = np.full(any_cand.size, -1, np.int32)  # small, to stay in cache when looked up per event
     slot[any_cand] = np.arange(int(any_cand.sum()))
     return slot
 
