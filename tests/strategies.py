@@ -49,10 +49,11 @@ def direction(draw, classes):
 def scenarios(draw):
     days = draw(st.integers(2, 6))
     start = dt.date(2022, 3, 1) + dt.timedelta(days=draw(st.integers(0, 6)))
-    classes = {"green": {"priority": 0}, "truck": {"priority": 1}}
+    # three priority levels (green lane, trucks, bulk last) and classes sharing one level
+    classes = {"green": {"priority": 0}, "truck": {"priority": 1}, "fruit": {"priority": 0}, "bulk": {"priority": 2}}
     gates = {}
     for gi in range(draw(st.integers(1, 2))):
-        cls = draw(st.sampled_from([["truck"], ["green", "truck"]]))
+        cls = draw(st.sampled_from([["truck"], ["green", "truck"], ["green", "truck", "bulk"], ["green", "fruit"]]))
         gate = {"name": f"gate {gi}", "classes": cls, "hours": draw(hours())}
         dirs = draw(st.sampled_from([["exit"], ["entry"], ["exit", "entry"]]))
         for d in dirs:
