@@ -12,6 +12,7 @@ from .errors import BordersimError
 from .run import DEFAULT_REPS, DEFAULT_SEED, ENGINES
 
 BASELINE = "baseline_2022.toml"
+TARGETS = "targets_2022.toml"
 TABLE_METRICS = [
     ("arrivals", "arrivals", 0),
     ("crossings", "crossings", 0),
@@ -20,6 +21,14 @@ TABLE_METRICS = [
     ("time_in_system_p95_h", "p95 time in system h", 1),
     ("queue_max", "max queue", 0),
 ]
+
+
+def default_targets() -> Path:
+    """The 2022 targets: ./calibration/ first, then the calibration/ folder of this checkout."""
+    for base in (Path.cwd() / "calibration", Path(__file__).resolve().parent.parent / "calibration"):
+        if (base / TARGETS).exists():
+            return base / TARGETS
+    return Path("calibration") / TARGETS
 
 
 def default_scenario() -> Path:
@@ -62,6 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
     v.add_argument("scenarios", nargs="+")
+    c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
+    c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{TARGETS})")
+    c.add_argument("--check", action="store_true",
+                   help="run the fitted scenario and test every target; exit 1 if one fails")
+    c.add_argument("--method", choices=("rejection",), default="rejection",
+                   help="rejection: approximate Bayesian computation by rejection (default)")
+    c.add_argument("--budget", type=_whole_number(10), default=None,
+                   help="prior draws, one fast replication each (default 2000)")
+    c.add_argument("--accept", type=float, default=None, help="share of the draws kept (default 0.1)")
+    c.add_argument("--scenario", help="with --check: the scenario to test (default: the fitted one)")
+    c.add_argument("--reps", type=_whole_number(2), default=None, help="with --check: replications (default 200)")
+    c.add_argument("--engine", choices=ENGINES, default="fast", help="with --check: the engine")
+    c.add_argument("--seed", type=_whole_number(0), help="root seed (default: the targets file's)")
+    c.add_argument("--workers", type=_whole_number(1), help="parallel processes (default: one per core)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -124,10 +148,47 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_calibrate(args) -> int:
+    from . import calibrate as cal
+
+    targets = cal.load_targets(Path(args.targets) if args.targets else default_targets())
+    progress = False if args.quiet else None
+    if args.check:
+        for opt in ("budget", "accept"):
+            if getattr(args, opt) is not None:
+                raise cal.CalibrationError(None, f"--{opt}", "applies to a calibration, not to --check")
+        rows = cal.check(targets, args.scenario, reps=args.reps or cal.DEFAULT_CHECK_REPS, seed=args.seed,
+                         engine=args.engine, workers=args.workers, progress=progress)
+        scen = args.scenario or targets.fitted_path
+        print(f"{scen}: {args.reps or cal.DEFAULT_CHECK_REPS} replications, engine {args.engine}; "
+              f"targets from {targets.path}")
+        print(cal.check_table(rows))
+        failed = [r.target.name for r in rows if not r.ok()]
+        if failed:
+            print(f"bordersim: calibration check failed: {', '.join(failed)}", file=sys.stderr)
+            return 1
+        print("all targets hold")
+        return 0
+    for opt in ("scenario", "reps"):
+        if getattr(args, opt) is not None:
+            raise cal.CalibrationError(None, f"--{opt}", "applies to --check only")
+    if args.engine != "fast":
+        raise cal.CalibrationError(None, "--engine", "a calibration runs on the fast engine; --engine is for --check")
+    result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
+                           accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
+                           seed=args.seed, workers=args.workers, progress=progress)
+    written = cal.write_calibration(result, method=args.method)
+    ident = result.identification()
+    print(f"{targets.path}: {result.budget} draws, {len(result.kept)} kept, {result.wall_s:.1f} s")
+    print("pinned down by the data: " + (", ".join(ident[ident.identified]["input"]) or "none"))
+    print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "validate": _cmd_validate}[args.command](args)
+        return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2

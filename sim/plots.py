@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 ALL = "all"
@@ -83,4 +84,54 @@ def crossings_per_day(daily: pd.DataFrame, names: dict[str, str], path: Path) ->
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def calibration_fit(cal, path: Path) -> None:
+    """Per target: the observed value against the prior's and the ensemble's simulated values
+    (95 % intervals and means)."""
+    targets = cal.targets.targets
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets) + 0.5, 3.4), squeeze=False)
+    for j, (ax, t) in enumerate(zip(axes[0], targets)):
+        for x, (label, vals, color) in enumerate([("prior", cal.simulated[:, j], "0.6"),
+                                                   ("ensemble", cal.simulated[cal.kept, j], "C0")]):
+            lo, hi = np.quantile(vals, [0.025, 0.975])
+            ax.errorbar([x], [vals.mean()], yerr=[[vals.mean() - lo], [hi - vals.mean()]], fmt="o", color=color,
+                        capsize=6, label=f"{label} (95 %)")
+        ax.axhline(t.observed, color="C3", lw=1.5, label="observed")
+        ax.axhspan(t.observed * (1 - t.tolerance), t.observed * (1 + t.tolerance), color="C3", alpha=0.12,
+                   label=f"tolerance ±{t.tolerance:.0%}")
+        ax.set_xticks([0, 1], ["prior", "ensemble"])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(t.name, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("vehicles")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.suptitle("Observed against simulated (one replication per parameter set)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def calibration_marginals(cal, path: Path) -> None:
+    """Each uncertain input: prior draws against the kept ensemble (histograms)."""
+    names = list(cal.params.columns)
+    ident = cal.identification().set_index("input")
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 1.9 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        prior = cal.params[name].to_numpy()
+        bins = np.linspace(prior.min(), prior.max(), 25) if prior.max() > prior.min() else 10
+        ax.hist(prior, bins=bins, density=True, color="0.75", label="prior")
+        ax.hist(prior[cal.kept], bins=bins, density=True, histtype="step", lw=1.6, color="C0", label="ensemble")
+        mark = " (pinned down)" if ident.loc[name, "identified"] else ""
+        ax.set_title(name + mark, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)

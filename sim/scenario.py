@@ -320,6 +320,8 @@ def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         cycle = " -> ".join(p.name for p in chain + (path,))
         raise ScenarioError(str(chain[-1]), "extends", f"cycle: {cycle}")
     raw = _read_toml(path)
+    if isinstance(raw.get("ensemble"), str):  # relative to the file that names it
+        raw["ensemble"] = str(path.parent / raw["ensemble"])
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
@@ -499,6 +501,10 @@ class Scenario:
     raw: dict = field(repr=False)
     ranges: tuple[Range, ...]
     nominal: ScenarioModel = field(repr=False)
+    # a calibrated ensemble: each replication takes one of its parameter sets (rows, by range
+    # name) whole, so the parameters keep their joint distribution; ranges not in it are sampled
+    ensemble: "pd.DataFrame | None" = field(default=None, repr=False)
+    ensemble_file: str | None = None
 
     @property
     def name(self) -> str:
@@ -508,14 +514,23 @@ class Scenario:
         """A concrete scenario: each range drawn from the stream named ``param/<field>``."""
         if not self.ranges:
             return self.nominal
-        values = {r.path: r.sample(rng_for(f"param/{r.name()}")) for r in self.ranges}
+        row = None
+        if self.ensemble is not None:  # one whole parameter set, picked at random
+            row = self.ensemble.iloc[int(rng_for("param/ensemble").integers(len(self.ensemble)))]
+        values = {
+            r.path: float(row[r.name()]) if row is not None and r.name() in row.index
+            else r.sample(rng_for(f"param/{r.name()}"))
+            for r in self.ranges
+        }
         return _validate(_substitute(self.raw, values), self.path)
 
 
-def from_dict(raw: dict, path: str = "<scenario>") -> Scenario:
-    """Validate a scenario given as a dict (after any ``extends`` has been merged)."""
+def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+    """Validate a scenario given as a dict (after any ``extends`` has been merged). An
+    ``ensemble`` file name is relative to base_dir (the scenario file's folder)."""
     raw = copy.deepcopy(raw)
     raw.pop("extends", None)
+    ensemble_file = raw.pop("ensemble", None)
     ranges: list[Range] = []
     _find_ranges(raw, (), path, ranges)
     nominal_values = {r.path: r.nominal() for r in ranges}
@@ -528,11 +543,64 @@ def from_dict(raw: dict, path: str = "<scenario>") -> Scenario:
             _validate(_substitute(raw, {r.path: pick(r) for r in ranges}), path)
         except ScenarioError as exc:
             raise ScenarioError(exc.file, exc.field, f"{exc.message}, at the {end} end of its range") from None
-    return Scenario(path=path, raw=raw, ranges=tuple(ranges), nominal=nominal)
+    ensemble = None
+    if ensemble_file is not None:
+        ensemble_file, ensemble = _load_ensemble(ensemble_file, raw, ranges, path, base_dir)
+    return Scenario(path=path, raw=raw, ranges=tuple(ranges), nominal=nominal, ensemble=ensemble,
+                    ensemble_file=ensemble_file)
+
+
+def _leaf_names(node: Any, path: tuple):
+    """The names of the fixed numbers in a raw scenario (as range names are written)."""
+    if isinstance(node, bool):
+        return
+    if isinstance(node, (int, float)):
+        yield path_str(path)
+    elif isinstance(node, dict) and not _is_range(node):
+        for k, v in node.items():
+            yield from _leaf_names(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaf_names(v, path + (i,))
+
+
+def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Path | None):
+    """Read and check an ensemble CSV: one column per uncertain input it sets (by range name),
+    columns starting with '_' are notes (distance, simulated outputs); every row must give a
+    valid scenario."""
+    import pandas as pd
+
+    if not isinstance(name, str):
+        raise ScenarioError(path, "ensemble", "must be a CSV file name, relative to this file")
+    file = (base_dir or Path(".")) / name
+    try:
+        table = pd.read_csv(file)
+    except FileNotFoundError:
+        raise ScenarioError(path, "ensemble", f"file not found: {file}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ScenarioError(str(file), None, f"not a readable CSV: {exc}") from None
+    by_name = {r.name(): r for r in ranges}
+    fixed = set(_leaf_names(raw, ()))  # inputs a scenario extending a fitted one has fixed: theirs wins
+    params = [c for c in table.columns if not str(c).startswith("_") and c not in fixed]
+    for c in params:
+        if c not in by_name:
+            allowed = ", ".join(by_name) or "none: the scenario has no uncertain inputs"
+            raise ScenarioError(str(file), c, f"not an input of the scenario (uncertain inputs: {allowed})")
+    if table.empty or not params:
+        raise ScenarioError(str(file), None, "needs at least one row and one parameter column")
+    values = table[params]
+    if not np.all(np.isfinite(values.to_numpy(dtype=float))):
+        raise ScenarioError(str(file), None, "every parameter value must be a finite number")
+    for i in range(len(table)):
+        try:
+            _validate(_substitute(raw, {by_name[c].path: float(values.iloc[i][c]) for c in params}), path)
+        except ScenarioError as exc:
+            raise ScenarioError(str(file), f"row {i + 1}: {exc.field}", exc.message) from None
+    return str(file), table[params].reset_index(drop=True)
 
 
 def load(path: str | Path) -> Scenario:
     """Load a scenario file, following ``extends``, and validate it."""
     p = Path(path)
     raw = _load_raw(p)
-    return from_dict(raw, str(p))
+    return from_dict(raw, str(p), base_dir=p.resolve().parent)
