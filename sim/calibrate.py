@@ -324,8 +324,10 @@ def write_calibration(cal: Calibration, method: str = "rejection") -> list[Path]
     report, fit_png, marg_png = (fitted.with_name(f"{stem}{s}") for s in (".md", "_fit.png", "_marginals.png"))
     ident = cal.identification()
     kept = len(cal.kept)
+    eps = float(cal.distance[cal.kept].max())
     header = (f"rejection ABC on the fast engine: {cal.budget} prior draws (seed {cal.seed}), one replication "
-              f"each, the {kept} closest kept ({cal.accept:.0%}); {cal.wall_s:.0f} s")
+              f"each, the {kept} closest kept ({cal.accept:.1%}; largest distance kept {eps:.2f} tolerances); "
+              f"{cal.wall_s:.0f} s")
 
     _atomic_write(ens_path, lambda p: cal.ensemble.to_csv(p, index=False, float_format="%.6g"))
     rel_prior = os.path.relpath(t.scenario_path.resolve(), fitted.parent.resolve())
