@@ -132,10 +132,15 @@ def test_check_fails_when_the_acceptance_limits_change(tmp_path, capsys):
     assert "crossings_total" in capsys.readouterr().err
 
 
-def test_fitted_baseline_holds_under_the_simpy_engine_too():
-    # a few SimPy replications: the mean of each count within its tolerance
-    rows = cal.check(cal.load_targets(TARGETS), reps=3, engine="des", workers=2, progress=False)
-    assert all(r.within_tolerance for r in rows), cal.check_table(rows, need_interval=False)
+def test_fitted_baseline_gives_the_same_counts_under_the_simpy_engine():
+    # on the same replications (same seed: same inputs) the SimPy engine gives the fast
+    # engine's counts, so the fit that --check shows on the fast engine holds for both
+    targets = cal.load_targets(TARGETS)
+    des = cal.check(targets, reps=4, seed=5, engine="des", workers=2, progress=False)
+    fast = cal.check(targets, reps=4, seed=5, engine="fast", workers=2, progress=False)
+    for a, b in zip(des, fast):
+        assert a.simulated_mean == pytest.approx(b.simulated_mean, rel=1e-9), a.target.name
+        assert abs(a.relative_error) <= 0.05  # 4 replications: near the target, if noisy
 
 
 @pytest.mark.parametrize("edit, field", [
@@ -171,6 +176,7 @@ def test_ensemble_rows_are_taken_whole():
         model = fitted.sample(lambda name: stream(seq, name))
         exit_scale = model.demand_steps[0].factor
         limit = model.gates["bac_luan_2"].exit.acceptance_limit
-        match = ens[np.isclose(ens["demand_steps[0].factor"], exit_scale)]
+        match = ens[(ens["demand_steps[0].factor"] == exit_scale)
+                    & (ens["demand_steps[1].factor"] == model.demand_steps[1].factor)]
         assert len(match) >= 1
         assert round(match["gates.bac_luan_2.exit.acceptance_limit"].iloc[0]) == limit  # a count: rounded
