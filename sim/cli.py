@@ -143,8 +143,13 @@ def _cmd_validate(args) -> int:
             print(f"bordersim: warning: {w}", file=sys.stderr)
         print(f"{path}: ok ({len(scen.nominal.gates)} gates, {len(scen.nominal.flows())} flows, "
               f"{len(scen.ranges)} uncertain inputs)")
+        if scen.ensemble is not None:
+            print(f"  ensemble {scen.ensemble_file}: {len(scen.ensemble)} parameter sets of "
+                  f"{scen.ensemble.shape[1]} inputs, one set per replication")
+        from_ensemble = set() if scen.ensemble is None else set(scen.ensemble.columns)
         for r in scen.ranges:
-            print(f"  {r.name()}: {r.kind} {list(r.values)}")
+            how = " (from the ensemble)" if r.name() in from_ensemble else ""
+            print(f"  {r.name()}: {r.kind} {list(r.values)}{how}")
     return 0
 
 
