@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bordersim: interrupted; no results written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (| head): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
