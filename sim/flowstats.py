@@ -84,22 +84,6 @@ def histogram(hours: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
-def add_queue_event(t, sign, horizon_h, warmup_h, wb, plus, net, area, warm):
-    """One queue event (sign +1: joins a queue, -1: starts a stage) into its hour bucket."""
-    if t < horizon_h:  # not NaN, not beyond the horizon
-        b = int(t)
-        net[b] += sign
-        area[b] += sign * (b + 1.0 - t)
-        if sign > 0:
-            plus[b] += 1.0
-        if b == wb:  # the bucket the warm-up ends in, summed from the warm-up on
-            if t <= warmup_h:
-                warm[0] += sign
-            else:
-                warm[1] += sign * (b + 1.0 - t)
-
-
-@nb.njit(cache=True, inline="always")
 def add_column_events(times, sign, horizon_h, warmup_h, wb, count, t_sum, warm):
     """A column of queue events of one sign: per hour bucket, how many (count) and the signed
     sum of their times (t_sum); a bucket's area is then net x (b + 1) - t_sum. No branch on the
@@ -114,6 +98,31 @@ def add_column_events(times, sign, horizon_h, warmup_h, wb, count, t_sum, warm):
                     warm[0] += sign
                 else:
                     warm[1] += sign * (b + 1.0 - t)
+
+
+@nb.njit(cache=True)
+def buckets_from_counts(joins, leaves, t_sum, plus, net, area):
+    """Per hour bucket b, from the events joining and leaving a queue and the signed sum of
+    their times: plus (events joining), net (net change), and area (level x time they add within
+    the hour, sign x (b + 1 - t) summed)."""
+    for b in range(plus.size):
+        d = joins[b] - leaves[b]
+        plus[b] += joins[b]
+        net[b] += d
+        area[b] += d * (b + 1.0) - t_sum[b]
+
+
+@nb.njit(cache=True)
+def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
+    """A series of queue events (any order, sign +1: joins a queue, -1: starts a stage) into
+    the hour buckets, by flow_pass's mechanism: the joining and the leaving events each as a
+    column."""
+    n_b = plus.size
+    joins, leaves, t_sum = np.zeros(n_b), np.zeros(n_b), np.zeros(n_b)
+    wb = int(np.floor(warmup_h))
+    add_column_events(times[signs > 0], 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
+    add_column_events(times[signs < 0], -1, horizon_h, warmup_h, wb, leaves, t_sum, warm)
+    buckets_from_counts(joins, leaves, t_sum, plus, net, area)
 
 
 @nb.njit(cache=True)
@@ -151,11 +160,7 @@ def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, d
         busy[k] += busy_k
         if k < k_stages - 1 and not instant[k]:
             add_column_events(end[:, k], 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
-    for b in range(n_b):
-        d = joins[b] - leaves[b]
-        plus[b] += joins[b]
-        net[b] += d
-        area[b] += d * (b + 1.0) - t_sum[b]
+    buckets_from_counts(joins, leaves, t_sum, plus, net, area)
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
     c1 = c2 = c3 = c4 = 0.0

@@ -6,10 +6,12 @@ one-hour buckets (count of +1, net change, and the exact area each adds to the r
 hour), which gives the time-average per hour of day at once. For the highest level (after all
 events of an instant) of a flow or a group of flows, the level at the start of each bucket
 plus the bucket's +1 events bounds every level inside it; only the buckets whose bound beats
-the best level already reached at a bucket's end are swept event by event, after a small sort.
+the best level already reached at a bucket's end are swept event by event, after one sort of
+their events.
 
 The bucketing pass over a flow's per-vehicle times is ``sim.flowstats.flow_pass`` (one pass
-for all the flow's statistics); ``queue_stats`` does the same from plain event series. The
+for all the flow's statistics); ``queue_stats`` does the same from plain event series, with
+the same bucketing (``sim.flowstats.events_pass``). The
 horizon is a whole number of hours (it is whole days).
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .flowstats import add_queue_event
+from .flowstats import events_pass
 
 
 @nb.njit(cache=True)
@@ -155,14 +157,6 @@ def refine_peaks(peaks, cand, start_level, membership, slot, ev_flow, ev_slot, e
             if level > peak:
                 peak = level
         peaks[g] = peak
-
-
-@nb.njit(cache=True)
-def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
-    """Put a series of queue events (any order) into hourly buckets, as flow_pass does."""
-    wb = int(np.floor(warmup_h))
-    for e in range(times.size):
-        add_queue_event(times[e], signs[e], horizon_h, warmup_h, wb, plus, net, area, warm)
 
 
 def queue_summary(plus, net, area, warm, membership, horizon_h, warmup_h, events_in):
