@@ -113,8 +113,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     for fi, rec in enumerate(records):
         f = rec.inputs
         busy = np.zeros(rec.start.shape[1])
-        flow_pass(f.arrival, rec.start, rec.end, instant[fi], warm, H, days, counts[fi], day[fi], busy, wait_h[fi], tis_h[fi],
-                  plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
+        flow_pass(f.arrival, rec.start, rec.end, instant[fi], warm, H, days, counts[fi], day[fi], busy,
+                  wait_h[fi], tis_h[fi], plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
         backlog[fi] = f.n_backlog
         for k, name in enumerate(f.stage_names):
             if name == ACCEPTANCE:
@@ -125,14 +125,13 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
 
     flow_keys = tuple((r.inputs.gate, r.inputs.direction) for r in records)
     group_list, membership, same = _group_structure(tuple(rep.model.gates), flow_keys)
-    peaks, hour_mean = queue_summary(
-        plus, net, area, warm_parts, membership, H, warm,
-        lambda slot: [
-            candidate_events(r.inputs.arrival, r.start, r.end, inst, slot, H, m)
-            # events per bucket: the joining ones (plus) and the starts (plus - net)
-            for r, inst, m in zip(records, instant, np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64))
-        ],
-    )
+    def events_in(slot):
+        # events per bucket: the joining ones (plus) and the starts (plus - net)
+        sizes = np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64)
+        return [candidate_events(r.inputs.arrival, r.start, r.end, inst, slot, H, m)
+                for r, inst, m in zip(records, instant, sizes)]
+
+    peaks, hour_mean = queue_summary(plus, net, area, warm_parts, membership, H, warm, events_in)
     w = membership.astype(float)  # groups x flows: a group's sums are one product
     c, g_wait, g_tis, g_day, g_backlog = w @ counts, w @ wait_h, w @ tis_h, w @ day, w @ backlog
     steady = np.where(c[:, 2] > 0, c[:, 2], np.nan)

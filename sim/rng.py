@@ -52,16 +52,47 @@ _INIT_B, _MULT_B = 0x8B51F9DD, 0x58F38DED
 _MIX_L, _MIX_R = 0xCA01F9DD, 0x4973F715
 
 
-def _hash_a(value: int, h: int) -> tuple[int, int]:
+@nb.njit(cache=True, inline="always")
+def _hashmix(value, h):
+    """One step of the first hash chain: the hashed value and the chain's next multiplier."""
+    m32 = np.uint64(_M32)
     value ^= h
-    h = (h * _MULT_A) & _M32
-    value = (value * h) & _M32
-    return value ^ (value >> 16), h
+    h = (h * np.uint64(_MULT_A)) & m32
+    value = (value * h) & m32
+    return value ^ (value >> np.uint64(16)), h
 
 
-def _mix(x: int, y: int) -> int:
-    r = (_MIX_L * x - _MIX_R * y) & _M32
-    return r ^ (r >> 16)
+@nb.njit(cache=True, inline="always")
+def _mix(x, y):
+    r = (np.uint64(_MIX_L) * x - np.uint64(_MIX_R) * y) & np.uint64(_M32)
+    return r ^ (r >> np.uint64(16))
+
+
+@nb.njit(cache=True)
+def _mix_in(pool, h, words):
+    """Mix further 32-bit words into the pool (in place), each into every pool word; returns
+    the hash chain's state."""
+    for w in words:
+        for dst in range(4):
+            v, h = _hashmix(w, h)
+            pool[dst] = _mix(pool[dst], v)
+    return h
+
+
+@nb.njit(cache=True)
+def _pool_of(words):
+    """The pool and hash state after the first four words (the run entropy, padded) and any
+    further run-entropy words are mixed in."""
+    h = np.uint64(_INIT_A)
+    pool = np.empty(4, np.uint64)
+    for i in range(4):
+        pool[i], h = _hashmix(words[i], h)
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                v, h = _hashmix(pool[src], h)
+                pool[dst] = _mix(pool[dst], v)
+    return pool, _mix_in(pool, h, words[4:])
 
 
 @lru_cache(maxsize=64)
@@ -76,42 +107,23 @@ def _run_prefix(entropy: int) -> tuple:
         if n == 0:
             break
     words += [0] * (4 - len(words))
-    h = _INIT_A
-    pool = []
-    for w in words[:4]:
-        v, h = _hash_a(w, h)
-        pool.append(v)
-    for src in range(4):
-        for dst in range(4):
-            if src != dst:
-                v, h = _hash_a(pool[src], h)
-                pool[dst] = _mix(pool[dst], v)
-    for w in words[4:]:
-        for dst in range(4):
-            v, h = _hash_a(w, h)
-            pool[dst] = _mix(pool[dst], v)
-    return tuple(np.uint64(x) for x in pool) + (np.uint64(h),)
+    pool, h = _pool_of(np.array(words, dtype=np.uint64))
+    pool.setflags(write=False)
+    return pool, np.uint64(h)
 
 
 @nb.njit(cache=True)
-def _mix_words(p0, p1, p2, p3, h, w1, w2):
-    """The pool after two more 32-bit words (the spawn key: replication index, name key)."""
-    m32 = np.uint64(0xFFFFFFFF)
-    s16 = np.uint64(16)
-    pool = np.empty(4, np.uint64)
-    pool[0], pool[1], pool[2], pool[3] = p0, p1, p2, p3
-    for w in (w1, w2):
-        for dst in range(4):
-            v = w ^ h
-            h = (h * np.uint64(_MULT_A)) & m32
-            v = (v * h) & m32
-            v ^= v >> s16
-            r = (np.uint64(_MIX_L) * pool[dst] - np.uint64(_MIX_R) * v) & m32
-            pool[dst] = r ^ (r >> s16)
-    words = _state_words(pool, 8)  # what PCG64 asks for: generate_state(4, uint64)
+def _mix_words(prefix_pool, h, w1, w2):
+    """The pool after two more 32-bit words (the spawn key: replication index, name key), and
+    the seed words PCG64 asks for (generate_state(4, uint64))."""
+    pool = prefix_pool.copy()
+    words = np.empty(2, np.uint64)
+    words[0], words[1] = w1, w2
+    _mix_in(pool, h, words)
+    state = _state_words(pool, 8)
     seed64 = np.empty(4, np.uint64)
     for j in range(4):
-        seed64[j] = np.uint64(words[2 * j]) | (np.uint64(words[2 * j + 1]) << np.uint64(32))
+        seed64[j] = np.uint64(state[2 * j]) | (np.uint64(state[2 * j + 1]) << np.uint64(32))
     return pool, seed64
 
 
