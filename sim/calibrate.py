@@ -193,14 +193,13 @@ class Calibration:
 
 
 def prior_draws(scen: Scenario, seed: int, n: int) -> pd.DataFrame:
-    """The parameter values replication i of a run with this seed draws (what Scenario.sample
-    draws from the param/<field> streams)."""
-    cols = {r.name(): np.empty(n) for r in scen.ranges}
+    """The parameter values replication i of a run with this seed draws (Scenario.draw with
+    that replication's streams), one row per replication."""
+    rows = []
     for i in range(n):
         seq = replication_seed(seed, i)
-        for r in scen.ranges:
-            cols[r.name()][i] = r.sample(stream(seq, f"param/{r.name()}"))
-    return pd.DataFrame(cols)
+        rows.append(scen.draw(lambda name, seq=seq: stream(seq, name)))
+    return pd.DataFrame({r.name(): [row[r.path] for row in rows] for r in scen.ranges})
 
 
 def calibrate(targets: Targets, budget: int = DEFAULT_BUDGET, accept: float = DEFAULT_ACCEPT,

@@ -256,15 +256,20 @@ def _parse_range(node: dict, path: tuple, file: str) -> Range:
     return Range(path, kind, vals)
 
 
-def _find_ranges(node: Any, path: tuple, file: str, out: list[Range]) -> None:
-    if _is_range(node):
-        out.append(_parse_range(node, path, file))
-    elif isinstance(node, dict):
+def _leaves(node: Any, path: tuple = ()):
+    """(path, node) for every range and every plain value of a raw scenario."""
+    if isinstance(node, dict) and not _is_range(node):
         for k, v in node.items():
-            _find_ranges(v, path + (k,), file, out)
+            yield from _leaves(v, path + (k,))
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            _find_ranges(v, path + (i,), file, out)
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path, node
+
+
+def _find_ranges(node: Any, path: tuple, file: str, out: list[Range]) -> None:
+    out.extend(_parse_range(leaf, p, file) for p, leaf in _leaves(node, path) if _is_range(leaf))
 
 
 def _substitute(raw: dict, values: dict[tuple, float]) -> dict:
@@ -514,15 +519,18 @@ class Scenario:
         """A concrete scenario: each range drawn from the stream named ``param/<field>``."""
         if not self.ranges:
             return self.nominal
-        row = None
+        return _validate(_substitute(self.raw, self.draw(rng_for)), self.path)
+
+    def draw(self, rng_for: Callable[[str], np.random.Generator]) -> dict[tuple, float]:
+        """The value of each uncertain input (by path) that ``sample`` uses: one whole row of the
+        ensemble if there is one, the ranges not in it drawn from their streams."""
+        row = {}
         if self.ensemble is not None:  # one whole parameter set, picked at random
-            row = self.ensemble.iloc[int(rng_for("param/ensemble").integers(len(self.ensemble)))]
-        values = {
-            r.path: float(row[r.name()]) if row is not None and r.name() in row.index
-            else r.sample(rng_for(f"param/{r.name()}"))
+            row = self.ensemble.iloc[int(rng_for("param/ensemble").integers(len(self.ensemble)))].to_dict()
+        return {
+            r.path: float(row[r.name()]) if r.name() in row else r.sample(rng_for(f"param/{r.name()}"))
             for r in self.ranges
         }
-        return _validate(_substitute(self.raw, values), self.path)
 
 
 def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
@@ -550,20 +558,6 @@ def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None)
                     ensemble_file=ensemble_file)
 
 
-def _leaf_names(node: Any, path: tuple):
-    """The names of the fixed numbers in a raw scenario (as range names are written)."""
-    if isinstance(node, bool):
-        return
-    if isinstance(node, (int, float)):
-        yield path_str(path)
-    elif isinstance(node, dict) and not _is_range(node):
-        for k, v in node.items():
-            yield from _leaf_names(v, path + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _leaf_names(v, path + (i,))
-
-
 def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Path | None):
     """Read and check an ensemble CSV: one column per uncertain input it sets (by range name),
     columns starting with '_' are notes (distance, simulated outputs); every row must give a
@@ -580,7 +574,8 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ScenarioError(str(file), None, f"not a readable CSV: {exc}") from None
     by_name = {r.name(): r for r in ranges}
-    fixed = set(_leaf_names(raw, ()))  # inputs a scenario extending a fitted one has fixed: theirs wins
+    # inputs a scenario extending a fitted one has fixed (plain numbers): its own values win
+    fixed = {path_str(p) for p, v in _leaves(raw) if isinstance(v, (int, float)) and not isinstance(v, bool)}
     params = [c for c in table.columns if not str(c).startswith("_") and c not in fixed]
     for c in params:
         if c not in by_name:
