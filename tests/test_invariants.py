@@ -127,6 +127,8 @@ def _brute_queue_max(records, horizon_h) -> float:
     t, dl = np.concatenate(t), np.concatenate(dl)
     ok = t < horizon_h
     t, dl = t[ok], dl[ok]
+    if t.size == 0:  # no vehicle at all: nothing ever waits
+        return 0.0
     o = np.argsort(t, kind="stable")
     t, dl = t[o], dl[o]
     last = np.r_[t[1:] != t[:-1], True]
