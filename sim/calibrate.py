@@ -126,11 +126,16 @@ def _check_against(targets: Targets, scen: Scenario) -> None:
     """Every target's output must exist in the scenario and its period lie in the horizon."""
     h = scen.nominal.horizon
     gates = set(scen.nominal.gates) | {ALL}
+    flows = scen.nominal.flows()
     for i, t in enumerate(targets.targets):
         where = f"targets.{i}"
-        if t.output.gate not in gates:
+        g, d = t.output.gate, t.output.direction
+        if g not in gates:
             raise CalibrationError(str(targets.path), f"{where}.output.gate",
-                                   f"unknown gate '{t.output.gate}' (allowed: {', '.join(sorted(gates))})")
+                                   f"unknown gate '{g}' (allowed: {', '.join(sorted(gates))})")
+        if d != ALL and not any(d == fd and g in (ALL, fg) for fg, fd in flows):
+            raise CalibrationError(str(targets.path), f"{where}.output.direction",
+                                   f"no '{d}' traffic at gate '{g}' in {scen.path}")
         if t.period[0] < h.start or t.period[1] > h.end:
             raise CalibrationError(str(targets.path), f"{where}.period",
                                    f"{t.period[0]} to {t.period[1]} is not inside the horizon {h.start} to {h.end}")
@@ -308,7 +313,7 @@ def ensemble_path(targets: Targets) -> Path:
     return targets.fitted_path.with_name(targets.fitted_path.stem + "_ensemble.csv")
 
 
-def write_calibration(cal: Calibration, method: str = "rejection") -> list[Path]:
+def write_calibration(cal: Calibration) -> list[Path]:
     """The ensemble (CSV), the fitted scenario (TOML) and a report (Markdown + 2 PNGs), beside
     the fitted scenario's path; each file written whole or not at all."""
     import os

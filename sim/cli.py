@@ -182,7 +182,7 @@ def _cmd_calibrate(args) -> int:
     result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
                            accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
                            seed=args.seed, workers=args.workers, progress=progress)
-    written = cal.write_calibration(result, method=args.method)
+    written = cal.write_calibration(result)  # --method: rejection, the one method so far
     ident = result.identification()
     print(f"{targets.path}: {result.budget} draws, {len(result.kept)} kept, {result.wall_s:.1f} s")
     print("pinned down by the data: " + (", ".join(ident[ident.identified]["input"]) or "none"))
