@@ -7,8 +7,11 @@ and time in system (quantiles of a group of flows come from the sum of their his
 The same pass puts the flow's queue events into hourly buckets for ``sim.queue_profile``.
 
 Quantiles from the histogram: bins are 1/500 of a decade wide (0.46 %) from 1e-4 h (0.36 s)
-to 1e4 h, with one bin below and one above; within a bin the quantile is interpolated
-log-linearly, so its relative error is below 0.46 % (below 0.36 s under 1e-4 h).
+to 1e6 h (114 years, beyond any time a valid scenario allows: its horizon is at most 20
+years), with one bin below and one above; within a bin the quantile is interpolated
+log-linearly, so its relative error is below 0.46 % (below 0.36 s under 1e-4 h). A quantile
+that falls in the top bin, which no valid scenario reaches, is reported as inf, never as the
+bin's edge.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import numba as nb
 import numpy as np
 
 HIST_LO_H = 1e-4
-HIST_DECADES = 8
+HIST_DECADES = 10
 HIST_PER_DECADE = 500
-N_HIST = HIST_DECADES * HIST_PER_DECADE + 2  # [0, lo), the log bins, [1e4 h, inf)
+N_HIST = HIST_DECADES * HIST_PER_DECADE + 2  # [0, lo), the log bins, [1e6 h, inf)
+HIST_HI_H = HIST_LO_H * 10.0**HIST_DECADES  # every time the model allows lies below it
+HIST_REL_ERROR = 10.0 ** (1.0 / HIST_PER_DECADE) - 1.0  # a bin's relative width: 0.46 %
 # count, crossings, steady (crossed after the warm-up), wait sum, time-in-system sum
 N_COUNTS = 5
 
@@ -52,16 +57,15 @@ def _bin_table() -> tuple[np.ndarray, np.ndarray]:
 BIN_TABLE, BIN_EDGES = _bin_table()
 LOG_LO = float(np.log10(HIST_LO_H))
 _KEY0 = _bits(HIST_LO_H) >> _KEY_SHIFT
-_HIST_HI_H = HIST_LO_H * 10.0**HIST_DECADES
 
 
 @nb.njit(cache=True, inline="always")
 def hist_bin(x, buf, ibuf, table, edges):
-    """The fine bin of x >= 0: 0 below 1e-4 h, the last from 1e4 h; bin b is [edges[b],
+    """The fine bin of x >= 0: 0 below 1e-4 h, the last from 1e6 h; bin b is [edges[b],
     edges[b + 1]). buf is a one-float scratch array and ibuf its int64 view."""
     if x < HIST_LO_H:
         return 0
-    if x >= _HIST_HI_H:
+    if x >= HIST_HI_H:
         return N_HIST - 1
     buf[0] = x
     b = table[(ibuf[0] >> _KEY_SHIFT) - _KEY0]
@@ -193,8 +197,8 @@ def _bin_value(hist, b, below, j):
     frac = (j - below + 0.5) / hist[b]
     if b == 0:
         return frac * HIST_LO_H
-    if b == N_HIST - 1:
-        return _HIST_HI_H
+    if b == N_HIST - 1:  # beyond the table: unbounded, so no finite value may be claimed
+        return np.inf
     return 10.0 ** (LOG_LO + (b - 1 + frac) / HIST_PER_DECADE)
 
 

@@ -30,7 +30,9 @@ from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, flow_pass, hist_e
 from .queue_profile import candidate_events, queue_summary
 
 ALL = "all"
-TIS_BINS_H = np.logspace(-2, 4, 61)  # 36 s to 10,000 h, for the time-in-system histogram
+# the time-in-system table (for plots): [0, 36 s), ten bins a decade from 36 s to 10^6 h (beyond
+# any valid horizon, see sim.flowstats), and [10^6 h, inf); its edges are edges of the fine bins
+TIS_BINS_H = np.concatenate([[0.0], np.logspace(-2, 6, 81), [np.inf]])
 GROUP_METRICS = (
     "arrivals", "crossings", "in_system_end", "wait_mean_h", "wait_p95_h", "time_in_system_mean_h",
     "time_in_system_p95_h", "initial_backlog", "queue_max", "crossings_per_day",
@@ -38,12 +40,15 @@ GROUP_METRICS = (
 
 
 def _coarse_of_fine() -> np.ndarray:
-    """The TIS_BINS_H bin of each fine histogram bin (values outside go to the end bins)."""
+    """The TIS_BINS_H bin of each fine histogram bin (each fine bin lies inside one)."""
     edges = hist_edges()
     mid = np.sqrt(np.maximum(edges[:-1], 1e-300) * edges[1:])
     mid[0], mid[-1] = 0.0, np.inf
     idx = np.searchsorted(TIS_BINS_H, mid, side="right") - 1
-    return np.clip(idx, 0, TIS_BINS_H.size - 2)
+    idx[-1] = TIS_BINS_H.size - 2  # the fine [1e6 h, inf) is the coarse one
+    if not (np.all(idx >= 0) and np.all(idx <= TIS_BINS_H.size - 2)):
+        raise AssertionError("the time-in-system table must cover the fine histogram")
+    return idx
 
 
 _COARSE = _coarse_of_fine()

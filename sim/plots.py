@@ -37,22 +37,38 @@ def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> Non
     plt.close(fig)
 
 
+TIME_TICKS_H = [(1 / 6, "10 min"), (1, "1 h"), (6, "6 h"), (24, "1 day"), (24 * 7, "1 week"),
+                (24 * 30, "1 month"), (24 * 182, "6 months"), (24 * 365, "1 year"), (24 * 365 * 4, "4 years")]
+
+
 def time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
-    """Distribution of time in system (arrival to crossing) per gate, log-scaled hours."""
+    """Share of vehicles that crossed within a given time of arriving, per gate (cumulative), on
+    a time axis labelled in hours, days and months."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
+    lo_x, hi_x = np.inf, 0.0
     for g, grp in table[table["gate"] != ALL].groupby("gate", sort=False):
         total = grp["vehicles"].sum()
         if total == 0:
             continue
-        share = grp["vehicles"] / total
-        centers = (grp["bin_low_h"] * grp["bin_high_h"]) ** 0.5
-        ax.plot(centers, share, label=_gate_names(names, g), drawstyle="steps-mid")
+        share = np.cumsum(grp["vehicles"].to_numpy()) / total
+        edge = grp["bin_high_h"].to_numpy()
+        keep = np.isfinite(edge)
+        ax.plot(edge[keep], share[keep], label=_gate_names(names, g), drawstyle="steps-post")
+        used = edge[keep][grp["vehicles"].to_numpy()[keep] > 0]
+        if used.size:
+            lo_x, hi_x = min(lo_x, used.min() / 10 ** 0.1), max(hi_x, used.max())
     ax.set_xscale("log")
-    ax.set_xlabel("time in system, hours (log scale)")
-    ax.set_ylabel("share of vehicles that crossed")
-    ax.set_title("Time from arrival to crossing", fontsize=10)
+    if hi_x > 0:
+        ax.set_xlim(max(lo_x, 1 / 60), hi_x * 1.5)
+        ticks = [(t, lab) for t, lab in TIME_TICKS_H if max(lo_x, 1 / 60) <= t <= hi_x * 1.5]
+        ax.set_xticks([t for t, _ in ticks], [lab for _, lab in ticks])
+        ax.minorticks_off()
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("time from arrival to crossing (log scale)")
+    ax.set_ylabel("share of vehicles that crossed\nwithin that time")
+    ax.set_title("Time from arrival to crossing, per gate", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
