@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn(message: str) -> None:
+    print(f"bordersim: warning: {message}", file=sys.stderr)
+
+
 def _fmt(value: float, digits: int) -> str:
     return "-" if pd.isna(value) else f"{value:,.{digits}f}"
 
@@ -119,10 +124,8 @@ def _cmd_run(args) -> int:
     scen = sc.load(path)
     result = run(
         scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
-        allow_overload=args.allow_overload, progress=False if args.quiet else None,
+        allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
     )
-    for w in result.warnings:
-        print(f"bordersim: warning: {w}", file=sys.stderr)
     out = Path(args.out) if args.out else Path("results") / scen.name
     write_results(result, out, make_plots=not args.no_plots)
     if not args.quiet:
@@ -190,13 +193,26 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it stops as it does on Ctrl-C."""
+
+
+def _on_sigterm(_signum, _frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    handle_term = _main_thread()  # signal handlers can only be set from the main thread
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
         return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("bordersim: terminated; no results written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("bordersim: interrupted; no results written", file=sys.stderr)
         return 130
@@ -205,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if handle_term:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba as nb
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import stdtrit  # the t quantile; scipy.stats would add a second to start-up
 
 from .des.engine import FlowRecord
 from .inputs import ACCEPTANCE, ReplicationInputs
@@ -137,8 +138,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
                 for r, inst, m in zip(records, instant, sizes)]
 
     peaks, hour_mean = queue_summary(plus, net, area, warm_parts, membership, H, warm, events_in)
-    w = membership.astype(float)  # groups x flows: a group's sums are one product
-    c, g_wait, g_tis, g_day, g_backlog = w @ counts, w @ wait_h, w @ tis_h, w @ day, w @ backlog
+    c, g_wait, g_tis, g_day = (group_sums(membership, a) for a in (counts, wait_h, tis_h, day))
+    g_backlog = group_sums(membership, backlog[:, None])[:, 0]
     steady = np.where(c[:, 2] > 0, c[:, 2], np.nan)
     table = np.empty((len(membership), len(GROUP_METRICS)))
     table[:, 0], table[:, 1], table[:, 2] = c[:, 0], c[:, 1], c[:, 0] - c[:, 1]
@@ -158,6 +159,20 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     )
 
 
+@nb.njit(cache=True)
+def group_sums(membership, per_flow):
+    """Per group, the sum of its flows' rows (membership: groups x flows, per_flow: flows x m).
+    A loop, not a matrix product: a product would call BLAS, whose threads then spin beside
+    the other workers (and the sums are exact either way: counts of whole vehicles)."""
+    n_groups, n_flows = membership.shape
+    out = np.zeros((n_groups, per_flow.shape[1]))
+    for g in range(n_groups):
+        for f in range(n_flows):
+            if membership[g, f]:
+                out[g] += per_flow[f]
+    return out
+
+
 _LABELS: dict[tuple, tuple] = {}
 
 
@@ -175,7 +190,7 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     m = float(v.mean())
     if v.size < 2:
         return m, np.nan, np.nan
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    half = float(stdtrit(v.size - 1, 0.5 + level / 2) * v.std(ddof=1) / np.sqrt(v.size))
     return m, m - half, m + half
 
 
@@ -220,7 +235,7 @@ def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
         arr = np.vstack([r.daily[(g, d)] for r in results])
         mean = arr.mean(axis=0)
         if arr.shape[0] > 1:
-            half = stats.t.ppf(0.975, arr.shape[0] - 1) * arr.std(axis=0, ddof=1) / np.sqrt(arr.shape[0])
+            half = stdtrit(arr.shape[0] - 1, 0.975) * arr.std(axis=0, ddof=1) / np.sqrt(arr.shape[0])
         else:
             half = np.full(days, np.nan)
         out.append(pd.DataFrame({

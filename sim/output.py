@@ -8,7 +8,6 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from . import plots
 from .run import RunResult
 
 
@@ -37,6 +36,8 @@ def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = Tru
         tis = result.time_in_system_hist
         tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
         if make_plots:
+            from . import plots  # matplotlib is imported only when plots are drawn
+
             names = {g: gate.name for g, gate in result.scenario.nominal.gates.items()}
             names["all"] = "all gates"
             plots.queue_by_hour(qbh, names, tmp / "queue_by_hour.png")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from . import capacity, des, fast
+from .workers import local_pool, resolve_workers
 from .inputs import replication_inputs
 from .metrics import (
     ReplicationResult,
@@ -113,14 +113,22 @@ def run(
     allow_overload: bool = False,
     progress: bool | None = None,
     chunk_size: int | None = None,
+    warn=None,
 ) -> RunResult:
-    """Run ``reps`` replications; the result is the same whatever ``workers`` and ``chunk_size`` are."""
+    """Run ``reps`` replications; the result is the same whatever ``workers`` and ``chunk_size`` are.
+
+    ``workers`` (default: one per core available) is cut to the cores available; ``warn``, if
+    given, is called with each warning as soon as it is known (they are also in the result)."""
     if reps < 1:
         raise ValueError("reps must be at least 1")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     warnings = capacity.check(scenario, allow_overload=allow_overload)
-    workers = max(1, min(workers or os.cpu_count() or 1, reps))
+    workers, cut = resolve_workers(workers, reps)
+    if cut:
+        warnings.append(cut)
+    for w in warnings if warn else ():
+        warn(w)
     tune_allocator()
     t0 = time.perf_counter()
     results: list[ReplicationResult | None] = [None] * reps
@@ -134,12 +142,15 @@ def run(
         results[first:first + len(chunk_results)] = chunk_results
         bar.update(len(chunk_results))
 
-    if workers == 1:
-        for t in tasks:
-            collect(*_run_chunk(t))
-    else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=tune_allocator) as pool:
-            for first, chunk_results in pool.map(_run_chunk, tasks):
-                collect(first, chunk_results)
-    bar.close()
+    try:
+        if workers == 1:
+            with threadpool_limits(limits=1):  # as in a worker: no BLAS threads spinning beside us
+                for t in tasks:
+                    collect(*_run_chunk(t))
+        else:
+            with local_pool(workers) as pool:
+                for first, chunk_results in pool.map(_run_chunk, tasks):
+                    collect(first, chunk_results)
+    finally:
+        bar.close()
     return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings)

@@ -1,0 +1,111 @@
+"""Worker processes: a local pool whose workers never outlive bordersim and never fight for cores.
+
+Each worker, when it starts:
+- exits when its parent dies, however it dies (``kill -9`` included): the kernel sends it
+  SIGKILL (Linux ``prctl(PR_SET_PDEATHSIG)``), and a watchdog thread on the parent's sentinel
+  covers other systems;
+- ignores the terminal's Ctrl-C (the parent handles it and stops the pool, so the terminal gets
+  one line, not a traceback per worker) and takes SIGTERM's default action;
+- limits native thread pools (OpenBLAS, OpenMP) to one thread with threadpoolctl: each process
+  is one worker on one core, and an idle BLAS pool that spins after a call would take the cores
+  the other workers need.
+``local_pool`` stops its workers at once when the caller is interrupted or fails, rather than
+waiting for their chunks to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+from threadpoolctl import threadpool_limits
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(requested: int | None, tasks: int) -> tuple[int, str | None]:
+    """The number of worker processes to start, and a warning when the request was cut to the
+    cores available (more processes than cores only makes them take turns)."""
+    cores = available_cores()
+    if requested is not None and requested < 1:
+        raise ValueError("workers must be at least 1")
+    n = max(1, min(requested or cores, cores, tasks))
+    warning = None
+    if requested is not None and requested > cores:
+        warning = f"--workers {requested} is more than the {cores} cores available; using {min(cores, tasks)}"
+    return n, warning
+
+
+def limit_native_threads() -> None:
+    """One thread for every native pool (BLAS, OpenMP) in this process, from now on."""
+    threadpool_limits(limits=1)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog below still ends the worker
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        from multiprocessing.connection import wait
+
+        def watch() -> None:
+            wait([parent.sentinel])
+            os._exit(1)
+
+        threading.Thread(target=watch, name="bordersim-parent-watchdog", daemon=True).start()
+
+
+def init_worker(parent_pid: int) -> None:
+    """Run in every worker process before its first task."""
+    _exit_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    limit_native_threads()
+    from .run import tune_allocator
+
+    tune_allocator()
+
+
+@contextlib.contextmanager
+def local_pool(workers: int):
+    """A process pool of ``workers`` bordersim workers; on any exception in the ``with`` body
+    (KeyboardInterrupt and SIGTERM included) its workers are killed at once."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        stop_now(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
+
+
+def stop_now(pool: Executor) -> None:
+    """Cancel what has not started and kill the workers of a local process pool."""
+    # ProcessPoolExecutor keeps its workers in _processes (pid -> Process); no public API kills them
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=5)
