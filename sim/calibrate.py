@@ -150,7 +150,7 @@ def target_values(results: list[ReplicationResult], targets: list[Target], start
         last = (t.period[1] - start).days
         key = (t.output.gate, t.output.direction)
         for i, r in enumerate(results):
-            out[i, j] = r.daily[key][first:last + 1].sum()
+            out[i, j] = r.daily[key][first:last + 1].sum(dtype=np.float64)
     return out
 
 

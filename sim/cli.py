@@ -101,7 +101,7 @@ def _fmt(value: float, digits: int) -> str:
 def summary_table(summary: pd.DataFrame) -> str:
     """Key metrics per gate and direction as 'mean [95 % CI]'."""
     rows = []
-    main = summary[summary["stage"] == ""]
+    main = summary[(summary["stage"] == "") & (summary["class"] == "")]
     for (g, d), grp in main.groupby(["gate", "direction"], sort=False):
         vals = grp.set_index("metric")
         row = {"gate": g, "direction": d}

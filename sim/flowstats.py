@@ -25,8 +25,6 @@ HIST_PER_DECADE = 500
 N_HIST = HIST_DECADES * HIST_PER_DECADE + 2  # [0, lo), the log bins, [1e6 h, inf)
 HIST_HI_H = HIST_LO_H * 10.0**HIST_DECADES  # every time the model allows lies below it
 HIST_REL_ERROR = 10.0 ** (1.0 / HIST_PER_DECADE) - 1.0  # a bin's relative width: 0.46 %
-# count, crossings, steady (crossed after the warm-up), wait sum, time-in-system sum
-N_COUNTS = 5
 
 
 def hist_edges() -> np.ndarray:
@@ -129,65 +127,106 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
     buckets_from_counts(joins, leaves, t_sum, plus, net, area)
 
 
+# per class: vehicles, crossings, steady crossings (arrived after the warm-up), their wait sum,
+# their time-in-system sum, and how many of them the far side's daily limit held back
+N_COUNTS = 6
+EPS_H = 1e-9  # as sim.calendar.EPS_H: the day of a time is that of t + EPS_H, as the engines count it
+
+
+@nb.njit(cache=True, inline="always")
+def _day(t):
+    return int(np.floor((t + EPS_H) / 24.0))
+
+
 @nb.njit(cache=True)
-def flow_pass(arrival, start, end, instant, warmup_h, horizon_h, days, counts, daily, busy, wait_hist,
-              tis_hist, plus, net, area, warm, table, edges):
+def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h, days, cal_starts, cal_ends,
+              day_first, counts, stage_wait, daily, busy, wait_hist, tis_hist, plus, net, area, warm, table, edges):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
-    counts: vehicles, crossings, steady crossings (arrived after the warm-up), their wait and
-    time-in-system sums; daily: crossings per day; busy: lane-hours busy within the horizon per
-    stage; wait_hist, tis_hist: the steady vehicles' waits and times in system in the fine bins
-    (table, edges: BIN_TABLE, BIN_EDGES).
+    counts (classes x N_COUNTS) and stage_wait (classes x stages: time waiting for each stage,
+    summed over the steady crossings); daily: crossings per day; busy: lane-hours busy per stage
+    within opening hours (a service that runs past closing counts up to the closing, so busy
+    never exceeds lanes x open hours); wait_hist, tis_hist: the steady crossings' waits and
+    times in system in the fine bins (table, edges: BIN_TABLE, BIN_EDGES).
+    acc_k: the acceptance step's column (-1: none), with quota_day its limit on each day; a
+    vehicle is held by the limit when a day on which the limit was used up passed between the
+    time it was ready for the step and the day it passed it.
+    cal_starts, cal_ends: the flow's open intervals; day_first[d]: the first that ends after day
+    d begins.
     Queue events (arrivals and ends of all but the last stage join a queue, starts leave one)
     go to hourly buckets: plus (events joining), net (net change), area (level x time they add
     within their hour), warm (for the hour the warm-up ends in: the net change up to the
-    warm-up's end, the area after it). A stage that takes no time (instant[k], the acceptance
-    step) before the last one adds nothing: its start and end are one instant, and their -1
-    and +1 cancel in every level after an instant and in every area.
+    warm-up's end, the area after it). The acceptance step takes no time: before the last stage
+    its start and end are one instant, and their -1 and +1 cancel in every level after an
+    instant and in every area, so it adds nothing.
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
     n_b = plus.size
     joins, leaves, t_sum = np.zeros(n_b), np.zeros(n_b), np.zeros(n_b)
     served = np.zeros(n)  # time in service, summed stage by stage (contiguous columns)
+    n_cal = cal_starts.size
     add_column_events(arrival, 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
     for k in range(k_stages):
-        if not instant[k] or k == k_stages - 1:
+        instant = k == acc_k
+        if not instant or k == k_stages - 1:
             add_column_events(start[:, k], -1, horizon_h, warmup_h, wb, leaves, t_sum, warm)
         busy_k = 0.0
-        for i in range(n):  # busy lane-hours, and each vehicle's time in service so far
+        for i in range(n):  # busy lane-hours within opening hours, and time in service so far
             s = start[i, k]
             e = end[i, k]
             served[i] += e - s
-            if s < horizon_h:
-                busy_k += (horizon_h if np.isnan(e) else e) - s
+            if s < horizon_h and not instant:
+                stop = horizon_h if np.isnan(e) else e
+                j = day_first[min(int(s / 24.0), days - 1)]  # s >= 0: truncation is the floor
+                while j < n_cal and cal_ends[j] <= s:
+                    j += 1
+                if j < n_cal and cal_ends[j] < stop:  # ran past closing
+                    stop = cal_ends[j]
+                busy_k += stop - s
         busy[k] += busy_k
-        if k < k_stages - 1 and not instant[k]:
+        if k < k_stages - 1 and not instant:
             add_column_events(end[:, k], 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
     buckets_from_counts(joins, leaves, t_sum, plus, net, area)
+    full_before = np.zeros(days + 1, np.int64)  # days before d whose limit was used up
+    if acc_k >= 0:
+        passed = np.zeros(days, np.int64)
+        for i in range(n):
+            s = start[i, acc_k]
+            if s < horizon_h:
+                passed[min(_day(s), days - 1)] += 1
+        for d in range(days):
+            full_before[d + 1] = full_before[d] + (passed[d] >= quota_day[d])
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
-    c1 = c2 = c3 = c4 = 0.0
     for i in range(n):
+        c = vclass[i]
+        counts[c, 0] += 1
         dep = end[i, k_stages - 1] if k_stages > 0 else arrival[i]
         if not dep < horizon_h:  # NaN: not crossed
             continue
-        c1 += 1
+        counts[c, 1] += 1
         d = int(dep / 24.0)  # dep >= 0: truncation is the floor (// on floats is slow here)
         daily[min(d, days - 1)] += 1
-        if arrival[i] >= warmup_h:
-            tis = dep - arrival[i]
+        a = arrival[i]
+        if a >= warmup_h:
+            tis = dep - a
             wait = tis - served[i]
-            c2 += 1
-            c3 += wait
-            c4 += tis
+            counts[c, 2] += 1
+            counts[c, 3] += wait
+            counts[c, 4] += tis
             wait_hist[hist_bin(wait, buf, ibuf, table, edges)] += 1
             tis_hist[hist_bin(tis, buf, ibuf, table, edges)] += 1
-    counts[0] += n
-    counts[1] += c1
-    counts[2] += c2
-    counts[3] += c3
-    counts[4] += c4
+            ready = a
+            for k in range(k_stages):
+                stage_wait[c, k] += start[i, k] - ready
+                ready = end[i, k]
+            if acc_k >= 0:
+                ready = a if acc_k == 0 else end[i, acc_k - 1]
+                d0 = min(max(_day(ready), 0), days)
+                d1 = min(max(_day(start[i, acc_k]), 0), days)
+                if full_before[d1] > full_before[d0]:
+                    counts[c, 5] += 1
 
 
 @nb.njit(cache=True, inline="always")

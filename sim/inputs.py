@@ -20,7 +20,7 @@ from .calendar import Calendar, build_calendar, draw_random_closures
 from .rng import stream
 from .scenario import Profile, Scenario, ScenarioModel
 
-ACCEPTANCE = "acceptance"
+ACCEPTANCE = "acceptance"  # the acceptance step's label in the outputs (a name no user stage may take)
 DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}
 
 
@@ -40,6 +40,7 @@ class FlowInputs:
     quota: list[int | None]  # vehicles per day that may start the stage
     calendar: Calendar
     n_backlog: int
+    acceptance: int = -1  # the column of the far side's acceptance step (no time, no lanes), -1: none
 
     @property
     def n(self) -> int:
@@ -260,7 +261,7 @@ def flow_inputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
         service=service.T, classes=classes, stage_names=names, lanes=lanes,
-        quota=quota, calendar=calendar, n_backlog=n_backlog,
+        quota=quota, calendar=calendar, n_backlog=n_backlog, acceptance=acc_k,
     )
 
 

@@ -17,7 +17,7 @@ Across replications: mean and a 95 % t-interval for the mean.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numba as nb
@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile; scipy.stats would add a second to start-up
 
 from .des.engine import FlowRecord
-from .inputs import ACCEPTANCE, ReplicationInputs
+from .inputs import ReplicationInputs
 from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile
 from .queue_profile import candidate_events, queue_summary
 
@@ -59,15 +59,18 @@ _COARSE = _coarse_of_fine()
 class ReplicationResult:
     """What one replication hands back: small fixed-size arrays, not per-vehicle records."""
 
-    labels: tuple[tuple[str, str, str, str], ...]  # (gate, direction, metric, stage) of each value
+    labels: tuple[tuple[str, str, str, str, str], ...]  # (gate, direction, metric, stage, class) of each value
     values: np.ndarray
-    daily: dict[tuple[str, str], np.ndarray]  # crossings per day
-    queue_by_hour: dict[tuple[str, str], np.ndarray]  # mean queue at each hour of day
+    daily: dict[tuple[str, str], np.ndarray]  # crossings per day, per (gate, direction) group
+    daily_queue_mean: dict[tuple[str, str], np.ndarray]  # mean number waiting on each day
+    daily_queue_end: dict[tuple[str, str], np.ndarray]  # number waiting at each day's end
+    queue_by_hour: dict[tuple[str, str], np.ndarray]  # mean queue at each hour of day, per flow
     tis_hist: dict[str, np.ndarray]  # time-in-system histogram per gate (and 'all')
+    inputs: dict[str, float] = field(default_factory=dict)  # the uncertain inputs' values, by name
 
     @property
     def rows(self) -> list[tuple]:
-        """(gate, direction, metric, stage, value) per value."""
+        """(gate, direction, metric, stage, class, value) per value."""
         return [(*lab, float(v)) for lab, v in zip(self.labels, self.values)]
 
 
@@ -87,75 +90,147 @@ def _groups(gate_order, flow_keys):
     yield ALL, ALL, list(flow_keys)
 
 
+# columns of a group's metrics (the per-stage and per-class columns follow)
+_MAIN = GROUP_METRICS + ("held_by_limit_share",)
+_PER_CLASS = ("crossings", "wait_mean_h", "time_in_system_mean_h", "held_by_limit_share")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a replication of a scenario of this shape reports, and where each value comes from:
+    the same in every replication, so it is worked out once per shape."""
+
+    group_list: list  # (gate, direction, flow keys) of every reported group
+    membership: np.ndarray  # distinct groups x flows
+    same: np.ndarray  # each reported group's row of membership
+    classes: tuple[str, ...]  # every class, in the scenario's order
+    stages: tuple[str, ...]  # every stage name, in order of first appearance
+    class_of: tuple[np.ndarray, ...]  # per flow: each of its classes' column in classes
+    stage_of: tuple[np.ndarray, ...]  # per flow: each of its stages' column in stages
+    labels: tuple  # the group metrics' labels ...
+    pick: tuple[np.ndarray, np.ndarray]  # ... and their (distinct group, column) in the group table
+
+
+def _flow_shape(f) -> tuple:
+    return (f.gate, f.direction, tuple(f.classes), tuple(f.stage_names), f.acceptance)
+
+
 @lru_cache(maxsize=64)
-def _group_structure(gate_order: tuple, flow_keys: tuple):
-    """The reported groups, and which flows each distinct group sums (the same in every
-    replication of a scenario): groups with the same flows (a one-direction gate and its
-    total, say) are computed once; same[g] is group g's row of membership."""
+def _layout(gate_order: tuple, all_classes: tuple, flows: tuple) -> _Layout:
+    flow_keys = tuple((g, d) for g, d, *_ in flows)
     group_list = list(_groups(gate_order, list(flow_keys)))
     listed = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
     membership, same = np.unique(listed, axis=0, return_inverse=True)
     membership.setflags(write=False)
-    return group_list, membership, same.ravel()
+    same = same.ravel()
+    stages = tuple(dict.fromkeys(name for *_, names, _acc in flows for name in names))
+    class_of = tuple(np.array([all_classes.index(c) for c in cls], np.int64) for _g, _d, cls, _n, _a in flows)
+    stage_of = tuple(np.array([stages.index(n) for n in names], np.int64) for _g, _d, _c, names, _a in flows)
+    n_main, n_st = len(_MAIN), len(stages)
+    labels, rows, cols = [], [], []
+    for gi, (g, d, keys) in enumerate(group_list):
+        members = [flows[flow_keys.index(k)] for k in keys]
+        has_limit = any(acc >= 0 for *_, acc in members)
+        present_stages = {n for *_, names, _a in members for n in names}
+        present_classes = {c for _g, _d, cls, _n, _a in members for c in cls}
+        cells = [(m, "", "", j) for j, m in enumerate(_MAIN) if has_limit or m != "held_by_limit_share"]
+        cells += [("wait_mean_h", st, "", n_main + j) for j, st in enumerate(stages) if st in present_stages]
+        for ci, c in enumerate(all_classes):
+            if c in present_classes:
+                cells += [(m, "", c, n_main + n_st + ci * len(_PER_CLASS) + j) for j, m in enumerate(_PER_CLASS)
+                          if has_limit or m != "held_by_limit_share"]
+        for metric, stage, vclass, col in cells:
+            labels.append((g, d, metric, stage, vclass))
+            rows.append(same[gi])
+            cols.append(col)
+    return _Layout(group_list, membership, same, all_classes, stages, class_of, stage_of, tuple(labels),
+                   (np.array(rows, np.int64), np.array(cols, np.int64)))
 
 
 def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> ReplicationResult:
     days = rep.model.horizon.days
     H, warm = rep.horizon_h, rep.warmup_h
     n_flows = len(records)
-    labels: list[tuple] = []
-    values: list[float] = []
-    counts = np.zeros((n_flows, N_COUNTS))
+    lay = _layout(tuple(rep.model.gates), tuple(rep.model.classes), tuple(_flow_shape(r.inputs) for r in records))
+    n_cls, n_st = len(lay.classes), len(lay.stages)
+    # per flow, its sums in the layout of the group table: all classes' counts, each class's
+    # counts, the waits for each stage, the initial backlog
+    width = N_COUNTS * (1 + n_cls) + n_st + 1
+    sums = np.zeros((n_flows, width))
     day = np.zeros((n_flows, days))
     wait_h = np.zeros((n_flows, N_HIST))
     tis_h = np.zeros((n_flows, N_HIST))
-    backlog = np.zeros(n_flows)
     n_buckets = int(H)
     if n_buckets != H:
         raise ValueError(f"the horizon must be whole hours for the queue buckets, not {H} h")
     plus, net, area = np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets))
     warm_parts = np.zeros((n_flows, 2))
-    instant = [np.array([name == ACCEPTANCE for name in r.inputs.stage_names]) for r in records]  # no time
+    util_labels, util_values = [], []
     for fi, rec in enumerate(records):
         f = rec.inputs
-        busy = np.zeros(rec.start.shape[1])
-        flow_pass(f.arrival, rec.start, rec.end, instant[fi], warm, H, days, counts[fi], day[fi], busy,
-                  wait_h[fi], tis_h[fi], plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
-        backlog[fi] = f.n_backlog
+        k_stages = rec.start.shape[1]
+        counts = np.zeros((len(f.classes), N_COUNTS))
+        stage_wait = np.zeros((len(f.classes), k_stages))
+        busy = np.zeros(k_stages)
+        cal = f.calendar
+        day_first = np.searchsorted(cal.ends, 24.0 * np.arange(days), side="right")
+        quota_day = np.full(days, -1 if f.acceptance < 0 else f.quota[f.acceptance], np.int64)
+        flow_pass(f.arrival, f.vclass, rec.start, rec.end, f.acceptance, quota_day, warm, H, days, cal.starts,
+                  cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], plus[fi], net[fi],
+                  area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
+        row = sums[fi]
+        row[:N_COUNTS] = counts.sum(axis=0)
+        for c_local, c in enumerate(lay.class_of[fi]):
+            row[N_COUNTS * (1 + c):N_COUNTS * (2 + c)] = counts[c_local]
+        row[N_COUNTS * (1 + n_cls) + lay.stage_of[fi]] = stage_wait.sum(axis=0)
+        row[-1] = f.n_backlog
+        open_h = cal.open_hours()
         for k, name in enumerate(f.stage_names):
-            if name == ACCEPTANCE:
+            if k == f.acceptance:
                 continue
-            capacity = f.lanes[k] * f.calendar.open_hours()
-            labels.append((f.gate, f.direction, "utilisation", name))
-            values.append(busy[k] / capacity if capacity > 0 else np.nan)
+            capacity = f.lanes[k] * open_h
+            util_labels.append((f.gate, f.direction, "utilisation", name, ""))
+            util_values.append(busy[k] / capacity if capacity > 0 else np.nan)
 
-    flow_keys = tuple((r.inputs.gate, r.inputs.direction) for r in records)
-    group_list, membership, same = _group_structure(tuple(rep.model.gates), flow_keys)
     def events_in(slot):
         # events per bucket: the joining ones (plus) and the starts (plus - net)
         sizes = np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64)
-        return [candidate_events(r.inputs.arrival, r.start, r.end, inst, slot, H, m)
-                for r, inst, m in zip(records, instant, sizes)]
+        return [candidate_events(r.inputs.arrival, r.start, r.end, r.inputs.acceptance, slot, H, m)
+                for r, m in zip(records, sizes)]
 
-    peaks, hour_mean = queue_summary(plus, net, area, warm_parts, membership, H, warm, events_in)
-    c, g_wait, g_tis, g_day = (group_sums(membership, a) for a in (counts, wait_h, tis_h, day))
-    g_backlog = group_sums(membership, backlog[:, None])[:, 0]
-    steady = np.where(c[:, 2] > 0, c[:, 2], np.nan)
-    table = np.empty((len(membership), len(GROUP_METRICS)))
-    table[:, 0], table[:, 1], table[:, 2] = c[:, 0], c[:, 1], c[:, 0] - c[:, 1]
-    table[:, 3], table[:, 4] = c[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait]
-    table[:, 5], table[:, 6] = c[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis]
-    table[:, 7], table[:, 8], table[:, 9] = g_backlog, peaks, c[:, 1] / days
-    table = table[same]
-    daily, tis_hist = {}, {}
-    for gi, (g, d, _keys) in enumerate(group_list):
-        labels.extend((g, d, m, "") for m in GROUP_METRICS)
-        daily.setdefault((g, d), g_day[same[gi]])
+    peaks, hour_mean, day_queue, day_end = queue_summary(plus, net, area, warm_parts, lay.membership, H, warm,
+                                                         events_in)
+    g, g_wait, g_tis, g_day = (group_sums(lay.membership, a) for a in (sums, wait_h, tis_h, day))
+    table = np.full((len(lay.membership), len(_MAIN) + n_st + n_cls * len(_PER_CLASS)), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no steady crossing: NaN, as the table says
+        steady = np.where(g[:, 2] > 0, g[:, 2], np.nan)
+        table[:, 0], table[:, 1], table[:, 2] = g[:, 0], g[:, 1], g[:, 0] - g[:, 1]
+        table[:, 3], table[:, 4] = g[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait]
+        table[:, 5], table[:, 6] = g[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis]
+        table[:, 7], table[:, 8], table[:, 9] = g[:, -1], peaks, g[:, 1] / days
+        table[:, 10] = g[:, 5] / steady
+        first_wait = N_COUNTS * (1 + n_cls)
+        table[:, len(_MAIN):len(_MAIN) + n_st] = g[:, first_wait:first_wait + n_st] / steady[:, None]
+        for c in range(n_cls):
+            cc = g[:, N_COUNTS * (1 + c):N_COUNTS * (2 + c)]
+            c_steady = np.where(cc[:, 2] > 0, cc[:, 2], np.nan)
+            col = len(_MAIN) + n_st + c * len(_PER_CLASS)
+            table[:, col], table[:, col + 1], table[:, col + 2] = cc[:, 1], cc[:, 3] / c_steady, cc[:, 4] / c_steady
+            table[:, col + 3] = cc[:, 5] / c_steady
+    daily, queue_mean, queue_end, tis_hist = {}, {}, {}, {}
+    for gi, (gate, d, _keys) in enumerate(lay.group_list):
+        row = lay.same[gi]
+        daily[(gate, d)] = g_day[row].astype(np.float32)  # whole vehicles: exact in float32
+        queue_mean[(gate, d)] = day_queue[row].astype(np.float32)
+        queue_end[(gate, d)] = day_end[row].astype(np.float32)
         if d == ALL:
-            tis_hist[g] = np.bincount(_COARSE, weights=g_tis[same[gi]], minlength=TIS_BINS_H.size - 1)
+            tis_hist[gate] = np.bincount(_COARSE, weights=g_tis[row], minlength=TIS_BINS_H.size - 1)
+    flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     return ReplicationResult(
-        labels=_interned(tuple(labels)), values=np.concatenate([values, table.ravel()]), daily=daily,
-        queue_by_hour={k: hour_mean[i] for i, k in enumerate(flow_keys)}, tis_hist=tis_hist,
+        labels=_interned(tuple(util_labels) + lay.labels),
+        values=np.concatenate([util_values, table[lay.pick]]), daily=daily, daily_queue_mean=queue_mean,
+        daily_queue_end=queue_end, queue_by_hour={k: hour_mean[i] for i, k in enumerate(flow_keys)},
+        tis_hist=tis_hist,
     )
 
 
@@ -181,17 +256,43 @@ def _interned(labels: tuple) -> tuple:
     return _LABELS.setdefault(labels, labels)
 
 
+SHARES = ("utilisation", "held_by_limit_share")  # metrics in [0, 1]; every other one is >= 0
+SUMMARY_COLUMNS = ["gate", "direction", "metric", "stage", "class", "mean", "ci_low", "ci_high", "p05", "p95",
+                   "std", "n"]
+
+
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and two-sided t-interval of the mean; NaN bounds for fewer than two values."""
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return np.nan, np.nan, np.nan
-    m = float(v.mean())
-    if v.size < 2:
-        return m, np.nan, np.nan
-    half = float(stdtrit(v.size - 1, 0.5 + level / 2) * v.std(ddof=1) / np.sqrt(v.size))
-    return m, m - half, m + half
+    d = describe(np.asarray(values, dtype=float)[:, None], level=level)
+    return float(d["mean"][0]), float(d["ci_low"][0]), float(d["ci_high"][0])
+
+
+def describe(m: np.ndarray, level: float = 0.95, low: np.ndarray | float | None = None,
+             high: np.ndarray | float | None = None) -> dict[str, np.ndarray]:
+    """Per column of m (replications x values), over its non-NaN replications: the mean, a
+    two-sided t-interval of the mean (NaN for fewer than two), the 5th and 95th percentiles of
+    the replications (their spread), the standard deviation and the count. low / high: the
+    range the values lie in; the interval of the mean is cut to it (the mean of values >= 0 is
+    >= 0, so a bound below 0 says nothing), the values themselves are never changed."""
+    m = np.asarray(m, dtype=float)
+    ok = ~np.isnan(m)
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.where(ok, m, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+        dev = np.where(ok, m - mean, 0.0)
+        std = np.where(n > 1, np.sqrt((dev**2).sum(axis=0) / np.maximum(n - 1, 1)), np.nan)
+        half = np.where(n > 1, stdtrit(np.maximum(n - 1, 1), 0.5 + level / 2) * std / np.sqrt(np.maximum(n, 1)),
+                        np.nan)
+    lo, hi = mean - half, mean + half
+    if low is not None:
+        lo = np.where(np.isnan(lo), lo, np.maximum(lo, low))
+    if high is not None:
+        hi = np.where(np.isnan(hi), hi, np.minimum(hi, high))
+    p05, p95 = (np.full(m.shape[1:], np.nan) for _ in range(2))
+    some = n > 0
+    if some.any():
+        p05[some], p95[some] = np.nanquantile(m[:, some], [0.05, 0.95], axis=0)
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "p05": p05, "p95": p95, "std": std, "n": n}
 
 
 def _matrix(results: list[ReplicationResult]) -> tuple[tuple, np.ndarray]:
@@ -202,23 +303,27 @@ def _matrix(results: list[ReplicationResult]) -> tuple[tuple, np.ndarray]:
     return labels, np.vstack([r.values for r in results])
 
 
+def metric_range(metrics) -> tuple[np.ndarray, np.ndarray]:
+    """The range of each metric's values: [0, 1] for shares, [0, inf) for counts and times."""
+    share = np.isin(np.asarray(metrics, dtype=object), SHARES)
+    return np.zeros(share.size), np.where(share, 1.0, np.inf)
+
+
 def summarise(results: list[ReplicationResult]) -> pd.DataFrame:
-    """The tidy summary: gate, direction, metric, stage, mean, ci_low, ci_high, std, n."""
+    """The tidy summary: gate, direction, metric, stage, class, the mean with its 95 % interval,
+    the spread of the replications (p05, p95), std and n."""
     labels, m = _matrix(results)
-    out = []
-    for j, lab in enumerate(labels):
-        v = m[:, j]
-        mean, lo, hi = t_interval(v)
-        n = int(np.sum(~np.isnan(v)))
-        std = float(np.nanstd(v, ddof=1)) if n > 1 else np.nan
-        out.append((*lab, mean, lo, hi, std, n))
-    return pd.DataFrame(out, columns=["gate", "direction", "metric", "stage", "mean", "ci_low", "ci_high", "std", "n"])
+    out = pd.DataFrame(list(labels), columns=SUMMARY_COLUMNS[:5])
+    low, high = metric_range(out["metric"])
+    for key, col in describe(m, low=low, high=high).items():
+        out[key] = col
+    return out
 
 
 def per_replication(results: list[ReplicationResult]) -> pd.DataFrame:
     """Every replication's value of every metric, for tests and further analysis."""
     labels, m = _matrix(results)
-    lab = pd.DataFrame(list(labels), columns=["gate", "direction", "metric", "stage"])
+    lab = pd.DataFrame(list(labels), columns=SUMMARY_COLUMNS[:5])
     reps = m.shape[0]
     out = pd.concat([lab] * reps, ignore_index=True)
     out["value"] = m.ravel()
@@ -226,22 +331,22 @@ def per_replication(results: list[ReplicationResult]) -> pd.DataFrame:
     return out
 
 
+DAILY_METRICS = (("crossings", "daily"), ("queue_mean", "daily_queue_mean"), ("queue_end", "daily_queue_end"))
+
+
 def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
+    """Per calendar day, gate and direction (tidy): crossings, the mean number waiting
+    (queue_mean) and the number waiting at the day's end (queue_end), each with the mean over
+    replications, its 95 % interval and the replications' 5th and 95th percentiles."""
     keys = list(results[0].daily)
     days = len(next(iter(results[0].daily.values())))
-    dates = pd.date_range(start, periods=days, freq="D")
+    dates = pd.date_range(start, periods=days, freq="D").date
     out = []
     for g, d in keys:
-        arr = np.vstack([r.daily[(g, d)] for r in results])
-        mean = arr.mean(axis=0)
-        if arr.shape[0] > 1:
-            half = stdtrit(arr.shape[0] - 1, 0.975) * arr.std(axis=0, ddof=1) / np.sqrt(arr.shape[0])
-        else:
-            half = np.full(days, np.nan)
-        out.append(pd.DataFrame({
-            "date": dates.date, "gate": g, "direction": d,
-            "crossings_mean": mean, "ci_low": mean - half, "ci_high": mean + half,
-        }))
+        for metric, attr in DAILY_METRICS:
+            stats_ = describe(np.vstack([getattr(r, attr)[(g, d)] for r in results]), low=0.0)
+            out.append(pd.DataFrame({"date": dates, "gate": g, "direction": d, "metric": metric,
+                                     **{k: stats_[k] for k in ("mean", "ci_low", "ci_high", "p05", "p95")}}))
     return pd.concat(out, ignore_index=True)
 
 

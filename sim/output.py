@@ -43,6 +43,7 @@ def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = Tru
             plots.queue_by_hour(qbh, names, tmp / "queue_by_hour.png")
             plots.time_in_system(tis, names, tmp / "time_in_system.png")
             plots.crossings_per_day(daily, names, tmp / "crossings_per_day.png")
+            plots.queue_by_date(daily, names, tmp / "queue_by_date.png")
         meta = {
             "scenario": result.scenario.name,
             "scenario_file": result.scenario.path,

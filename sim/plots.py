@@ -27,6 +27,7 @@ def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> Non
             ax.step(grp["hour"], grp["queue_mean"], where="post", label=d)
         ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
         ax.set_ylabel("vehicles\nwaiting")
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
     axes[-1, 0].set_xlabel("hour of day (local time)")
@@ -76,12 +77,12 @@ def time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> No
 
 def crossings_per_day(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
     """Crossings per day over the horizon: each gate (both directions) and the total, with 95 % CI."""
-    sel = daily[(daily["direction"] == ALL)]
+    sel = daily[(daily["direction"] == ALL) & (daily["metric"] == "crossings")]
     gates = list(dict.fromkeys(sel["gate"]))
     fig, axes = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
     tot = sel[sel["gate"] == ALL]
     dates = pd.to_datetime(tot["date"])
-    axes[0].plot(dates, tot["crossings_mean"], color="black", lw=1, label="all gates")
+    axes[0].plot(dates, tot["mean"], color="black", lw=1, label="all gates")
     axes[0].fill_between(dates, tot["ci_low"], tot["ci_high"], color="grey", alpha=0.35, lw=0, label="95 % CI")
     axes[0].set_ylabel("crossings / day")
     axes[0].legend(fontsize=8, loc="upper left")
@@ -91,12 +92,41 @@ def crossings_per_day(daily: pd.DataFrame, names: dict[str, str], path: Path) ->
             continue
         grp = sel[sel["gate"] == g]
         d = pd.to_datetime(grp["date"])
-        line, = axes[1].plot(d, grp["crossings_mean"], lw=0.9, label=_gate_names(names, g))
+        line, = axes[1].plot(d, grp["mean"], lw=0.9, label=_gate_names(names, g))
         axes[1].fill_between(d, grp["ci_low"], grp["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
     axes[1].set_ylabel("crossings / day")
     axes[1].legend(fontsize=7, loc="upper left", ncol=2)
     axes[1].grid(alpha=0.3)
+    for ax in axes:
+        ax.set_ylim(bottom=0)
     fig.suptitle("Vehicles crossing per day (mean over replications, 95 % CI)", fontsize=10)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Vehicles waiting on each calendar day, one panel per gate (both directions): the day's
+    mean with the replications' 5-95 % band, and the number waiting at the day's end."""
+    sel = daily[(daily["direction"] == ALL) & (daily["gate"] != ALL)]
+    gates = list(dict.fromkeys(sel["gate"]))
+    fig, axes = plt.subplots(len(gates), 1, figsize=(10, 1.9 * len(gates) + 0.8), sharex=True, squeeze=False)
+    for ax, g in zip(axes[:, 0], gates):
+        grp = sel[sel["gate"] == g]
+        mean = grp[grp["metric"] == "queue_mean"]
+        end = grp[grp["metric"] == "queue_end"]
+        dates = pd.to_datetime(mean["date"])
+        ax.fill_between(dates, mean["p05"], mean["p95"], color="C0", alpha=0.25, lw=0,
+                        label="5-95 % of replications")
+        ax.plot(dates, mean["mean"], color="C0", lw=1, label="mean waiting over the day")
+        ax.plot(pd.to_datetime(end["date"]), end["mean"], color="C3", lw=0.8, ls="--", label="waiting at day's end")
+        ax.set_ylim(bottom=0)
+        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
+        ax.set_ylabel("vehicles\nwaiting")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Vehicles waiting by calendar day (mean over replications)", fontsize=10)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

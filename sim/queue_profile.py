@@ -28,9 +28,11 @@ def group_queue(plus, net, area, warm, membership, horizon_h, warmup_h):
     """From the flows' hourly buckets ((flows, hours) arrays, as from sim.flowstats.flow_pass):
     each flow's mean queue per hour of day after the warm-up, and per group of flows
     (membership[g, f]) the highest level at a bucket's end, the level at each bucket's start,
-    and the buckets that may hold a higher level (start level + joining events > that)."""
+    the buckets that may hold a higher level (start level + joining events > that), and per
+    calendar day the mean level and the level at the day's end (just before midnight)."""
     n_flows, nb_ = net.shape
     n_groups = membership.shape[0]
+    n_days = nb_ // 24
     hour_mean = np.zeros((n_flows, 24))
     hour_len = np.zeros(24)
     first = int(np.ceil(warmup_h))
@@ -54,25 +56,32 @@ def group_queue(plus, net, area, warm, membership, horizon_h, warmup_h):
     peaks = np.zeros(n_groups)
     cand = np.zeros((n_groups, nb_), np.bool_)
     start_level = np.zeros((n_groups, nb_))
+    day_mean = np.zeros((n_groups, n_days))
+    day_end = np.zeros((n_groups, n_days))
     for g in range(n_groups):
         gnet = np.zeros(nb_)
         gplus = np.zeros(nb_)
+        garea = np.zeros(nb_)
         for f in range(n_flows):
             if membership[g, f]:
                 gnet += net[f]
                 gplus += plus[f]
+                garea += area[f]
         level = 0.0
         best = 0.0
         for b in range(nb_):
             start_level[g, b] = level
+            day_mean[g, b // 24] += (level + garea[b]) / 24.0  # the hour's area: the mean over it
             level += gnet[b]
+            if b % 24 == 23:
+                day_end[g, b // 24] = level
             if level > best:
                 best = level
         peaks[g] = best
         for b in range(nb_):
             if start_level[g, b] + gplus[b] > best:
                 cand[g, b] = True
-    return peaks, hour_mean, cand, start_level
+    return peaks, hour_mean, cand, start_level, day_mean, day_end
 
 
 def candidate_slots(cand: np.ndarray) -> np.ndarray:
@@ -84,18 +93,18 @@ def candidate_slots(cand: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def candidate_events(arrival, start, end, instant, slot, horizon_h, m):
+def candidate_events(arrival, start, end, acc_k, slot, horizon_h, m):
     """A flow's queue events that fall in the buckets to sweep, as (slot, time, sign), column
     by column (arrivals, then per stage its starts and, but for the last stage, its ends;
-    none for a stage that takes no time, as in flow_pass); m: how many there are (known from
-    the buckets' counts)."""
+    none for the acceptance step acc_k, which takes no time, as in flow_pass); m: how many
+    there are (known from the buckets' counts)."""
     n, k_stages = start.shape
     ev_slot = np.empty(m, np.int64)
     ev_t = np.empty(m)
     ev_s = np.empty(m, np.int8)
     j = _column_candidates(arrival, 1, slot, horizon_h, ev_slot, ev_t, ev_s, 0)
     for k in range(k_stages):
-        if instant[k] and k < k_stages - 1:
+        if k == acc_k and k < k_stages - 1:
             continue
         j = _column_candidates(start[:, k], -1, slot, horizon_h, ev_slot, ev_t, ev_s, j)
         if k < k_stages - 1:
@@ -160,16 +169,17 @@ def refine_peaks(peaks, cand, start_level, membership, slot, ev_flow, ev_slot, e
 
 
 def queue_summary(plus, net, area, warm, membership, horizon_h, warmup_h, events_in):
-    """Peaks of groups of flows and each flow's mean queue per hour of day, from the flows'
-    hourly buckets. events_in(slot) gives, per flow, its events in the candidate buckets as
+    """Peaks of groups of flows, each flow's mean queue per hour of day, and each group's mean
+    queue and end-of-day queue per calendar day, from the flows' hourly buckets. events_in(slot) gives, per flow, its events in the candidate buckets as
     (slot, time, sign) arrays (slot: each bucket's index among the candidates, -1 if none)."""
-    peaks, hour_mean, cand, start_level = group_queue(plus, net, area, warm, membership, horizon_h, warmup_h)
+    peaks, hour_mean, cand, start_level, day_mean, day_end = group_queue(
+        plus, net, area, warm, membership, horizon_h, warmup_h)
     slot = candidate_slots(cand)
     ev = events_in(slot)
     refine_peaks(peaks, cand, start_level, membership, slot,
                  np.repeat(np.arange(len(ev)), [e[0].size for e in ev]),
                  *(np.concatenate([e[i] for e in ev]) for i in range(3)))
-    return peaks, hour_mean
+    return peaks, hour_mean, day_mean, day_end
 
 
 def queue_stats(times, signs, offsets, membership, horizon_h, warmup_h):

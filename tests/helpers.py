@@ -43,11 +43,11 @@ def run_one(scenario, seed: int = 1, index: int = 0):
     return rep, records, replication_metrics(rep, records)
 
 
-def metric(result, gate: str, direction: str, name: str) -> float:
-    for g, d, m, _s, v in result.rows:
-        if (g, d, m) == (gate, direction, name):
+def metric(result, gate: str, direction: str, name: str, stage: str = "", vclass: str = "") -> float:
+    for g, d, m, s, c, v in result.rows:
+        if (g, d, m, s, c) == (gate, direction, name, stage, vclass):
             return v
-    raise KeyError((gate, direction, name))
+    raise KeyError((gate, direction, name, stage, vclass))
 
 
 def rng(seed: int = 0) -> np.random.Generator:

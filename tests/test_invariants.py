@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from sim import from_dict
 from sim.calendar import draw_random_closures
-from sim.inputs import ACCEPTANCE
 from sim.rng import stream
 from sim.rng import replication_seed
 from sim.scenario import WEEKDAYS
@@ -98,12 +97,13 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
                 o = np.lexsort((dlt, t))
                 assert np.max(np.cumsum(dlt[o]), initial=0) <= f.lanes[k]
             # no day clears more vehicles than its acceptance limit
-            if name == ACCEPTANCE:
+            if k == f.acceptance:
                 per_day = np.bincount((s[ok] // 24).astype(int))
                 assert np.all(per_day <= f.quota[k])
                 if k == len(f.stage_names) - 1:
                     d = rec.depart[~np.isnan(rec.depart)]
                     assert np.all(np.bincount((d // 24).astype(int)) <= f.quota[k])
+        _check_where_the_waiting_happens(rec, result, rep)
     # totals add up over the gates and directions
     assert metric(result, "all", "all", "arrivals") == sum(r.inputs.n for r in records)
     # the statistics against a brute force over the per-vehicle records
@@ -115,6 +115,47 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
             assert np.isclose(metric(result, g, d, "wait_mean_h"), waits.mean())
             exact = np.quantile(waits, 0.95)
             assert abs(metric(result, g, d, "wait_p95_h") - exact) <= 0.0047 * exact + 1e-4
+
+
+def _check_where_the_waiting_happens(rec, result, rep) -> None:
+    """Per-stage and per-class waits, the share held by the daily limit and the utilisation of
+    each stage, against the per-vehicle record."""
+    f, H = rec.inputs, rep.horizon_h
+    ok = ~np.isnan(rec.depart) & (f.arrival >= rep.warmup_h)
+    if not ok.any():
+        return
+    ready = np.column_stack([f.arrival, rec.end[:, :-1]])
+    waits = (rec.start - ready)[ok]
+    for k, name in enumerate(f.stage_names):
+        assert np.isclose(metric(result, f.gate, f.direction, "wait_mean_h", stage=name), waits[:, k].mean())
+    for c, cls in enumerate(f.classes):
+        sel = ok & (f.vclass == c)
+        got = metric(result, f.gate, f.direction, "wait_mean_h", vclass=cls)
+        if sel.any():
+            assert np.isclose(got, (rec.start - ready)[sel].sum(axis=1).mean())
+        else:
+            assert np.isnan(got)
+    if f.acceptance >= 0:
+        k = f.acceptance
+        s = rec.start[:, k]
+        day = lambda t: np.floor((t + 1e-9) / 24).astype(int)  # noqa: E731
+        passed = np.bincount(day(s[s < H]), minlength=rep.model.horizon.days)
+        full = set(np.flatnonzero(passed >= f.quota[k]))
+        held = [any(d in full for d in range(max(day(r), 0), day(t))) for r, t in zip(ready[ok, k], s[ok])]
+        assert np.isclose(metric(result, f.gate, f.direction, "held_by_limit_share"), np.mean(held))
+    cal = f.calendar
+    for k, name in enumerate(f.stage_names):
+        if k == f.acceptance:
+            continue
+        busy = 0.0
+        for t0, t1 in zip(rec.start[:, k], rec.end[:, k]):
+            if t0 < H:
+                t1 = H if np.isnan(t1) else t1
+                j = np.searchsorted(cal.ends, t0, side="right")  # the open interval the service starts in
+                busy += min(t1, cal.ends[j]) - t0
+        util = metric(result, f.gate, f.direction, "utilisation", stage=name)
+        assert util <= 1.0 + 1e-12
+        assert np.isclose(util, busy / (f.lanes[k] * cal.open_hours()))
 
 
 def _brute_queue_max(records, horizon_h) -> float:

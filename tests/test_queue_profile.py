@@ -43,15 +43,24 @@ def test_queue_stats_match_a_sort_of_all_events(flows, data, warmup):
     n_groups = 3
     membership = np.array([[data.draw(st.booleans()) for _ in flows] for _ in range(n_groups)])
     offsets = np.cumsum([0] + [f[0].size for f in flows])
-    peaks, hour_mean = queue_stats(np.concatenate([f[0] for f in flows]), np.concatenate([f[1] for f in flows]),
-                                   offsets, membership, HORIZON, warmup)
+    peaks, hour_mean, day_mean, day_end = queue_stats(
+        np.concatenate([f[0] for f in flows]), np.concatenate([f[1] for f in flows]), offsets, membership,
+        HORIZON, warmup)
     for g in range(n_groups):
         members = [within(*f) for f, inside in zip(flows, membership[g]) if inside]
         if not members or not sum(m[0].size for m in members):
             assert peaks[g] == 0
             continue
-        _, levels = reference_levels(np.concatenate([m[0] for m in members]), np.concatenate([m[1] for m in members]))
+        times, levels = reference_levels(np.concatenate([m[0] for m in members]),
+                                         np.concatenate([m[1] for m in members]))
         assert peaks[g] == max(0.0, levels.max())
+        # per calendar day (whatever the warm-up): the time average and the level just before midnight
+        grid = np.arange(0, HORIZON, 1 / 64) + 1 / 128
+        level = np.concatenate([[0.0], levels])[np.searchsorted(times, grid, side="right")]
+        days = int(HORIZON // 24)
+        np.testing.assert_allclose(day_mean[g], level.reshape(days, -1).mean(axis=1), atol=1e-9)
+        ends = np.concatenate([[0.0], levels])[np.searchsorted(times, 24.0 * np.arange(1, days + 1), side="left")]
+        np.testing.assert_allclose(day_end[g], ends, atol=1e-9)
     # the time average per hour of day, brute force on a grid that never hits an event
     grid = np.arange(warmup, HORIZON, 1 / 64) + 1 / 128
     for f, flow in enumerate(flows):
@@ -68,7 +77,7 @@ def test_queue_stats_match_a_sort_of_all_events(flows, data, warmup):
 def test_a_queue_that_never_forms_has_zero_peak():
     t = np.array([1.0, 1.0, 2.5, 2.5])
     d = np.array([1, -1, 1, -1], dtype=np.int8)  # joined and started at the same instant
-    peaks, _ = queue_stats(t, d, np.array([0, 4]), np.array([[True]]), HORIZON, 0.0)
+    peaks = queue_stats(t, d, np.array([0, 4]), np.array([[True]]), HORIZON, 0.0)[0]
     assert peaks[0] == 0
 
 
