@@ -34,7 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import BordersimError
 from .metrics import ALL, ReplicationResult
-from .rng import replication_seed, stream
 from .scenario import Scenario, load
 
 INFORMED = 0.7  # a posterior 90 % interval under this share of the prior's: the data pinned it down
@@ -197,14 +196,10 @@ class Calibration:
         return pd.DataFrame(rows)
 
 
-def prior_draws(scen: Scenario, seed: int, n: int) -> pd.DataFrame:
-    """The parameter values replication i of a run with this seed draws (Scenario.draw with
-    that replication's streams), one row per replication."""
-    rows = []
-    for i in range(n):
-        seq = replication_seed(seed, i)
-        rows.append(scen.draw(lambda name, seq=seq: stream(seq, name)))
-    return pd.DataFrame({r.name(): [row[r.path] for row in rows] for r in scen.ranges})
+def drawn_inputs(scen: Scenario, results: list[ReplicationResult]) -> pd.DataFrame:
+    """The values each replication's uncertain inputs took (one row per replication), as the
+    replications themselves report them."""
+    return pd.DataFrame([r.inputs for r in results], columns=[r.name() for r in scen.ranges])
 
 
 def calibrate(targets: Targets, budget: int = DEFAULT_BUDGET, accept: float = DEFAULT_ACCEPT,
@@ -232,8 +227,8 @@ def calibrate(targets: Targets, budget: int = DEFAULT_BUDGET, accept: float = DE
     distance = np.max(np.abs(sim - obs) / (tol * obs), axis=1)
     n_keep = max(2, int(round(accept * budget)))
     kept = np.sort(np.argsort(distance, kind="stable")[:n_keep])
-    return Calibration(targets, prior, budget, accept, seed, prior_draws(prior, seed, budget), sim, distance, kept,
-                       result.wall_s)
+    return Calibration(targets, prior, budget, accept, seed, drawn_inputs(prior, result.results), sim, distance,
+                       kept, result.wall_s)
 
 
 # ------------------------------------------------------------------ check

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import BordersimError
-from .run import DEFAULT_REPS, DEFAULT_SEED, ENGINES
+from .experiment import ENGINES
+from .run import DEFAULT_REPS, DEFAULT_SEED
 
 BASELINE = "baseline_2022.toml"
 TARGETS = "targets_2022.toml"

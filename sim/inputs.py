@@ -267,7 +267,11 @@ def flow_inputs(
 
 def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
     """Sample the scenario's ranges, closures, arrivals and service times for one replication."""
-    model = scenario.sample(lambda name: stream(rep_seq, name))
+    return model_inputs(scenario.sample(lambda name: stream(rep_seq, name)), rep_seq)
+
+
+def model_inputs(model: ScenarioModel, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
+    """The closures, arrivals and service times of one replication of a concrete scenario."""
     days = model.horizon.days
     flows = []
     for gate_id, gate in model.gates.items():

@@ -13,7 +13,8 @@ import copy
 import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -517,20 +518,45 @@ class Scenario:
 
     def sample(self, rng_for: Callable[[str], np.random.Generator]) -> ScenarioModel:
         """A concrete scenario: each range drawn from the stream named ``param/<field>``."""
-        if not self.ranges:
-            return self.nominal
-        return _validate(_substitute(self.raw, self.draw(rng_for)), self.path)
+        return self.model_for(self.draw(rng_for))
 
-    def draw(self, rng_for: Callable[[str], np.random.Generator]) -> dict[tuple, float]:
-        """The value of each uncertain input (by path) that ``sample`` uses: one whole row of the
-        ensemble if there is one, the ranges not in it drawn from their streams."""
+    def draw(self, rng_for: Callable[[str], np.random.Generator],
+             fixed: "Mapping[str, float] | None" = None) -> dict[str, float]:
+        """The value of each uncertain input (by name) in one replication: ``fixed`` values as
+        given, then one whole row of the ensemble if there is one, the other ranges drawn from
+        their streams (``param/<name>``)."""
+        fixed = dict(fixed or {})
+        unknown = [k for k in fixed if k not in self._by_name]
+        if unknown:
+            raise ScenarioError(self.path, unknown[0], "is not an uncertain input of the scenario "
+                                f"(inputs: {', '.join(self._by_name) or 'none'})")
         row = {}
         if self.ensemble is not None:  # one whole parameter set, picked at random
-            row = self.ensemble.iloc[int(rng_for("param/ensemble").integers(len(self.ensemble)))].to_dict()
-        return {
-            r.path: float(row[r.name()]) if r.name() in row else r.sample(rng_for(f"param/{r.name()}"))
-            for r in self.ranges
-        }
+            row = self._ensemble_rows[int(rng_for("param/ensemble").integers(len(self._ensemble_rows)))]
+        out = {}
+        for r in self.ranges:
+            name = r.name()
+            if name in fixed:
+                out[name] = float(fixed[name])
+            elif name in row:
+                out[name] = float(row[name])
+            else:
+                out[name] = r.sample(rng_for(f"param/{name}"))
+        return out
+
+    def model_for(self, values: "Mapping[str, float]") -> ScenarioModel:
+        """The concrete scenario with the uncertain inputs at the given values (by name)."""
+        if not self.ranges:
+            return self.nominal
+        return _validate(_substitute(self.raw, {self._by_name[k].path: v for k, v in values.items()}), self.path)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Range]:
+        return {r.name(): r for r in self.ranges}
+
+    @cached_property
+    def _ensemble_rows(self) -> list[dict]:
+        return [] if self.ensemble is None else self.ensemble.to_dict("records")
 
 
 def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None) -> Scenario:

@@ -110,7 +110,7 @@ def test_run_warns_and_uses_no_more_workers_than_cores(tmp_path, monkeypatch, ca
 
     from sim.cli import main
 
-    run_module = importlib.import_module("sim.run")  # the module: sim.run is also the function
+    run_module = importlib.import_module("sim.experiment")
     started = []
     real = run_module.local_pool
 

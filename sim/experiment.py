@@ -1,0 +1,117 @@
+"""The experiment layer: one replication as a pure function, and a runner for designs.
+
+``replicate(scenario, seed, index, engine, values)`` is replication ``index`` of a scenario:
+its result depends only on those arguments, and carries the values its uncertain inputs took.
+``run_design`` maps it over a design (scenarios or parameter points x replications) on any
+``concurrent.futures.Executor`` (a local pool of bordersim workers by default; Dask's
+``client.get_executor()`` fits too). Replication ``i`` uses the same seed at every point, so
+two points differ only by what differs between them (common random numbers) and their paired
+differences are tight. ``run``, ``compare``, the calibration and sweeps all go through here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from . import des, fast
+from .inputs import model_inputs
+from .metrics import ReplicationResult, replication_metrics
+from .rng import replication_seed, stream
+from .scenario import Scenario
+from .workers import local_pool, prepare_process, resolve_workers
+
+ENGINES = ("fast", "des")
+SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
+MAX_CHUNK = 25  # replications a task runs at most: small enough to balance workers and show progress
+
+
+def replicate(scenario: Scenario, seed: int, index: int, engine: str = "fast",
+              values: Mapping[str, float] | None = None) -> ReplicationResult:
+    """Replication ``index`` of ``scenario`` with root seed ``seed``: the uncertain inputs not
+    in ``values`` are drawn from the replication's named streams (or its ensemble row), the
+    vehicles simulated on ``engine``; the result's ``inputs`` holds every uncertain input's value."""
+    rep_seq = replication_seed(seed, index)
+    drawn = scenario.draw(lambda name: stream(rep_seq, name), fixed=values)
+    rep = model_inputs(scenario.model_for(drawn), rep_seq)
+    result = replication_metrics(rep, SIMULATORS[engine](rep))
+    result.inputs = drawn
+    return result
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a design: a scenario, and input values (by name) fixed in all its replications."""
+
+    scenario: Scenario
+    values: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Task:
+    point: int
+    first: int
+    last: int
+
+
+def _run_task(point: Point, task: _Task, seed: int, engine: str) -> tuple[_Task, list[ReplicationResult]]:
+    """A chunk of replications of one point: the work one executor task does."""
+    prepare_process()
+    values = dict(point.values) or None
+    return task, [replicate(point.scenario, seed, i, engine, values) for i in range(task.first, task.last)]
+
+
+def chunk_size(total: int, workers: int) -> int:
+    """Replications per task: about four tasks per worker, at most MAX_CHUNK."""
+    return max(1, min(MAX_CHUNK, -(-total // (4 * workers))))
+
+
+def run_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fast",
+               executor: Executor | None = None, workers: int | None = None, progress: bool | None = None,
+               chunk: int | None = None, desc: str = "replications") -> list[list[ReplicationResult]]:
+    """Replications 0..reps-1 of every point; out[p][i] is point p's replication i. The result
+    is the same whatever the executor, the number of workers and the chunk size.
+
+    executor: any concurrent.futures.Executor (its ``map`` is all that is used); None: a local
+    pool of ``workers`` bordersim processes (one per core by default), or this process alone
+    when one worker suffices. progress None: a bar when stderr is a terminal."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    if reps < 1:
+        raise ValueError("reps must be at least 1")
+    total = len(points) * reps
+    if executor is None:
+        workers, _ = resolve_workers(workers, -(-total // MAX_CHUNK) if chunk is None else -(-total // chunk))
+    else:
+        workers = workers or 1
+    size = chunk or chunk_size(total, workers)
+    tasks = [_Task(p, i, min(i + size, reps)) for p in range(len(points)) for i in range(0, reps, size)]
+    out: list[list[ReplicationResult | None]] = [[None] * reps for _ in points]
+    bar = tqdm(total=total, desc=desc, unit="rep", disable=None if progress is None else not progress,
+               file=sys.stderr)
+    try:
+        if executor is not None:
+            results = executor.map(_run_task, [points[t.point] for t in tasks], tasks,
+                                   [seed] * len(tasks), [engine] * len(tasks))
+            _collect(results, out, bar)
+        elif workers == 1:
+            with threadpool_limits(limits=1):  # as in a worker: no BLAS threads spinning beside us
+                _collect((_run_task(points[t.point], t, seed, engine) for t in tasks), out, bar)
+        else:
+            with local_pool(workers) as pool:
+                _collect(pool.map(_run_task, [points[t.point] for t in tasks], tasks,
+                                  [seed] * len(tasks), [engine] * len(tasks)), out, bar)
+    finally:
+        bar.close()
+    return out
+
+
+def _collect(results, out, bar) -> None:
+    for task, chunk_results in results:
+        out[task.point][task.first:task.last] = chunk_results
+        bar.update(len(chunk_results))
