@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -112,24 +115,28 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 def _cmd_run(args) -> int:
     from . import scenario as sc
-    from .output import write_results
+    from .outdir import check_target
+    from .output import write_run
     from .run import run
 
     path = Path(args.scenario) if args.scenario else default_scenario()
     scen = sc.load(path)
+    out = Path(args.out) if args.out else Path("results") / scen.name
+    check_target(out)  # refuse now, not after the replications
     result = run(
         scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
         allow_overload=args.allow_overload, progress=False if args.quiet else None,
     )
     for w in result.warnings:
         print(f"bordersim: warning: {w}", file=sys.stderr)
-    out = Path(args.out) if args.out else Path("results") / scen.name
-    write_results(result, out, make_plots=not args.no_plots)
+    written = write_run(result, out, make_plots=not args.no_plots)
     if not args.quiet:
         print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
         print(summary_table(result.summary))
         print(f"written to {out}/")
+    if written.replaced:
+        print(f"replaced earlier results in {out}/")
     return 0
 
 
@@ -179,6 +186,7 @@ def _cmd_calibrate(args) -> int:
             raise cal.CalibrationError(None, f"--{opt}", "applies to --check only")
     if args.engine != "fast":
         raise cal.CalibrationError(None, "--engine", "a calibration runs on the fast engine; --engine is for --check")
+    cal.check_outputs(targets)  # refuse now, not after the draws
     result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
                            accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
                            seed=args.seed, workers=args.workers, progress=progress)
@@ -190,10 +198,29 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (kill, a job scheduler's stop) interrupts like Ctrl-C, so a write under way
+    removes its temporary folder; the earlier handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    earlier = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
+        with _terminate_as_interrupt():
+            return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2
