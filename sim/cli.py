@@ -113,6 +113,24 @@ def summary_table(summary: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_string(index=False)
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While writing results, SIGTERM (kill, a job scheduler's stop) interrupts like Ctrl-C, so
+    the write removes its temporary folder; the earlier handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    earlier = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
+
+
 def _cmd_run(args) -> int:
     from . import scenario as sc
     from .outdir import check_target
@@ -129,7 +147,8 @@ def _cmd_run(args) -> int:
     )
     for w in result.warnings:
         print(f"bordersim: warning: {w}", file=sys.stderr)
-    written = write_run(result, out, make_plots=not args.no_plots)
+    with _terminate_as_interrupt():
+        written = write_run(result, out, make_plots=not args.no_plots)
     if not args.quiet:
         print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
@@ -190,7 +209,8 @@ def _cmd_calibrate(args) -> int:
     result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
                            accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
                            seed=args.seed, workers=args.workers, progress=progress)
-    written = cal.write_calibration(result)  # --method: rejection, the one method so far
+    with _terminate_as_interrupt():
+        written = cal.write_calibration(result)  # --method: rejection, the one method so far
     ident = result.identification()
     print(f"{targets.path}: {result.budget} draws, {len(result.kept)} kept, {result.wall_s:.1f} s")
     print("pinned down by the data: " + (", ".join(ident[ident.identified]["input"]) or "none"))
@@ -198,29 +218,10 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (kill, a job scheduler's stop) interrupts like Ctrl-C, so a write under way
-    removes its temporary folder; the earlier handler is restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    earlier = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, earlier)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        with _terminate_as_interrupt():
-            return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
+        return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2

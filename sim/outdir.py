@@ -34,7 +34,7 @@ from .errors import OutputError, ScenarioError
 
 MARKER = ".bordersim"  # in every results folder bordersim writes: {"written_by": "bordersim", ...}
 FILES = ".bordersim-files.json"  # beside single files bordersim writes: their names and SHA-256
-SLUG_MAX = 200  # a file name has at most 255 bytes; the temporary names add 15
+SLUG_MAX = 200  # a file name has at most 255 bytes; the temporary names add 14
 _SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _REMEDY = "choose another --out or remove it yourself"
 
@@ -76,6 +76,7 @@ def check_target(out: str | Path) -> bool:
         raise OutputError(str(out), None, f"is a symbolic link; {_REMEDY}")
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(str(out), None, f"exists and is not a folder; {_REMEDY}")
+    _check_parent(out)
     if _is_ours(out):
         return True
     try:
@@ -102,18 +103,21 @@ def check_files(paths: Iterable[str | Path]) -> None:
             raise OutputError(str(path), None, "is a symbolic link; write elsewhere or remove it yourself")
         if not stat.S_ISREG(st.st_mode):
             raise OutputError(str(path), None, "exists and is not a file; write elsewhere or remove it yourself")
+        _check_parent(path)
         if _recorded(path) != _sha256(path):
             raise OutputError(str(path), None, f"exists and was not written by bordersim (or was changed since: "
                                                f"not as recorded in {FILES}); write elsewhere or remove it yourself")
 
 
 def _check_parent(path: Path) -> None:
-    """The folders above a target that does not exist yet can be created: the nearest existing
-    one is a folder."""
+    """A target can be created or replaced in its folder: the nearest existing folder above it
+    is a folder we may write in."""
     for parent in path.parents:
         if os.path.lexists(parent):
             if not os.path.isdir(parent):
-                raise OutputError(str(path), None, f"cannot be created: {parent} is not a folder")
+                raise OutputError(str(path), None, f"cannot be written: {parent} is not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputError(str(path), None, f"cannot be written: no permission to write in {parent}")
             return
 
 
@@ -169,8 +173,8 @@ class Staged:
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, kind: str) -> Iterator[Staged]:
     """A fresh folder beside ``out`` (permissions from the umask, MARKER in it) that replaces
-    ``out`` in one step when the block ends; on any exception (a kill signal included) it is
-    removed and ``out`` is left as it was."""
+    ``out`` in one step when the block ends; on any exception (KeyboardInterrupt included; the
+    CLI turns SIGTERM into one) it is removed and ``out`` is left as it was."""
     out = Path(out)
     check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -338,8 +342,8 @@ def _swap(new: Path, out: Path) -> Path | None:
     # Without an exchange there is an instant with no ``out``; a kill there leaves the earlier
     # results in .NAME.old-*, which the next writer removes.
     old, fd = _new_temporary(out, "old", _make_dir)
-    os.close(fd)  # only held under the parent's lock, which covers it
-    os.rename(out, old)  # onto an empty folder: allowed
+    os.close(fd)  # its own lock is not needed: it exists only while the parent's lock is held
+    os.rename(out, old)  # a folder onto an empty folder: allowed
     try:
         os.rename(new, out)
     except BaseException:

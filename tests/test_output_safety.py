@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -75,7 +74,7 @@ DATA_LOSS = [
     ("out is results itself", None, "results", ["results", "not written by bordersim"]),
     ("out is a user's folder", None, "mine", ["mine", "not written by bordersim"]),
     ("out is a link to a folder", None, "link_to_scenarios", ["link_to_scenarios", "symbolic link"]),
-    ("out is below a file", None, "scenarios/baseline_2022.toml/x", ["baseline_2022.toml is not a folder"]),
+    ("out is below a file", None, "scenarios/baseline_2022.toml/x", ["cannot be written", "toml is not a folder"]),
     ("name is empty", "", None, ["name", "not a plain name"]),
     ("name climbs out of results", "../scenarios", None, ["name", "'../scenarios'", "not a plain name"]),
     ("name is absolute", "ABSOLUTE", None, ["name", "not a plain name"]),
@@ -174,8 +173,11 @@ def stuck(*args, **kwargs):  # the tables are written, the plots not yet
     time.sleep(600)
 
 if how == "between renames":  # no renameat2: the fallback's two renames, and a kill between them
-    import sim.outdir
-    sim.outdir._renameat2 = None
+    try:
+        import sim.outdir
+        sim.outdir._renameat2 = None
+    except ImportError:  # code that has only the renames
+        pass
     rename = os.rename
 
     def rename_then_die(src, dst):
@@ -193,7 +195,8 @@ write_results(pickle.loads(Path(sys.argv[4]).read_bytes()), out)
 """
 
 
-def _stuck_writer(tmp_path: Path, how: str, out: Path, last_arg: str) -> tuple[subprocess.Popen, Path]:
+def _stuck_writer(tmp_path: Path, how: str, out: Path, last_arg: str) -> subprocess.Popen:
+    """Start STUCK_WRITER and wait until it is where the test stops it."""
     script = tmp_path / "stuck_writer.py"
     script.write_text(STUCK_WRITER, encoding="utf-8")
     started = tmp_path / f"started-{how.replace(' ', '_')}"
@@ -205,7 +208,7 @@ def _stuck_writer(tmp_path: Path, how: str, out: Path, last_arg: str) -> tuple[s
             proc.kill()
             pytest.fail(f"the writer did not reach the point to stop at: {proc.communicate()}")
         time.sleep(0.05)
-    return proc, started
+    return proc
 
 
 @pytest.mark.parametrize("how", ["mid-write", "between renames"])
@@ -215,16 +218,17 @@ def test_a_kill_leaves_no_debris_after_a_rerun(tmp_path, results, how):
     earlier = (out / "summary.csv").read_bytes()
     pickled = tmp_path / "result.pickle"
     pickled.write_bytes(pickle.dumps(second))
-    proc, _ = _stuck_writer(tmp_path, how, out, str(pickled))
+    proc = _stuck_writer(tmp_path, how, out, str(pickled))
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     left = _siblings(out)
-    assert left, "the kill should have left the writer's temporary folder"
     if how == "mid-write":
-        assert "summary.csv" in os.listdir(out.parent / left[0])  # a partial run
+        assert len(left) == 1 and "summary.csv" in os.listdir(out.parent / left[0])  # a partial run
         assert (out / "summary.csv").read_bytes() == earlier  # the earlier results are still whole
+    else:  # the earlier results moved aside, the new ones not yet in
+        assert not out.exists() and len(left) == 2
     write_results(second, out, make_plots=False)
     assert _siblings(out) == []
     assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
@@ -233,7 +237,7 @@ def test_a_kill_leaves_no_debris_after_a_rerun(tmp_path, results, how):
 
 def test_sigterm_during_a_run_removes_the_temporary_folder(tmp_path):
     out = tmp_path / "out"
-    proc, _ = _stuck_writer(tmp_path, "cli", out, str(TINY))
+    proc = _stuck_writer(tmp_path, "cli", out, str(TINY))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted; no results written" in err, err
@@ -304,6 +308,12 @@ def _write_many(out: str, pickled: bytes, offset: int) -> list[str]:
     return failures
 
 
+def _read_at(folder_fd: int, name: str) -> bytes:
+    """A file of the folder open as ``folder_fd``, wherever that folder has moved since."""
+    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder_fd), "rb") as fh:
+        return fh.read()
+
+
 def _read_consistent(out: Path, expected: dict[int, bytes]) -> str | None:
     """Read ``out`` once: None if whole and of one run (or if it changed while being read),
     else what is wrong."""
@@ -311,18 +321,13 @@ def _read_consistent(out: Path, expected: dict[int, bytes]) -> str | None:
         fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
         return "the results folder is missing"
-    def read(name: str) -> bytes:
-        file = os.open(name, os.O_RDONLY, dir_fd=fd)
-        with os.fdopen(file, "rb") as fh:
-            return fh.read()
-
     try:
         try:
             names = set(os.listdir(fd))
-            meta = json.loads(read("metadata.json"))
-            summary = read("summary.csv")
+            meta = json.loads(_read_at(fd, "metadata.json"))
+            summary = _read_at(fd, "summary.csv")
             problem = None
-            if names != TABLES | {MARKER}:
+            if not TABLES <= names <= TABLES | {MARKER}:
                 problem = f"files {sorted(names)}"
             elif summary != expected[meta["seed"]]:
                 problem = f"summary.csv is not that of seed {meta['seed']}"
