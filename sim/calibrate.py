@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import BordersimError
+from . import outdir
+from .errors import BordersimError, OutputError
 from .metrics import ALL, ReplicationResult
 from .scenario import Scenario, load
 
@@ -293,34 +294,39 @@ def check_table(rows: list[CheckRow], need_interval: bool = True) -> str:
 # ------------------------------------------------------------------ outputs
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(tmp_path) then rename: a file is whole or absent."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def ensemble_path(targets: Targets) -> Path:
     return targets.fitted_path.with_name(targets.fitted_path.stem + "_ensemble.csv")
 
 
+def output_paths(targets: Targets) -> list[Path]:
+    """What write_calibration writes, beside the fitted scenario: the ensemble, the fitted
+    scenario, the report and its two plots."""
+    fitted = targets.fitted_path
+    stem = fitted.stem.replace("fitted", "report")
+    report = [fitted.with_name(f"{stem}{suffix}") for suffix in (".md", "_fit.png", "_marginals.png")]
+    return [ensemble_path(targets), fitted, *report]
+
+
+def check_outputs(targets: Targets) -> None:
+    """Refuse, before any work, a calibration that would write over a file bordersim did not
+    write (the targets file's ``fitted`` path could name a scenario of the user's)."""
+    try:
+        outdir.check_files(output_paths(targets))
+    except OutputError as exc:
+        raise CalibrationError(str(targets.path), "fitted", f"would write {exc.one_line()}") from None
+
+
 def write_calibration(cal: Calibration) -> list[Path]:
     """The ensemble (CSV), the fitted scenario (TOML) and a report (Markdown + 2 PNGs), beside
-    the fitted scenario's path; each file written whole or not at all."""
+    the fitted scenario's path; each file written whole or not at all, and none if any of them
+    would replace a file bordersim did not write."""
     import os
 
     from . import plots
 
     t = cal.targets
-    fitted = t.fitted_path
-    fitted.parent.mkdir(parents=True, exist_ok=True)
-    ens_path = ensemble_path(t)
-    stem = fitted.stem.replace("fitted", "report")
-    report, fit_png, marg_png = (fitted.with_name(f"{stem}{s}") for s in (".md", "_fit.png", "_marginals.png"))
+    check_outputs(t)
+    ens_path, fitted, report, fit_png, marg_png = output_paths(t)
     ident = cal.identification()
     kept = len(cal.kept)
     eps = float(cal.distance[cal.kept].max())
@@ -328,7 +334,8 @@ def write_calibration(cal: Calibration) -> list[Path]:
               f"each, the {kept} closest kept ({cal.accept:.1%}; largest distance kept {eps:.2f} tolerances); "
               f"{cal.wall_s:.0f} s")
 
-    _atomic_write(ens_path, lambda p: cal.ensemble.to_csv(p, index=False, float_format="%.6g"))
+    with outdir.atomic_file(ens_path) as tmp:
+        cal.ensemble.to_csv(tmp, index=False, float_format="%.6g")
     rel_prior = os.path.relpath(t.scenario_path.resolve(), fitted.parent.resolve())
     toml = "\n".join([
         f"# Written by `bordersim calibrate {t.path.name}`: {header}.",
@@ -341,9 +348,12 @@ def write_calibration(cal: Calibration) -> list[Path]:
         f'ensemble = "{ens_path.name}"',
         "",
     ])
-    _atomic_write(fitted, lambda p: p.write_text(toml, encoding="utf-8"))
-    _atomic_write(fit_png, lambda p: plots.calibration_fit(cal, p))
-    _atomic_write(marg_png, lambda p: plots.calibration_marginals(cal, p))
+    with outdir.atomic_file(fitted) as tmp:
+        tmp.write_text(toml, encoding="utf-8")
+    with outdir.atomic_file(fit_png) as tmp:
+        plots.calibration_fit(cal, tmp)
+    with outdir.atomic_file(marg_png) as tmp:
+        plots.calibration_marginals(cal, tmp)
 
     obs = np.array([x.observed for x in t.targets])
     lines = [f"# Calibration report: {cal.prior.name}", "", header + ".", "",
@@ -364,5 +374,6 @@ def write_calibration(cal: Calibration) -> list[Path]:
                      f"[{r.posterior_q05:.4g}, {r.posterior_q95:.4g}] | {r.width_ratio:.2f} | "
                      f"{'yes' if r.identified else 'no'} |")
     lines += ["", f"![prior and ensemble of each input]({marg_png.name})", ""]
-    _atomic_write(report, lambda p: p.write_text("\n".join(lines), encoding="utf-8"))
+    with outdir.atomic_file(report) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
     return [ens_path, fitted, report, fit_png, marg_png]

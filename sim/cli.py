@@ -118,22 +118,26 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 def _cmd_run(args) -> int:
     from . import scenario as sc
-    from .output import write_results
+    from .outdir import check_target
+    from .output import write_run
     from .run import run
 
     path = Path(args.scenario) if args.scenario else default_scenario()
     scen = sc.load(path)
+    out = Path(args.out) if args.out else Path("results") / scen.name
+    check_target(out)  # refuse now, not after the replications
     result = run(
         scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
         allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
     )
-    out = Path(args.out) if args.out else Path("results") / scen.name
-    write_results(result, out, make_plots=not args.no_plots)
+    written = write_run(result, out, make_plots=not args.no_plots)
     if not args.quiet:
         print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
         print(summary_table(result.summary))
         print(f"written to {out}/")
+    if written.replaced:
+        print(f"replaced earlier results in {out}/")
     return 0
 
 
@@ -183,6 +187,7 @@ def _cmd_calibrate(args) -> int:
             raise cal.CalibrationError(None, f"--{opt}", "applies to --check only")
     if args.engine != "fast":
         raise cal.CalibrationError(None, "--engine", "a calibration runs on the fast engine; --engine is for --check")
+    cal.check_outputs(targets)  # refuse now, not after the draws
     result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
                            accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
                            seed=args.seed, workers=args.workers, progress=progress)

@@ -23,3 +23,7 @@ class ScenarioError(BordersimError):
 
 class OverloadError(BordersimError):
     """Demand that exceeds capacity over the whole horizon."""
+
+
+class OutputError(BordersimError):
+    """An output path bordersim may not write: it holds something bordersim did not write."""

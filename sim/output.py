@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
+from .outdir import Staged, atomic_dir, version
 from .run import RunResult
-
-
-def _version() -> str:
-    try:
-        return metadata.version("bordersim")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True) -> Path:
     """Write summary.csv, daily.csv, per_replication.csv, the plot tables, PNGs and metadata.json.
 
-    Files go to a temporary folder beside ``out_dir`` that replaces it only when complete.
+    They go to a temporary folder beside ``out_dir`` that replaces it only when complete; an
+    ``out_dir`` bordersim did not write is refused (sim.outdir.check_target).
     """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    return write_run(result, out_dir, make_plots).out
+
+
+def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True) -> Staged:
+    """write_results, also telling whether earlier results were replaced (the CLI says so)."""
+    with atomic_dir(out_dir, "run") as staged:
+        tmp = staged.dir
         result.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
         result.per_replication.to_csv(tmp / "per_replication.csv", index=False, float_format="%.6g")
         daily = result.daily
@@ -50,20 +45,10 @@ def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = Tru
             "seed": result.seed,
             "reps": result.reps,
             "engine": result.engine,
-            "bordersim_version": _version(),
+            "bordersim_version": version(),
             "uncertain_inputs": {r.name(): {r.kind: list(r.values)} for r in result.scenario.ranges},
             "warnings": result.warnings,
             "wall_time_s": round(result.wall_s, 2),
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return staged

@@ -32,6 +32,7 @@ from pydantic import (
 
 from .distributions import Duration
 from .errors import ScenarioError
+from .outdir import check_slug
 
 DIRECTIONS = ("exit", "entry")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -439,6 +440,7 @@ def _check_hours(file: str, path: str, spec: list[str]) -> list[tuple[float, flo
 
 def _cross_check(m: ScenarioModel, file: str) -> None:
     """Rules that span fields: names must refer to things the scenario defines."""
+    check_slug(m.name, file, "name")  # it names the results folder, results/<name>
     h = m.horizon
     if h.end < h.start:
         raise ScenarioError(file, "horizon.end", f"{h.end} is before horizon.start {h.start}")

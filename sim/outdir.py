@@ -1,0 +1,383 @@
+"""Where results go, and writing them safely: the one mechanism every writer of results uses.
+
+- bordersim replaces only what it wrote. A results folder it wrote holds ``MARKER``; a single
+  file it wrote is listed with its SHA-256 in the manifest ``FILES`` of its folder. Anything
+  else at a target is refused (``OutputError``: one line, exit 2) before any work starts.
+- A folder appears whole: it is written under a temporary name beside its target (same
+  filesystem), then exchanged with the target in one step.
+- Writers into one folder take turns: the check, swap and clean-up hold an exclusive flock on
+  the parent folder, so the target always holds one complete run (the last to swap).
+- A kill leaves at most a temporary sibling (``.NAME.tmp-*``, ``.NAME.old-*``), which the next
+  writer beside it removes: a live writer holds an flock on its own temporary, and the kernel
+  drops that lock when the process dies, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .errors import OutputError, ScenarioError
+
+MARKER = ".bordersim"  # in every results folder bordersim writes: {"written_by": "bordersim", ...}
+FILES = ".bordersim-files.json"  # beside single files bordersim writes: their names and SHA-256
+SLUG_MAX = 200  # a file name has at most 255 bytes; the temporary names add 14
+_SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_REMEDY = "choose another --out or remove it yourself"
+
+
+def version() -> str:
+    try:
+        return metadata.version("bordersim")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def check_slug(name: object, file: str | None, field: str) -> str:
+    """A name that becomes a folder name (``results/<name>``): refused unless a plain name, so
+    it can neither climb out of results/ nor name results/ itself."""
+    if not (isinstance(name, str) and _SLUG.fullmatch(name) and len(name) <= SLUG_MAX):
+        raise ScenarioError(file, field, f"{name!r} is not a plain name: allowed are letters A-Z a-z, digits, "
+                                         f"'_', '-' and '.' (not first), 1 to {SLUG_MAX} characters")
+    return name
+
+
+# ------------------------------------------------------------------ what may be written
+
+
+def check_target(out: str | Path) -> bool:
+    """Decide, before any work, whether results may go to folder ``out``: True if it holds
+    results bordersim wrote (they will be replaced), False if it is absent or empty; anything
+    else (a file, a link, a folder bordersim did not write) is an OutputError."""
+    out = Path(out)
+    if out.name in ("", ".."):
+        raise OutputError(str(out), None, "names no folder of its own; give a folder name, e.g. results/my_run")
+    try:
+        st = os.lstat(out)
+    except (FileNotFoundError, NotADirectoryError):
+        _check_parent(out)
+        return False
+    except OSError as exc:
+        raise OutputError(str(out), None, f"cannot be examined: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(str(out), None, f"is a symbolic link; {_REMEDY}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(str(out), None, f"exists and is not a folder; {_REMEDY}")
+    _check_parent(out)
+    if _is_ours(out):
+        return True
+    try:
+        with os.scandir(out) as entries:
+            empty = next(entries, None) is None
+    except OSError as exc:
+        raise OutputError(str(out), None, f"cannot be read: {exc.strerror}") from None
+    if empty:
+        return False
+    raise OutputError(str(out), None, f"exists and was not written by bordersim (no {MARKER} marker); {_REMEDY}")
+
+
+def check_files(paths: Iterable[str | Path]) -> None:
+    """Refuse, before any work, to write over a file bordersim did not write: each path must be
+    absent or hold exactly what bordersim recorded for it in its folder's FILES manifest (a file
+    changed since is someone's work, and kept)."""
+    for path in map(Path, paths):
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            _check_parent(path)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise OutputError(str(path), None, "is a symbolic link; write elsewhere or remove it yourself")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(str(path), None, "exists and is not a file; write elsewhere or remove it yourself")
+        _check_parent(path)
+        if _recorded(path) != _sha256(path):
+            raise OutputError(str(path), None, f"exists and was not written by bordersim (or was changed since: "
+                                               f"not as recorded in {FILES}); write elsewhere or remove it yourself")
+
+
+def _check_parent(path: Path) -> None:
+    """A target can be created or replaced in its folder: the nearest existing folder above it
+    is a folder we may write in."""
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            if not os.path.isdir(parent):
+                raise OutputError(str(path), None, f"cannot be written: {parent} is not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputError(str(path), None, f"cannot be written: no permission to write in {parent}")
+            return
+
+
+def _is_ours(folder: Path) -> bool:
+    """The folder holds bordersim's marker: a regular file naming bordersim."""
+    marker = folder / MARKER
+    try:
+        if not stat.S_ISREG(os.lstat(marker).st_mode):
+            return False
+        with marker.open("rb") as fh:
+            data = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("written_by") == "bordersim"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    """The files bordersim wrote in this folder, name -> SHA-256 (empty if none recorded)."""
+    try:
+        data = json.loads((folder / FILES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not (isinstance(data, dict) and data.get("written_by") == "bordersim" and isinstance(data.get("files"), dict)):
+        return {}
+    return {k: v for k, v in data["files"].items() if isinstance(v, str)}
+
+
+def _recorded(path: Path) -> str | None:
+    return _manifest(path.parent).get(path.name)
+
+
+# ------------------------------------------------------------------ writing
+
+
+@dataclass
+class Staged:
+    """A results folder being written: fill ``dir``; on leaving the block it becomes ``out``, and
+    ``replaced`` says whether it replaced earlier results bordersim wrote."""
+
+    dir: Path
+    out: Path
+    replaced: bool = False
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, kind: str) -> Iterator[Staged]:
+    """A fresh folder beside ``out`` (permissions from the umask, MARKER in it) that replaces
+    ``out`` in one step when the block ends; on any exception (KeyboardInterrupt included; the
+    CLI turns SIGTERM into one) it is removed and ``out`` is left as it was."""
+    out = Path(out)
+    check_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out.parent):
+        tmp, fd = _new_temporary(out, "tmp", _make_dir)
+    try:
+        staged = Staged(tmp, out)
+        marker = {"written_by": "bordersim", "kind": kind, "version": version()}
+        (tmp / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
+        yield staged
+        with _locked(out.parent):
+            staged.replaced = check_target(out)
+            _clear_debris(out)
+            earlier = _swap(tmp, out)
+            if earlier is not None:
+                _remove_ours(earlier)
+    except BaseException:
+        if os.path.lexists(tmp):  # our partial folder, or the earlier contents after a swap
+            with contextlib.suppress(OSError):  # else the next writer removes it
+                _remove_ours(tmp)
+        raise
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write one file to; when the block ends it replaces
+    ``path`` whole (flushed to disk first) and is recorded in the folder's FILES manifest. A
+    ``path`` bordersim did not write is refused (check_files)."""
+    path = Path(path)
+    check_files([path])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        with _locked(path.parent):
+            tmp, fd = stack.enter_context(_temporary_file(path))
+        yield tmp
+        os.fsync(fd)
+        with _locked(path.parent):
+            check_files([path])
+            _clear_debris(path)
+            os.replace(tmp, path)
+            _record(path)
+
+
+def _record(path: Path) -> None:
+    """Add ``path``'s current SHA-256 to its folder's manifest (the caller holds the folder's lock)."""
+    manifest = path.parent / FILES
+    files = _manifest(path.parent)
+    files[path.name] = _sha256(path)
+    text = json.dumps({"written_by": "bordersim", "version": version(), "files": dict(sorted(files.items()))},
+                      indent=2) + "\n"
+    _clear_debris(manifest)
+    with _temporary_file(manifest) as (tmp, fd):
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+        os.replace(tmp, manifest)
+
+
+@contextlib.contextmanager
+def _temporary_file(target: Path) -> Iterator[tuple[Path, int]]:
+    """A new, locked temporary file beside ``target`` and its descriptor (created while the
+    caller holds the parent's lock); removed if the block fails."""
+    tmp, fd = _new_temporary(target, "tmp", _make_file)
+    try:
+        yield tmp, fd
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive flock on a folder for the block (flock works on folders on Linux and leaves
+    no lock file behind); it is released when the process dies."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make_dir(path: Path) -> int:
+    os.mkdir(path, 0o777)  # the umask applies, as for any file (tempfile.mkdtemp would give 0700)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _make_file(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+def _new_temporary(target: Path, kind: str, make: Callable[[Path], int]) -> tuple[Path, int]:
+    """Create ``.NAME.<kind>-<random>`` beside the target and flock it for as long as the
+    returned descriptor is open. The caller holds the parent's lock, so no cleaner sees it
+    before it is locked."""
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{kind}-{secrets.token_hex(4)}"
+        try:
+            fd = make(path)
+        except FileExistsError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return path, fd
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target))
+
+
+def _clear_debris(target: Path) -> None:
+    """Remove what killed writers left beside ``target`` (the caller holds the parent's lock):
+    temporaries whose flock can be taken (their writer is dead), a folder only if it holds our
+    marker or nothing. One that cannot be removed is left for a later writer."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:tmp|old)-[0-9a-f]{{8}}")
+    with os.scandir(target.parent) as entries:
+        names = [e.name for e in entries if pattern.fullmatch(e.name)]
+    for name in names:
+        path = target.parent / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live writer's
+                continue
+            if stat.S_ISREG(mode):
+                path.unlink()
+            elif _is_ours(path) or not os.listdir(path):
+                _remove_ours(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+
+
+def _remove_ours(folder: Path) -> None:
+    """Remove a folder bordersim wrote, its marker last, so that a kill midway leaves a folder
+    still recognisably ours (and removed by the next writer)."""
+    for entry in list(os.scandir(folder)):
+        if entry.name == MARKER:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(folder / MARKER)
+    os.rmdir(folder)
+
+
+def _swap(new: Path, out: Path) -> Path | None:
+    """Put folder ``new`` at ``out`` (the caller holds the parent's lock); return where the
+    earlier contents of ``out`` now are, if it existed."""
+    if not os.path.lexists(out):
+        os.rename(new, out)  # a folder onto a name that does not exist: one step
+        return None
+    if _exchange(new, out):
+        return new
+    # Without an exchange there is an instant with no ``out``; a kill there leaves the earlier
+    # results in .NAME.old-*, which the next writer removes.
+    old, fd = _new_temporary(out, "old", _make_dir)
+    os.close(fd)  # its own lock is not needed: it exists only while the parent's lock is held
+    os.rename(out, old)  # a folder onto an empty folder: allowed
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    return old
+
+
+# No well-kept library exchanges two folders atomically (os.replace cannot replace a non-empty
+# folder), so this calls Linux's renameat2(RENAME_EXCHANGE) itself (glibc >= 2.28).
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _load_renameat2():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _load_renameat2()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step; False where the system or filesystem cannot."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))

@@ -1,0 +1,401 @@
+"""Outputs never destroy what bordersim did not write; writes are whole, leave no debris after a
+kill, and concurrent writers into one folder take turns."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sim import load, run, write_results
+from sim.cli import main
+from sim.run import RunResult
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "data" / "tiny.toml"
+TABLES = {"summary.csv", "per_replication.csv", "daily.csv", "queue_by_hour.csv", "time_in_system_hist.csv",
+          "metadata.json"}
+MARKER = ".bordersim"  # the documented marker (spelt out: these tests also run on code without sim.outdir)
+
+
+@pytest.fixture(scope="module")
+def results() -> tuple[RunResult, RunResult]:
+    """Two small runs that differ (seeds 1 and 2), to tell apart whose files a folder holds."""
+    scen = load(TINY)
+    return tuple(run(scen, reps=2, seed=seed, workers=1, progress=False) for seed in (1, 2))
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every entry below root (hidden ones included) with its type and, for files, its SHA-256."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = "link " + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _siblings(out: Path) -> list[str]:
+    """Temporary folders of writers into ``out`` left beside it."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    """A copy of the repository's data folders, the current directory while the test runs."""
+    copy = tmp_path / "repo"
+    for sub in ("scenarios", "results", "calibration", "tests/data"):
+        shutil.copytree(ROOT / sub, copy / sub, symlinks=True)
+    monkeypatch.chdir(copy)
+    return copy
+
+
+# (what, scenario name (None: tiny's own), --out (None: the default), words the error must contain)
+DATA_LOSS = [
+    ("out is the scenarios folder", None, "scenarios", ["scenarios", "not written by bordersim"]),
+    ("out is an existing file", None, "scenarios/baseline_2022.toml", ["baseline_2022.toml", "not a folder"]),
+    ("out is results itself", None, "results", ["results", "not written by bordersim"]),
+    ("out is a user's folder", None, "mine", ["mine", "not written by bordersim"]),
+    ("out is a link to a folder", None, "link_to_scenarios", ["link_to_scenarios", "symbolic link"]),
+    ("out is below a file", None, "scenarios/baseline_2022.toml/x", ["cannot be written", "toml is not a folder"]),
+    ("name is empty", "", None, ["name", "not a plain name"]),
+    ("name climbs out of results", "../scenarios", None, ["name", "'../scenarios'", "not a plain name"]),
+    ("name is absolute", "ABSOLUTE", None, ["name", "not a plain name"]),
+    ("name is .", ".", None, ["name", "not a plain name"]),
+    ("name is ..", "..", None, ["name", "not a plain name"]),
+    ("name is hidden", ".results", None, ["name", "not a plain name"]),
+    ("name of the default out is a user's folder", "mine_too", None, ["results/mine_too", "not written by bordersim"]),
+]
+
+
+@pytest.mark.parametrize("what,name,out,words", DATA_LOSS, ids=[c[0] for c in DATA_LOSS])
+def test_nothing_bordersim_did_not_write_is_replaced(repo, tmp_path, capsys, what, name, out, words):
+    (repo / "mine").mkdir()
+    (repo / "mine" / "notes.txt").write_text("my own notes\n", encoding="utf-8")
+    (repo / "results" / "mine_too").mkdir()
+    (repo / "results" / "mine_too" / "draft.md").write_text("a draft\n", encoding="utf-8")
+    (repo / "link_to_scenarios").symlink_to("scenarios")
+    absolute = tmp_path / "elsewhere"
+    scenario = "tests/data/tiny.toml"
+    if name is not None:
+        name = str(absolute) if name == "ABSOLUTE" else name
+        text = TINY.read_text(encoding="utf-8").replace('name = "tiny"', f"name = {json.dumps(name)}", 1)
+        scenario = "tests/data/renamed.toml"
+        (repo / scenario).write_text(text, encoding="utf-8")
+    before = _tree(tmp_path)
+    args = ["run", scenario, "--reps", "2", "--workers", "1", "--quiet"] + (["--out", out] if out else [])
+    rc = main(args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("bordersim: error: "), err
+    assert all(w in err for w in words), err
+    if "not a plain name" in words:
+        assert scenario in err  # the file whose field is wrong
+    assert _tree(tmp_path) == before  # every file byte for byte, nothing new anywhere
+    assert not absolute.exists()
+
+
+def test_rerun_replaces_its_own_results_and_says_so(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(out)]
+    assert main(args + ["--seed", "1"]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    first = (out / "summary.csv").read_bytes()
+    assert main(args + ["--seed", "2"]) == 0
+    assert capsys.readouterr().out.strip() == f"replaced earlier results in {out}/"
+    assert (out / "summary.csv").read_bytes() != first
+    assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["seed"] == 2
+    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    assert _siblings(out) == []
+
+
+def test_an_empty_folder_is_used_and_becomes_bordersims(tmp_path, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    args = ["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    assert "replaced" not in capsys.readouterr().out  # there was nothing to replace
+    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    assert marker["written_by"] == "bordersim" and marker["kind"] == "run"
+    assert main(args) == 0
+    assert "replaced earlier results" in capsys.readouterr().out
+
+
+def test_the_curated_example_can_be_rewritten_as_documented(repo, capsys):
+    # results/README.md: bordersim run --reps 20 --out results/examples/baseline_2022
+    out = "results/examples/baseline_2022"
+    assert main(["run", "tests/data/tiny.toml", "--reps", "2", "--workers", "1", "--quiet", "--out", out]) == 0
+    assert capsys.readouterr().out.strip() == f"replaced earlier results in {out}/"
+
+
+@pytest.mark.parametrize("umask, folder, file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_results_follow_the_umask(tmp_path, results, umask, folder, file):
+    earlier = os.umask(umask)
+    try:
+        out = write_results(results[0], tmp_path / "out", make_plots=True)
+    finally:
+        os.umask(earlier)
+    assert out.stat().st_mode & 0o777 == folder
+    for p in out.iterdir():
+        assert p.stat().st_mode & 0o777 == file, p.name
+
+
+# A writer that stops mid-write, in a process of its own: the test kills it there.
+STUCK_WRITER = """
+import os, pickle, signal, sys, time
+from pathlib import Path
+import sim.plots
+from sim.cli import main
+from sim.output import write_results
+
+how, out, started = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+
+def stuck(*args, **kwargs):  # the tables are written, the plots not yet
+    started.touch()
+    time.sleep(600)
+
+if how == "between renames":  # no renameat2: the fallback's two renames, and a kill between them
+    try:
+        import sim.outdir
+        sim.outdir._renameat2 = None
+    except ImportError:  # code that has only the renames
+        pass
+    rename = os.rename
+
+    def rename_then_die(src, dst):
+        rename(src, dst)
+        if Path(src) == out:  # the earlier results have moved away; the new ones are not in
+            started.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.rename = rename_then_die
+else:
+    sim.plots.queue_by_hour = stuck
+if how == "cli":
+    sys.exit(main(["run", sys.argv[4], "--reps", "2", "--workers", "1", "--quiet", "--out", str(out)]))
+write_results(pickle.loads(Path(sys.argv[4]).read_bytes()), out)
+"""
+
+
+def _stuck_writer(tmp_path: Path, how: str, out: Path, last_arg: str) -> subprocess.Popen:
+    """Start STUCK_WRITER and wait until it is where the test stops it."""
+    script = tmp_path / "stuck_writer.py"
+    script.write_text(STUCK_WRITER, encoding="utf-8")
+    started = tmp_path / f"started-{how.replace(' ', '_')}"
+    proc = subprocess.Popen([sys.executable, str(script), how, str(out), str(started), last_arg],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not started.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the writer did not reach the point to stop at: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("how", ["mid-write", "between renames"])
+def test_a_kill_leaves_no_debris_after_a_rerun(tmp_path, results, how):
+    first, second = results
+    out = write_results(first, tmp_path / "out", make_plots=False)
+    earlier = (out / "summary.csv").read_bytes()
+    pickled = tmp_path / "result.pickle"
+    pickled.write_bytes(pickle.dumps(second))
+    proc = _stuck_writer(tmp_path, how, out, str(pickled))
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    left = _siblings(out)
+    if how == "mid-write":
+        assert len(left) == 1 and "summary.csv" in os.listdir(out.parent / left[0])  # a partial run
+        assert (out / "summary.csv").read_bytes() == earlier  # the earlier results are still whole
+    else:  # the earlier results moved aside, the new ones not yet in
+        assert not out.exists() and len(left) == 2
+    write_results(second, out, make_plots=False)
+    assert _siblings(out) == []
+    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["seed"] == second.seed
+
+
+def test_sigterm_during_a_run_removes_the_temporary_folder(tmp_path):
+    out = tmp_path / "out"
+    proc = _stuck_writer(tmp_path, "cli", out, str(TINY))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated; no results written" in err, err
+    assert "Traceback" not in err
+    assert _siblings(out) == [] and not out.exists()
+
+
+def test_debris_is_removed_only_if_dead_and_ours(tmp_path, results):
+    out = tmp_path / "out"
+    dead_ours = tmp_path / ".out.tmp-0000000a"  # a killed writer's: marker, partial tables
+    dead_ours.mkdir()
+    (dead_ours / MARKER).write_text('{"written_by": "bordersim", "kind": "run"}\n', encoding="utf-8")
+    (dead_ours / "summary.csv").write_text("gate\n", encoding="utf-8")
+    dead_empty = tmp_path / ".out.old-0000000b"  # killed before anything went in
+    dead_empty.mkdir()
+    not_ours = tmp_path / ".out.tmp-0000000c"  # no marker: someone else's, whatever its name
+    not_ours.mkdir()
+    (not_ours / "thesis.tex").write_text("\\chapter{}\n", encoding="utf-8")
+    live = tmp_path / ".out.tmp-0000000d"  # a live writer's: it holds the flock
+    live.mkdir()
+    (live / MARKER).write_text('{"written_by": "bordersim", "kind": "run"}\n', encoding="utf-8")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        write_results(results[0], out, make_plots=False)
+        assert sorted(_siblings(out)) == [not_ours.name, live.name]
+        assert (not_ours / "thesis.tex").exists() and (live / MARKER).exists()
+    finally:
+        os.close(fd)
+    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+
+
+def test_a_file_is_replaced_whole_and_dead_temporaries_go(tmp_path):
+    from sim.errors import OutputError
+    from sim.outdir import atomic_file
+
+    path = tmp_path / "report.md"
+    dead = tmp_path / ".report.md.tmp-0000000e"  # a killed writer's (nobody holds its flock)
+    dead.write_text("half a rep", encoding="utf-8")
+    with atomic_file(path) as tmp:
+        tmp.write_text("first\n", encoding="utf-8")
+    with atomic_file(path) as tmp:  # bordersim wrote it: replaced
+        tmp.write_text("second\n", encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == "second\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bordersim-files.json", "report.md"]
+    path.write_text("second, with my edits\n", encoding="utf-8")  # now the user's work
+    with pytest.raises(OutputError, match="not written by bordersim"):
+        with atomic_file(path) as tmp:
+            tmp.write_text("third\n", encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == "second, with my edits\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bordersim-files.json", "report.md"]
+
+
+# ------------------------------------------------------------------ concurrent writers
+
+WRITES = 100
+
+
+def _write_many(out: str, pickled: bytes, offset: int) -> list[str]:
+    """One writer process: WRITES runs into ``out``, alternating between the two results."""
+    pair = pickle.loads(pickled)
+    failures = []
+    for i in range(WRITES):
+        try:
+            write_results(pair[(i + offset) % 2], out, make_plots=False)
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            failures.append(f"{type(exc).__name__}: {exc}")
+    return failures
+
+
+def _read_at(folder_fd: int, name: str) -> bytes:
+    """A file of the folder open as ``folder_fd``, wherever that folder has moved since."""
+    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder_fd), "rb") as fh:
+        return fh.read()
+
+
+def _read_consistent(out: Path, expected: dict[int, bytes]) -> str | None:
+    """Read ``out`` once: None if whole and of one run (or if it changed while being read),
+    else what is wrong."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return "the results folder is missing"
+    try:
+        try:
+            names = set(os.listdir(fd))
+            meta = json.loads(_read_at(fd, "metadata.json"))
+            summary = _read_at(fd, "summary.csv")
+            problem = None
+            if not TABLES <= names <= TABLES | {MARKER}:
+                problem = f"files {sorted(names)}"
+            elif summary != expected[meta["seed"]]:
+                problem = f"summary.csv is not that of seed {meta['seed']}"
+        except (OSError, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        try:
+            same = os.stat(out).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return "the results folder is missing"
+        return problem if same else None  # a folder swapped out while read tells nothing
+    finally:
+        os.close(fd)
+
+
+def test_concurrent_writers_each_succeed_and_never_mix(tmp_path, results):
+    out = tmp_path / "out"
+    expected = {}
+    for r in results:
+        expected[r.seed] = (write_results(r, out, make_plots=False) / "summary.csv").read_bytes()
+    pickled = pickle.dumps(results)
+    problems = []
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        jobs = [pool.apply_async(_write_many, (str(out), pickled, k)) for k in range(4)]
+        reads = 0
+        while not all(j.ready() for j in jobs):
+            problem = _read_consistent(out, expected)
+            reads += 1
+            if problem:
+                problems.append(problem)
+        failures = [f for j in jobs for f in j.get()]
+    assert failures == [], f"{len(failures)} of {4 * WRITES} writes failed, e.g. {failures[:3]}"
+    assert problems == [], f"{len(problems)} of {reads} reads found a broken folder, e.g. {problems[:3]}"
+    assert _read_consistent(out, expected) is None
+    assert _siblings(out) == []
+
+
+# ------------------------------------------------------------------ calibration outputs
+
+def _targets(path: Path, fitted: str) -> Path:
+    path.write_text(
+        f'scenario = "{ROOT}/scenarios/baseline_2022.toml"\nfitted = "{fitted}"\n\n[[targets]]\n'
+        'name = "crossings_total"\nobserved = 95370\nsource = "test"\nperiod = [2022-01-01, 2022-11-30]\n'
+        "tolerance = 0.02\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fitted, users_file", [
+    ("../scenarios/baseline_2022.toml", "scenarios/baseline_2022.toml"),  # the scenario itself
+    ("fitted_mine.toml", "calibration/report_mine.md"),  # a user's file where the report goes
+    ("fitted_2022.toml", "calibration/fitted_2022_ensemble.csv"),  # bordersim's file, edited since
+], ids=["fitted is a scenario", "report is a user's file", "ensemble edited since"])
+def test_calibration_never_replaces_a_file_bordersim_did_not_write(repo, capsys, fitted, users_file):
+    target = repo / users_file
+    if users_file.endswith(".csv"):
+        target.write_bytes(target.read_bytes() + target.read_bytes().splitlines(keepends=True)[-1])
+    elif not target.exists():
+        target.write_text("# my notes\n", encoding="utf-8")
+    targets = _targets(repo / "calibration" / "mine.toml", fitted)
+    before = _tree(repo)
+    rc = main(["calibrate", str(targets), "--budget", "10", "--workers", "1", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and "mine.toml: fitted:" in err and "not written by bordersim" in err, err
+    assert Path(users_file).name in err
+    assert _tree(repo) == before
+
+
+def test_the_committed_calibration_outputs_are_bordersims():
+    from sim import calibrate as cal
+
+    cal.check_outputs(cal.load_targets(ROOT / "calibration" / "targets_2022.toml"))  # raises if not
