@@ -36,11 +36,23 @@ class FlowInputs:
     service: np.ndarray  # (n, stages) hours, 0 for the acceptance step; a view of a stage-major array
     classes: list[str]
     stage_names: list[str]
-    lanes: list[int | None]  # None: unlimited (the acceptance step)
-    quota: list[int | None]  # vehicles per day that may start the stage
+    lanes: list[int | None]  # None: unlimited (the acceptance step); the most a stage has, if scheduled
+    quota: list[np.ndarray | None]  # per stage: vehicles that may start it on each day (days + 1), or None
     calendar: Calendar
     n_backlog: int
     acceptance: int = -1  # the column of the far side's acceptance step (no time, no lanes), -1: none
+    # per stage: a calendar per lane when its number of lanes follows a schedule (lane j serves
+    # while the stage has more than j lanes), else None (every lane keeps the flow's calendar)
+    lane_calendars: list[list[Calendar] | None] | None = None
+    # per stage: service-time factors by class and day (classes x days + 1) when they change by
+    # date (a service started on day d takes its drawn time x factor), else None
+    service_factor: list[np.ndarray | None] | None = None
+
+    def __post_init__(self):
+        if self.lane_calendars is None:
+            self.lane_calendars = [None] * len(self.stage_names)
+        if self.service_factor is None:
+            self.service_factor = [None] * len(self.stage_names)
 
     @property
     def n(self) -> int:
@@ -252,11 +264,11 @@ def flow_inputs(
 
     names = [s.name for s in spec.stages]
     lanes: list[int | None] = [s.lanes for s in spec.stages]
-    quota: list[int | None] = [None] * len(names)
+    quota: list[np.ndarray | None] = [None] * len(names)
     if has_acceptance:
         names.insert(acc_k, ACCEPTANCE)
         lanes.insert(acc_k, None)
-        quota.insert(acc_k, spec.acceptance_limit)
+        quota.insert(acc_k, np.full(model.horizon.days + 1, spec.acceptance_limit, np.int64))
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,

@@ -174,7 +174,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         busy = np.zeros(k_stages)
         cal = f.calendar
         day_first = np.searchsorted(cal.ends, 24.0 * np.arange(days), side="right")
-        quota_day = np.full(days, -1 if f.acceptance < 0 else f.quota[f.acceptance], np.int64)
+        quota_day = _NO_QUOTA if f.acceptance < 0 else f.quota[f.acceptance]
         flow_pass(f.arrival, f.vclass, rec.start, rec.end, f.acceptance, quota_day, warm, H, days, cal.starts,
                   cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], plus[fi], net[fi],
                   area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
@@ -248,6 +248,7 @@ def group_sums(membership, per_flow):
     return out
 
 
+_NO_QUOTA = np.zeros(0, np.int64)
 _LABELS: dict[tuple, tuple] = {}
 
 

@@ -47,16 +47,24 @@ def day_of(t: float) -> int:
 
 
 class StagePool:
-    """A stage's lanes, its calendar and its daily quota, with a priority queue in front."""
+    """A stage's lanes, its calendar and its daily quota, with a priority queue in front.
 
-    def __init__(self, env: simpy.Environment, lanes: int | None, quota: int | None, calendar: Calendar, order: int):
+    Lanes are alike when they share the flow's calendar; when the stage's number of lanes
+    follows a schedule each lane has its own calendar, and a vehicle takes the lowest-numbered
+    free lane that is open (lane j is open while the stage has more than j lanes)."""
+
+    def __init__(self, env: simpy.Environment, lanes: int | None, quota, calendar: Calendar, order: int,
+                 lane_calendars: list[Calendar] | None = None, factor=None):
         self.env = env
         # dispatch after all ordinary events of the instant, stage 0 first (SimPy orders
         # events by time, then priority: URGENT 0, NORMAL 1)
         self.dispatch_priority = 2 + order
         self.dispatch_pending = False
+        self.lane_calendars = lane_calendars
+        self.free_lanes = list(range(len(lane_calendars))) if lane_calendars is not None else None
         self.free = math.inf if lanes is None else lanes
-        self.quota = quota
+        self.quota = quota  # per day, or None
+        self.factor = factor  # service factor per class and day, or None
         self.calendar = calendar
         self.queue: list = []
         self.used: dict[int, int] = {}
@@ -70,9 +78,17 @@ class StagePool:
         self._schedule_dispatch()
         return ev
 
-    def release(self) -> None:
-        self.free += 1
+    def release(self, lane: int | None) -> None:
+        if self.free_lanes is not None:
+            heapq.heappush(self.free_lanes, lane)
+        else:
+            self.free += 1
         self._schedule_dispatch()
+
+    def service_time(self, drawn: float, vclass: int) -> float:
+        if self.factor is None:
+            return drawn
+        return drawn * self.factor[vclass, min(day_of(self.env.now), self.factor.shape[1] - 1)]
 
     def _schedule_dispatch(self) -> None:
         if self.dispatch_pending:
@@ -83,12 +99,20 @@ class StagePool:
         ev.callbacks.append(self._dispatch)
         self.env.schedule(ev, priority=self.dispatch_priority)
 
-    def next_allowed(self, t: float) -> float:
+    def next_allowed(self, t: float) -> tuple[float, int | None]:
+        """The earliest time >= t a start may happen, and on which lane (None: lanes alike)."""
+        if self.free_lanes is not None:  # lanes by their own calendars: the first open, lowest on ties
+            best, lane = math.inf, None
+            for j in sorted(self.free_lanes):
+                u = self.lane_calendars[j].next_open(t)
+                if u < best:
+                    best, lane = u, j
+            return best, lane
         t = self.calendar.next_open(t)
         if self.quota is not None:
-            while t < math.inf and self.used.get(day_of(t), 0) >= self.quota:
+            while t < math.inf and self.used.get(day_of(t), 0) >= self.quota[min(day_of(t), len(self.quota) - 1)]:
                 t = self.calendar.next_open(24.0 * (day_of(t) + 1))
-        return t
+        return t, None
 
     def _wake(self, t: float) -> None:
         self.wakeups.discard(t)
@@ -97,29 +121,34 @@ class StagePool:
     def _dispatch(self, _event=None) -> None:
         self.dispatch_pending = False
         now = self.env.now
-        while self.free > 0 and self.queue:
-            t = self.next_allowed(now)
+        while self.queue and (self.free > 0 if self.free_lanes is None else self.free_lanes):
+            t, lane = self.next_allowed(now)
             if t > now:
                 if t < math.inf and t not in self.wakeups:
                     self.wakeups.add(t)
                     self.env.timeout(t - now).callbacks.append(lambda _ev, t=t: self._wake(t))
                 return
             ev = heapq.heappop(self.queue)[3]
-            self.free -= 1
+            if lane is None:
+                self.free -= 1
+            else:
+                self.free_lanes.remove(lane)
+                heapq.heapify(self.free_lanes)
             if self.quota is not None:
                 d = day_of(now)
                 self.used[d] = self.used.get(d, 0) + 1
-            ev.succeed()
+            ev.succeed(lane)
 
 
-def _vehicle(env, i, pools, service_row, priority, start, end):
+def _vehicle(env, i, pools, service_row, priority, vclass, start, end):
     for k, pool in enumerate(pools):
-        yield pool.request(priority)
+        lane = yield pool.request(priority)
         start[i, k] = env.now
-        if service_row[k] > 0:
-            yield env.timeout(service_row[k])
+        took = pool.service_time(service_row[k], vclass)
+        if took > 0:
+            yield env.timeout(took)
         end[i, k] = env.now
-        pool.release()
+        pool.release(lane)
 
 
 def _source(env, flow: FlowInputs, pools, start, end):
@@ -128,7 +157,7 @@ def _source(env, flow: FlowInputs, pools, start, end):
         delay = arrival[i] - env.now
         if delay > 0:
             yield env.timeout(delay)
-        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), start, end))
+        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end))
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
@@ -137,8 +166,9 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
     records = []
     for flow in rep.flows:
         pools = [
-            StagePool(env, lanes, quota, flow.calendar, k)
-            for k, (lanes, quota) in enumerate(zip(flow.lanes, flow.quota))
+            StagePool(env, lanes, quota, flow.calendar, k, lane_cals, factor)
+            for k, (lanes, quota, lane_cals, factor) in enumerate(
+                zip(flow.lanes, flow.quota, flow.lane_calendars, flow.service_factor))
         ]
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)

@@ -65,39 +65,46 @@ def ready_order(ready, started):
 
 
 @nb.njit(cache=True)
-def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota, starts, ends, horizon,
-               start_out, end_out, started):
+def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, starts, ends, lane_starts, lane_ends,
+               lane_off, factor, vclass, horizon, start_out, end_out, started):
     """Start times, end times and start order of every vehicle at one stage.
 
     ready: when each vehicle reaches the stage; o_ready: the vehicles that do, by ready time
-    then tie order; level: dense priority level (0 first); lanes < 0: unlimited; quota < 0:
-    none. Start and end times stay NaN for vehicles that do not start (or end) within the
-    horizon; started[:count] lists the vehicles in start order; returns count.
+    then tie order; level: dense priority level (0 first); lanes < 0: unlimited; quota_day:
+    the vehicles that may start on each day (empty: no limit). starts, ends: when the stage is
+    open. A stage whose lanes follow a schedule has a calendar per lane instead (lane j:
+    lane_starts/lane_ends[lane_off[j]:lane_off[j + 1]]; lane_off empty: none), and a stage
+    whose service times change by date a factor per class and day (factor[vclass, day of the
+    start]; empty: none). Start and end times stay NaN for vehicles that do not start (or end)
+    within the horizon; started[:count] lists the vehicles in start order; returns count.
     """
     m = o_ready.size
     if n_levels == 1:  # one class of priority: the ready order is the service order
-        return _pass(ready, o_ready, np.zeros(1, np.int64), np.full(1, m, np.int64), 1, service, lanes, quota,
-                     starts, ends, horizon, start_out, end_out, started)
-    # a stable split by priority level in one pass: level lv fills o[lv * m:], so no counting
-    lo = np.arange(n_levels) * m
-    hi = lo.copy()
-    o = np.empty(n_levels * m, np.int64)
-    for j in range(m):
-        i = o_ready[j]
-        lv = level[i]
-        o[hi[lv]] = i
-        hi[lv] += 1
-    return _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, started)
+        o, lo, hi = o_ready, np.zeros(1, np.int64), np.full(1, m, np.int64)
+    else:  # a stable split by priority level in one pass: level lv fills o[lv * m:], so no counting
+        lo = np.arange(n_levels) * m
+        hi = lo.copy()
+        o = np.empty(n_levels * m, np.int64)
+        for j in range(m):
+            i = o_ready[j]
+            lv = level[i]
+            o[hi[lv]] = i
+            hi[lv] += 1
+    if lane_off.size > 0 or factor.size > 0:
+        return _pass_scheduled(ready, o, lo, hi, n_levels, service, lanes, starts, ends, lane_starts, lane_ends,
+                               lane_off, factor, vclass, horizon, start_out, end_out, started)
+    return _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, horizon, start_out, end_out,
+                 started)
 
 
 @nb.njit(cache=True)
-def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, started):
+def _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, horizon, start_out, end_out, started):
     """The pass proper: o lists the vehicles by priority level (level lv is o[lo[lv]:hi[lv]]),
     each level by ready time. Up to two levels (one or two classes of priority), each level's
     next position and ready time (inf when the level is exhausted) are kept in scalars, so
     choosing a vehicle reads no arrays; more levels go to _pass_levels."""
     if n_levels > 2:
-        return _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out,
+        return _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, horizon, start_out,
                             end_out, started)
     p0, e0 = lo[0], hi[0]
     p1, e1 = (lo[1], hi[1]) if n_levels == 2 else (0, 0)
@@ -112,6 +119,8 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
     cur_day = -1
     day_safe = -np.inf  # below it a start time is surely still in cur_day (no division needed)
     used = 0
+    has_quota = quota_day.size > 0
+    n_quota = quota_day.size
     rank = 0
     while True:
         earliest = h0 if h0 < h1 else h1
@@ -133,8 +142,16 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
             break
         if t < starts[cal_i]:
             t = starts[cal_i]
-        if quota >= 0:
-            while used >= quota and (t < day_safe or day_of(t) == cur_day):
+        if has_quota:  # the day's limit: on a later day the count starts afresh
+            while True:
+                if not t < day_safe:  # start times only grow within a pass
+                    d = day_of(t)
+                    if d != cur_day:
+                        cur_day = d
+                        used = 0
+                        day_safe = 24.0 * (d + 1) - 1e-6
+                if cur_day >= n_quota or used < quota_day[cur_day]:
+                    break
                 t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
                 if t == np.inf:
                     break
@@ -156,20 +173,14 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horiz
         rank += 1
         if not unlimited:
             free[lane] = finish
-        if quota >= 0:
-            if not t < day_safe:  # start times only grow within a pass
-                d = day_of(t)
-                if d != cur_day:
-                    cur_day = d
-                    used = 0
-                    day_safe = 24.0 * (d + 1) - 1e-6
-            used += 1
+        used += 1
         t_prev = t
     return rank
 
 
 @nb.njit(cache=True)
-def _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends, horizon, start_out, end_out, started):
+def _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, horizon, start_out, end_out,
+                 started):
     """_pass for any number of priority levels: each level's next ready time is kept in the
     array heads (inf when the level is exhausted). The same rules, line for line, as _pass,
     which keeps two levels in scalars (registers), the usual case and 15 % faster."""
@@ -187,6 +198,8 @@ def _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends
     cur_day = -1
     day_safe = -np.inf  # below it a start time is surely still in cur_day (no division needed)
     used = 0
+    has_quota = quota_day.size > 0
+    n_quota = quota_day.size
     rank = 0
     while True:
         earliest = heads[0]
@@ -211,8 +224,16 @@ def _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends
             break
         if t < starts[cal_i]:
             t = starts[cal_i]
-        if quota >= 0:
-            while used >= quota and (t < day_safe or day_of(t) == cur_day):
+        if has_quota:  # the day's limit: on a later day the count starts afresh
+            while True:
+                if not t < day_safe:  # start times only grow within a pass
+                    d = day_of(t)
+                    if d != cur_day:
+                        cur_day = d
+                        used = 0
+                        day_safe = 24.0 * (d + 1) - 1e-6
+                if cur_day >= n_quota or used < quota_day[cur_day]:
+                    break
                 t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
                 if t == np.inf:
                     break
@@ -234,24 +255,111 @@ def _pass_levels(ready, o, lo, hi, n_levels, service, lanes, quota, starts, ends
         rank += 1
         if not unlimited:
             free[lane] = finish
-        if quota >= 0:
-            if not t < day_safe:  # start times only grow within a pass
-                d = day_of(t)
-                if d != cur_day:
-                    cur_day = d
-                    used = 0
-                    day_safe = 24.0 * (d + 1) - 1e-6
-            used += 1
+        used += 1
         t_prev = t
     return rank
 
 
 @nb.njit(cache=True)
-def run_flow(arrival, level, n_levels, service, lanes, quota, starts, ends, horizon):
+def _pass_scheduled(ready, o, lo, hi, n_levels, service, lanes, starts, ends, lane_starts, lane_ends, lane_off,
+                    factor, vclass, horizon, start_out, end_out, started):
+    """The pass for a stage whose lanes follow a schedule (each lane has its own calendar: lane
+    j may serve only while the stage has more than j lanes) or whose service times change by
+    date (a start on day d takes service x factor[class, d]); any number of priority levels.
+    The same rules as _pass: the next start is the earliest time a lane is free and open (the
+    lowest such lane), given to the best level with a vehicle ready by then. No daily limit:
+    that is the acceptance step's, which has no lanes and takes no time."""
+    ptr = lo.copy()
+    heads = np.full(n_levels, np.inf)
+    for lv in range(n_levels):
+        if ptr[lv] < hi[lv]:
+            heads[lv] = ready[o[ptr[lv]]]
+    per_lane = lane_off.size > 0
+    scaled = factor.size > 0
+    n_days = factor.shape[1] if scaled else 0
+    n_free = lane_off.size - 1 if per_lane else max(lanes, 1)
+    unlimited = lanes < 0 and not per_lane
+    free = np.full(n_free, -np.inf)
+    lane_i = lane_off[:-1].copy() if per_lane else np.zeros(1, np.int64)  # each lane's calendar position
+    t_prev = -np.inf
+    cal_i = 0
+    n_cal = starts.size
+    rank = 0
+    while True:
+        earliest = heads[0]
+        for lv in range(1, n_levels):
+            if heads[lv] < earliest:
+                earliest = heads[lv]
+        if earliest == np.inf:
+            break
+        t = earliest if earliest > t_prev else t_prev
+        lane = 0
+        if per_lane:  # the lane that can start first: free, and open by its own calendar
+            best = np.inf
+            for j in range(n_free):
+                x = free[j] if free[j] > t else t  # only grows for a lane: its position only moves on
+                p = lane_i[j]
+                stop = lane_off[j + 1]
+                while p < stop and lane_ends[p] <= x:
+                    p += 1
+                lane_i[j] = p
+                if p < stop:
+                    y = x if x >= lane_starts[p] else lane_starts[p]
+                    if y < best:
+                        best = y
+                        lane = j
+            if best == np.inf:
+                break
+            t = best
+        else:
+            if not unlimited:  # the earliest free lane (the first of equals)
+                f = free[0]
+                for j in range(1, n_free):
+                    if free[j] < f:
+                        lane = j
+                        f = free[j]
+                if f > t:
+                    t = f
+            while cal_i < n_cal and ends[cal_i] <= t:
+                cal_i += 1
+            if cal_i == n_cal:
+                break
+            if t < starts[cal_i]:
+                t = starts[cal_i]
+        if t >= horizon:
+            break
+        chosen = 0  # the best level with a vehicle ready by t (one exists: earliest <= t)
+        while heads[chosen] > t:
+            chosen += 1
+        p = ptr[chosen]
+        i = o[p]
+        p += 1
+        ptr[chosen] = p
+        heads[chosen] = ready[o[p]] if p < hi[chosen] else np.inf
+        start_out[i] = t
+        took = service[i]
+        if scaled:
+            took *= factor[vclass[i], min(day_of(t), n_days - 1)]
+        finish = t + took
+        if finish < horizon:
+            end_out[i] = finish
+        started[rank] = i
+        rank += 1
+        if not unlimited:
+            free[lane] = finish
+        t_prev = t
+    return rank
+
+
+@nb.njit(cache=True)
+def run_flow(arrival, level, n_levels, vclass, service, lanes, quota, quota_on, starts, ends, lane_starts, lane_ends,
+             lane_off, lane_on, factor, factor_on, horizon):
     """Per-vehicle start and end times of one flow, stage after stage.
 
     service, and the start and end times returned, are stage-major (stages, n): each stage's
-    pass reads and writes contiguous rows, with no copies.
+    pass reads and writes contiguous rows, with no copies. Per stage k: quota[k] its daily
+    limits if quota_on[k]; lane_off[k] the offsets of its lanes' calendars in lane_starts /
+    lane_ends if lane_on[k]; factor[k] its service factors by class and day if factor_on[k].
     """
     k_stages, n = service.shape
     start = np.full((k_stages, n), np.nan)
@@ -259,9 +367,13 @@ def run_flow(arrival, level, n_levels, service, lanes, quota, starts, ends, hori
     ready = arrival
     o_ready = np.arange(n)  # arrivals are sorted; simultaneous ones in input order
     started = np.empty(n, np.int64)
+    none_i = np.zeros(0, np.int64)
+    none_f = np.zeros((0, 0))
     for k in range(k_stages):
-        count = stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k], quota[k],
-                           starts, ends, horizon, start[k], end[k], started)
+        count = stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k],
+                           quota[k] if quota_on[k] else none_i, starts, ends, lane_starts, lane_ends,
+                           lane_off[k] if lane_on[k] else none_i, factor[k] if factor_on[k] else none_f, vclass,
+                           horizon, start[k], end[k], started)
         ready = end[k]
         if k < k_stages - 1:
             o_ready = ready_order(ready, started[:count])
