@@ -7,13 +7,21 @@ The public API, also what the ``bordersim`` command calls:
     result.summary  # tidy table: gate, direction, metric, stage, mean, ci_low, ci_high
 """
 
+from .compare import Comparison, compare
 from .errors import BordersimError, OverloadError, ScenarioError
-from .output import write_results
+from .experiment import Point, replicate, run_design
+from .output import write_comparison, write_results
 from .run import RunResult, run, run_replication
 from .scenario import Scenario, from_dict, load
 
 __all__ = [
     "BordersimError",
+    "Comparison",
+    "Point",
+    "compare",
+    "replicate",
+    "run_design",
+    "write_comparison",
     "OverloadError",
     "RunResult",
     "Scenario",

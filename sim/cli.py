@@ -71,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulate even where demand exceeds capacity over the horizon (the backlog grows)")
     r.add_argument("--no-plots", action="store_true", help="write tables only")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    cp = sub.add_parser("compare", help="run scenarios on common random numbers and compare them with the first")
+    cp.add_argument("base", help="the base scenario (TOML)")
+    cp.add_argument("alternatives", nargs="+", help="scenarios to compare with the base")
+    cp.add_argument("--reps", type=_whole_number(2), default=20, help="replications of each scenario (default 20)")
+    cp.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
+    cp.add_argument("--out", help="output folder (default results/compare_<base>_vs_<alternatives>/)")
+    cp.add_argument("--workers", type=_whole_number(1), help="parallel processes (default: one per core)")
+    cp.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or des")
+    cp.add_argument("--allow-overload", action="store_true", help="simulate unstable loads (the backlog grows)")
+    cp.add_argument("--no-plots", action="store_true", help="write tables only")
+    cp.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
     v.add_argument("scenarios", nargs="+")
     c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
@@ -136,6 +147,41 @@ def _cmd_run(args) -> int:
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
         print(summary_table(result.summary))
         print(f"written to {out}/")
+    if written.replaced:
+        print(f"replaced earlier results in {out}/")
+    return 0
+
+
+def compare_folder(names: list[str]) -> Path:
+    """results/compare_<base>_vs_<alt>[_vs_<alt> ...], shortened when the names are long."""
+    name = "compare_" + "_vs_".join(names)
+    if len(name) > 120:
+        name = f"compare_{names[0][:60]}_vs_{len(names) - 1}_scenarios"
+    return Path("results") / name
+
+
+def _cmd_compare(args) -> int:
+    from . import scenario as sc
+    from .compare import compare, headline_table
+    from .outdir import check_target
+    from .output import write_comparison
+
+    base = sc.load(args.base)
+    alts = [sc.load(p) for p in args.alternatives]
+    out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
+    check_target(out)  # refuse now, not after the replications
+    cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
+                  allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn)
+    written = write_comparison(cmp, out, make_plots=not args.no_plots)
+    if not args.quiet:
+        print(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
+              f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s")
+        print("per gate, both directions: base -> alternative (difference [95 % interval]); "
+              "* the interval excludes 0")
+        for alt in cmp.names[1:]:
+            print(f"\n{alt} against {base.name}:")
+            print(headline_table(cmp, alt))
+        print(f"\nwritten to {out}/")
     if written.replaced:
         print(f"replaced earlier results in {out}/")
     return 0
@@ -212,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     handle_term = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
-        return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
+        commands = {"run": _cmd_run, "compare": _cmd_compare, "validate": _cmd_validate, "calibrate": _cmd_calibrate}
+        return commands[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2

@@ -52,3 +52,37 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True) -
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return staged
+
+
+def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True) -> Staged:
+    """compare.csv, each scenario's summary and daily tables (stacked, with a scenario column),
+    the comparison plots and metadata.json, into one folder written atomically."""
+    with atomic_dir(out_dir, "compare") as staged:
+        tmp = staged.dir
+        cmp.table.to_csv(tmp / "compare.csv", index=False, float_format="%.6g")
+        cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+        cmp.daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
+        tis = cmp.time_in_system_hist
+        tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+        if make_plots:
+            from . import plots
+
+            names = {g: gate.name for s in cmp.scenarios for g, gate in s.nominal.gates.items()}
+            names["all"] = "all gates"
+            plots.compare_differences(cmp.table, names, tmp / "compare_differences.png")
+            plots.compare_time_in_system(tis, names, tmp / "time_in_system.png")
+            plots.compare_queue_by_date(cmp.daily, names, tmp / "queue_by_date.png")
+        meta = {
+            "kind": "compare",
+            "base": cmp.base.name,
+            "scenarios": [{"name": s.name, "file": s.path} for s in cmp.scenarios],
+            "seed": cmp.seed,
+            "reps": cmp.reps,
+            "engine": cmp.engine,
+            "common_random_numbers": "replication i of every scenario uses the same seed",
+            "bordersim_version": version(),
+            "warnings": cmp.warnings,
+            "wall_time_s": round(cmp.wall_s, 2),
+        }
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return staged

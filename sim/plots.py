@@ -181,3 +181,106 @@ def calibration_marginals(cal, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ comparisons
+
+DIFF_METRICS = [("wait_mean_h", "mean wait (h)"), ("time_in_system_p95_h", "95th percentile time in system (h)"),
+                ("crossings_per_day", "crossings per day"), ("held_by_limit_share", "share held by the daily limit")]
+
+
+def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Per gate (both directions) and alternative: the paired difference to the base with its
+    95 % interval, one panel per headline metric; a filled marker where the interval excludes 0."""
+    t = table[(table["direction"] == ALL) & (table["stage"] == "") & (table["class"] == "")]
+    alts = list(dict.fromkeys(t["scenario"]))
+    gates = [g for g in dict.fromkeys(t["gate"]) if g != ALL] + [ALL]
+    metrics = [(m, lab) for m, lab in DIFF_METRICS if (t["metric"] == m).any()]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.8, 0.42 * len(gates) * len(alts) + 1.6),
+                             sharey=True, squeeze=False)
+    step = 0.8 / max(len(alts), 1)
+    for ax, (metric, label) in zip(axes[0], metrics):
+        for a, alt in enumerate(alts):
+            sel = t[(t["scenario"] == alt) & (t["metric"] == metric)].set_index("gate")
+            for y, g in enumerate(gates):
+                if g not in sel.index:
+                    continue
+                r = sel.loc[g]
+                yy = y + (a - (len(alts) - 1) / 2) * step
+                lo = r["diff_mean"] - r["diff_ci_low"] if pd.notna(r["diff_ci_low"]) else 0
+                hi = r["diff_ci_high"] - r["diff_mean"] if pd.notna(r["diff_ci_high"]) else 0
+                ax.errorbar([r["diff_mean"]], [yy], xerr=[[lo], [hi]], fmt="o", color=f"C{a}", capsize=3, ms=5,
+                            mfc=f"C{a}" if r["excludes_zero"] else "white", label=alt if y == 0 else None)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+        ax.set_xlabel("alternative - base")
+    axes[0, 0].set_yticks(range(len(gates)), [_gate_names(names, g) for g in gates], fontsize=8)
+    axes[0, 0].invert_yaxis()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(len(alts), 4), frameon=False)
+    fig.suptitle("Difference to the base on common random numbers (95 % interval; filled: excludes 0)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare_time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Share of vehicles that crossed within a given time, one panel per gate, a line per scenario."""
+    gates = [g for g in dict.fromkeys(table["gate"]) if g != ALL]
+    cols = 2
+    rows = -(-len(gates) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.8 * rows + 0.6), squeeze=False)
+    for ax, g in zip(axes.ravel(), gates):
+        hi_x = 0.0
+        for s, (scen, grp) in enumerate(table[table["gate"] == g].groupby("scenario", sort=False)):
+            total = grp["vehicles"].sum()
+            if total == 0:
+                continue
+            edge = grp["bin_high_h"].to_numpy()
+            share = np.cumsum(grp["vehicles"].to_numpy()) / total
+            keep = np.isfinite(edge)
+            ax.plot(edge[keep], share[keep], drawstyle="steps-post", color=f"C{s}", label=scen)
+            used = edge[keep][grp["vehicles"].to_numpy()[keep] > 0]
+            hi_x = max(hi_x, used.max() if used.size else 0.0)
+        ax.set_xscale("log")
+        if hi_x > 0:
+            ax.set_xlim(1 / 60, hi_x * 1.5)
+            ticks = [(x, lab) for x, lab in TIME_TICKS_H if 1 / 60 <= x <= hi_x * 1.5]
+            ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks], fontsize=7)
+            ax.minorticks_off()
+        ax.set_ylim(0, 1.02)
+        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(gates):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.supylabel("share of vehicles that crossed within that time", fontsize=9)
+    fig.suptitle("Time from arrival to crossing, per scenario", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Mean number waiting on each calendar day, one panel per gate, a line per scenario."""
+    sel = daily[(daily["direction"] == ALL) & (daily["gate"] != ALL) & (daily["metric"] == "queue_mean")]
+    gates = list(dict.fromkeys(sel["gate"]))
+    fig, axes = plt.subplots(len(gates), 1, figsize=(10, 1.9 * len(gates) + 0.8), sharex=True, squeeze=False)
+    for ax, g in zip(axes[:, 0], gates):
+        for s, (scen, grp) in enumerate(sel[sel["gate"] == g].groupby("scenario", sort=False)):
+            dates = pd.to_datetime(grp["date"])
+            ax.fill_between(dates, grp["p05"], grp["p95"], color=f"C{s}", alpha=0.15, lw=0)
+            ax.plot(dates, grp["mean"], color=f"C{s}", lw=1, label=scen)
+        ax.set_ylim(bottom=0)
+        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
+        ax.set_ylabel("vehicles\nwaiting")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)",
+                 fontsize=10)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
