@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import BordersimError
+from .errors import MESSAGE_LIMIT, BordersimError, shorten
 from .run import DEFAULT_REPS, DEFAULT_SEED, ENGINES
 
 BASELINE = "baseline_2022.toml"
@@ -190,8 +191,20 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (numpy's, a library's) as one line, not the raw two-line form with its source."""
+    text = " ".join(str(message).split())
+    print(f"bordersim: warning: {shorten(text, MESSAGE_LIMIT)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():  # worker processes forked inside inherit the one-line form
+        warnings.showwarning = _warning_line
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
     try:
         return {"run": _cmd_run, "validate": _cmd_validate, "calibrate": _cmd_calibrate}[args.command](args)
     except BordersimError as exc:

@@ -65,6 +65,27 @@ class ReplicationResult:
         return [(*lab, float(v)) for lab, v in zip(self.labels, self.values)]
 
 
+ARRAY_OVERHEAD_BYTES = 250  # an array of a result, its dict entry and key (measured: 234 to 241)
+TABLE_BYTES_PER_VALUE = 56  # per_replication's row of a value (six 8-byte columns) and its row in the matrix
+
+
+def result_bytes(model) -> int:
+    """About how many bytes a run holds per replication of this scenario (a ScenarioModel):
+    its ReplicationResult (values, crossings per day per group, queue by hour per flow,
+    histogram per gate) and its rows of the per-replication table. Measured with tracemalloc
+    (chunks of 25 results unpickled, then per_replication): the baseline 72 kB (estimate 74 kB),
+    tests/data/tiny.toml 5.7 kB (estimate 6.0 kB)."""
+    flows = tuple(model.flows())
+    group_list, _, _ = _group_structure(tuple(model.gates), flows)
+    n_stages = sum(len(model.gates[g].spec(d).stages) for g, d in flows)
+    n_labels = n_stages + len(group_list) * len(GROUP_METRICS)
+    n_hist = sum(1 for _g, d, _k in group_list if d == ALL)
+    arrays = [(n_labels, 1), (model.horizon.days, len(group_list)), (24, len(flows)), (TIS_BINS_H.size - 1, n_hist)]
+    values = sum(size * count for size, count in arrays)
+    n_arrays = sum(count for _size, count in arrays)
+    return 8 * values + ARRAY_OVERHEAD_BYTES * n_arrays + TABLE_BYTES_PER_VALUE * n_labels
+
+
 def _groups(gate_order, flow_keys):
     """(gate, direction, flow keys) of every reported group: each flow, each gate, each
     direction, everything."""

@@ -13,6 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import capacity, des, fast
+from .errors import RunError
 from .inputs import replication_inputs
 from .metrics import (
     ReplicationResult,
@@ -20,6 +21,7 @@ from .metrics import (
     per_replication,
     queue_by_hour_table,
     replication_metrics,
+    result_bytes,
     summarise,
     tis_hist_table,
 )
@@ -30,6 +32,8 @@ DEFAULT_REPS = 10
 DEFAULT_SEED = 20221130
 ENGINES = ("fast", "des")
 SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
+MAX_REPS = 1_000_000  # a run's results stay in memory until its tables are written
+MEMORY_SHARE = 0.5  # of the machine's physical memory, for one run's results
 
 
 _ALLOCATOR_TUNED = False
@@ -53,6 +57,43 @@ def tune_allocator() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
     libc.mallopt(m_mmap_threshold, 256 << 20)
     libc.mallopt(m_trim_threshold, 512 << 20)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _binary_size(n: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
+
+
+def _round_down(n: int) -> int:
+    """n to two significant digits, rounded down (a limit stated in a message must hold)."""
+    step = 10 ** max(0, len(str(n)) - 2)
+    return n // step * step
+
+
+def check_reps(scenario: Scenario, reps: int, option: str = "--reps") -> None:
+    """Refuse, before any work, a number of replications over MAX_REPS or whose results would
+    not fit in MEMORY_SHARE of this machine's memory (``option`` names the input in the error)."""
+    per_rep = result_bytes(scenario.nominal)
+    memory = physical_memory()
+    fit = MAX_REPS if memory is None else int(MEMORY_SHARE * memory // per_rep)
+    if reps > fit and fit < MAX_REPS:
+        raise RunError(None, option, (
+            f"{reps:,} replications of {scenario.name} need about {_binary_size(reps * per_rep)} for their "
+            f"results; at most {_round_down(fit):,} fit in half of this machine's {_binary_size(memory)}"))
+    if reps > MAX_REPS:
+        raise RunError(None, option, f"{reps:,} replications asked; at most {MAX_REPS:,} are allowed in one run")
 
 
 def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "fast") -> ReplicationResult:
@@ -119,6 +160,7 @@ def run(
         raise ValueError("reps must be at least 1")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    check_reps(scenario, reps)  # before the task and result lists, which grow with reps
     warnings = capacity.check(scenario, allow_overload=allow_overload)
     workers = max(1, min(workers or os.cpu_count() or 1, reps))
     tune_allocator()
