@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import BordersimError
+from .errors import BordersimError, shorten
 from .metrics import ALL, ReplicationResult
 from .rng import replication_seed, stream
 from .scenario import Scenario, load, read_toml
@@ -104,7 +104,7 @@ def load_targets(path: str | Path) -> Targets:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             model = Target if "targets" in err["loc"] else (Output if "output" in err["loc"] else TargetsFile)
-            msg = f"unknown key '{err['loc'][-1]}' (allowed: {', '.join(model.model_fields)})"
+            msg = f"unknown key '{shorten(err['loc'][-1], 40)}' (allowed: {', '.join(model.model_fields)})"
         raise CalibrationError(str(p), where, msg) from None
     names = [t.name for t in spec.targets]
     if len(set(names)) != len(names):

@@ -150,7 +150,9 @@ class DirectionSpec(_Model):
 
     demand: dict[str, Annotated[float, Field(gt=0, le=MAX_DEMAND)]] = Field(description="vehicles per day by class")
     stages: list[Stage] = Field(min_length=1)
-    acceptance_limit: Count | None = Field(None, ge=1, le=MAX_ACCEPTANCE, description="vehicles per day the far side accepts")
+    acceptance_limit: Count | None = Field(
+        None, ge=1, le=MAX_ACCEPTANCE, description="vehicles per day the far side accepts"
+    )
     acceptance_position: Literal["first", "last"] | None = Field(
         None, description="where the far side's acceptance sits: 'last' (exit default) or 'first' (entry default)"
     )
@@ -363,7 +365,7 @@ def read_toml(path: Path, error: type[BordersimError] = ScenarioError, what: str
     try:
         raw = tomllib.loads(text)
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
-        raise error(file, None, f"not valid TOML here: nested too deeply (at most {MAX_DEPTH} levels)") from None
+        raise error(file, None, f"nested too deeply: at most {MAX_DEPTH} levels of tables and arrays") from None
     except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
         raise error(file, None, f"not valid TOML: {shorten(exc)}") from None
     check_depth(raw, file, error)
@@ -377,7 +379,8 @@ def check_depth(node: Any, file: str, error: type[BordersimError] = ScenarioErro
     while stack:
         node, path = stack.pop()
         if len(path) > MAX_DEPTH:
-            raise error(file, path_str(path[:3]) + "…", f"nested too deeply: at most {MAX_DEPTH} levels")
+            raise error(file, path_str(path[:3]) + "…",
+                        f"nested too deeply: at most {MAX_DEPTH} levels of tables and arrays")
         if isinstance(node, dict):
             stack.extend((v, path + (str(k),)) for k, v in node.items())
         elif isinstance(node, list):
@@ -426,7 +429,7 @@ def _pydantic_error(exc: ValidationError, file: str, path_offset: tuple = ()) ->
     if etype == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return ScenarioError(file, where, f"unknown key '{loc[-1]}'{hint}")
+        return ScenarioError(file, where, f"unknown key '{shorten(loc[-1], 40)}'{hint}")  # the field shows more
     if etype == "missing":
         return ScenarioError(file, where, "required field is missing")
     msg = err["msg"]
@@ -516,7 +519,7 @@ def _check_hours(file: str, path: str, spec: list[str]) -> list[tuple[float, flo
             raise ScenarioError(file, f"{path}[{i}]", f"'{shorten(item)}' is not 'HH:MM-HH:MM'") from None
         start, end = ha + ma / 60, hb + mb / 60
         if not (0 <= ma < 60 and 0 <= mb < 60 and 0 <= start < end <= 24):
-            raise ScenarioError(file, f"{path}[{i}]", f"'{item}' needs 00:00 <= start < end <= 24:00")
+            raise ScenarioError(file, f"{path}[{i}]", f"'{shorten(item)}' needs 00:00 <= start < end <= 24:00")
         out.append((start, end))
     out.sort()
     for (s0, e0), (s1, _) in zip(out, out[1:]):

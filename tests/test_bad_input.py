@@ -54,13 +54,15 @@ CASES = [
     ("cv 1e200", "cv = 0.5", "cv = 1e200", "service_min.lognormal.cv", "less than or equal to 10"),
     ("inf in hourly, overload allowed", PROFILE, "[profile]\nhourly = [inf" + ", 1" * 23 + "]\n\n" + PROFILE,
      "profile.hourly[0]", "finite number"),
-    ("closure end 9999-12-31", 'classes = ["truck"]', 'classes = ["truck"]\nclosures = [{start = 2022-03-02, end = 9999-12-31}]',
+    ("closure end 9999-12-31", 'classes = ["truck"]',
+     'classes = ["truck"]\nclosures = [{start = 2022-03-02, end = 9999-12-31}]',
      "gates.hoanh_mo.closures[0].end", "between 1900-01-01 and 2199-12-31"),
     ("horizon to 9999", "end = 2022-03-07", "end = 9999-12-31", "horizon.end", "less than or equal to 2199-12-31"),
     ("horizon of 300 years", "start = 2022-03-01\nend = 2022-03-07", "start = 1900-01-01\nend = 2199-12-31",
      "horizon.end", "at most 7,305 days"),
     ("lanes 1e12", "lanes = 1", "lanes = 1000000000000", "stages[0].lanes", "less than or equal to 100"),
-    ("lanes range to 1e12", "lanes = 1", "lanes = {uniform = [1, 1e12]}", "stages[0].lanes", "less than or equal to 100"),
+    ("lanes range to 1e12", "lanes = 1", "lanes = {uniform = [1, 1e12]}", "stages[0].lanes",
+     "less than or equal to 100"),
     ("acceptance range to 1e300", "acceptance_limit = 28", "acceptance_limit = {uniform = [20, 1e300]}",
      "exit.acceptance_limit", "less than or equal to 100000"),
     ("range to inf", "acceptance_limit = 28", "acceptance_limit = {uniform = [20, inf]}",
@@ -71,6 +73,8 @@ CASES = [
      "nested too deeply"),
     ("3,000-deep table", PROFILE, "[" + ".".join(["a"] * 3000) + "]\n" + PROFILE, "a.a.a", "nested too deeply"),
     ("a value of 40,000 characters", "lanes = 1", "lanes = '" + "x" * 40_000 + "'", "stages[0].lanes", "integer"),
+    ("a key of 5,000 characters", "lanes = 1", "lanes = 1\n" + "k" * 5000 + " = 1", "stages[0].kkkk",
+     "(allowed: name, lanes"),
     ("file of 10 MB", "[horizon]", "# " + "x" * 10_000_000 + "\n[horizon]", "", "larger than 10,000,000 bytes"),
     # the other stated ranges
     ("priority 100", "priority = 1", "priority = 100", "classes.truck.priority", "less than or equal to 99"),
@@ -222,6 +226,17 @@ def test_more_replications_than_allowed(tmp_path, capsys, no_work, reps):
     _assert_one_line_error(rc, capsys.readouterr().err, "--reps", f"{reps:,} replications",
                            "at most 1,000,000 are allowed")
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+def test_a_calibration_budget_over_the_limit(tmp_path, capsys, no_work):
+    """calibrate --budget is a number of replications too: refused before any work, by name."""
+    (tmp_path / "prior.toml").write_text(TINY.replace("acceptance_limit = 28", RANGE), encoding="utf-8")
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS, encoding="utf-8")
+    rc = main(["calibrate", str(path), "--budget", "100000000", "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "--budget", "100,000,000 replications",
+                           "at most 1,000,000 are allowed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.toml", "targets.toml"]
 
 
 def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_work):
