@@ -683,23 +683,31 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
             raise ScenarioError(str(file), c, f"not an input of the scenario (uncertain inputs: {allowed})")
     if table.empty or not params:
         raise ScenarioError(str(file), None, "needs at least one row and one parameter column")
-    values = table[params]
-    for c in params:
-        column = values[c]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            continue
-        # a column pandas did not read as numbers: name its first cell that is not one
-        not_numbers = np.flatnonzero(pd.to_numeric(column.astype(str), errors="coerce").isna())
-        i = int(not_numbers[0]) if not_numbers.size and not pd.api.types.is_bool_dtype(column) else 0
-        raise ScenarioError(str(file), f"row {i + 1}: {c}", f"needs a number (got {shorten(repr(column.iloc[i]))})")
-    if not np.all(np.isfinite(values.to_numpy(dtype=float))):
-        raise ScenarioError(str(file), None, "every parameter value must be a finite number")
+    cells = [[_number(v) for v in table[c]] for c in params]  # by column
+    for j, c in enumerate(params):
+        i = next((i for i, v in enumerate(cells[j]) if not math.isfinite(v)), None)
+        if i is not None:
+            cell = table[c].iloc[i]
+            shown = repr(cell) if isinstance(cell, str) else str(cell)
+            raise ScenarioError(str(file), f"row {i + 1}: {c}", f"needs a finite number (got {shorten(shown)})")
+    values = pd.DataFrame(dict(zip(params, cells)), dtype=float)
     for i in range(len(table)):
         try:
             _validate(_substitute(raw, {by_name[c].path: float(values.iloc[i][c]) for c in params}), path)
         except ScenarioError as exc:
             raise ScenarioError(str(file), f"row {i + 1}: {exc.field}", exc.message) from None
-    return str(file), table[params].reset_index(drop=True)
+    return str(file), values
+
+
+def _number(cell: Any) -> float:
+    """An ensemble cell as a float; nan for text, True/False or an integer past the largest float
+    (pandas leaves these in columns it does not read as numbers)."""
+    if isinstance(cell, (bool, np.bool_)):
+        return math.nan
+    try:
+        return float(cell)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
 
 
 def load(path: str | Path) -> Scenario:

@@ -193,9 +193,11 @@ COLUMN = "gates.hoanh_mo.exit.acceptance_limit"
 
 @pytest.mark.parametrize("ensemble,csv,field,words", [
     (".", None, "ensemble", "is a directory"),
-    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a number (got 'lots')"),
+    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number (got 'lots')"),
     ("ens.csv", f"{COLUMN}\n25\n1e300\n", f"row 2: {COLUMN}", "less than or equal to 100000"),
-], ids=["a directory", "text", "1e300 for an integer"])
+    ("ens.csv", f"{COLUMN}\n25\n{'9' * 400}\n", f"row 2: {COLUMN}", "needs a finite number (got 999"),
+    ("ens.csv", f'{COLUMN}\n25\n""\n', f"row 2: {COLUMN}", "needs a finite number (got nan)"),
+], ids=["a directory", "text", "1e300 for an integer", "an integer of 400 digits", "an empty cell"])
 def test_a_bad_ensemble(tmp_path, capsys, ensemble, csv, field, words):
     path = _variant(tmp_path, "acceptance_limit = 28", RANGE)
     path.write_text(f'ensemble = "{ensemble}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
