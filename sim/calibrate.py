@@ -23,7 +23,6 @@ with the observed value (relative error within the tolerance) and the observed v
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,9 +32,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import outdir
-from .errors import BordersimError, OutputError
+from .errors import BordersimError, OutputError, shorten
 from .metrics import ALL, ReplicationResult
-from .scenario import Scenario, load
+from .scenario import Scenario, load, read_toml
 
 INFORMED = 0.7  # a posterior 90 % interval under this share of the prior's: the data pinned it down
 DEFAULT_BUDGET = 2000
@@ -48,7 +47,7 @@ class CalibrationError(BordersimError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Output(_Model):
@@ -94,13 +93,7 @@ class Targets:
 
 def load_targets(path: str | Path) -> Targets:
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise CalibrationError(str(p), None, "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CalibrationError(str(p), None, f"not valid TOML: {exc}") from None
+    raw = read_toml(p, CalibrationError, "targets file")
     try:
         spec = TargetsFile.model_validate(raw)
     except ValidationError as exc:
@@ -111,7 +104,7 @@ def load_targets(path: str | Path) -> Targets:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             model = Target if "targets" in err["loc"] else (Output if "output" in err["loc"] else TargetsFile)
-            msg = f"unknown key '{err['loc'][-1]}' (allowed: {', '.join(model.model_fields)})"
+            msg = f"unknown key '{shorten(err['loc'][-1], 40)}' (allowed: {', '.join(model.model_fields)})"
         raise CalibrationError(str(p), where, msg) from None
     names = [t.name for t in spec.targets]
     if len(set(names)) != len(names):
@@ -207,7 +200,7 @@ def calibrate(targets: Targets, budget: int = DEFAULT_BUDGET, accept: float = DE
               seed: int | None = None, workers: int | None = None, progress: bool | None = None) -> Calibration:
     """Rejection ABC: ``budget`` prior draws, one fast replication each, the closest ``accept``
     fraction kept."""
-    from .run import run
+    from .run import check_reps, run
 
     if budget < 10:
         raise CalibrationError(None, "--budget", f"needs at least 10 draws, got {budget}")
@@ -220,6 +213,7 @@ def calibrate(targets: Targets, budget: int = DEFAULT_BUDGET, accept: float = DE
     if not prior.ranges:
         raise CalibrationError(str(targets.scenario_path), None, "has no uncertain inputs to calibrate")
     _check_against(targets, prior)
+    check_reps(prior, budget, "--budget")  # one replication per draw
     seed = targets.spec.seed if seed is None else seed
     result = run(prior, reps=budget, seed=seed, workers=workers, engine="fast", allow_overload=True, progress=progress)
     sim = target_values(result.results, targets.targets, prior.nominal.horizon.start)

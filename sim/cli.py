@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import BordersimError
+from .errors import MESSAGE_LIMIT, BordersimError, shorten
 from .experiment import ENGINES
 from .run import DEFAULT_REPS, DEFAULT_SEED
 
@@ -48,7 +49,7 @@ def _whole_number(minimum: int):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+            raise argparse.ArgumentTypeError(f"'{shorten(text)}' is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
@@ -253,8 +254,20 @@ def _on_sigterm(_signum, _frame):
     raise Terminated()
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (numpy's, a library's) as one line, not the raw two-line form with its source."""
+    text = " ".join(str(message).split())
+    print(f"bordersim: warning: {shorten(text, MESSAGE_LIMIT)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():  # worker processes forked inside inherit the one-line form
+        warnings.showwarning = _warning_line
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
     handle_term = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:

@@ -138,6 +138,9 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
         raise CompareError(None, "name", f"two scenarios are both named '{dup}'; give each a name of its own")
     if not alternatives:
         raise CompareError(None, None, "needs at least one alternative to compare with the base")
+    from .run import check_reps
+
+    check_reps(scenarios, reps)  # before anything that grows with reps
     warnings = []
     for s in scenarios:
         warnings += capacity.check(s, allow_overload=allow_overload)

@@ -1,7 +1,8 @@
 """Distributions of durations: each draws from a Generator and knows its mean and variance.
 
 Parameters are in the unit the scenario key names (``service_min``: minutes,
-``duration_h``: hours); ``draw`` returns values in that unit.
+``duration_h``: hours); ``draw`` returns values in that unit. Every parameter is finite and at
+most MAX_DURATION in that unit, and a cv at most MAX_CV, so that every draw is a finite number.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import numba as nb
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_DURATION = 100_000.0
+"""Largest mean, value, low, mode or high of a duration, in its own unit (minutes or hours)."""
+MAX_CV = 10.0
+"""Largest coefficient of variation (a lognormal's sigma is then 2.1, a gamma's shape 0.01)."""
+
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     source: str | None = None
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -35,7 +41,7 @@ class _Dist(BaseModel):
 
 class Exponential(_Dist):
     dist: Literal["exponential"]
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, le=MAX_DURATION)
 
     def draw(self, rng, n):
         return rng.exponential(self.mean, n)
@@ -51,8 +57,8 @@ class LogNormal(_Dist):
     """Lognormal given by its mean and coefficient of variation (not the log-scale mu, sigma)."""
 
     dist: Literal["lognormal"]
-    mean: float = Field(gt=0)
-    cv: float = Field(gt=0, description="standard deviation / mean")
+    mean: float = Field(gt=0, le=MAX_DURATION)
+    cv: float = Field(gt=0, le=MAX_CV, description="standard deviation / mean")
 
     def draw(self, rng, n):
         sigma2 = math.log1p(self.cv**2)
@@ -73,8 +79,8 @@ class Gamma(_Dist):
     """Gamma given by its mean and coefficient of variation."""
 
     dist: Literal["gamma"]
-    mean: float = Field(gt=0)
-    cv: float = Field(gt=0, description="standard deviation / mean")
+    mean: float = Field(gt=0, le=MAX_DURATION)
+    cv: float = Field(gt=0, le=MAX_CV, description="standard deviation / mean")
 
     def draw(self, rng, n):
         shape = 1.0 / self.cv**2
@@ -89,9 +95,9 @@ class Gamma(_Dist):
 
 class Triangular(_Dist):
     dist: Literal["triangular"]
-    low: float = Field(ge=0)
-    mode: float = Field(ge=0)
-    high: float = Field(gt=0)
+    low: float = Field(ge=0, le=MAX_DURATION)
+    mode: float = Field(ge=0, le=MAX_DURATION)
+    high: float = Field(gt=0, le=MAX_DURATION)
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -113,7 +119,7 @@ class Triangular(_Dist):
 
 class Deterministic(_Dist):
     dist: Literal["deterministic"]
-    value: float = Field(gt=0)
+    value: float = Field(gt=0, le=MAX_DURATION)
 
     def draw(self, rng, n):
         return np.full(n, float(self.value))
@@ -127,8 +133,8 @@ class Deterministic(_Dist):
 
 class Uniform(_Dist):
     dist: Literal["uniform"]
-    low: float = Field(ge=0)
-    high: float = Field(gt=0)
+    low: float = Field(ge=0, le=MAX_DURATION)
+    high: float = Field(gt=0, le=MAX_DURATION)
 
     @model_validator(mode="after")
     def _ordered(self):

@@ -220,6 +220,18 @@ def _merge_runs(arrival, bounds, service):
     return arr_out, cls_out, svc_out
 
 
+def stage_layout(spec, direction: str) -> tuple[list[str], int]:
+    """A flow's stage names in order, the far side's acceptance step included where it sits,
+    and that step's column (-1: the flow has no daily limit)."""
+    names = [s.name for s in spec.stages]
+    if spec.acceptance_limit is None:
+        return names, -1
+    pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
+    acc_k = 0 if pos == "first" else len(names)
+    names.insert(acc_k, ACCEPTANCE)
+    return names, acc_k
+
+
 def flow_inputs(
     model: ScenarioModel, gate_id: str, direction: str, rep_seq: np.random.SeedSequence,
     calendar: Calendar,
@@ -228,11 +240,8 @@ def flow_inputs(
     spec = gate.spec(direction)
     classes = list(gate.classes)
     prefix = f"{gate_id}/{direction}"
-    has_acceptance = spec.acceptance_limit is not None
-    acc_k = -1
-    if has_acceptance:
-        pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
-        acc_k = 0 if pos == "first" else len(spec.stages)
+    names, acc_k = stage_layout(spec, direction)
+    has_acceptance = acc_k >= 0
     cols = [k for k in range(len(spec.stages) + has_acceptance) if k != acc_k]  # columns of the stages
     times, n_backlog = [], 0
     for c in classes:
@@ -262,11 +271,9 @@ def flow_inputs(
         arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
 
-    names = [s.name for s in spec.stages]
     lanes: list[int | None] = [s.lanes for s in spec.stages]
-    quota: list[np.ndarray | None] = [None] * len(names)
+    quota: list[np.ndarray | None] = [None] * len(spec.stages)
     if has_acceptance:
-        names.insert(acc_k, ACCEPTANCE)
         lanes.insert(acc_k, None)
         quota.insert(acc_k, np.full(model.horizon.days + 1, spec.acceptance_limit, np.int64))
     return FlowInputs(

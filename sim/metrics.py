@@ -74,6 +74,33 @@ class ReplicationResult:
         return [(*lab, float(v)) for lab, v in zip(self.labels, self.values)]
 
 
+ARRAY_OVERHEAD_BYTES = 250  # an array of a result, its dict entry and key (measured: 234 to 241)
+TABLE_BYTES_PER_VALUE = 56  # per_replication's row of a value (six 8-byte columns) and its row in the matrix
+
+
+def result_bytes(model) -> int:
+    """About how many bytes a run holds per replication of this scenario (a ScenarioModel):
+    its ReplicationResult (values; crossings, mean queue and end-of-day queue per day per group,
+    in float32; queue by hour per flow; histogram per gate), its inputs and its rows of the
+    per-replication table; checked against tracemalloc by the tests."""
+    from .inputs import stage_layout
+
+    flows = tuple((g, d, tuple(model.gates[g].classes), *_names_acc(stage_layout(model.gates[g].spec(d), d)))
+                  for g, d in model.flows())
+    lay = _layout(tuple(model.gates), tuple(model.classes), flows)
+    n_util = sum(len(names) - (acc >= 0) for *_x, names, acc in flows)
+    n_labels = n_util + len(lay.labels)
+    n_hist = sum(1 for _g, d, _k in lay.group_list if d == ALL)
+    n_groups = len(lay.group_list)
+    values = 8 * (n_labels + 24 * len(flows) + (TIS_BINS_H.size - 1) * n_hist) + 4 * 3 * model.horizon.days * n_groups
+    n_arrays = 1 + len(flows) + n_hist + 3 * n_groups
+    return values + ARRAY_OVERHEAD_BYTES * n_arrays + TABLE_BYTES_PER_VALUE * n_labels
+
+
+def _names_acc(layout: tuple[list[str], int]) -> tuple[tuple[str, ...], int]:
+    return tuple(layout[0]), layout[1]
+
+
 def _groups(gate_order, flow_keys):
     """(gate, direction, flow keys) of every reported group: each flow, each gate, each
     direction, everything."""

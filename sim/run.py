@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -9,12 +10,14 @@ from functools import cached_property
 import pandas as pd
 
 from . import capacity
+from .errors import RunError
 from .experiment import ENGINES, Point, replicate, run_design
 from .metrics import (
     ReplicationResult,
     daily_table,
     per_replication,
     queue_by_hour_table,
+    result_bytes,
     summarise,
     tis_hist_table,
 )
@@ -23,6 +26,48 @@ from .workers import resolve_workers, tune_allocator
 
 DEFAULT_REPS = 10
 DEFAULT_SEED = 20221130
+MAX_REPS = 1_000_000  # a run's results stay in memory until its tables are written
+MEMORY_SHARE = 0.5  # of the machine's physical memory, for one run's results
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _binary_size(n: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
+
+
+def _round_down(n: int) -> int:
+    """n to two significant digits, rounded down (a limit stated in a message must hold)."""
+    step = 10 ** max(0, len(str(n)) - 2)
+    return n // step * step
+
+
+def check_reps(scenarios: Scenario | list[Scenario], reps: int, option: str = "--reps") -> None:
+    """Refuse, before any work, a number of replications (of each scenario) over MAX_REPS or
+    whose results would not fit in MEMORY_SHARE of this machine's memory (``option`` names the
+    input in the error)."""
+    scenarios = [scenarios] if isinstance(scenarios, Scenario) else list(scenarios)
+    per_rep = sum(result_bytes(s.nominal) for s in scenarios)
+    memory = physical_memory()
+    fit = MAX_REPS if memory is None else int(MEMORY_SHARE * memory // per_rep)
+    what = scenarios[0].name if len(scenarios) == 1 else f"{len(scenarios)} scenarios"
+    if reps > fit and fit < MAX_REPS:
+        raise RunError(None, option, (
+            f"{reps:,} replications of {what} need about {_binary_size(reps * per_rep)} for their "
+            f"results; at most {_round_down(fit):,} fit in half of this machine's {_binary_size(memory)}"))
+    if reps > MAX_REPS:
+        raise RunError(None, option, f"{reps:,} replications asked; at most {MAX_REPS:,} are allowed in one run")
 
 
 def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "fast") -> ReplicationResult:
@@ -81,6 +126,7 @@ def run(
         raise ValueError("reps must be at least 1")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    check_reps(scenario, reps)  # before the task and result lists, which grow with reps
     warnings = capacity.check(scenario, allow_overload=allow_overload)
     workers, cut = resolve_workers(workers, reps)
     if cut:

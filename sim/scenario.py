@@ -5,12 +5,18 @@ A scenario file is TOML. Any numeric value may instead be an uncertain range,
 beside it); each replication samples every range from its own named random stream, so
 a range shared by two scenarios draws the same values in both. Every problem is raised
 as a :class:`ScenarioError` naming the file and the field.
+
+Every number is finite and inside a stated range (the MAX_* and date bounds below, and those of
+:mod:`sim.distributions`; README, "Allowed values"), chosen so that every allowed scenario runs:
+no count overflows an integer array, no date arithmetic leaves the calendar and no horizon is
+too long to hold its hourly rates.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 import tomllib
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -20,6 +26,7 @@ from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,12 +38,26 @@ from pydantic import (
 
 
 from .distributions import Duration
-from .errors import ScenarioError
+from .errors import BordersimError, ScenarioError, shorten
 from .outdir import check_slug
 
 DIRECTIONS = ("exit", "entry")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RANGE_KINDS = ("uniform", "triangular")
+
+LOCAL_TIME = dt.timezone(dt.timedelta(hours=7), "UTC+7")
+"""The model's clock: naive times in a scenario are local time; times with an offset are converted."""
+MIN_DATE, MAX_DATE = dt.date(1900, 1, 1), dt.date(2199, 12, 31)
+MAX_HORIZON_DAYS = 7305  # 20 years: the hourly rates of a flow stay under 1.5 MB
+MAX_LANES = 100
+MAX_DEMAND = 100_000.0  # vehicles per day per class
+MAX_BACKLOG = 1_000_000  # vehicles per class
+MAX_ACCEPTANCE = 100_000  # vehicles per day
+MAX_PRIORITY = 99
+MAX_FACTOR = 100.0  # a demand step's factor
+MAX_PROFILE = 1e6  # each relative intensity, before normalisation
+MAX_DEPTH = 32  # tables and arrays nested in one another (the baseline needs 6)
+MAX_FILE_BYTES = 10_000_000  # a TOML file (the baseline is 20 kB)
 
 
 class Sampled(float):
@@ -44,8 +65,9 @@ class Sampled(float):
 
 
 def _round_sampled(value: Any) -> Any:
-    """Integer fields accept a sampled value (rounded); a float typed by the user stays an error."""
-    if isinstance(value, Sampled):
+    """Integer fields accept a sampled value (rounded); a float typed by the user stays an error.
+    A value rounds to a Python int of any size, which the field's bounds then refuse."""
+    if isinstance(value, Sampled) and math.isfinite(value):
         return int(round(value))
     return value
 
@@ -54,12 +76,29 @@ Count = Annotated[int, BeforeValidator(_round_sampled)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+Date = Annotated[dt.date, Field(ge=MIN_DATE, le=MAX_DATE)]
+
+
+def _local_time(value: dt.date | dt.datetime) -> dt.date | dt.datetime:
+    """A date, or a datetime in the model's local time (one with a UTC offset is converted to
+    UTC+7, a naive one is local already); either between MIN_DATE and MAX_DATE as written."""
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise ValueError(f"must be between {MIN_DATE} and {MAX_DATE}")
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(LOCAL_TIME).replace(tzinfo=None)
+    return value
+
+
+DateOrTime = Annotated[dt.date | dt.datetime, AfterValidator(_local_time)]
 
 
 class Horizon(_Model):
-    start: dt.date
-    end: dt.date = Field(description="last simulated day, inclusive")
+    start: Date
+    end: Date = Field(description="last simulated day, inclusive")
     warmup_days: float = Field(0.0, ge=0, description="vehicles arriving earlier are left out of waits")
     source: str | None = None
 
@@ -73,7 +112,7 @@ class Horizon(_Model):
 
 
 class VehicleClass(_Model):
-    priority: int = Field(0, description="lower is served first; FCFS within a priority")
+    priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="lower is served first; FCFS within a priority")
     description: str | None = None
     source: str | None = None
 
@@ -85,9 +124,9 @@ def _flat(n: int) -> list[float]:
 class Profile(_Model):
     """Relative arrival intensity; each list is normalised to mean 1 over its period."""
 
-    hourly: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: _flat(24))
-    weekday: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: _flat(7))
-    monthly: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: _flat(12))
+    hourly: list[Annotated[float, Field(ge=0, le=MAX_PROFILE)]] = Field(default_factory=lambda: _flat(24))
+    weekday: list[Annotated[float, Field(ge=0, le=MAX_PROFILE)]] = Field(default_factory=lambda: _flat(7))
+    monthly: list[Annotated[float, Field(ge=0, le=MAX_PROFILE)]] = Field(default_factory=lambda: _flat(12))
     source: str | None = None
 
     @field_validator("hourly", "weekday", "monthly")
@@ -103,7 +142,7 @@ class Profile(_Model):
 
 class Stage(_Model):
     name: str
-    lanes: Count = Field(ge=1)
+    lanes: Count = Field(ge=1, le=MAX_LANES)
     service_min: Duration
     source: str | None = None
 
@@ -111,19 +150,21 @@ class Stage(_Model):
 class DirectionSpec(_Model):
     """One direction of one gate: its demand, clearance stages and far-side acceptance."""
 
-    demand: dict[str, Annotated[float, Field(gt=0)]] = Field(description="vehicles per day by class")
+    demand: dict[str, Annotated[float, Field(gt=0, le=MAX_DEMAND)]] = Field(description="vehicles per day by class")
     stages: list[Stage] = Field(min_length=1)
-    acceptance_limit: Count | None = Field(None, ge=1, description="vehicles per day the far side accepts")
+    acceptance_limit: Count | None = Field(
+        None, ge=1, le=MAX_ACCEPTANCE, description="vehicles per day the far side accepts"
+    )
     acceptance_position: Literal["first", "last"] | None = Field(
         None, description="where the far side's acceptance sits: 'last' (exit default) or 'first' (entry default)"
     )
-    initial_backlog: dict[str, Annotated[Count, Field(ge=0)]] = Field(default_factory=dict)
+    initial_backlog: dict[str, Annotated[Count, Field(ge=0, le=MAX_BACKLOG)]] = Field(default_factory=dict)
     source: str | None = None
 
 
 class Closure(_Model):
-    start: dt.date | dt.datetime
-    end: dt.date | dt.datetime = Field(description="a date is inclusive (through 24:00 of that day)")
+    start: DateOrTime
+    end: DateOrTime = Field(description="a date is inclusive (through 24:00 of that day)")
     directions: list[Literal["exit", "entry"]] = Field(default_factory=lambda: list(DIRECTIONS))
     reason: str | None = None
     source: str | None = None
@@ -161,9 +202,9 @@ class DemandStep(_Model):
     """Multiply demand from a date on (through ``until``, inclusive, if given), optionally only
     for some gates, directions and classes. Steps that overlap multiply."""
 
-    from_: dt.date = Field(alias="from")
-    until: dt.date | None = None
-    factor: float = Field(gt=0)
+    from_: Date = Field(alias="from")
+    until: Date | None = None
+    factor: float = Field(gt=0, le=MAX_FACTOR)
     gates: list[str] | None = None
     directions: list[Literal["exit", "entry"]] | None = None
     classes: list[str] | None = None
@@ -197,9 +238,11 @@ class Range:
     values: tuple[float, ...]
 
     def nominal(self) -> float:
-        return float(np.mean(self.values)) if self.kind == "uniform" else float(
-            (self.values[0] + self.values[1] + self.values[2]) / 3
-        )
+        # Python floats (what np.mean of two values gives, bit for bit): a sum past the largest
+        # float is inf, which the field then refuses, without numpy's overflow warning
+        if self.kind == "uniform":
+            return (self.values[0] + self.values[1]) / 2
+        return (self.values[0] + self.values[1] + self.values[2]) / 3
 
     def low(self) -> float:
         return float(self.values[0])
@@ -250,7 +293,12 @@ def _parse_range(node: dict, path: tuple, file: str) -> Range:
     ):
         form = "[low, high]" if kind == "uniform" else "[low, mode, high]"
         raise ScenarioError(file, where, f"a {kind} range needs {need} numbers {form}")
-    vals = tuple(float(v) for v in vals)
+    try:
+        vals = tuple(float(v) for v in vals)
+    except OverflowError:  # an integer past the largest float
+        raise ScenarioError(file, where, f"a {kind} range needs numbers of at most {np.finfo(float).max:g}") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise ScenarioError(file, where, f"a {kind} range needs finite numbers (got {shorten(vals)})")
     if kind == "uniform" and not vals[0] <= vals[1]:
         raise ScenarioError(file, where, "a uniform range needs low <= high")
     if kind == "triangular" and not vals[0] <= vals[1] <= vals[2]:
@@ -296,18 +344,49 @@ def _substitute(raw: dict, values: dict[tuple, float]) -> dict:
 # ---------------------------------------------------------------- loading
 
 
-def _read_toml(path: Path) -> dict:
+def read_toml(path: Path, error: type[BordersimError] = ScenarioError, what: str = "scenario file") -> dict:
+    """A TOML file as a dict, or ``error`` (one line naming the file) for anything that is not
+    UTF-8 TOML text of at most MAX_FILE_BYTES, nested at most MAX_DEPTH deep. Shared by scenario
+    and targets files."""
+    file = str(path)
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ScenarioError(str(path), None, "file not found") from None
+        raise error(file, None, "file not found") from None
     except IsADirectoryError:
-        raise ScenarioError(str(path), None, "is a directory, not a scenario file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(str(path), None, f"not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ScenarioError(str(path), None, f"cannot be read: {exc.strerror}") from None
+        raise error(file, None, f"is a directory, not a {what}") from None
+    except OSError as exc:  # a symlink loop (ELOOP), no permission, ...
+        raise error(file, None, f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise error(file, None, f"is larger than {MAX_FILE_BYTES:,} bytes; a {what} is a few kB of text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(file, None, f"not UTF-8 text (byte {data[exc.start]:#04x} at position {exc.start})") from None
+    try:
+        raw = tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise error(file, None, f"nested too deeply: at most {MAX_DEPTH} levels of tables and arrays") from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
+        raise error(file, None, f"not valid TOML: {shorten(exc)}") from None
+    check_depth(raw, file, error)
+    return raw
+
+
+def check_depth(node: Any, file: str, error: type[BordersimError] = ScenarioError) -> None:
+    """Refuse tables and arrays nested more than MAX_DEPTH deep (dotted keys nest without limit
+    in TOML), before any recursive walk (merging, copying, validation) meets them."""
+    stack = [(node, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise error(file, path_str(path[:3]) + "…",
+                        f"nested too deeply: at most {MAX_DEPTH} levels of tables and arrays")
+        if isinstance(node, dict):
+            stack.extend((v, path + (str(k),)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, path + (i,)) for i, v in enumerate(node))
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -322,11 +401,14 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except RuntimeError:  # Python 3.11 and 3.12: a symlink loop (later versions leave it to open)
+        raise ScenarioError(str(path), None, "cannot be read: a loop of symbolic links") from None
     if path in chain:
         cycle = " -> ".join(p.name for p in chain + (path,))
         raise ScenarioError(str(chain[-1]), "extends", f"cycle: {cycle}")
-    raw = _read_toml(path)
+    raw = read_toml(path)
     if isinstance(raw.get("ensemble"), str):  # relative to the file that names it
         raw["ensemble"] = str(path.parent / raw["ensemble"])
     parent = raw.pop("extends", None)
@@ -349,7 +431,7 @@ def _pydantic_error(exc: ValidationError, file: str, path_offset: tuple = ()) ->
     if etype == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return ScenarioError(file, where, f"unknown key '{loc[-1]}'{hint}")
+        return ScenarioError(file, where, f"unknown key '{shorten(loc[-1], 40)}'{hint}")  # the field shows more
     if etype == "missing":
         return ScenarioError(file, where, "required field is missing")
     msg = err["msg"]
@@ -358,8 +440,18 @@ def _pydantic_error(exc: ValidationError, file: str, path_offset: tuple = ()) ->
     if etype == "union_tag_not_found":
         msg = f"needs a 'dist' key; allowed: {', '.join(_dist_names())}"
     value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {shorten(_echo(value))})"
     return ScenarioError(file, where, f"{msg}{shown}")
+
+
+def _echo(value: Any) -> str:
+    """A bad value as the user wrote it: dates in ISO form, other values as Python shows them."""
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    try:
+        return repr(value)
+    except ValueError:  # an integer of more than 4,300 digits
+        return f"an integer of {value.bit_length() * math.log10(2):,.0f} digits"
 
 
 def _dist_names() -> tuple[str, ...]:
@@ -426,10 +518,10 @@ def _check_hours(file: str, path: str, spec: list[str]) -> list[tuple[float, flo
             ha, ma = (int(x) for x in a.strip().split(":"))
             hb, mb = (int(x) for x in b.strip().split(":"))
         except (ValueError, AttributeError):
-            raise ScenarioError(file, f"{path}[{i}]", f"'{item}' is not 'HH:MM-HH:MM'") from None
+            raise ScenarioError(file, f"{path}[{i}]", f"'{shorten(item)}' is not 'HH:MM-HH:MM'") from None
         start, end = ha + ma / 60, hb + mb / 60
         if not (0 <= ma < 60 and 0 <= mb < 60 and 0 <= start < end <= 24):
-            raise ScenarioError(file, f"{path}[{i}]", f"'{item}' needs 00:00 <= start < end <= 24:00")
+            raise ScenarioError(file, f"{path}[{i}]", f"'{shorten(item)}' needs 00:00 <= start < end <= 24:00")
         out.append((start, end))
     out.sort()
     for (s0, e0), (s1, _) in zip(out, out[1:]):
@@ -444,6 +536,9 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
     h = m.horizon
     if h.end < h.start:
         raise ScenarioError(file, "horizon.end", f"{h.end} is before horizon.start {h.start}")
+    if h.days > MAX_HORIZON_DAYS:
+        raise ScenarioError(file, "horizon.end", f"the horizon is {h.days:,} days long; at most "
+                            f"{MAX_HORIZON_DAYS:,} days (20 years) are allowed")
     if h.warmup_days >= h.days:
         raise ScenarioError(file, "horizon.warmup_days", f"must be shorter than the horizon ({h.days} days)")
     for gid, gate in m.gates.items():
@@ -486,8 +581,8 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
 
 
 def _as_datetime(value: dt.date | dt.datetime, end: bool = False) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None)
+    if isinstance(value, dt.datetime):  # local time: the model converted any offset
+        return value
     base = dt.datetime.combine(value, dt.time())
     return base + dt.timedelta(days=1) if end else base
 
@@ -564,6 +659,7 @@ class Scenario:
 def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Validate a scenario given as a dict (after any ``extends`` has been merged). An
     ``ensemble`` file name is relative to base_dir (the scenario file's folder)."""
+    check_depth(raw, path)
     raw = copy.deepcopy(raw)
     raw.pop("extends", None)
     ensemble_file = raw.pop("ensemble", None)
@@ -599,8 +695,12 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
         table = pd.read_csv(file)
     except FileNotFoundError:
         raise ScenarioError(path, "ensemble", f"file not found: {file}") from None
+    except IsADirectoryError:
+        raise ScenarioError(path, "ensemble", f"{file} is a directory, not a CSV file") from None
+    except OSError as exc:
+        raise ScenarioError(path, "ensemble", f"{file} cannot be read: {exc.strerror or exc}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ScenarioError(str(file), None, f"not a readable CSV: {exc}") from None
+        raise ScenarioError(str(file), None, f"not a readable CSV: {shorten(exc)}") from None
     by_name = {r.name(): r for r in ranges}
     # inputs a scenario extending a fitted one has fixed (plain numbers): its own values win
     fixed = {path_str(p) for p, v in _leaves(raw) if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -611,15 +711,31 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
             raise ScenarioError(str(file), c, f"not an input of the scenario (uncertain inputs: {allowed})")
     if table.empty or not params:
         raise ScenarioError(str(file), None, "needs at least one row and one parameter column")
-    values = table[params]
-    if not np.all(np.isfinite(values.to_numpy(dtype=float))):
-        raise ScenarioError(str(file), None, "every parameter value must be a finite number")
+    cells = [[_number(v) for v in table[c]] for c in params]  # by column
+    for j, c in enumerate(params):
+        i = next((i for i, v in enumerate(cells[j]) if not math.isfinite(v)), None)
+        if i is not None:
+            cell = table[c].iloc[i]
+            shown = repr(cell) if isinstance(cell, str) else str(cell)
+            raise ScenarioError(str(file), f"row {i + 1}: {c}", f"needs a finite number (got {shorten(shown)})")
+    values = pd.DataFrame(dict(zip(params, cells)), dtype=float)
     for i in range(len(table)):
         try:
             _validate(_substitute(raw, {by_name[c].path: float(values.iloc[i][c]) for c in params}), path)
         except ScenarioError as exc:
             raise ScenarioError(str(file), f"row {i + 1}: {exc.field}", exc.message) from None
-    return str(file), table[params].reset_index(drop=True)
+    return str(file), values
+
+
+def _number(cell: Any) -> float:
+    """An ensemble cell as a float; nan for text, True/False or an integer past the largest float
+    (pandas leaves these in columns it does not read as numbers)."""
+    if isinstance(cell, (bool, np.bool_)):
+        return math.nan
+    try:
+        return float(cell)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
 
 
 def load(path: str | Path) -> Scenario:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from sim import capacity
 from sim.cli import main
 
 TINY = (Path(__file__).parent / "data" / "tiny.toml").read_text(encoding="utf-8")
+PROFILE = "[classes.truck]"  # a profile or demand step goes before this table
+LONG = 320  # longest acceptable error line beyond its file and field: an echoed value is cut at 200
 
 
 def _variant(tmp_path: Path, old: str, new: str, name: str = "bad.toml") -> Path:
@@ -41,21 +46,271 @@ CASES = [
      "gates.hoanh_mo.exit.demand.truck", "greater than 0"),
     ("not TOML", "[horizon]", "[horizon", "", "TOML"),
     ("unstable load", "demand = {truck = 12}", "demand = {truck = 400}", "gates.hoanh_mo.exit.demand", "--allow-overload"),
+    # issue 9.3: values that ran and gave nonsense
+    ("cv inf", "cv = 0.5", "cv = inf", "service_min.lognormal.cv", "finite number"),
+    ("hourly 1e308", PROFILE, "[profile]\nhourly = [1e308, 1e308" + ", 1" * 22 + "]\n\n" + PROFILE,
+     "profile.hourly[0]", "less than or equal to 1000000"),
+    # issue 9.4: tracebacks
+    ("cv 1e200", "cv = 0.5", "cv = 1e200", "service_min.lognormal.cv", "less than or equal to 10"),
+    ("inf in hourly, overload allowed", PROFILE, "[profile]\nhourly = [inf" + ", 1" * 23 + "]\n\n" + PROFILE,
+     "profile.hourly[0]", "finite number"),
+    ("closure end 9999-12-31", 'classes = ["truck"]',
+     'classes = ["truck"]\nclosures = [{start = 2022-03-02, end = 9999-12-31}]',
+     "gates.hoanh_mo.closures[0].end", "between 1900-01-01 and 2199-12-31"),
+    ("horizon to 9999", "end = 2022-03-07", "end = 9999-12-31", "horizon.end", "less than or equal to 2199-12-31"),
+    ("horizon of 300 years", "start = 2022-03-01\nend = 2022-03-07", "start = 1900-01-01\nend = 2199-12-31",
+     "horizon.end", "at most 7,305 days"),
+    ("lanes 1e12", "lanes = 1", "lanes = 1000000000000", "stages[0].lanes", "less than or equal to 100"),
+    ("lanes range to 1e12", "lanes = 1", "lanes = {uniform = [1, 1e12]}", "stages[0].lanes",
+     "less than or equal to 100"),
+    ("acceptance range to 1e300", "acceptance_limit = 28", "acceptance_limit = {uniform = [20, 1e300]}",
+     "exit.acceptance_limit", "less than or equal to 100000"),
+    ("range to inf", "acceptance_limit = 28", "acceptance_limit = {uniform = [20, inf]}",
+     "exit.acceptance_limit", "finite numbers"),
+    ("integer of 5,000 digits", "lanes = 1", "lanes = " + "1" * 5000, "", "not valid TOML"),
+    ("3,000-deep array", PROFILE, "x = " + "[" * 3000 + "]" * 3000 + "\n" + PROFILE, "", "nested too deeply"),
+    ("3,000-deep inline table", PROFILE, "x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n" + PROFILE, "",
+     "nested too deeply"),
+    ("3,000-deep table", PROFILE, "[" + ".".join(["a"] * 3000) + "]\n" + PROFILE, "a.a.a", "nested too deeply"),
+    ("a value of 40,000 characters", "lanes = 1", "lanes = '" + "x" * 40_000 + "'", "stages[0].lanes", "integer"),
+    ("a key of 5,000 characters", "lanes = 1", "lanes = 1\n" + "k" * 5000 + " = 1", "stages[0].kkkk",
+     "(allowed: name, lanes"),
+    ("file of 10 MB", "[horizon]", "# " + "x" * 10_000_000 + "\n[horizon]", "", "larger than 10,000,000 bytes"),
+    # the other stated ranges
+    ("priority 100", "priority = 1", "priority = 100", "classes.truck.priority", "less than or equal to 99"),
+    ("demand over 100,000 a day", "demand = {truck = 12}", "demand = {truck = 100001}", "exit.demand.truck",
+     "less than or equal to 100000"),
+    ("backlog over 1,000,000", "acceptance_limit = 28", "acceptance_limit = 28\ninitial_backlog = {truck = 1000001}",
+     "exit.initial_backlog.truck", "less than or equal to 1000000"),
+    ("step factor over 100", PROFILE, "[[demand_steps]]\nfrom = 2022-03-02\nfactor = 101\n\n" + PROFILE,
+     "demand_steps[0].factor", "less than or equal to 100"),
+    ("step date 9999", PROFILE, "[[demand_steps]]\nfrom = 9999-03-02\nfactor = 2\n\n" + PROFILE,
+     "demand_steps[0].from", "less than or equal to 2199-12-31"),
+    ("warm-up nan", "end = 2022-03-07", "end = 2022-03-07\nwarmup_days = nan", "horizon.warmup_days", "finite number"),
+    ("service mean over 100,000 minutes", "mean = 12", "mean = 100001", "service_min.lognormal.mean",
+     "less than or equal to 100000"),
 ]
+RUN_ARGS = {"inf in hourly, overload allowed": ["--allow-overload"]}
+
+
+def _assert_one_line_error(rc: int, err: str, file: str, field: str, words: str) -> None:
+    """Exit 2 and exactly one line 'bordersim: error: <file>: <field>: ...' with ``words``, of a
+    readable length."""
+    assert rc == 2, err
+    assert "Traceback" not in err and "Warning:" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("bordersim: error: ")
+    assert file in err and field in err and words in err, err
+    assert len(err.strip()) - len(file) - len(field) <= LONG, len(err)
 
 
 @pytest.mark.parametrize("what,old,new,field,words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, what, old, new, field, words):
     path = _variant(tmp_path, old, new)
     out = tmp_path / "out"
-    rc = main(["run", str(path), "--reps", "2", "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("bordersim: error: ")
-    assert str(path) in err and field in err and words in err, err
+    rc = main(["run", str(path), "--reps", "2", "--out", str(out), "--quiet", *RUN_ARGS.get(what, [])])
+    _assert_one_line_error(rc, capsys.readouterr().err, str(path), field, words)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]  # no partial output anywhere
+
+
+def test_closure_with_a_utc_offset_is_converted_to_local_time(tmp_path):
+    """09:00 UTC is 16:00 in the model's UTC+7: the gate, open all day, reopens at 16:00."""
+    from sim import load
+    from sim.calendar import build_calendar
+
+    path = _variant(tmp_path, 'hours = {default = ["07:30-11:30", "13:30-17:30"]}',
+                    'hours = {default = ["00:00-24:00"]}\n'
+                    "closures = [{start = 2022-03-02T08:00:00+07:00, end = 2022-03-02T09:00:00Z}]")
+    m = load(path).nominal
+    assert m.gates["hoanh_mo"].closures[0].end == dt.datetime(2022, 3, 2, 16)
+    cal = build_calendar(m.gates["hoanh_mo"], "exit", m.horizon)
+    assert list(cal.starts) == [0.0, 24.0 + 16.0] and list(cal.ends) == [24.0 + 8.0, 24.0 * 7]
+
+
+# ------------------------------------------------------------------ files that are not UTF-8 TOML
+
+
+def _not_utf8(path: Path) -> Path:
+    path.write_bytes(TINY.encode("latin-1"))  # 'Hoành Mô' saved in the wrong encoding
+    return path
+
+
+def _binary(path: Path) -> Path:
+    path.write_bytes(bytes(range(256)) * 4)
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize("make", [_not_utf8, _binary], ids=["not UTF-8", "binary"])
+def test_a_file_that_is_not_utf8_text(tmp_path, capsys, command, make):
+    path = make(tmp_path / "bad.toml")
+    rc = main([command, str(path)] + (["--out", str(tmp_path / "out"), "--quiet"] if command == "run" else []))
+    _assert_one_line_error(rc, capsys.readouterr().err, str(path), "", "not UTF-8 text")
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+TARGETS = """scenario = "prior.toml"
+fitted = "fitted.toml"
+[[targets]]
+name = "crossings"
+observed = 60
+source = "assumption: a test value"
+period = [2022-03-01, 2022-03-07]
+tolerance = 0.02
+"""
+
+
+@pytest.mark.parametrize("content,words", [
+    (TARGETS.encode("utf-8").replace(b"a test value", b"\xe9t\xe9"), "not UTF-8 text"),
+    (TARGETS.encode("utf-8") + b"x = " + b"[" * 3000 + b"]" * 3000, "nested too deeply"),
+], ids=["not UTF-8", "3,000-deep array"])
+def test_a_targets_file_that_is_not_utf8_toml(tmp_path, capsys, content, words):
+    (tmp_path / "prior.toml").write_text(TINY, encoding="utf-8")
+    path = tmp_path / "targets.toml"
+    path.write_bytes(content)
+    rc = main(["calibrate", "--check", str(path), "--reps", "2", "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, str(path), "", words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.toml", "targets.toml"]
+
+
+@pytest.mark.parametrize("links", [["loop.toml"], ["a.toml", "b.toml"]], ids=["to itself", "a -> b -> a"])
+def test_a_symlink_loop(tmp_path, capsys, links):
+    for name, target in zip(links, links[1:] + links[:1]):
+        os.symlink(target, tmp_path / name)
+    path = tmp_path / links[0]
+    for command in (["run", str(path), "--out", str(tmp_path / "out"), "--quiet"], ["validate", str(path)]):
+        rc = main(command)
+        _assert_one_line_error(rc, capsys.readouterr().err, str(path), "", "cannot be read")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(links)
+
+
+# ------------------------------------------------------------------ ensembles
+
+RANGE = "acceptance_limit = {uniform = [20, 30]}"
+COLUMN = "gates.hoanh_mo.exit.acceptance_limit"
+
+
+@pytest.mark.parametrize("ensemble,csv,field,words", [
+    (".", None, "ensemble", "is a directory"),
+    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number (got 'lots')"),
+    ("ens.csv", f"{COLUMN}\n25\n1e300\n", f"row 2: {COLUMN}", "less than or equal to 100000"),
+    ("ens.csv", f"{COLUMN}\n25\n{'9' * 400}\n", f"row 2: {COLUMN}", "needs a finite number (got 999"),
+    ("ens.csv", f'{COLUMN}\n25\n""\n', f"row 2: {COLUMN}", "needs a finite number (got nan)"),
+], ids=["a directory", "text", "1e300 for an integer", "an integer of 400 digits", "an empty cell"])
+def test_a_bad_ensemble(tmp_path, capsys, ensemble, csv, field, words):
+    path = _variant(tmp_path, "acceptance_limit = 28", RANGE)
+    path.write_text(f'ensemble = "{ensemble}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
+    if csv is not None:
+        (tmp_path / ensemble).write_text(csv, encoding="utf-8")
+    rc = main(["run", str(path), "--reps", "2", "--out", str(tmp_path / "out"), "--quiet"])
+    file = str(path) if csv is None else str(tmp_path / ensemble)
+    _assert_one_line_error(rc, capsys.readouterr().err, file, field, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"] + (["ens.csv"] if csv else [])
+
+
+# ------------------------------------------------------------------ replications
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if a run gets as far as its first piece of work (the capacity check)."""
+    def started(*args, **kwargs):
+        raise AssertionError("the run started work before refusing --reps")
+
+    monkeypatch.setattr(capacity, "check", started)
+
+
+@pytest.mark.parametrize("reps", [1_000_000_000, 100_000_000])
+def test_more_replications_than_allowed(tmp_path, capsys, no_work, reps):
+    path = _variant(tmp_path, "lanes = 1", "lanes = 1")
+    rc = main(["run", str(path), "--reps", str(reps), "--out", str(tmp_path / "out"), "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "--reps", f"{reps:,} replications",
+                           "at most 1,000,000 are allowed")
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+def test_a_calibration_budget_over_the_limit(tmp_path, capsys, no_work):
+    """calibrate --budget is a number of replications too: refused before any work, by name."""
+    (tmp_path / "prior.toml").write_text(TINY.replace("acceptance_limit = 28", RANGE), encoding="utf-8")
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS, encoding="utf-8")
+    rc = main(["calibrate", str(path), "--budget", "100000000", "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "--budget", "100,000,000 replications",
+                           "at most 1,000,000 are allowed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.toml", "targets.toml"]
+
+
+def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_work):
+    """The results of 100 million replications of the baseline (some 120 kB each) would fill
+    terabytes: refused before any work, naming how many fit."""
+    from sim import load
+    from sim.metrics import result_bytes
+
+    monkeypatch.setattr(sys.modules["sim.run"], "physical_memory", lambda: 24 << 30)
+    rc = main(["run", "--reps", "100000000", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    per_rep = result_bytes(load(Path(__file__).parent.parent / "scenarios" / "baseline_2022.toml").nominal)
+    need = f"{100_000_000 * per_rep / 2**40:.1f} TiB"
+    fit = (12 << 30) // per_rep
+    fit = fit // 10 ** (len(str(fit)) - 2) * 10 ** (len(str(fit)) - 2)
+    _assert_one_line_error(rc, err, "--reps", f"100,000,000 replications of baseline_2022 need about {need}",
+                           f"at most {fit:,} fit in half of this machine's 24.0 GiB")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_api_refuses_too_many_replications_before_any_work(no_work):
+    from sim import BordersimError, load, run
+
+    with pytest.raises(BordersimError, match="at most 1,000,000"):
+        run(load(Path(__file__).parent / "data" / "tiny.toml"), reps=10**9)
+
+
+def test_result_size_estimate_matches_the_memory_a_run_holds():
+    """The --reps limit rests on result_bytes: it must be close to what a run holds per
+    replication, the results as they arrive from the workers (a pickled chunk) and the
+    per-replication table."""
+    import pickle
+    import tracemalloc
+
+    from sim import load
+    from sim.metrics import per_replication, result_bytes
+    from sim.run import run_replication
+
+    scen = load(Path(__file__).parent / "data" / "small_2022.toml")
+    chunk = pickle.dumps([run_replication(scen, 1, i) for i in range(10)])
+    tracemalloc.start()
+    try:
+        results = [r for _ in range(4) for r in pickle.loads(chunk)]
+        table = per_replication(results)
+        held = tracemalloc.get_traced_memory()[0] / len(results)
+    finally:
+        tracemalloc.stop()
+    assert len(table) and 0.8 < result_bytes(scen.nominal) / held < 1.25, held
+
+
+# ------------------------------------------------------------------ warnings
+
+
+def test_python_warnings_reach_the_terminal_as_one_line_each(tmp_path, capsys, monkeypatch):
+    """A numpy or library warning during a command prints 'bordersim: warning: ...', not the
+    raw 'file:line: RuntimeWarning: ...' form with its source line."""
+    import warnings
+
+    import numpy as np
+
+    import sim.cli
+
+    def noisy(args):
+        np.array([1e308]) * 10  # numpy: overflow encountered in multiply
+        warnings.warn("a library's\nwarning", UserWarning)
+        return 0
+
+    monkeypatch.setattr(sim.cli, "_cmd_validate", noisy)
+    assert main(["validate", "any.toml"]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["bordersim: warning: overflow encountered in multiply",
+                                "bordersim: warning: a library's warning"], err
 
 
 def test_extends_cycle(tmp_path, capsys):
