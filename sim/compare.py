@@ -29,6 +29,7 @@ from .metrics import (
     tis_hist_table,
 )
 from .scenario import Scenario
+from .workers import resolve_workers
 
 KEYS = ["gate", "direction", "metric", "stage", "class"]
 COMPARE_COLUMNS = ["scenario", *KEYS, "base_mean", "alt_mean", "diff_mean", "diff_ci_low", "diff_ci_high",
@@ -53,6 +54,7 @@ class Comparison:
     results: list[list[ReplicationResult]] = field(repr=False)
     wall_s: float
     warnings: list[str]
+    workers: int = 1  # processes the replications ran in (writing may use as many)
 
     @property
     def base(self) -> Scenario:
@@ -144,12 +146,15 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
     warnings = []
     for s in scenarios:
         warnings += capacity.check(s, allow_overload=allow_overload)
+    workers, cut = resolve_workers(workers, len(scenarios) * reps)
+    if cut:
+        warnings.append(cut)
     for w in warnings if warn else ():
         warn(w)
     t0 = time.perf_counter()
     results = run_design([Point(s) for s in scenarios], reps, seed, engine, executor=executor, workers=workers,
                          progress=progress, desc=f"compare {len(scenarios)} scenarios ({engine})")
-    return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings)
+    return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
 
 
 def headline_table(cmp: Comparison, alt: str) -> str:

@@ -84,6 +84,7 @@ class RunResult:
     results: list[ReplicationResult] = field(repr=False)
     wall_s: float
     warnings: list[str]
+    workers: int = 1  # processes the replications ran in (writing may use as many)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -137,4 +138,4 @@ def run(
     t0 = time.perf_counter()
     results = run_design([Point(scenario)], reps, seed, engine, workers=workers, progress=progress,
                          chunk=chunk_size, desc=f"{scenario.name} ({engine})")[0]
-    return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings)
+    return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
