@@ -119,6 +119,18 @@ def _opening_intervals(hours: tuple, start: dt.date, days: int) -> tuple[tuple[f
     return tuple(_merge(out))
 
 
+def lane_calendars(calendar: Calendar, lanes_by_day: np.ndarray) -> list[Calendar]:
+    """A calendar per lane of a stage whose number of lanes changes by day: lane j serves when
+    the flow may and on the days the stage has more than j lanes."""
+    out = []
+    for j in range(int(lanes_by_day.max()) if lanes_by_day.size else 0):
+        shut = np.flatnonzero(lanes_by_day <= j)
+        closed = np.column_stack([24.0 * shut, 24.0 * (shut + 1)]) if shut.size else np.zeros((0, 2))
+        arr = _subtract(np.column_stack([calendar.starts, calendar.ends]), closed)
+        out.append(Calendar(arr[:, 0].copy(), arr[:, 1].copy()))
+    return out
+
+
 def draw_random_closures(
     rc: RandomClosure, days: int, rng: np.random.Generator
 ) -> list[tuple[float, float]]:
@@ -139,22 +151,33 @@ def build_calendar(
     direction: str,
     horizon: Horizon,
     random_closed: list[tuple[float, float]] = (),
+    hour_overrides: tuple = (),
 ) -> Calendar:
+    """When a flow may start a service: the gate's opening hours (on the days of an override,
+    ((first day, last day + 1, hours), ...) in order, its hours instead), less the fixed
+    closures for that direction and the random closures drawn."""
     hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
     closed = tuple(
         (hours_since_start(horizon, c.start), hours_since_start(horizon, c.end, end=True))
         for c in gate.closures
         if direction in c.directions
     )
-    fixed = _fixed_intervals(hours, closed, horizon.start, horizon.days)
+    fixed = _fixed_intervals(hours, closed, horizon.start, horizon.days, hour_overrides)
     arr = _subtract(fixed, np.asarray(random_closed, dtype=float).reshape(-1, 2)) if len(random_closed) else fixed
     return Calendar(arr[:, 0].copy(), arr[:, 1].copy())
 
 
 @lru_cache(maxsize=256)
-def _fixed_intervals(hours: tuple, closed: tuple, start: dt.date, days: int) -> np.ndarray:
-    """Opening intervals less the fixed closures: the same in every replication."""
+def _fixed_intervals(hours: tuple, closed: tuple, start: dt.date, days: int, overrides: tuple = ()) -> np.ndarray:
+    """Opening intervals (with the hours that hold on some days) less the fixed closures: the
+    same in every replication."""
     opens = np.asarray(_opening_intervals(hours, start, days), dtype=float).reshape(-1, 2)
+    for first, last, spec in overrides:  # later ones win: each replaces the hours of its days
+        span = np.array([[24.0 * first, 24.0 * last]])
+        own = np.asarray(_opening_intervals(spec, start, days), dtype=float).reshape(-1, 2)
+        own = _subtract(own, np.array([[-np.inf, span[0, 0]], [span[0, 1], np.inf]]))  # own within the span
+        opens = np.asarray(_merge([tuple(iv) for iv in _subtract(opens, span)] + [tuple(iv) for iv in own]),
+                           dtype=float).reshape(-1, 2)
     out = _subtract(opens, np.asarray(closed, dtype=float).reshape(-1, 2))
     out.setflags(write=False)
     return out

@@ -3,7 +3,7 @@
 Both engines consume the same :class:`FlowInputs`, so that fed identical inputs they can be
 compared vehicle by vehicle. Streams are named per gate, direction, class and stage
 (``arrivals/<gate>/<direction>/<class>``, ``service/<gate>/<direction>/<class>/<stage>``,
-``closures/<gate>/<i>``, ``param/<field>``): two scenarios that share a gate share its
+``closures/<gate>/<id>``, ``param/<name>``): two scenarios that share a gate share its
 randomness.
 """
 
@@ -16,11 +16,12 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .calendar import Calendar, build_calendar, draw_random_closures
+from .adjust import demand_steps, hour_overrides, lanes_by_day, quota_by_day, service_factors
+from .calendar import Calendar, build_calendar, draw_random_closures, lane_calendars
+from .ranges import ACCEPTANCE  # the acceptance step's label in the outputs
 from .rng import stream
 from .scenario import Profile, Scenario, ScenarioModel
 
-ACCEPTANCE = "acceptance"  # the acceptance step's label in the outputs (a name no user stage may take)
 DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}
 
 
@@ -93,9 +94,9 @@ def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str)
     gate = model.gates[gate_id]
     prof: Profile = gate.profile or model.profile
     steps = tuple(
-        (s.from_, s.until, s.factor) for s in model.demand_steps
-        if (s.gates is None or gate_id in s.gates) and (s.directions is None or direction in s.directions)
-        and (s.classes is None or vclass in s.classes)
+        (first, until, factor) for first, until, factor, gates, directions, classes in demand_steps(model)
+        if (gates is None or gate_id in gates) and (directions is None or direction in directions)
+        and (classes is None or vclass in classes)
     )
     h = model.horizon
     return _shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), steps, h.start, h.days)
@@ -264,24 +265,44 @@ def flow_inputs(
     for c, size in zip(classes, sizes):
         for k, st in zip(cols, spec.stages):
             rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
-            np.divide(st.service_min.draw(rng, size), 60.0, out=service[k, first:first + size])
+            np.divide(st.service_for(c).draw(rng, size), 60.0, out=service[k, first:first + size])
         first += size
     if len(classes) > 1:
         # by time, at equal times (the backlog) by class: a merge of the per-class sorted runs
         arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
 
-    lanes: list[int | None] = [s.lanes for s in spec.stages]
-    quota: list[np.ndarray | None] = [None] * len(spec.stages)
-    if has_acceptance:
-        lanes.insert(acc_k, None)
-        quota.insert(acc_k, np.full(model.horizon.days + 1, spec.acceptance_limit, np.int64))
+    lanes, quota, lane_calendars, factors = stage_schedules(model, gate_id, direction, calendar)
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
         service=service.T, classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog, acceptance=acc_k,
+        lane_calendars=lane_calendars, service_factor=factors,
     )
+
+
+def stage_schedules(model: ScenarioModel, gate_id: str, direction: str, calendar: Calendar):
+    """Per stage of a flow (the acceptance step in its place): its lanes (None: unlimited; the
+    most it has, if they follow a schedule), its daily limits (per day, or None), a calendar per
+    lane where the number of lanes changes by date (lane j serves on the days the stage has
+    more than j lanes), and service-time factors by class and day where they change by date."""
+    gate = model.gates[gate_id]
+    spec = gate.spec(direction)
+    _names, acc_k = stage_layout(spec, direction)
+    lanes, quota, lane_cals, factors = [], [], [], []
+    for st in spec.stages:
+        by_day = lanes_by_day(model, gate_id, direction, st.name, st.lanes)
+        lanes.append(st.lanes if by_day is None else max(int(by_day.max()), 1))
+        lane_cals.append(None if by_day is None else lane_calendars(calendar, by_day))
+        quota.append(None)
+        factors.append(service_factors(model, gate_id, direction, st.name, list(gate.classes)))
+    if acc_k >= 0:
+        lanes.insert(acc_k, None)
+        quota.insert(acc_k, quota_by_day(model, gate_id, direction, spec.acceptance_limit))
+        lane_cals.insert(acc_k, None)
+        factors.insert(acc_k, None)
+    return lanes, quota, lane_cals, factors
 
 
 def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
@@ -295,12 +316,13 @@ def model_inputs(model: ScenarioModel, rep_seq: np.random.SeedSequence) -> Repli
     flows = []
     for gate_id, gate in model.gates.items():
         random_closed = []
-        for i, rc in enumerate(gate.random_closures):
-            drawn = draw_random_closures(rc, days, stream(rep_seq, f"closures/{gate_id}/{i}"))
+        for rc in gate.random_closures:
+            drawn = draw_random_closures(rc, days, stream(rep_seq, f"closures/{gate_id}/{rc.id}"))
             random_closed.append((rc, drawn))
+        hours = hour_overrides(model, gate_id)
         for d in gate.directions():
             closed = [iv for rc, ivs in random_closed if d in rc.directions for iv in ivs]
-            cal = build_calendar(gate, d, model.horizon, closed)
+            cal = build_calendar(gate, d, model.horizon, closed, hours)
             flows.append(flow_inputs(model, gate_id, d, rep_seq, cal))
     return ReplicationInputs(
         model=model, horizon_h=model.horizon.hours, warmup_h=24.0 * model.horizon.warmup_days, flows=flows

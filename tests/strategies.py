@@ -67,6 +67,7 @@ def scenarios(draw):
             }]
         if draw(st.booleans()):
             gate["random_closures"] = [{
+                "id": "weather",
                 "daily_probability": draw(st.floats(0.0, 0.6)),
                 "duration_h": {"dist": "uniform", "low": 1.0, "high": 10.0},
             }]

@@ -42,10 +42,12 @@ name = "customs"
 lanes = 6
 service_min = {{dist = "exponential", mean = 10}}
 [[demand_steps]]
+id = "exit_level"
 from = 2022-03-01
 factor = {exit_scale}
 directions = ["exit"]
 [[demand_steps]]
+id = "entry_level"
 from = 2022-03-01
 factor = {entry_scale}
 directions = ["entry"]
@@ -80,9 +82,10 @@ def test_abc_recovers_the_inputs_the_counts_identify(tmp_path):
     (tmp_path / "targets.toml").write_text(
         _targets_toml({"exit": ("exit", obs[0]), "entry": ("entry", obs[1])}, "prior.toml"), encoding="utf-8")
 
-    c = cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), budget=600, accept=0.1, workers=1, progress=False)
+    c = cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), budget=1500, accept=0.04, workers=1, progress=False)
     ident = c.identification().set_index("input")
-    for name, true in (("demand_steps[0].factor", TRUE["exit_scale"]), ("demand_steps[1].factor", TRUE["entry_scale"])):
+    for name, true in (("demand_steps.exit_level.factor", TRUE["exit_scale"]),
+                       ("demand_steps.entry_level.factor", TRUE["entry_scale"])):
         row = ident.loc[name]
         assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
         assert abs(row.posterior_median - true) <= 0.05 * true, (name, row.to_dict())
@@ -176,7 +179,7 @@ def test_ensemble_rows_are_taken_whole():
         model = fitted.sample(lambda name: stream(seq, name))
         exit_scale = model.demand_steps[0].factor
         limit = model.gates["bac_luan_2"].exit.acceptance_limit
-        match = ens[(ens["demand_steps[0].factor"] == exit_scale)
-                    & (ens["demand_steps[1].factor"] == model.demand_steps[1].factor)]
+        match = ens[(ens["demand_steps.exit_level.factor"] == exit_scale)
+                    & (ens["demand_steps.entry_level.factor"] == model.demand_steps[1].factor)]
         assert len(match) >= 1
         assert round(match["gates.bac_luan_2.exit.acceptance_limit"].iloc[0]) == limit  # a count: rounded

@@ -72,9 +72,9 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
         assert not np.any(started & np.isnan(ready))
 
         random_closed = []
-        for i, rc in enumerate(gate.get("random_closures", [])):
-            model_rc = rep.model.gates[f.gate].random_closures[i]
-            random_closed += draw_random_closures(model_rc, rep.model.horizon.days, stream(rep_seq, f"closures/{f.gate}/{i}"))
+        for model_rc in rep.model.gates[f.gate].random_closures:
+            random_closed += draw_random_closures(model_rc, rep.model.horizon.days,
+                                                  stream(rep_seq, f"closures/{f.gate}/{model_rc.id}"))
         for k, name in enumerate(f.stage_names):
             s = rec.start[:, k]
             ok = ~np.isnan(s)
