@@ -43,16 +43,15 @@ def check_references(adjs: list[Adjustment], data: dict, file: str) -> None:
                 raise ScenarioError(file, f"{where}.directions", "opening hours belong to a gate, not to a direction")
             for key, spec in a.set.items():
                 _check_hours(file, f"{where}.set.{key}", spec)
-        matched = list(_targets(a, gates))
-        if not matched:
-            raise ScenarioError(file, where, f"matches no {_what_it_needs(a)}; check its gates, directions, "
-                                             "stages and classes")
         if a.stages is not None:
             known = {s.get("name") for _g, _d, spec in _flows(a, gates) for s in spec.get("stages", [])}
             for s in a.stages:
                 if s not in known:
                     raise ScenarioError(file, f"{where}.stages", f"no stage '{s}' at the gates and directions it "
                                                                  f"names (stages: {', '.join(sorted(known))})")
+        if not list(_targets(a, gates)):
+            raise ScenarioError(file, where, f"matches no {_what_it_needs(a)}; check its gates, directions, "
+                                             "stages and classes")
         if a.dated and a.what == "acceptance_limit":
             for g, d, spec in _flows(a, gates):
                 if spec.get("acceptance_limit") is None:

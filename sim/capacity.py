@@ -2,9 +2,9 @@
 
 A flow whose expected demand exceeds what one of its stages can clear over the horizon
 only builds a backlog; by default that is an error, with ``allow_overload`` a warning.
-Capacity uses nominal values: lanes x open hours / mean service time, and for the
-acceptance step the daily limit x days with opening hours. Random closures reduce the
-open hours by their expected share.
+Capacity uses nominal values: lane-hours open / mean service time, and for the acceptance
+step the daily limits of the days with opening hours, as scheduled by date. Random closures
+reduce the open hours by their expected share.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .adjust import hour_overrides
 from .calendar import build_calendar
 from .errors import OverloadError
-from .inputs import hourly_rates
+from .inputs import hourly_rates, stage_layout, stage_schedules
 from .scenario import Scenario
 
 # A replication with more vehicles than this would take minutes per replication in SimPy
@@ -36,28 +37,42 @@ class Load:
         return self.demand / self.capacity if self.capacity > 0 else np.inf
 
 
+def _open_days(cal) -> np.ndarray:
+    """The days (indices) on which a calendar has some open time."""
+    return np.unique(np.concatenate([np.arange(int(s // 24), int(np.ceil(e / 24)))
+                                     for s, e in zip(cal.starts, cal.ends)] or [np.zeros(0, int)]))
+
+
 def loads(scenario: Scenario) -> list[Load]:
-    """The binding (highest-load) stage of each flow, at nominal values."""
+    """The binding (highest-load) stage of each flow, at nominal values, with the schedules of
+    the scenario's dated adjustments (lanes, limits, hours and service times by day)."""
     m = scenario.nominal
     out = []
     for gid, gate in m.gates.items():
         closed_share = sum(
             rc.daily_probability * min(rc.duration_h.expected(), 24.0) / 24.0 for rc in gate.random_closures
         )
+        keep = max(0.0, 1.0 - closed_share)
         for d in gate.directions():
             spec = gate.spec(d)
-            cal = build_calendar(gate, d, m.horizon)
-            open_h = cal.open_hours() * max(0.0, 1.0 - closed_share)
-            demand = sum(hourly_rates(m, gid, d, c).sum() for c in gate.classes) + sum(spec.initial_backlog.values())
-            cands = [
-                Load(gid, d, s.name, demand, s.lanes * open_h / (s.service_min.expected() / 60.0))
-                for s in spec.stages
-            ]
-            if spec.acceptance_limit is not None:
-                open_days = len({
-                    day for s, e in zip(cal.starts, cal.ends) for day in range(int(s // 24), int(np.ceil(e / 24)))
-                })
-                cands.append(Load(gid, d, "acceptance", demand, spec.acceptance_limit * open_days * max(0.0, 1 - closed_share)))
+            cal = build_calendar(gate, d, m.horizon, (), hour_overrides(m, gid))
+            per_class = {c: hourly_rates(m, gid, d, c).sum() for c in gate.classes}
+            demand = sum(per_class.values()) + sum(spec.initial_backlog.values())
+            weights = np.array([per_class[c] + spec.initial_backlog.get(c, 0) for c in gate.classes], float)
+            weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))
+            lanes, quota, lane_cals, factors = stage_schedules(m, gid, d, cal)
+            names, acc_k = stage_layout(spec, d)
+            cols = [k for k in range(len(names)) if k != acc_k]
+            cands = []
+            for k, st in zip(cols, spec.stages):
+                lane_hours = (sum(c.open_hours() for c in lane_cals[k]) if lane_cals[k] is not None
+                              else st.lanes * cal.open_hours())
+                mean_h = sum(w * st.service_for(c).expected() for w, c in zip(weights, gate.classes)) / 60.0
+                if factors[k] is not None:
+                    mean_h *= float(weights @ factors[k][:, :-1].mean(axis=1))
+                cands.append(Load(gid, d, st.name, demand, lane_hours * keep / mean_h))
+            if acc_k >= 0:
+                cands.append(Load(gid, d, "acceptance", demand, float(quota[acc_k][_open_days(cal)].sum()) * keep))
             out.append(max(cands, key=lambda x: x.ratio))
     return out
 

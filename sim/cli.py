@@ -26,6 +26,10 @@ TABLE_METRICS = [
 ]
 
 
+SET_HELP = "change one input for this run: PATH=VALUE, PATH an input's name (as validate lists them, e.g. " \
+           "gates.km3_4.exit.stages.customs.lanes), VALUE a number or a range {uniform = [lo, hi]}; repeatable"
+
+
 def default_targets() -> Path:
     """The 2022 targets: ./calibration/ first, then the calibration/ folder of this checkout."""
     for base in (Path.cwd() / "calibration", Path(__file__).resolve().parent.parent / "calibration"):
@@ -72,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulate even where demand exceeds capacity over the horizon (the backlog grows)")
     r.add_argument("--no-plots", action="store_true", help="write tables only")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     cp = sub.add_parser("compare", help="run scenarios on common random numbers and compare them with the first")
     cp.add_argument("base", help="the base scenario (TOML)")
     cp.add_argument("alternatives", nargs="+", help="scenarios to compare with the base")
@@ -83,8 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--allow-overload", action="store_true", help="simulate unstable loads (the backlog grows)")
     cp.add_argument("--no-plots", action="store_true", help="write tables only")
     cp.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    cp.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                    help="as for run, applied to every alternative (not the base): a quick what-if is "
+                         "'compare BASE BASE --set ...'")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
     v.add_argument("scenarios", nargs="+")
+    v.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
     c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{TARGETS})")
     c.add_argument("--check", action="store_true",
@@ -135,7 +144,7 @@ def _cmd_run(args) -> int:
     from .run import run
 
     path = Path(args.scenario) if args.scenario else default_scenario()
-    scen = sc.load(path)
+    scen = sc.load(path, sets=args.set)
     out = Path(args.out) if args.out else Path("results") / scen.name
     check_target(out)  # refuse now, not after the replications
     result = run(
@@ -168,7 +177,9 @@ def _cmd_compare(args) -> int:
     from .output import write_comparison
 
     base = sc.load(args.base)
-    alts = [sc.load(p) for p in args.alternatives]
+    alts = [sc.load(p, sets=args.set) for p in args.alternatives]
+    if args.set:  # an alternative changed on the command line is another scenario: say so in its name
+        alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
     out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
     check_target(out)  # refuse now, not after the replications
     cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
@@ -193,7 +204,7 @@ def _cmd_validate(args) -> int:
     from . import scenario as sc
 
     for path in args.scenarios:
-        scen = sc.load(path)
+        scen = sc.load(path, sets=args.set)
         for w in capacity.check(scen, allow_overload=True):
             print(f"bordersim: warning: {w}", file=sys.stderr)
         print(f"{path}: ok ({len(scen.nominal.gates)} gates, {len(scen.nominal.flows())} flows, "

@@ -216,6 +216,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             if k == f.acceptance:
                 continue
             capacity = f.lanes[k] * open_h
+            if f.lane_calendars[k] is not None:  # each lane by its own calendar
+                busy[k], capacity = lane_busy(rec.start[:, k], rec.end[:, k], rec.lane[:, k], f.lane_calendars[k], H)
             util_labels.append((f.gate, f.direction, "utilisation", name, ""))
             util_values.append(busy[k] / capacity if capacity > 0 else np.nan)
 
@@ -259,6 +261,20 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         daily_queue_end=queue_end, queue_by_hour={k: hour_mean[i] for i, k in enumerate(flow_keys)},
         tis_hist=tis_hist,
     )
+
+
+def lane_busy(start: np.ndarray, end: np.ndarray, lane: np.ndarray, calendars, horizon_h: float) -> tuple[float, float]:
+    """Lane-hours busy within each lane's own opening (a service that runs past its lane's
+    closing counts up to it) and the lane-hours open, for a stage whose lanes have calendars."""
+    busy = 0.0
+    for j, cal in enumerate(calendars):
+        sel = (lane == j) & (start < horizon_h)
+        s = start[sel]
+        e = np.where(np.isnan(end[sel]), horizon_h, end[sel])
+        iv = np.searchsorted(cal.ends, s, side="right")  # the open interval each service started in
+        closes = np.where(iv < cal.ends.size, cal.ends[np.minimum(iv, cal.ends.size - 1)], np.inf)
+        busy += float(np.sum(np.minimum(e, closes) - s))
+    return busy, sum(cal.open_hours() for cal in calendars)
 
 
 @nb.njit(cache=True)

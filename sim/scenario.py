@@ -273,6 +273,14 @@ class Scenario:
     def name(self) -> str:
         return self.nominal.name
 
+    def renamed(self, name: str) -> "Scenario":
+        """The same scenario under another name (results folders and comparisons tell them apart)."""
+        import dataclasses
+
+        raw = dict(self.raw)
+        raw["name"] = name
+        return dataclasses.replace(self, raw=raw, nominal=self.nominal.model_copy(update={"name": name}))
+
     def sample(self, rng_for: Callable[[str], np.random.Generator]) -> ScenarioModel:
         """A concrete scenario: each range drawn from the stream named ``param/<field>``."""
         return self.model_for(self.draw(rng_for))
@@ -400,7 +408,9 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
     values = pd.DataFrame(dict(zip(params, cells)), dtype=float)
     for i in range(len(table)):
         try:
-            build_model(substitute(raw, {by_name[c].path: float(values.iloc[i][c]) for c in params}), path)
+            row = {r.path: r.nominal() for r in ranges}  # the ranges the row does not set, at their middle
+            row.update({by_name[c].path: float(values.iloc[i][c]) for c in params})
+            build_model(substitute(raw, row), path)
         except ScenarioError as exc:
             raise ScenarioError(str(file), f"row {i + 1}: {exc.field}", exc.message) from None
     return str(file), values

@@ -72,9 +72,47 @@ def scenarios(draw):
                 "duration_h": {"dist": "uniform", "low": 1.0, "high": 10.0},
             }]
         gates[f"g{gi}"] = gate
-    return {
+    adjust = []
+    for gid, gate in gates.items():
+        if draw(st.booleans()):
+            adjust.append(draw(adjustment(gid, gate, start, days, len(adjust))))
+    out = {
         "name": "random",
         "horizon": {"start": start, "end": start + dt.timedelta(days=days - 1)},
         "classes": classes,
         "gates": gates,
     }
+    if adjust:
+        out["adjust"] = adjust
+    return out
+
+
+@st.composite
+def adjustment(draw, gid: str, gate: dict, start: dt.date, days: int, n: int):
+    """An adjustment of one gate: service, lanes, hours or limits, from a date or all horizon."""
+    first = draw(st.integers(0, days - 1))
+    span = {"from": start + dt.timedelta(days=first),
+            "until": start + dt.timedelta(days=draw(st.integers(first, days - 1)))}
+    dated = draw(st.booleans())
+    dirs = [d for d in ("exit", "entry") if d in gate]
+    limited = [d for d in dirs if "acceptance_limit" in gate[d]]
+    kinds = ["service", "lanes", "hours"] + (["acceptance_limit"] if limited else [])
+    what = draw(st.sampled_from(kinds))
+    out = {"id": f"a{n}", "what": what, "gates": [gid]}
+    if what == "service":
+        out["multiply"] = draw(st.sampled_from([0.5, 0.8, 1.5, 2.0]))
+        if draw(st.booleans()):
+            out["classes"] = [draw(st.sampled_from(gate["classes"]))]
+    elif what == "lanes":
+        out["set"] = draw(st.integers(0 if dated else 1, 3))
+    elif what == "hours":
+        out["set"] = draw(hours())["default"]
+    else:
+        out["directions"] = [draw(st.sampled_from(limited))]
+        out["set" if dated and draw(st.booleans()) else "multiply"] = (
+            draw(st.integers(0, 20)) if dated else draw(st.sampled_from([0.5, 2.0])))
+        if "set" in out and not dated:
+            out["set"] = max(out["set"], 1)
+    if dated:
+        out.update(span)
+    return out

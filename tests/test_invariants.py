@@ -23,11 +23,35 @@ from sim.scenario import WEEKDAYS
 from .helpers import metric, run_one
 from .strategies import scenarios
 
-def _open_naive(gate: dict, start: dt.date, t: float, direction: str, random_closed) -> bool:
+def _adjustments(raw: dict, gid: str, what: str, date: dt.date | None = None) -> list[dict]:
+    """The raw adjustments of one kind for a gate: those for all horizon (date None) or those
+    that hold on a date, in order."""
+    out = []
+    for a in raw.get("adjust", []):
+        if a["what"] != what or gid not in a.get("gates", [gid]):
+            continue
+        dated = "from" in a or "until" in a
+        if date is None and not dated or date is not None and dated and a["from"] <= date <= a["until"]:
+            out.append(a)
+    return out
+
+
+def _hours_on(raw: dict, gid: str, date: dt.date) -> list[str]:
+    """A gate's opening hours on a date, from the scenario dict: its own, those an adjustment
+    sets for all horizon, then those of the dated adjustments that hold that day."""
+    gate = raw["gates"][gid]
+    spec = gate["hours"].get(WEEKDAYS[date.weekday()], gate["hours"].get("default"))
+    for a in _adjustments(raw, gid, "hours") + _adjustments(raw, gid, "hours", date):
+        spec = a["set"]
+    return spec
+
+
+def _open_naive(raw: dict, gid: str, start: dt.date, t: float, direction: str, random_closed) -> bool:
     """May a service start at t? Computed from the scenario dict, not from the engine's calendar."""
+    gate = raw["gates"][gid]
     day = int(t // 24)
     date = start + dt.timedelta(days=day)
-    spec = gate["hours"].get(WEEKDAYS[date.weekday()], gate["hours"].get("default"))
+    spec = _hours_on(raw, gid, date)
     h = t - 24 * day
     in_hours = False
     for span in spec:
@@ -67,7 +91,12 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
         # a stage starts only after the previous one ended: all waits >= 0; services take their time
         assert np.all(rec.start[started] >= ready[started] - 1e-9)
         ended = ~np.isnan(rec.end)
-        assert np.allclose(rec.end[ended] - rec.start[ended], f.service[ended])
+        took = f.service.copy()
+        for k, factor in enumerate(f.service_factor):  # service times that change by date
+            if factor is not None:
+                day = np.floor((np.nan_to_num(rec.start[:, k]) + 1e-9) / 24).astype(int)
+                took[:, k] *= factor[f.vclass, np.minimum(day, factor.shape[1] - 1)]
+        assert np.allclose(rec.end[ended] - rec.start[ended], took[ended])
         # a vehicle cannot start a stage it has not reached
         assert not np.any(started & np.isnan(ready))
 
@@ -80,7 +109,17 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
             ok = ~np.isnan(s)
             # no service starts outside opening hours or inside a closure
             for t in s[ok]:
-                assert _open_naive(gate, start, t, f.direction, random_closed), (name, t)
+                assert _open_naive(raw, f.gate, start, t, f.direction, random_closed), (name, t)
+            if f.lane_calendars[k] is not None:  # lanes by date: lane j only while the stage has more than j
+                by_day = _lanes_by_day(raw, f.gate, f.direction, rep.model, name)
+                lane = rec.lane[:, k]
+                for t, j in zip(s[ok], lane[ok]):
+                    assert 0 <= j < by_day[int((t + 1e-9) // 24)], (name, t, j)
+                for j in np.unique(lane[ok]):  # one vehicle at a time on a lane
+                    mine = ok & (lane == j)
+                    o = np.argsort(s[mine])
+                    e = np.where(np.isnan(rec.end[mine, k]), np.inf, rec.end[mine, k])[o]
+                    assert np.all(s[mine][o][1:] >= e[:-1] - 1e-9)
             # FCFS within a class: among vehicles of equal priority, earlier-ready starts no later
             r = ready[:, k]
             for p in np.unique(f.priority):
@@ -118,6 +157,19 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
             assert abs(metric(result, g, d, "wait_p95_h") - exact) <= 0.0047 * exact + 1e-4
 
 
+def _lanes_by_day(raw: dict, gid: str, direction: str, model, stage: str) -> np.ndarray:
+    """A stage's lanes on each day: the model's, changed by the scenario dict's dated lane
+    adjustments that hold that day."""
+    days = model.horizon.days
+    start = model.horizon.start
+    lanes = {st.name: st.lanes for st in model.gates[gid].spec(direction).stages}
+    out = np.full(days, lanes[stage])
+    for d in range(days):
+        for a in _adjustments(raw, gid, "lanes", start + dt.timedelta(days=d)):
+            out[d] = a["set"]
+    return out
+
+
 def _check_where_the_waiting_happens(rec, result, rep) -> None:
     """Per-stage and per-class waits, the share held by the daily limit and the utilisation of
     each stage, against the per-vehicle record."""
@@ -144,19 +196,20 @@ def _check_where_the_waiting_happens(rec, result, rep) -> None:
         full = set(np.flatnonzero(passed >= f.quota[k][:passed.size]))
         held = [any(d in full for d in range(max(day(r), 0), day(t))) for r, t in zip(ready[ok, k], s[ok])]
         assert np.isclose(metric(result, f.gate, f.direction, "held_by_limit_share"), np.mean(held))
-    cal = f.calendar
     for k, name in enumerate(f.stage_names):
         if k == f.acceptance:
             continue
+        cals = f.lane_calendars[k] or [f.calendar] * f.lanes[k]  # each lane's calendar
         busy = 0.0
-        for t0, t1 in zip(rec.start[:, k], rec.end[:, k]):
+        for t0, t1, j in zip(rec.start[:, k], rec.end[:, k], rec.lane[:, k]):
             if t0 < H:
+                cal = cals[max(j, 0)]
                 t1 = H if np.isnan(t1) else t1
-                j = np.searchsorted(cal.ends, t0, side="right")  # the open interval the service starts in
-                busy += min(t1, cal.ends[j]) - t0
+                i = np.searchsorted(cal.ends, t0, side="right")  # the open interval the service starts in
+                busy += min(t1, cal.ends[i]) - t0
         util = metric(result, f.gate, f.direction, "utilisation", stage=name)
         assert util <= 1.0 + 1e-12
-        assert np.isclose(util, busy / (f.lanes[k] * cal.open_hours()))
+        assert np.isclose(util, busy / sum(c.open_hours() for c in cals))
 
 
 def _brute_queue_max(records, horizon_h) -> float:

@@ -36,6 +36,7 @@ class FlowRecord:
     inputs: FlowInputs
     start: np.ndarray  # (n, stages)
     end: np.ndarray  # (n, stages)
+    lane: np.ndarray | None = None  # (n, stages): the lane taken where lanes have calendars of their own, else -1
 
     @property
     def depart(self) -> np.ndarray:
@@ -140,10 +141,12 @@ class StagePool:
             ev.succeed(lane)
 
 
-def _vehicle(env, i, pools, service_row, priority, vclass, start, end):
+def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes):
     for k, pool in enumerate(pools):
         lane = yield pool.request(priority)
         start[i, k] = env.now
+        if lane is not None:
+            lanes[i, k] = lane
         took = pool.service_time(service_row[k], vclass)
         if took > 0:
             yield env.timeout(took)
@@ -151,13 +154,13 @@ def _vehicle(env, i, pools, service_row, priority, vclass, start, end):
         pool.release(lane)
 
 
-def _source(env, flow: FlowInputs, pools, start, end):
+def _source(env, flow: FlowInputs, pools, start, end, lanes):
     arrival, service, priority = flow.arrival, flow.service, flow.priority
     for i in range(flow.n):
         delay = arrival[i] - env.now
         if delay > 0:
             yield env.timeout(delay)
-        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end))
+        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end, lanes))
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
@@ -172,8 +175,9 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
         ]
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)
-        records.append(FlowRecord(flow, start, end))
+        lanes = np.full(shape, -1, np.int16)
+        records.append(FlowRecord(flow, start, end, lanes))
         if flow.n:
-            env.process(_source(env, flow, pools, start, end))
+            env.process(_source(env, flow, pools, start, end, lanes))
     env.run(until=rep.horizon_h)
     return records

@@ -66,7 +66,7 @@ def ready_order(ready, started):
 
 @nb.njit(cache=True)
 def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, starts, ends, lane_starts, lane_ends,
-               lane_off, factor, vclass, horizon, start_out, end_out, started):
+               lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out):
     """Start times, end times and start order of every vehicle at one stage.
 
     ready: when each vehicle reaches the stage; o_ready: the vehicles that do, by ready time
@@ -76,7 +76,8 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, start
     lane_starts/lane_ends[lane_off[j]:lane_off[j + 1]]; lane_off empty: none), and a stage
     whose service times change by date a factor per class and day (factor[vclass, day of the
     start]; empty: none). Start and end times stay NaN for vehicles that do not start (or end)
-    within the horizon; started[:count] lists the vehicles in start order; returns count.
+    within the horizon; started[:count] lists the vehicles in start order; returns count. A
+    stage with a calendar per lane records the lane each vehicle took in lane_out.
     """
     m = o_ready.size
     if n_levels == 1:  # one class of priority: the ready order is the service order
@@ -92,7 +93,7 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, start
             hi[lv] += 1
     if n_levels > 2 or lane_off.size > 0 or factor.size > 0:
         return _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, lane_starts,
-                             lane_ends, lane_off, factor, vclass, horizon, start_out, end_out, started)
+                             lane_ends, lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out)
     return _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, horizon, start_out, end_out,
                  started)
 
@@ -178,7 +179,7 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, h
 
 @nb.njit(cache=True)
 def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, lane_starts, lane_ends,
-                  lane_off, factor, vclass, horizon, start_out, end_out, started):
+                  lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out):
     """_pass for any number of priority levels (each level's next ready time in the array
     heads, inf when exhausted), and for stages whose lanes follow a schedule (each lane has its
     own calendar: lane j serves only while the stage has more than j lanes) or whose service
@@ -283,6 +284,8 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
         rank += 1
         if not unlimited:
             free[lane] = finish
+        if per_lane:
+            lane_out[i] = lane
         used += 1
         t_prev = t
     return rank
@@ -301,6 +304,7 @@ def run_flow(arrival, level, n_levels, vclass, service, lanes, quota, quota_on, 
     k_stages, n = service.shape
     start = np.full((k_stages, n), np.nan)
     end = np.full((k_stages, n), np.nan)
+    lane = np.full((k_stages, n), -1, np.int16)  # the lane taken, where lanes have calendars of their own
     ready = arrival
     o_ready = np.arange(n)  # arrivals are sorted; simultaneous ones in input order
     started = np.empty(n, np.int64)
@@ -310,8 +314,8 @@ def run_flow(arrival, level, n_levels, vclass, service, lanes, quota, quota_on, 
         count = stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k],
                            quota[k] if quota_on[k] else none_i, starts, ends, lane_starts, lane_ends,
                            lane_off[k] if lane_on[k] else none_i, factor[k] if factor_on[k] else none_f, vclass,
-                           horizon, start[k], end[k], started)
+                           horizon, start[k], end[k], started, lane[k])
         ready = end[k]
         if k < k_stages - 1:
             o_ready = ready_order(ready, started[:count])
-    return start, end
+    return start, end, lane

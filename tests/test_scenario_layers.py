@@ -1,0 +1,310 @@
+"""Scenarios a planner writes in a few lines: stable names, stages merged by name, adjustments,
+--set, and values that win over a fitted ensemble."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim import des, fast, from_dict, load
+from sim.cli import main
+from sim.experiment import replicate
+from sim.inputs import replication_inputs
+from sim.rng import replication_seed
+
+from .helpers import metric
+
+ROOT = Path(__file__).parent.parent
+BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
+FITTED = ROOT / "calibration" / "fitted_2022.toml"
+SMALL = Path(__file__).parent / "data" / "small_2022.toml"
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------ stable names
+
+
+def _flow(rep, gate, direction):
+    return next(f for f in rep.flows if (f.gate, f.direction) == (gate, direction))
+
+
+def test_inserting_a_step_or_a_stage_moves_no_other_input(tmp_path):
+    """A new demand step and a new stage leave every other input's name, its drawn value (its
+    stream) and the arrivals and service draws of every flow unchanged."""
+    child = _write(tmp_path, "child.toml", f'''extends = "{BASELINE}"
+name = "with_more"
+
+[[demand_steps]]
+id = "new_step"
+before = "exit_level"
+from = 2022-06-01
+factor = {{uniform = [0.9, 1.1]}}
+gates = ["hoanh_mo"]
+
+[[gates.bac_luan_2.exit.stages]]
+name = "scan"
+before = "customs"
+lanes = 2
+service_min = {{dist = "uniform", low = 1, high = {{uniform = [2, 4]}}}}
+''')
+    base, more = load(BASELINE), load(child)
+    names_base = [r.name() for r in base.ranges]
+    names_more = [r.name() for r in more.ranges]
+    assert set(names_base) < set(names_more)
+    assert set(names_more) - set(names_base) == {"demand_steps.new_step.factor",
+                                                 "gates.bac_luan_2.exit.stages.scan.service_min.high"}
+    for i in range(3):
+        seq = replication_seed(7, i)
+        a, b = replicate(base, 7, i).inputs, replicate(more, 7, i).inputs
+        assert {k: v for k, v in b.items() if k in a} == a  # every shared input drew the same value
+        ra, rb = replication_inputs(base, seq), replication_inputs(more, seq)
+        fa, fb = _flow(ra, "bac_luan_2", "exit"), _flow(rb, "bac_luan_2", "exit")
+        np.testing.assert_array_equal(fa.arrival, fb.arrival)
+        for name in fa.stage_names:  # the old stages' service draws, wherever the new one went
+            np.testing.assert_array_equal(fa.service[:, fa.stage_names.index(name)],
+                                          fb.service[:, fb.stage_names.index(name)])
+    assert [s.name for s in more.nominal.gates["bac_luan_2"].exit.stages] == ["scan", "customs", "border_guard"]
+    assert [s.id for s in more.nominal.demand_steps][:2] == ["new_step", "exit_level"]
+
+
+def test_ensemble_columns_follow_their_inputs_when_a_step_is_inserted(tmp_path):
+    """A child of the fitted baseline that inserts a demand step still takes the exit demand
+    level from the ensemble's exit-level column (by name, not by position)."""
+    child = _write(tmp_path, "child.toml", f'''extends = "{FITTED}"
+name = "fitted_plus_step"
+
+[[demand_steps]]
+id = "extra"
+before = "exit_level"
+from = 2022-06-01
+factor = 1.05
+gates = ["hoanh_mo"]
+''')
+    fitted, more = load(FITTED), load(child)
+    for i in range(4):
+        a, b = replicate(fitted, 3, i).inputs, replicate(more, 3, i).inputs
+        assert a == b
+        assert b["demand_steps.exit_level.factor"] in set(fitted.ensemble["demand_steps.exit_level.factor"])
+
+
+# ------------------------------------------------------------------ stages merge by name
+
+
+def test_a_child_listing_one_stage_keeps_the_others(tmp_path):
+    child = _write(tmp_path, "child.toml", f'''extends = "{BASELINE}"
+name = "faster_bl2_customs"
+
+[[gates.bac_luan_2.exit.stages]]
+name = "customs"
+lanes = 3
+''')
+    stages = load(child).nominal.gates["bac_luan_2"].exit.stages
+    assert [s.name for s in stages] == ["customs", "border_guard"]
+    assert stages[0].lanes == 3
+    assert stages[0].service_min == load(BASELINE).nominal.gates["bac_luan_2"].exit.stages[0].service_min
+
+
+def test_a_stage_is_removed_only_when_asked(tmp_path):
+    child = _write(tmp_path, "child.toml", f'''extends = "{BASELINE}"
+name = "no_quarantine"
+
+[[gates.bac_luan_2.entry.stages]]
+name = "quarantine"
+remove = true
+''')
+    assert [s.name for s in load(child).nominal.gates["bac_luan_2"].entry.stages] == ["border_guard", "customs"]
+    wrong = _write(tmp_path, "wrong.toml", f'''extends = "{BASELINE}"
+name = "wrong"
+
+[[gates.bac_luan_2.entry.stages]]
+name = "quarantin"
+remove = true
+''')
+    assert main(["validate", str(wrong)]) == 2
+
+
+def test_acceptance_is_a_reserved_stage_name(tmp_path, capsys):
+    bad = _write(tmp_path, "bad.toml", (Path(__file__).parent / "data" / "tiny.toml").read_text(encoding="utf-8")
+                 .replace('name = "customs"', 'name = "acceptance"'))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "reserved" in err and "stages" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ adjustments
+
+
+def test_customs_thirty_percent_faster_everywhere_in_four_lines(tmp_path):
+    child = _write(tmp_path, "child.toml", f'''extends = "{BASELINE}"
+name = "faster_customs"
+
+[[adjust]]
+id = "customs_faster"
+what = "service"
+stages = ["customs"]
+multiply = 0.7
+''')
+    base, fast_ = load(BASELINE).nominal, load(child).nominal
+    for g, d in base.flows():
+        for a, b in zip(base.gates[g].spec(d).stages, fast_.gates[g].spec(d).stages):
+            want = 0.7 if a.name == "customs" else 1.0
+            assert b.service_min.expected() == pytest.approx(want * a.service_min.expected())
+    cmp_child = replicate(load(child), 5, 0)
+    cmp_base = replicate(load(BASELINE), 5, 0)
+    assert metric(cmp_child, "all", "all", "wait_mean_h", stage="customs") < \
+        metric(cmp_base, "all", "all", "wait_mean_h", stage="customs")
+
+
+def test_an_adjustment_for_one_class_gives_it_its_own_service(tmp_path):
+    child = _write(tmp_path, "child.toml", f'''extends = "{BASELINE}"
+name = "green_lane_faster"
+
+[[adjust]]
+id = "green"
+what = "service"
+gates = ["km3_4"]
+classes = ["perishable"]
+multiply = 0.5
+''')
+    m = load(child).nominal
+    st = m.gates["km3_4"].exit.stages[0]
+    assert st.service_for("perishable").expected() == pytest.approx(0.5 * st.service_for("truck").expected())
+
+
+def _one_gate(**exit_extra) -> dict:
+    raw = {
+        "name": "one_gate",
+        "horizon": {"start": "2022-03-01", "end": "2022-03-20"},
+        "classes": {"truck": {"priority": 1}, "fruit": {"priority": 0}},
+        "gates": {"g": {
+            "name": "g", "classes": ["truck", "fruit"], "hours": {"default": ["07:00-19:00"]},
+            "exit": {"demand": {"truck": 40.0, "fruit": 10.0}, "acceptance_limit": 60, "initial_backlog": {"truck": 30},
+                     "stages": [{"name": "customs", "lanes": 2,
+                                 "service_min": {"dist": "lognormal", "mean": 20.0, "cv": 0.6}}]},
+        }},
+    }
+    raw["gates"]["g"]["exit"].update(exit_extra)
+    return raw
+
+
+def _both_engines(raw: dict, seed: int = 4):
+    rep = replication_inputs(from_dict(raw), replication_seed(seed, 0))
+    a, b = des.simulate(rep), fast.simulate(rep)
+    for x, y in zip(a, b):
+        for name in ("start", "end"):
+            u, v = getattr(x, name), getattr(y, name)
+            assert np.array_equal(np.isnan(u), np.isnan(v))
+            np.testing.assert_allclose(u[~np.isnan(u)], v[~np.isnan(v)], atol=1e-7)
+    return rep, b
+
+
+def test_a_limit_that_drops_on_a_date_is_respected_from_that_date_on():
+    raw = _one_gate()
+    raw["adjust"] = [{"id": "drop", "what": "acceptance_limit", "set": 5, "from": "2022-03-10"}]
+    rep, records = _both_engines(raw)
+    f, rec = records[0].inputs, records[0]
+    k = f.acceptance
+    s = rec.start[:, k]
+    per_day = np.bincount((s[~np.isnan(s)] // 24).astype(int), minlength=20)
+    assert per_day[:9].max() > 5  # before the drop the day's limit is 60
+    assert per_day[9:].max() <= 5 and per_day[9:].sum() > 0
+
+
+def test_fewer_lanes_from_a_date_serve_one_at_a_time():
+    raw = _one_gate()
+    raw["adjust"] = [{"id": "one_lane", "what": "lanes", "set": 1, "from": "2022-03-05", "until": "2022-03-12"},
+                     {"id": "shut", "what": "lanes", "set": 0, "from": "2022-03-14", "until": "2022-03-14"}]
+    rep, records = _both_engines(raw)
+    rec = records[0]
+    s, e, lane = rec.start[:, 0], rec.end[:, 0], rec.lane[:, 0]
+    ok = ~np.isnan(s)
+    day = (s[ok] // 24).astype(int)
+    assert set(lane[ok][(day >= 4) & (day <= 11)]) == {0}  # one lane on those days
+    assert not np.any(day == 13)  # no lane on the 14th
+    assert {0, 1} <= set(lane[ok][day < 4])
+    util = metric(replicate(from_dict(raw), 4, 0), "g", "exit", "utilisation", stage="customs")
+    assert 0 < util <= 1
+
+
+def test_hours_and_service_times_that_change_by_date():
+    raw = _one_gate()
+    raw["adjust"] = [{"id": "long_days", "what": "hours", "set": ["06:00-22:00"], "from": "2022-03-08"},
+                     {"id": "slow", "what": "service", "multiply": 2.0, "classes": ["truck"], "from": "2022-03-15"}]
+    rep, records = _both_engines(raw)
+    f, rec = records[0].inputs, records[0]
+    s = rec.start[:, 0]
+    ok = ~np.isnan(s) & ~np.isnan(rec.end[:, 0])
+    hour, day = s % 24, s // 24
+    assert np.all((hour[ok & (day < 7)] >= 7 - 1e-9) & (hour[ok & (day < 7)] < 19))
+    assert np.any(hour[ok & (day >= 7)] >= 19) or np.any(hour[ok & (day >= 7)] < 7)
+    took = rec.end[:, 0] - s
+    truck = f.vclass == f.classes.index("truck")
+    late = ok & (day >= 14)
+    np.testing.assert_allclose(took[late & truck], 2 * f.service[late & truck, 0])
+    np.testing.assert_allclose(took[late & ~truck], f.service[late & ~truck, 0])
+    np.testing.assert_allclose(took[ok & (day < 14)], f.service[ok & (day < 14), 0])
+
+
+def test_an_adjustment_that_matches_nothing_is_an_error(tmp_path, capsys):
+    child = _write(tmp_path, "child.toml", f'''extends = "{BASELINE}"
+name = "typo"
+
+[[adjust]]
+id = "x"
+what = "lanes"
+stages = ["custom"]
+set = 3
+''')
+    assert main(["validate", str(child)]) == 2
+    err = capsys.readouterr().err
+    assert "adjust.x" in err and "custom" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ --set and the ensemble
+
+
+def test_set_on_the_command_line_changes_one_input(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", str(SMALL), "--reps", "2", "--quiet", "--no-plots", "--out", str(out),
+            "--set", "gates.bac_luan_2.exit.stages.customs.lanes=4",
+            "--set", "gates.bac_luan_2.exit.acceptance_limit={uniform = [150, 160]}"]
+    assert main(args) == 0
+    m = load(SMALL, sets=args[-3:-2] + args[-1:]).nominal
+    assert m.gates["bac_luan_2"].exit.stages[0].lanes == 4
+    assert m.gates["bac_luan_2"].exit.acceptance_limit == 155
+    for bad in ("gates.bac_luan_2.exit.stages.custom.lanes=4", "gates.bac_luan_2.exit.stages.customs.lanes=0",
+                "gates.bac_luan_2.exit.stages.customs.lanes", "gates.nowhere.exit.demand.truck=3"):
+        rc = main(["run", str(SMALL), "--reps", "2", "--quiet", "--out", str(tmp_path / "bad"), "--set", bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and ("--set" in err or "lanes" in err), (bad, err)
+        assert not (tmp_path / "bad").exists()
+
+
+def test_a_range_a_child_sets_wins_over_the_ensemble_column(tmp_path):
+    """Extending the fitted baseline with Hoành Mô exit customs mean {uniform = [7, 10.5]}: the
+    replications draw it from that range, not from the ensemble (whose column it replaces)."""
+    child = _write(tmp_path, "child.toml", f'''extends = "{FITTED}"
+name = "faster_hoanh_mo"
+
+[[gates.hoanh_mo.exit.stages]]
+name = "customs"
+service_min = {{dist = "lognormal", mean = {{uniform = [7, 10.5]}}, cv = 0.5}}
+''')
+    scen = load(child)
+    col = "gates.hoanh_mo.exit.stages.customs.service_min.mean"
+    assert col in scen.overridden or col not in scen.ensemble.columns
+    drawn = [replicate(scen, 1, i).inputs[col] for i in range(8)]
+    assert all(7 <= v <= 10.5 for v in drawn)
+    fitted_col = load(FITTED).ensemble[col]
+    assert fitted_col.min() > 10  # the prior's range was [10, 15]: the child's values are its own
+    other = "demand_steps.exit_level.factor"  # the rest still comes from the ensemble
+    assert all(replicate(scen, 1, i).inputs[other] in set(load(FITTED).ensemble[other]) for i in range(4))
