@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +127,29 @@ def test_compare_command_writes_tables_and_plots(tmp_path, capsys):
     row = t[(t.gate == "bac_luan_2") & (t.direction == "exit") & (t.metric == "held_by_limit_share")
             & (t.stage == "") & (t["class"] == "")].iloc[0]
     assert row.diff_mean < 0 and row.excludes_zero  # a higher daily limit holds fewer vehicles back
+
+
+LIBRARY = sorted(p for p in (Path(__file__).parent.parent / "scenarios").glob("*.toml") if p.name != "baseline_2022.toml")
+
+
+def test_the_library_has_the_mission_questions():
+    names = {p.stem for p in LIBRARY}
+    assert {"km3_4_permanent_bridge", "bac_luan_2_more_lanes_longer_hours", "spillway_bridges", "faster_procedures",
+            "higher_acceptance_limits", "expressway_demand_growth", "normal_operations_2023"} <= names
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
+def test_each_library_scenario_changes_what_its_header_promises(path):
+    """A short run of the scenario against the one it extends (common random numbers): every
+    promise in its [[expect]] list holds in sign."""
+    import tomllib
+
+    scen = load(path)
+    assert scen.nominal.expect, f"{path.name} promises nothing"
+    parent = load(path.parent / tomllib.loads(path.read_text(encoding="utf-8"))["extends"])
+    cmp = compare(parent, [scen], reps=6, seed=5, workers=1, progress=False)
+    t = cmp.table
+    for e in scen.nominal.expect:
+        row = t[(t.gate == e.gate) & (t.direction == e.direction) & (t.metric == e.metric) & (t.stage == "")
+                & (t["class"] == "")].iloc[0]
+        assert (row.diff_mean < 0) if e.change == "decrease" else (row.diff_mean > 0), (e, row.to_dict())
