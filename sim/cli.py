@@ -140,7 +140,7 @@ def summary_table(summary: pd.DataFrame) -> str:
 def _cmd_run(args) -> int:
     from . import scenario as sc
     from .outdir import check_target
-    from .output import write_run
+    from .output import prepare_writing, write_run
     from .run import run
 
     path = Path(args.scenario) if args.scenario else default_scenario()
@@ -150,6 +150,7 @@ def _cmd_run(args) -> int:
     result = run(
         scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
         allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
+        while_waiting=lambda: prepare_writing(not args.no_plots),
     )
     written = write_run(result, out, make_plots=not args.no_plots)
     if not args.quiet:

@@ -12,7 +12,7 @@ differences are tight. ``run``, ``compare``, the calibration and sweeps all go t
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -73,13 +73,16 @@ def chunk_size(total: int, workers: int) -> int:
 
 def run_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fast",
                executor: Executor | None = None, workers: int | None = None, progress: bool | None = None,
-               chunk: int | None = None, desc: str = "replications") -> list[list[ReplicationResult]]:
+               chunk: int | None = None, desc: str = "replications",
+               while_waiting: Callable[[], None] | None = None) -> list[list[ReplicationResult]]:
     """Replications 0..reps-1 of every point; out[p][i] is point p's replication i. The result
     is the same whatever the executor, the number of workers and the chunk size.
 
     executor: any concurrent.futures.Executor (its ``map`` is all that is used); None: a local
     pool of ``workers`` bordersim processes (one per core by default), or this process alone
-    when one worker suffices. progress None: a bar when stderr is a terminal."""
+    when one worker suffices. progress None: a bar when stderr is a terminal. while_waiting:
+    called once the work is handed to other processes (for what this one can prepare
+    meanwhile, such as importing what writing the results needs), or first when it is not."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     if reps < 1:
@@ -95,17 +98,22 @@ def run_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fas
     bar = tqdm(total=total, desc=desc, unit="rep", disable=None if progress is None else not progress,
                file=sys.stderr)
     try:
+        wait = while_waiting or (lambda: None)
         if executor is not None:
             results = executor.map(_run_task, [points[t.point] for t in tasks], tasks,
                                    [seed] * len(tasks), [engine] * len(tasks))
+            wait()
             _collect(results, out, bar)
         elif workers == 1:
+            wait()
             with threadpool_limits(limits=1):  # as in a worker: no BLAS threads spinning beside us
                 _collect((_run_task(points[t.point], t, seed, engine) for t in tasks), out, bar)
         else:
             with local_pool(workers) as pool:
-                _collect(pool.map(_run_task, [points[t.point] for t in tasks], tasks,
-                                  [seed] * len(tasks), [engine] * len(tasks)), out, bar)
+                results = pool.map(_run_task, [points[t.point] for t in tasks], tasks,
+                                   [seed] * len(tasks), [engine] * len(tasks))
+                wait()  # the workers are started (forked) by now: an import here is not theirs to inherit
+                _collect(results, out, bar)
     finally:
         bar.close()
     return out

@@ -23,7 +23,6 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # the t quantile; scipy.stats would add a second to start-up
 
 from .des.engine import FlowRecord
 from .inputs import ReplicationInputs
@@ -318,6 +317,8 @@ def describe(m: np.ndarray, level: float = 0.95, low: np.ndarray | float | None 
     the replications (their spread), the standard deviation and the count. low / high: the
     range the values lie in; the interval of the mean is cut to it (the mean of values >= 0 is
     >= 0, so a bound below 0 says nothing), the values themselves are never changed."""
+    from scipy.special import stdtrit  # the t quantile (scipy.stats would add a second to start-up)
+
     m = np.asarray(m, dtype=float)
     ok = ~np.isnan(m)
     n = ok.sum(axis=0)

@@ -11,6 +11,18 @@ from .run import RunResult
 from .workers import available_cores, local_pool
 
 
+def prepare_writing(make_plots: bool = True) -> None:
+    """Import what writing results needs (interval quantiles, pyarrow, matplotlib): a second or
+    two a run can spend while its workers simulate, rather than after them."""
+    import pyarrow.csv  # noqa: F401
+    from scipy.special import stdtrit  # noqa: F401
+
+    if make_plots:
+        from . import plots
+
+        plots.warm_up()
+
+
 def write_large_csv(table, path: Path) -> None:
     """A long machine-read table (per_replication.csv: a row per metric and replication) with
     pyarrow's CSV writer, ten times pandas' speed; floats in full precision, NaN as empty."""

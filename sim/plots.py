@@ -14,6 +14,17 @@ import pandas as pd  # noqa: E402
 ALL = "all"
 
 
+def warm_up() -> None:
+    """Draw and render a small figure once: the fonts and renderer a first figure loads (about a
+    third of a second), done before drawing processes are forked, so that they inherit them."""
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1], label="x")
+    ax.set_title("warm-up")
+    ax.legend()
+    fig.canvas.draw()
+    plt.close(fig)
+
+
 def _gate_names(names: dict[str, str], gate: str) -> str:
     return names.get(gate, gate)
 

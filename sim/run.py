@@ -118,6 +118,7 @@ def run(
     progress: bool | None = None,
     chunk_size: int | None = None,
     warn=None,
+    while_waiting=None,
 ) -> RunResult:
     """Run ``reps`` replications; the result is the same whatever ``workers`` and ``chunk_size`` are.
 
@@ -137,5 +138,5 @@ def run(
     tune_allocator()
     t0 = time.perf_counter()
     results = run_design([Point(scenario)], reps, seed, engine, workers=workers, progress=progress,
-                         chunk=chunk_size, desc=f"{scenario.name} ({engine})")[0]
+                         chunk=chunk_size, desc=f"{scenario.name} ({engine})", while_waiting=while_waiting)[0]
     return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)

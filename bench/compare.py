@@ -1,0 +1,55 @@
+"""Benchmark: `bordersim compare` of the calibrated baseline against three library scenarios,
+against four times a single run, end to end through the CLI, in one run of this script.
+
+    python bench/compare.py            # 200 replications each (a few minutes)
+    python bench/compare.py --reps 20  # a smoke test
+
+Target (issue 10): the comparison of four scenarios takes no more than 4x one 200-replication run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ROOT / "calibration" / "fitted_2022.toml"
+ALTS = [ROOT / "scenarios" / f"{n}.toml" for n in
+        ("km3_4_permanent_bridge", "faster_procedures", "higher_acceptance_limits")]
+
+
+def bordersim() -> list[str]:
+    exe = Path(sys.executable).with_name("bordersim")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sim.cli"]
+
+
+def timed(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(bordersim() + args, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"bordersim {' '.join(args)} failed: {proc.stderr.strip()}")
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=200)
+    reps = ap.parse_args().reps
+    with tempfile.TemporaryDirectory(prefix="bordersim-bench-") as tmp:
+        work = Path(tmp)
+        timed(["run", str(BASE), "--reps", "2", "--quiet", "--out", str(work / "warm")])  # numba's cache filled
+        single = timed(["run", str(BASE), "--reps", str(reps), "--quiet", "--out", str(work / "single")])
+        both = timed(["compare", str(BASE), *map(str, ALTS), "--reps", str(reps), "--quiet", "--out",
+                      str(work / "compare")])
+    print(f"bordersim run {BASE.relative_to(ROOT)} --reps {reps}: {single:.1f} s")
+    print(f"bordersim compare (base + {len(ALTS)} alternatives) --reps {reps}: {both:.1f} s "
+          f"= {both / single:.2f}x the single run (target <= 4x)")
+
+
+if __name__ == "__main__":
+    main()
