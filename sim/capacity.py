@@ -38,9 +38,16 @@ class Load:
 
 
 def _open_days(cal) -> np.ndarray:
-    """The days (indices) on which a calendar has some open time."""
-    return np.unique(np.concatenate([np.arange(int(s // 24), int(np.ceil(e / 24)))
-                                     for s, e in zip(cal.starts, cal.ends)] or [np.zeros(0, int)]))
+    """The days (indices) on which a calendar has some open time: the union of each open
+    span's days [start // 24, ceil(end / 24)), marked at once (a sweep checks every point)."""
+    if len(cal.starts) == 0:
+        return np.zeros(0, int)
+    first = (np.asarray(cal.starts, float) // 24).astype(np.int64)
+    last = np.ceil(np.asarray(cal.ends, float) / 24).astype(np.int64)
+    marks = np.zeros(int(max(last.max(), first.max())) + 2, np.int64)
+    np.add.at(marks, first, 1)
+    np.add.at(marks, last, -1)
+    return np.flatnonzero(np.cumsum(marks)[:-1] > 0)
 
 
 def loads(scenario: Scenario) -> list[Load]:

@@ -91,6 +91,38 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                     help="as for run, applied to every alternative (not the base): a quick what-if is "
                          "'compare BASE BASE --set ...'")
+    sw = sub.add_parser("sweep", help="run a design of parameter points on common random numbers; sensitivity")
+    sw.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: scenarios/{BASELINE})")
+    sw.add_argument("--param", action="append", default=[], metavar="PATH=SPEC",
+                    help="an input to vary, by its name (as validate lists them), SPEC a list 1,2,3, an integer "
+                         "range 1..4 or an interval 5:40; PATH alone: an uncertain input over its own range; "
+                         "repeatable; none: every uncertain input of the scenario over its range")
+    sw.add_argument("--design", choices=("grid", "lhs", "sobol", "morris"),
+                    help="grid (every combination of the lists; the default when every SPEC is a list), lhs "
+                         "(Latin hypercube), sobol (Saltelli's design, Sobol indices; the default otherwise), "
+                         "morris (Morris screening)")
+    sw.add_argument("--points", type=_whole_number(1),
+                    help="lhs: points (default 100); sobol: base N, a power of two, giving N x (params + 2) points "
+                         "(default 16); morris: trajectories, N x (params + 1) points (default 10)")
+    sw.add_argument("--reps", type=_whole_number(1), default=20, help="replications per point (default 20)")
+    sw.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED,
+                    help=f"root seed of the replications and of the design (default {DEFAULT_SEED})")
+    sw.add_argument("--out", help="output folder; rerunning the same command resumes it (default results/sweep_<scenario>/)")
+    sw.add_argument("--workers", type=_whole_number(1),
+                    help="parallel processes (default: one per core; with --scheduler dask, the LocalCluster's)")
+    sw.add_argument("--scheduler", choices=("local", "dask"),
+                    help="local: a pool of processes on this machine (default); dask: a Dask cluster")
+    sw.add_argument("--address", help="with --scheduler dask: a running scheduler, tcp://HOST:PORT "
+                                      "(default: a LocalCluster on this machine)")
+    sw.add_argument("--output", action="append", default=[], metavar="METRIC[@GATE]",
+                    help="an output for the sensitivity and the plots (default: time_in_system_mean_h of every gate); "
+                         "repeatable")
+    sw.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or des")
+    sw.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    sw.add_argument("--allow-overload", action="store_true",
+                    help="run points whose demand exceeds a stage's capacity over the horizon")
+    sw.add_argument("--no-plots", action="store_true", help="write tables only")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
     v.add_argument("scenarios", nargs="+")
     v.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
@@ -200,6 +232,40 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .sweep import sweep, sweep_report
+
+    path = Path(args.scenario) if args.scenario else default_scenario()
+    out = Path(args.out) if args.out else None
+    if out is None:
+        from . import scenario as sc
+
+        out = Path("results") / f"sweep_{sc.load(path, sets=args.set).name}"
+    state = {}
+
+    def started(done: int, todo: int) -> None:
+        state["started"] = True
+        if done and not args.quiet:
+            print(f"resuming {out}/: {done} points done before, {todo} to run", flush=True)
+
+    try:
+        result = sweep(path, params=args.param, design=args.design, points=args.points, reps=args.reps,
+                       seed=args.seed, engine=args.engine, out=out, workers=args.workers, scheduler=args.scheduler,
+                       address=args.address, outputs=args.output, sets=args.set, allow_overload=args.allow_overload,
+                       make_plots=not args.no_plots, progress=False if args.quiet else None, warn=_warn,
+                       on_start=started)
+    except KeyboardInterrupt as exc:
+        if not state.get("started"):
+            raise
+        kind = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"bordersim: {kind}; the points finished so far are kept in {out}/: run the same command to resume",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    if not args.quiet:
+        print(sweep_report(result))
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from . import capacity
     from . import scenario as sc
@@ -283,7 +349,8 @@ def _dispatch(args) -> int:
     handle_term = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
-        commands = {"run": _cmd_run, "compare": _cmd_compare, "validate": _cmd_validate, "calibrate": _cmd_calibrate}
+        commands = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "validate": _cmd_validate,
+                    "calibrate": _cmd_calibrate}
         return commands[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)

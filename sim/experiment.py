@@ -11,8 +11,9 @@ differences are tight. ``run``, ``compare``, the calibration and sweeps all go t
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -59,11 +60,15 @@ class _Task:
     last: int
 
 
-def _run_task(point: Point, task: _Task, seed: int, engine: str) -> tuple[_Task, list[ReplicationResult]]:
-    """A chunk of replications of one point: the work one executor task does."""
+def _run_task(point: Point, task: _Task, seed: int, engine: str,
+              keep: Callable[[ReplicationResult], ReplicationResult] | None = None
+              ) -> tuple[_Task, list[ReplicationResult]]:
+    """A chunk of replications of one point: the work one executor task does. ``keep``, if
+    given, is applied to each result in the worker (what a sweep hands back: its values only)."""
     prepare_process()
     values = dict(point.values) or None
-    return task, [replicate(point.scenario, seed, i, engine, values) for i in range(task.first, task.last)]
+    out = [replicate(point.scenario, seed, i, engine, values) for i in range(task.first, task.last)]
+    return task, out if keep is None else [keep(r) for r in out]
 
 
 def chunk_size(total: int, workers: int) -> int:
@@ -83,6 +88,26 @@ def run_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fas
     when one worker suffices. progress None: a bar when stderr is a terminal. while_waiting:
     called once the work is handed to other processes (for what this one can prepare
     meanwhile, such as importing what writing the results needs), or first when it is not."""
+    out: list[list[ReplicationResult]] = [[] for _ in points]
+    with contextlib.closing(iter_design(points, reps, seed, engine, executor, workers, progress, chunk, desc,
+                                        while_waiting)) as done:
+        for p, results in done:
+            out[p] = results
+    return out
+
+
+def iter_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fast",
+                executor: Executor | None = None, workers: int | None = None, progress: bool | None = None,
+                chunk: int | None = None, desc: str = "replications",
+                while_waiting: Callable[[], None] | None = None,
+                keep: Callable[[ReplicationResult], ReplicationResult] | None = None,
+                unit: str = "rep") -> Iterator[tuple[int, list[ReplicationResult]]]:
+    """run_design as a stream: yields (p, point p's replications 0..reps-1) as soon as all of a
+    point's replications are in, in the order of ``points``, and keeps nothing it has yielded
+    (a sweep of thousands of points writes them as they come). keep: applied to each result
+    in the worker (a module-level function, as it travels to the workers); unit: what the
+    progress bar counts, "rep" or "point". Close the generator (contextlib.closing) to stop
+    the workers early."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     if reps < 1:
@@ -94,32 +119,41 @@ def run_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fas
         workers = workers or 1
     size = chunk or chunk_size(total, workers)
     tasks = [_Task(p, i, min(i + size, reps)) for p in range(len(points)) for i in range(0, reps, size)]
-    out: list[list[ReplicationResult | None]] = [[None] * reps for _ in points]
-    bar = tqdm(total=total, desc=desc, unit="rep", disable=None if progress is None else not progress,
-               file=sys.stderr)
+    args = ([points[t.point] for t in tasks], tasks, [seed] * len(tasks), [engine] * len(tasks),
+            [keep] * len(tasks))
+    bar = tqdm(total=total if unit == "rep" else len(points), desc=desc, unit=unit,
+               disable=None if progress is None else not progress, file=sys.stderr)
     try:
         wait = while_waiting or (lambda: None)
         if executor is not None:
-            results = executor.map(_run_task, [points[t.point] for t in tasks], tasks,
-                                   [seed] * len(tasks), [engine] * len(tasks))
+            results = executor.map(_run_task, *args)
             wait()
-            _collect(results, out, bar)
+            yield from _collect(results, reps, bar, unit)
         elif workers == 1:
             wait()
             with threadpool_limits(limits=1):  # as in a worker: no BLAS threads spinning beside us
-                _collect((_run_task(points[t.point], t, seed, engine) for t in tasks), out, bar)
+                yield from _collect(map(_run_task, *args), reps, bar, unit)
         else:
             with local_pool(workers) as pool:
-                results = pool.map(_run_task, [points[t.point] for t in tasks], tasks,
-                                   [seed] * len(tasks), [engine] * len(tasks))
+                results = pool.map(_run_task, *args)
                 wait()  # the workers are started (forked) by now: an import here is not theirs to inherit
-                _collect(results, out, bar)
+                yield from _collect(results, reps, bar, unit)
     finally:
         bar.close()
-    return out
 
 
-def _collect(results, out, bar) -> None:
+def _collect(results, reps: int, bar, unit: str) -> Iterator[tuple[int, list[ReplicationResult]]]:
+    """Gather the tasks' results by point; yield each point once all its replications are in."""
+    pending: dict[int, list[ReplicationResult | None]] = {}
+    missing: dict[int, int] = {}
     for task, chunk_results in results:
-        out[task.point][task.first:task.last] = chunk_results
-        bar.update(len(chunk_results))
+        got = pending.setdefault(task.point, [None] * reps)
+        got[task.first:task.last] = chunk_results
+        missing[task.point] = missing.get(task.point, reps) - len(chunk_results)
+        if unit == "rep":
+            bar.update(len(chunk_results))
+        if missing[task.point] == 0:
+            del missing[task.point]
+            if unit != "rep":
+                bar.update(1)
+            yield task.point, pending.pop(task.point)

@@ -1,0 +1,59 @@
+"""Running a design on a Dask distributed cluster (imported only when a sweep asks for Dask).
+
+``dask_executor`` connects to the scheduler at an address (a cluster someone started with
+``dask scheduler`` / ``dask worker``, on this machine or others) or starts a ``LocalCluster``
+of one-thread worker processes, and yields ``client.get_executor()``: a
+concurrent.futures.Executor that sim.experiment runs replications on as it does on the local
+pool. The results do not depend on it: a replication is a pure function of the scenario, the
+input values, the seed and its index. The worker plugin limits native thread pools (BLAS,
+OpenMP) to one thread in every worker of the cluster, as the local pool's workers are, so
+that no worker's idle BLAS threads take the cores of the others. The workers need bordersim
+installed (the same version: the tasks refer to its functions by name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .errors import BordersimError, shorten
+from .workers import limit_native_threads, tune_allocator
+
+PLUGIN_NAME = "bordersim-native-threads"
+
+
+class NativeThreads(WorkerPlugin):
+    """One thread per native pool and glibc's allocator tuned, in each worker when it starts
+    (and in those already running when the plugin is registered)."""
+
+    def setup(self, worker=None):
+        tune_allocator()
+        limit_native_threads()
+
+
+class DaskError(BordersimError):
+    """A Dask cluster that cannot be reached."""
+
+
+@contextlib.contextmanager
+def dask_executor(address: str | None, workers: int, connect_timeout: str = "15s") -> Iterator[tuple[object, int]]:
+    """(an Executor on the cluster, the number of worker threads it has); a LocalCluster of
+    ``workers`` processes (one thread each) when no address is given, closed at the end."""
+    with contextlib.ExitStack() as stack:
+        if address:
+            try:
+                client = stack.enter_context(Client(address, timeout=connect_timeout))
+            except (OSError, TimeoutError) as exc:
+                raise DaskError(None, "--address", f"no Dask scheduler answers at {shorten(address)} "
+                                                   f"({shorten(exc, 160)})") from None
+        else:
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+        client.register_plugin(NativeThreads(), name=PLUGIN_NAME)
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        yield client.get_executor(pure=False), max(1, threads)

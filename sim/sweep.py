@@ -1,0 +1,942 @@
+"""Parameter sweeps: designs over a scenario's inputs, run on common random numbers, resumable.
+
+A sweep varies some inputs of a scenario, named as the scenario names them
+(``gates.km3_4.exit.stages.customs.lanes``, ``demand_steps.exit_level.factor``), over a design
+(a full grid, a Latin hypercube, Saltelli's design for Sobol indices or Morris trajectories),
+runs replications 0..R-1 of every point with the same seeds (replication i draws every input
+the design does not fix identically at every point: common random numbers), and summarises
+each point's outputs as ``bordersim run`` does (mean, 95 % interval, spread).
+
+How an input becomes a sweep parameter: the scenario is derived once, with every swept path
+turned into an uncertain range spanning its values (a ``--set`` layer ``{uniform = [lo, hi]}``,
+validated like any file), so every point is ``Point(derived, {name: value})`` on one shared
+scenario; a plain number (lanes = 2) is swept as readily as an uncertain input. Integer fields
+(lanes, limits, backlogs) take whole numbers: the design's values for them are rounded, as the
+scenario rules round sampled values, and the table shows the value the model used.
+
+Designs are drawn in the unit cube (SALib's samplers) and mapped to each parameter's values
+(a list or integer range by equal shares, an interval linearly, a scenario's own triangular
+range by its inverse distribution), so the sensitivity indices (sim.sensitivity) are read off
+the same unit design.
+
+A sweep with an output folder is resumable: the folder holds ``sweep.json`` (the command, with
+the scenario's content hash and the design's), and ``chunks/chunk-NNNNN.parquet``, each the
+summarised points of one chunk, written whole (temporary file, then rename); a sweep started
+again with the same command runs only the chunks missing, a different command is refused. The
+final table is assembled from the chunks, so it is the same however often the sweep stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import capacity
+from .errors import BordersimError, OutputError, ScenarioError, shorten
+from .experiment import ENGINES, Point, iter_design
+from .metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
+from .outdir import MARKER, _is_ours, atomic_dir, atomic_file, check_target, version
+from .ranges import Range
+from .scenario import Layer, Scenario, from_dict, load, merge_layers, set_layer
+from .workers import resolve_workers
+
+DESIGNS = ("grid", "lhs", "sobol", "morris")
+SCHEDULERS = ("local", "dask")
+DEFAULT_POINTS = {"lhs": 100, "sobol": 16, "morris": 10}  # lhs: points; sobol: base N; morris: trajectories
+MORRIS_LEVELS = 4
+MAX_POINTS = 100_000  # a table row per point and output: 100,000 points are some 40 M rows
+MAX_REPS = 1_000_000
+MAX_LIST = 10_000  # values of one list or integer range
+CHUNK_REPS = 2_000  # replications a chunk of points holds at most (about a minute and a half on one core)
+STAT_COLUMNS = ["mean", "ci_low", "ci_high", "p05", "p95", "std", "n"]
+LABELS = SUMMARY_COLUMNS[:5]  # gate, direction, metric, stage, class
+OUTPUT_METRICS = GROUP_METRICS + ("held_by_limit_share",)
+DEFAULT_OUTPUT = "time_in_system_mean_h"
+SPEC_FILE = "sweep.json"
+CHUNKS = "chunks"
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_INTEGER = r"[+-]?\d+"
+_CHUNK_NAME = re.compile(r"chunk-(\d{5,})\.parquet")
+_CHUNK_TMP = re.compile(r"\.chunk-\d{5,}\.parquet\.tmp-[0-9a-f]{8}")
+
+
+class SweepError(BordersimError):
+    """A sweep that cannot be run as asked: a bad path, spec, design, output or folder."""
+
+
+# ------------------------------------------------------------------ parameters
+
+
+@dataclass(frozen=True)
+class Param:
+    """One swept input: its stable name and the values the design may give it.
+
+    kind: ``list`` (the values given), ``int_range`` (a..b, every whole number between),
+    ``interval`` (lo:hi, continuous) or ``range`` (the scenario's own uncertain range:
+    ``dist`` uniform or triangular, ``values`` as in the file). integer: the field takes whole
+    numbers (set from the scenario when the sweep is derived)."""
+
+    name: str
+    kind: str
+    values: tuple[float, ...]
+    spec: str = ""
+    integer: bool = False
+    dist: str = "uniform"
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("list", "int_range")
+
+    def low(self) -> float:
+        return min(self.values) if self.discrete else self.values[0]
+
+    def high(self) -> float:
+        return max(self.values) if self.discrete else self.values[-1]
+
+    def levels(self) -> list[float] | None:
+        """The values of a grid axis (None: continuous, no grid)."""
+        return list(self.values) if self.discrete else None
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Values for points of the unit interval: a list or integer range by equal shares of
+        [0, 1], an interval linearly, a triangular range by its inverse distribution; rounded
+        to whole numbers for an integer field (as the scenario rounds sampled values)."""
+        u = np.asarray(u, dtype=float)
+        if self.discrete:
+            k = len(self.values)
+            return np.asarray(self.values, float)[np.clip(np.floor(u * k).astype(np.int64), 0, k - 1)]
+        if self.kind == "range" and self.dist == "triangular":
+            lo, mode, hi = self.values
+            out = np.full(u.shape, lo, float)
+            if hi > lo:
+                cut = (mode - lo) / (hi - lo)
+                left = u < cut
+                out = np.where(left, lo + np.sqrt(u * (hi - lo) * (mode - lo)),
+                               hi - np.sqrt(np.maximum(1 - u, 0) * (hi - lo) * (hi - mode)))
+        else:
+            lo, hi = self.values[0], self.values[-1]
+            out = lo + u * (hi - lo)
+        return np.array([float(round(v)) for v in out]) if self.integer else out
+
+    def identity(self) -> dict:
+        """What the sweep's identity (sweep.json) records of it."""
+        return {"name": self.name, "kind": self.kind, "values": list(self.values), "dist": self.dist}
+
+    def describe_values(self) -> str:
+        if self.kind == "range":
+            return f"{self.dist} {list(self.values)} (the scenario's range)"
+        if self.kind == "interval":
+            return f"{self.values[0]:g}:{self.values[1]:g}"
+        return ",".join(f"{v:g}" for v in self.values)
+
+
+def parse_param(text: str) -> tuple[str, str | None]:
+    """``PATH=SPEC`` or ``PATH`` (its own uncertain range) -> (path, spec or None)."""
+    path, sep, spec = text.partition("=")
+    path = path.strip()
+    if not path or (sep and not spec.strip()):
+        raise SweepError(None, "--param", f"'{shorten(text)}' is not PATH=SPEC (e.g. "
+                                          "gates.km3_4.exit.stages.customs.lanes=1,2,3) or the PATH of an "
+                                          "uncertain input")
+    return path, (spec.strip() if sep else None)
+
+
+def parse_spec(name: str, spec: str) -> Param:
+    """A SPEC: a list ``1,2,3`` (or one value), an integer range ``1..4`` or an interval ``5:40``."""
+    where = f"--param {shorten(name, 120)}"
+    form = "a list (1,2,3), an integer range (1..4) or an interval (5:40)"
+    text = spec.replace(" ", "")
+    if ".." in text:
+        a, _, b = text.partition("..")
+        if not (re.fullmatch(_INTEGER, a) and re.fullmatch(_INTEGER, b)):
+            raise SweepError(None, where, f"'{shorten(spec)}' is not an integer range: whole numbers a..b, e.g. 1..4")
+        lo, hi = int(a), int(b)
+        if lo > hi:
+            raise SweepError(None, where, f"the integer range {lo}..{hi} is empty: it needs a <= b")
+        if hi - lo + 1 > MAX_LIST:
+            raise SweepError(None, where, f"the integer range {lo}..{hi} has {hi - lo + 1:,} values; "
+                                          f"at most {MAX_LIST:,}; for a wide range use an interval {lo}:{hi}")
+        return Param(name, "int_range", tuple(float(v) for v in range(lo, hi + 1)), spec)
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 2 or not all(re.fullmatch(_NUMBER, p) for p in parts):
+            raise SweepError(None, where, f"'{shorten(spec)}' is not an interval: two numbers lo:hi, e.g. 5:40")
+        lo, hi = (_finite(p, where) for p in parts)
+        if not lo < hi:
+            raise SweepError(None, where, f"the interval {parts[0]}:{parts[1]} needs lo < hi")
+        return Param(name, "interval", (lo, hi), spec)
+    items = text.split(",")
+    if not all(re.fullmatch(_NUMBER, p) for p in items):
+        raise SweepError(None, where, f"'{shorten(spec)}' is not {form}")
+    if len(items) > MAX_LIST:
+        raise SweepError(None, where, f"lists {len(items):,} values; at most {MAX_LIST:,}")
+    values = tuple(_finite(p, where) for p in items)
+    dup = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if dup is not None:
+        raise SweepError(None, where, f"lists the value {dup:g} twice")
+    return Param(name, "list", values, spec)
+
+
+def _finite(text: str, where: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise SweepError(None, where, f"{shorten(text)} is not a finite number")
+    return value
+
+
+# ------------------------------------------------------------------ the derived scenario
+
+
+def derive(scenario: Scenario, params: Sequence[tuple[str, str | None]]) -> tuple[Scenario, list[Param]]:
+    """The scenario in which every swept input is an uncertain range over its values, and the
+    parameters with their kinds settled (a PATH alone: its own range) and integer fields
+    marked. Without params: the scenario's own uncertain inputs over their ranges. Each bad
+    path or spec is one SweepError naming ``--param PATH``."""
+    if not params:
+        if not scenario.ranges:
+            raise SweepError(scenario.path, "--param", "the scenario has no uncertain inputs to sweep; name inputs "
+                                                       "with --param PATH=SPEC")
+        out = [_own_range(scenario, r.name()) for r in scenario.ranges]
+        return scenario, _mark_integers(scenario, out)
+    names = [p for p, _ in params]
+    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:
+        raise SweepError(None, f"--param {shorten(dup, 120)}", "is given twice; give each input once")
+    parsed: list[Param | None] = [None if spec is None else parse_spec(path, spec) for path, spec in params]
+    assignments = []
+    for (path, _spec), p in zip(params, parsed):
+        if p is None:
+            continue
+        rng = f"{{uniform = [{_toml_number(p.low())}, {_toml_number(p.high())}]}}"
+        assignments.append((path, f"{path}={rng}"))
+    base_layers = list(scenario.layers) or [Layer(scenario.path, scenario.raw)]
+    merged = merge_layers(base_layers)
+    for path, assignment in assignments:  # each alone first: an error names its own --param
+        try:
+            layer = set_layer([assignment], merged, scenario.path)
+            _from_layers(scenario, base_layers + [layer])
+        except ScenarioError as exc:
+            raise _param_error(path, exc) from None
+    try:
+        layers = base_layers + ([set_layer([a for _, a in assignments], merged, scenario.path)] if assignments else [])
+        derived = _from_layers(scenario, layers)
+    except ScenarioError as exc:
+        raise SweepError(exc.file, exc.field, f"{exc.message} (with every --param at the ends of its values)") from None
+    out = []
+    for (path, _spec), p in zip(params, parsed):
+        if p is None:
+            p = _own_range(derived, path)
+        elif path not in derived._by_name:  # pragma: no cover - a --set range is always an input
+            raise SweepError(None, f"--param {shorten(path, 120)}", "did not become an input of the scenario")
+        out.append(p)
+    return derived, _mark_integers(derived, out)
+
+
+def _from_layers(scenario: Scenario, layers: list[Layer]) -> Scenario:
+    return from_dict(merge_layers(layers), scenario.path, base_dir=Path(scenario.path).resolve().parent,
+                     layers=layers)
+
+
+def _toml_number(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v))
+
+
+def _param_error(path: str, exc: ScenarioError) -> SweepError:
+    """A scenario's error about a swept path, as one line naming ``--param PATH``; a path that
+    names nothing, or no number, says what a PATH is."""
+    field_ = exc.field or ""
+    structural = field_.startswith("--set ") or "unknown key" in exc.message or "valid number" not in exc.message \
+        and "should be" in exc.message and "valid" in exc.message
+    field_ = field_.removeprefix("--set ")
+    detail = f"{field_}: {exc.message}" if field_ and field_ != path else exc.message
+    hint = " (a PATH names a number of the scenario by its keys, as `bordersim validate` lists inputs)" \
+        if structural else ""
+    return SweepError(None, f"--param {shorten(path, 120)}", detail + hint)
+
+
+def _own_range(scenario: Scenario, name: str) -> Param:
+    r: Range | None = scenario._by_name.get(name)
+    if r is None:
+        have = ", ".join(scenario._by_name) or "none"
+        raise SweepError(None, f"--param {shorten(name, 120)}",
+                         f"is not an uncertain input of the scenario, so it needs values: PATH=SPEC, SPEC a list "
+                         f"(1,2,3), an integer range (1..4) or an interval (5:40) (uncertain inputs: {shorten(have, 200)})")
+    if r.kind == "uniform" and r.values[0] == r.values[1] or r.kind == "triangular" and r.values[0] == r.values[2]:
+        return Param(name, "list", (r.values[0],), "", dist=r.kind)
+    return Param(name, "range", tuple(r.values), "", dist=r.kind)
+
+
+def _mark_integers(scenario: Scenario, params: list[Param]) -> list[Param]:
+    """Mark the parameters whose field takes whole numbers; a list of such a field must hold
+    whole numbers (an interval's values are rounded, as sampled values are)."""
+    out = []
+    for p in params:
+        integer = _is_integer_field(scenario, scenario._by_name[p.name].path)
+        if integer and p.discrete and not all(float(v).is_integer() for v in p.values):
+            bad = next(v for v in p.values if not float(v).is_integer())
+            raise SweepError(None, f"--param {shorten(p.name, 120)}",
+                             f"takes whole numbers; {bad:g} is not one (give whole numbers, an integer range a..b, "
+                             "or an interval lo:hi, whose values are rounded)")
+        out.append(dataclasses.replace(p, integer=integer))
+    return out
+
+
+def _is_integer_field(scenario: Scenario, path: tuple) -> bool:
+    """Whether the validated model holds a whole number at this input's path (lanes, limits,
+    backlogs): found by walking the model by the path's keys (items of keyed lists by their
+    name or id); False where the path cannot be followed (a float is the safe reading)."""
+    from pydantic import BaseModel
+
+    node: Any = scenario.nominal
+    for key in path:
+        if isinstance(node, BaseModel):
+            fields = type(node).model_fields
+            attr = key if key in fields else next((n for n, f in fields.items() if f.alias == key), None)
+            if attr is None:
+                return False
+            node = getattr(node, attr)
+        elif isinstance(node, dict):
+            if key not in node:
+                return False
+            node = node[key]
+        elif isinstance(node, list):
+            node = next((it for it in node if getattr(it, "name", None) == key or getattr(it, "id", None) == key),
+                        None)
+            if node is None:
+                return False
+        else:
+            return False
+    return isinstance(node, int) and not isinstance(node, bool)
+
+
+# ------------------------------------------------------------------ designs
+
+
+@dataclass(frozen=True)
+class Design:
+    """Points of a sweep: ``values`` (points x parameters, each point's values, rounded for
+    integer fields) and, for the continuous designs, ``unit`` (the same points in the unit
+    cube, as SALib drew them: what its analyses read). ``size``: --points as resolved (lhs:
+    points; sobol: Saltelli's base N; morris: trajectories; grid: the number of points)."""
+
+    kind: str
+    params: tuple[Param, ...]
+    values: np.ndarray
+    unit: np.ndarray | None
+    size: int
+    seed: int
+
+    @property
+    def points(self) -> int:
+        return len(self.values)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def point_values(self, i: int) -> dict[str, float]:
+        return {p.name: float(v) for p, v in zip(self.params, self.values[i])}
+
+    def frame(self) -> pd.DataFrame:
+        """point and one column per parameter (integers for integer fields)."""
+        out = pd.DataFrame({"point": np.arange(self.points, dtype=np.int64)})
+        for j, p in enumerate(self.params):
+            col = self.values[:, j]
+            out[p.name] = col.astype(np.int64) if p.integer else col
+        return out
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.values, dtype="<f8").tobytes())
+        if self.unit is not None:
+            h.update(np.ascontiguousarray(self.unit, dtype="<f8").tobytes())
+        return h.hexdigest()
+
+
+def unit_problem(params: Sequence[Param]) -> dict:
+    """SALib's problem: every parameter on [0, 1] (Param.from_unit maps it to its values)."""
+    return {"num_vars": len(params), "names": [p.name for p in params], "bounds": [[0.0, 1.0]] * len(params)}
+
+
+def default_design(params: Sequence[Param]) -> str:
+    """grid when every parameter has a list of values, sobol otherwise."""
+    return "grid" if all(p.discrete for p in params) else "sobol"
+
+
+def point_count(kind: str, params: Sequence[Param], size: int | None) -> int:
+    """How many points a design of this kind and size has."""
+    d = len(params)
+    if kind == "grid":
+        return math.prod(len(p.values) for p in params)
+    size = DEFAULT_POINTS[kind] if size is None else size
+    return {"lhs": size, "sobol": size * (d + 2), "morris": size * (d + 1)}[kind]
+
+
+def make_design(kind: str | None, params: Sequence[Param], size: int | None = None, seed: int = 0) -> Design:
+    """The points of a design over the parameters; a design that does not fit them (a grid
+    over an interval, a Sobol base that is not a power of two, too many points) is one
+    SweepError. The continuous designs are SALib's (latin, sobol's Saltelli scheme without
+    second-order terms, morris with 4 levels), drawn in the unit cube with ``seed``."""
+    params = tuple(params)
+    kind = kind or default_design(params)
+    if kind not in DESIGNS:
+        raise SweepError(None, "--design", f"'{shorten(kind)}' is not a design; allowed: {', '.join(DESIGNS)}")
+    if not params:
+        raise SweepError(None, "--param", "a sweep needs at least one parameter")
+    if kind == "grid":
+        cont = [p for p in params if not p.discrete]
+        if cont:
+            what = "its range" if cont[0].kind == "range" else f"the interval {cont[0].describe_values()}"
+            raise SweepError(None, "--design grid", f"needs a list or an integer range for every parameter; "
+                                                   f"{shorten(cont[0].name, 120)} has {what} (give values 1,2,3 or "
+                                                   "a..b, or use --design lhs, sobol or morris)")
+        if size is not None:
+            raise SweepError(None, "--points", "a grid has a point per combination of the lists' values; leave out "
+                                               "--points (it sets the size of lhs, sobol and morris designs)")
+    elif size is not None and size < 1:
+        raise SweepError(None, "--points", "must be at least 1")
+    if kind == "sobol":
+        n = DEFAULT_POINTS["sobol"] if size is None else size
+        if n < 2 or n & (n - 1):
+            low = 1 << max(1, n.bit_length() - 1)
+            raise SweepError(None, "--points", f"a Sobol design's base N must be a power of two (its sequence is "
+                                               f"balanced only then); {n} is not: try {low} or {low * 2} "
+                                               f"(points = N x (parameters + 2))")
+    if kind == "morris" and size is not None and size < 2:
+        raise SweepError(None, "--points", "a Morris design needs at least 2 trajectories")
+    total = point_count(kind, params, size)
+    if total > MAX_POINTS:
+        raise SweepError(None, "--points" if kind != "grid" else "--param",
+                         f"the {kind} design has {total:,} points; at most {MAX_POINTS:,} are allowed")
+    if kind == "grid":
+        combos = np.array(list(itertools.product(*(p.levels() for p in params))), dtype=float)
+        values = combos.reshape(total, len(params))
+        return Design(kind, params, values, None, total, seed)
+    size = DEFAULT_POINTS[kind] if size is None else size
+    problem = unit_problem(params)
+    rng_seed = seed % 2**32
+    with np.errstate(all="ignore"):
+        if kind == "lhs":
+            from SALib.sample import latin
+
+            unit = latin.sample(problem, size, seed=rng_seed)
+        elif kind == "sobol":
+            from SALib.sample import sobol
+
+            unit = sobol.sample(problem, size, calc_second_order=False, scramble=True, seed=rng_seed)
+        else:
+            from SALib.sample import morris
+
+            unit = morris.sample(problem, size, num_levels=MORRIS_LEVELS, seed=rng_seed)
+    unit = np.asarray(unit, dtype=float).reshape(total, len(params))
+    values = np.column_stack([p.from_unit(unit[:, j]) for j, p in enumerate(params)])
+    return Design(kind, params, values, unit, size, seed)
+
+
+# ------------------------------------------------------------------ outputs
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output the sensitivity analysis and the plots follow: a metric of a gate (``all``
+    for the whole border), both directions."""
+
+    metric: str
+    gate: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric}@{self.gate}"
+
+
+def parse_outputs(texts: Sequence[str], scenario: Scenario) -> list[Output]:
+    """``METRIC[@GATE]`` each (METRIC alone: every gate and the whole border); default: the mean
+    time in system of every gate."""
+    gates = list(scenario.nominal.gates) + ["all"]
+    out: list[Output] = []
+    for text in texts or [DEFAULT_OUTPUT]:
+        metric, sep, gate = text.strip().partition("@")
+        if metric not in OUTPUT_METRICS:
+            raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; allowed: "
+                                               f"{', '.join(OUTPUT_METRICS)} (as METRIC or METRIC@GATE)")
+        if sep and gate not in gates:
+            raise SweepError(None, "--output", f"'{shorten(gate)}' is not a gate of the scenario; allowed: "
+                                               f"{', '.join(gates)}")
+        for g in ([gate] if sep else gates):
+            o = Output(metric, g)
+            if o not in out:
+                out.append(o)
+    return out
+
+
+def output_matrix(table: pd.DataFrame, outputs: Sequence[Output], points: int) -> dict[Output, np.ndarray]:
+    """Each output's mean at every point (NaN where a point does not report it)."""
+    sel = table[(table["direction"] == "all") & (table["stage"] == "") & (table["class"] == "")]
+    out = {}
+    for o in outputs:
+        rows = sel[(sel["metric"] == o.metric) & (sel["gate"] == o.gate)]
+        y = np.full(points, np.nan)
+        y[rows["point"].to_numpy(dtype=np.int64)] = rows["mean"].to_numpy(dtype=float)
+        out[o] = y
+    return out
+
+
+# ------------------------------------------------------------------ per point
+
+
+def values_only(result: ReplicationResult) -> ReplicationResult:
+    """What a sweep keeps of a replication (in the worker, before it travels back): its
+    metrics and input values, not the daily, hourly and histogram arrays."""
+    return ReplicationResult(result.labels, result.values, {}, {}, {}, {}, {}, result.inputs)
+
+
+def point_rows(point: int, values: Mapping[str, float], params: Sequence[Param],
+               results: Sequence[ReplicationResult]) -> pd.DataFrame:
+    """The tidy rows of one point: point, its parameter values, then gate, direction, metric,
+    stage, class and the statistics over its replications (as summary.csv)."""
+    labels = results[0].labels
+    if any(r.labels != labels for r in results):
+        raise ValueError("replications of one point report different metrics")
+    m = np.vstack([r.values for r in results])
+    lab = pd.DataFrame(list(labels), columns=LABELS)
+    low, high = metric_range(lab["metric"])
+    stats = describe(m, low=low, high=high)
+    out = pd.DataFrame({"point": np.full(len(labels), point, dtype=np.int64)})
+    for p in params:
+        v = values[p.name]
+        out[p.name] = np.full(len(labels), int(v) if p.integer else float(v),
+                              dtype=np.int64 if p.integer else float)
+    for c in LABELS:
+        out[c] = lab[c].to_numpy()
+    for c in STAT_COLUMNS:
+        out[c] = stats[c].astype(np.int64) if c == "n" else stats[c]
+    return out
+
+
+# ------------------------------------------------------------------ the sweep
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: the tidy table (sweep.parquet), the sensitivity indices (for sobol and
+    morris designs; None otherwise), the design, and how this run went (points it computed,
+    points an earlier run had left in the folder)."""
+
+    scenario: Scenario
+    design: Design
+    reps: int
+    seed: int
+    engine: str
+    outputs: list[Output]
+    table: pd.DataFrame = field(repr=False)
+    sensitivity: pd.DataFrame | None = field(repr=False)
+    out: Path | None
+    computed: int
+    resumed: int
+    wall_s: float
+    warnings: list[str]
+    workers: int = 1
+    scheduler: str = "local"
+
+    @property
+    def points(self) -> pd.DataFrame:
+        return self.design.frame()
+
+
+def identity(scenario: Scenario, design: Design, reps: int, seed: int, engine: str) -> dict:
+    """What makes two sweeps the same: the scenario's content (its merged tree with the swept
+    ranges, and its ensemble), the parameters, the design and its points, the replications,
+    the seed and the engine (not the workers or the scheduler: the results do not depend on
+    them)."""
+    h = hashlib.sha256(json.dumps(scenario.raw, default=str, ensure_ascii=False).encode("utf-8"))
+    if scenario.ensemble is not None:
+        h.update(scenario.ensemble.to_csv(index=False).encode("utf-8"))
+    return {
+        "scenario": scenario.name,
+        "scenario_sha256": h.hexdigest(),
+        "params": [p.identity() for p in design.params],
+        "design": design.kind,
+        "size": design.size,
+        "points": design.points,
+        "design_sha256": design.sha256(),
+        "reps": reps,
+        "seed": seed,
+        "engine": engine,
+    }
+
+
+def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: str | None = None,
+          points: int | None = None, reps: int = 20, seed: int = 20221130, engine: str = "fast",
+          out: str | Path | None = None, workers: int | None = None, scheduler: str | None = None,
+          address: str | None = None, executor=None, outputs: Sequence[str] = (), sets: Sequence[str] = (),
+          allow_overload: bool = False, make_plots: bool = True, progress: bool | None = None, warn=None,
+          chunk_points: int | None = None, on_start=None) -> SweepResult:
+    """Run a sweep (the Python form of ``bordersim sweep``) and return its tables.
+
+    params: ``PATH=SPEC`` (SPEC a list 1,2,3, an integer range 1..4 or an interval 5:40) or a
+    PATH of an uncertain input (its own range); none: every uncertain input of the scenario
+    over its range. design: grid, lhs, sobol or morris (default: grid for lists, sobol
+    otherwise); points: its size (lhs: points; sobol: base N, a power of two, giving N x (D+2)
+    points; morris: trajectories, N x (D+1) points). out: a folder to write to and resume from
+    (None: nothing written). scheduler ``local`` (a pool of ``workers`` processes) or ``dask``
+    (the cluster at ``address``, or a LocalCluster of ``workers`` processes); executor: any
+    concurrent.futures.Executor instead. outputs: ``METRIC[@GATE]`` for the sensitivity and
+    the plots. on_start(done, todo): called once the work is known (the CLI reports a resume).
+    Every point is validated before any work; a problem is one SweepError (or ScenarioError)."""
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+
+    def _warn(text: str) -> None:
+        warnings.append(text)
+        if warn:
+            warn(text)
+
+    if engine not in ENGINES:
+        raise SweepError(None, "--engine", f"'{shorten(engine)}' is not an engine; allowed: {', '.join(ENGINES)}")
+    if not 1 <= reps <= MAX_REPS:
+        raise SweepError(None, "--reps", f"must be 1 to {MAX_REPS:,}")
+    scheduler = scheduler or ("dask" if address else "local")
+    if scheduler not in SCHEDULERS:
+        raise SweepError(None, "--scheduler", f"'{shorten(scheduler)}' is not a scheduler; allowed: local, dask")
+    if address and scheduler != "dask":
+        raise SweepError(None, "--address", "names a Dask scheduler; it goes with --scheduler dask")
+    if address and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+", address):
+        raise SweepError(None, "--address", f"'{shorten(address)}' is not a scheduler address like tcp://HOST:PORT")
+    base = scenario if isinstance(scenario, Scenario) else load(scenario, sets=list(sets))
+    derived, plist = derive(base, [parse_param(t) for t in params])
+    dsg = make_design(design, plist, points, seed)
+    outs = parse_outputs(outputs, derived)
+    _validate_points(derived, dsg, allow_overload, _warn)
+    spec = identity(derived, dsg, reps, seed, engine)
+    target = Path(out) if out is not None else None
+    folder = _SweepFolder.open(target, spec, dsg, reps, chunk_points) if target is not None else None
+    with contextlib.ExitStack() as stack:
+        if folder is not None:
+            stack.callback(folder.close)
+        chunk = folder.chunk_points if folder is not None else (chunk_points or default_chunk(dsg.points, reps))
+        chunks = [list(range(i, min(i + chunk, dsg.points))) for i in range(0, dsg.points, chunk)]
+        done = folder.done_chunks(len(chunks), chunks) if folder is not None else set()
+        todo = [c for c in range(len(chunks)) if c not in done]
+        n_done = sum(len(chunks[c]) for c in done)
+        if on_start:
+            on_start(n_done, dsg.points - n_done)
+        frames: dict[int, pd.DataFrame] = {}
+        todo_points = [p for c in todo for p in chunks[c]]
+        n_workers = 1
+        if todo_points:
+            with _executor(scheduler, address, workers, executor, _warn) as (ex, n_workers):
+                frames = _run_points(derived, dsg, reps, seed, engine, ex, n_workers, progress, chunks, todo,
+                                     folder, make_plots)
+        if folder is not None:
+            table = folder.read_table(len(chunks))
+        else:
+            table = pd.concat([frames[c] for c in range(len(chunks))], ignore_index=True)
+        table = _tidy(table, dsg)
+        sens = None
+        if dsg.kind in ("sobol", "morris"):
+            from .sensitivity import analyse
+
+            sens = analyse(dsg, output_matrix(table, outs, dsg.points), seed, warn=_warn)
+        result = SweepResult(derived, dsg, reps, seed, engine, outs, table, sens, target, len(todo_points), n_done,
+                             time.perf_counter() - t0, warnings, n_workers, scheduler)
+        if folder is not None:
+            folder.write_outputs(result, make_plots)
+    return result
+
+
+def default_chunk(points: int, reps: int) -> int:
+    """Points per chunk file: at most CHUNK_REPS replications and a tenth of the points, so a
+    kill loses little and the folder holds at most a few hundred files a thousand points."""
+    return max(1, min(-(-CHUNK_REPS // reps), -(-points // 10)))
+
+
+def _tidy(table: pd.DataFrame, dsg: Design) -> pd.DataFrame:
+    """The table's columns in order, sorted by point (as the chunks hold them), with a fresh index."""
+    cols = ["point", *dsg.names, *LABELS, *STAT_COLUMNS]
+    return table[cols].sort_values("point", kind="stable").reset_index(drop=True)
+
+
+def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn) -> None:
+    """Build every point's scenario (the other uncertain inputs at their middle) and check its
+    load, before any work: an invalid point is one error naming it and its values; points
+    whose demand exceeds capacity are an error unless allow_overload (then one warning)."""
+    nominal = {r.name(): r.nominal() for r in scenario.ranges}
+    overloaded = []
+    seen: dict[tuple, None] = {}
+    for i in range(dsg.points):
+        key = tuple(dsg.values[i])
+        if key in seen:
+            continue
+        seen[key] = None
+        vals = dsg.point_values(i)
+        try:
+            model = scenario.model_for({**nominal, **vals})
+            found = capacity.check(dataclasses.replace(scenario, nominal=model), allow_overload=True)
+        except BordersimError as exc:
+            raise SweepError(exc.file, exc.field, f"{exc.message} (at point {i}: {_show(vals)})") from None
+        if found:
+            overloaded.append((i, vals, found[0]))
+    if overloaded:
+        i, vals, first = overloaded[0]
+        what = f"{len(overloaded)} of {len(seen)} points overload a stage over the horizon; the first, point {i} " \
+               f"({_show(vals)}): {first}"
+        if not allow_overload:
+            raise SweepError(None, "--param", f"{what}; narrow the values or pass --allow-overload")
+        warn(what)
+
+
+def _show(values: Mapping[str, float]) -> str:
+    return shorten(", ".join(f"{k}={v:g}" for k, v in values.items()), 200)
+
+
+@contextlib.contextmanager
+def _executor(scheduler: str, address: str | None, workers: int | None, executor, warn) -> Iterator[tuple]:
+    """(executor, or None for the local pool; the number of workers it runs tasks on)."""
+    if executor is not None:
+        yield executor, workers or 1
+        return
+    if address and workers is not None:
+        warn("--workers is left to the cluster at --address (it has the workers it has)")
+    n, cut = resolve_workers(workers, 10**9)
+    if cut and not address:
+        warn(cut)
+    if scheduler == "local":
+        yield None, n
+        return
+    from .daskrun import dask_executor
+
+    with dask_executor(address, n) as found:
+        yield found
+
+
+def _run_points(scenario, dsg, reps, seed, engine, executor, workers, progress, chunks, todo, folder, make_plots):
+    """Run the points of the chunks to do; each chunk is written (or kept, without a folder)
+    as soon as its last point is in."""
+    from .output import prepare_writing
+
+    points = [Point(scenario, dsg.point_values(p)) for c in todo for p in chunks[c]]
+    order = [p for c in todo for p in chunks[c]]
+    chunk_of = {p: c for c in todo for p in chunks[c]}
+    waiting: dict[int, list[pd.DataFrame]] = {c: [] for c in todo}
+    frames: dict[int, pd.DataFrame] = {}
+    stream = iter_design(points, reps, seed, engine, executor=executor, workers=workers, progress=progress,
+                         desc=f"sweep {dsg.points} points x {reps} reps", keep=values_only, unit="point",
+                         while_waiting=lambda: prepare_writing(make_plots))
+    with contextlib.closing(stream) as done:
+        for k, results in done:
+            p = order[k]
+            c = chunk_of[p]
+            waiting[c].append(point_rows(p, points[k].values, dsg.params, results))
+            if len(waiting[c]) == len(chunks[c]):
+                frame = pd.concat(waiting.pop(c), ignore_index=True)
+                if folder is not None:
+                    folder.write_chunk(c, frame)
+                else:
+                    frames[c] = frame
+    return frames
+
+
+def sweep_report(result: SweepResult, top: int = 5) -> str:
+    """What the CLI prints: the sweep, where it went, and per output its most influential
+    parameters (Sobol ST and S1, or Morris mu*, with 95 % intervals)."""
+    d = result.design
+    lines = [f"sweep of {result.scenario.name}: {d.kind} design, {d.points} points x {result.reps} replications "
+             f"(seed {result.seed}, engine {result.engine}), {result.workers} workers ({result.scheduler}), "
+             f"{result.wall_s:.1f} s; {result.computed} points run now, {result.resumed} found done"]
+    sens = result.sensitivity
+    if sens is not None and not sens.empty:
+        from .sensitivity import ranking
+
+        head = "Sobol total index ST and first-order S1" if d.kind == "sobol" else "Morris mu* (mean |effect|)"
+        lines.append(f"most influential parameters, {head}, with 95 % intervals:")
+        for o in result.outputs:
+            r = ranking(sens, o.gate, o.metric)
+            if r.empty:
+                continue
+            lines.append(f"  {o.metric} @ {o.gate}:")
+            for _, row in r.head(top).iterrows():
+                if d.kind == "sobol":
+                    stats = (f"ST {row.ST:.3f} [{row.ST - row.ST_conf:.3f}, {row.ST + row.ST_conf:.3f}]  "
+                             f"S1 {row.S1:.3f} [{row.S1 - row.S1_conf:.3f}, {row.S1 + row.S1_conf:.3f}]")
+                else:
+                    stats = f"mu* {row.mu_star:.4g} [{row.mu_star - row.mu_star_conf:.4g}, " \
+                            f"{row.mu_star + row.mu_star_conf:.4g}]  sigma {row.sigma:.4g}"
+                lines.append(f"    {int(row['rank']):>2}. {row.param}  {stats}")
+    if result.out is not None:
+        files = ["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else [])
+        lines.append(f"written to {result.out}/ ({', '.join(files)}, plots)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the folder
+
+
+class _SweepFolder:
+    """A sweep's folder: its identity (sweep.json), its chunks, its final tables. Held under an
+    exclusive lock (on sweep.json) while the sweep runs, so two sweeps never write one folder."""
+
+    def __init__(self, out: Path, spec: dict, chunk_points: int, lock_fd: int):
+        self.out = out
+        self.spec = spec
+        self.chunk_points = chunk_points
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, out: Path, command: dict, dsg: Design, reps: int, chunk_points: int | None) -> "_SweepFolder":
+        """Create the folder (atomically, with its marker and sweep.json) or reopen it to resume:
+        refused if it holds anything but a sweep of this very command."""
+        if os.path.isdir(out) and not os.path.islink(out) and _is_ours(out):
+            kind = _marker_kind(out)
+            if kind != "sweep":
+                raise OutputError(str(out), None, f"holds a bordersim {kind or 'output'}, not a sweep; choose another "
+                                                  "--out or remove it yourself")
+            try:
+                spec = json.loads((out / SPEC_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise OutputError(str(out), SPEC_FILE, f"cannot be read ({shorten(exc, 120)}); this folder's sweep "
+                                                       "cannot be resumed: choose another --out") from None
+            _same_command(out, spec.get("command", {}), command)
+        else:
+            check_target(out)  # absent or empty: created below; anything else refused
+            n = chunk_points or default_chunk(dsg.points, reps)
+            spec = {"written_by": "bordersim", "kind": "sweep", "version": version(), "command": command,
+                    "chunk_points": n, "chunks": -(-dsg.points // n),
+                    "common_random_numbers": "replication i of every point uses the same seed"}
+            with atomic_dir(out, "sweep") as staged:
+                (staged.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
+                                                    encoding="utf-8")
+                (staged.dir / CHUNKS).mkdir()
+        fd = os.open(out / SPEC_FILE, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(str(out), None, "another bordersim sweep is running in this folder; wait for it or "
+                                              "choose another --out") from None
+        (out / CHUNKS).mkdir(exist_ok=True)
+        return cls(out, spec, int(spec["chunk_points"]), fd)
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _chunk_path(self, c: int) -> Path:
+        return self.out / CHUNKS / f"chunk-{c:05d}.parquet"
+
+    def done_chunks(self, n: int, chunks: list[list[int]]) -> set[int]:
+        """The chunks already written whole (a killed run's temporaries are removed; a chunk
+        that cannot be read or holds other points is run again)."""
+        folder = self.out / CHUNKS
+        for entry in os.scandir(folder):
+            if _CHUNK_TMP.fullmatch(entry.name):  # a killed writer's: no live one, we hold the lock
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        done = set()
+        for c in range(n):
+            path = self._chunk_path(c)
+            if not path.exists():
+                continue
+            try:
+                got = pd.read_parquet(path, columns=["point"])["point"].unique().tolist()
+            except Exception:  # noqa: BLE001 - any unreadable file is run again
+                got = None
+            if got is not None and sorted(got) == chunks[c]:
+                done.add(c)
+            else:
+                os.unlink(path)
+        return done
+
+    def write_chunk(self, c: int, frame: pd.DataFrame) -> None:
+        """One chunk's rows, whole: a temporary file beside it, flushed, then renamed."""
+        path = self._chunk_path(c)
+        tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            with open(tmp, "xb") as fh:
+                frame.to_parquet(fh, index=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+    def read_table(self, n: int) -> pd.DataFrame:
+        return pd.concat([pd.read_parquet(self._chunk_path(c)) for c in range(n)], ignore_index=True)
+
+    def write_outputs(self, result: SweepResult, make_plots: bool) -> None:
+        """sweep.parquet, sweep.csv, sensitivity.csv and the plots, each written whole."""
+        from .output import write_large_csv
+
+        with atomic_file(self.out / "sweep.parquet") as tmp:
+            result.table.to_parquet(tmp, index=False)
+        with atomic_file(self.out / "sweep.csv") as tmp:
+            write_large_csv(result.table, tmp)
+        if result.sensitivity is not None:
+            with atomic_file(self.out / "sensitivity.csv") as tmp:
+                result.sensitivity.to_csv(tmp, index=False, float_format="%.6g")
+        if make_plots:
+            from . import sweep_plots
+
+            for name, draw in sweep_plots.figures(result):
+                with atomic_file(self.out / name) as tmp:
+                    draw(tmp)
+        meta = {"scenario_file": result.scenario.path, "points": result.design.points, "reps": result.reps,
+                "computed_this_run": result.computed, "found_done": result.resumed,
+                "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),
+                "warnings": result.warnings, "bordersim_version": version()}
+        with atomic_file(self.out / "metadata.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _marker_kind(out: Path) -> str | None:
+    try:
+        return json.loads((out / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _same_command(out: Path, had: dict, now: dict) -> None:
+    """Refuse to resume a folder written by another command: one line naming the first difference."""
+    words = {"scenario_sha256": "the scenario (its content, with the swept ranges)", "params": "--param",
+             "design": "--design", "size": "--points", "reps": "--reps", "seed": "--seed", "engine": "--engine",
+             "design_sha256": "the design's points", "points": "the number of points", "scenario": "the scenario"}
+    for key in now:
+        if had.get(key) != now[key]:
+            what = words.get(key, key)
+            shown = ""
+            if key in ("design", "size", "reps", "seed", "engine", "points"):
+                shown = f" (it was {had.get(key)}, now {now[key]})"
+            raise OutputError(str(out), None, f"holds a sweep of another command: {what} differs{shown}; run the "
+                                              "same command to resume it, or choose another --out")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+__all__ = ["DESIGNS", "Design", "Output", "Param", "SweepError", "SweepResult", "derive", "make_design",
+           "parse_outputs", "parse_param", "parse_spec", "sweep", "sweep_report"]

@@ -1,0 +1,324 @@
+"""Sweeps (sim.sweep) and their sensitivity indices (sim.sensitivity).
+
+- the same sweep gives the same table, to the byte, on 1 worker, 2 workers and a Dask
+  LocalCluster of worker processes started here (whose workers run one native thread each);
+- a sweep killed with SIGKILL and started again runs only the missing points, and its table
+  equals an uninterrupted run's, every point exactly once;
+- Sobol indices of an input that provably does nothing are 0, and the Ishigami function through
+  the same path gives its known indices within their intervals;
+- bad paths, specs, designs and folders are one line and exit 2, with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim import scenario as sc
+from sim.cli import main
+from sim.sensitivity import ishigami, ishigami_indices, sobol_indices
+from sim.sweep import Param, derive, make_design, parse_spec, sweep
+
+DATA = Path(__file__).parent / "data"
+TINY = DATA / "tiny.toml"
+SMALL = DATA / "small_2022.toml"
+LANES = "gates.hoanh_mo.exit.stages.customs.lanes"
+SERVICE = "gates.hoanh_mo.exit.stages.customs.service_min.mean"
+LIMIT = "gates.hoanh_mo.exit.acceptance_limit"
+GRID = [f"{LANES}=1,2", f"{SERVICE}=8,12,16"]
+
+
+def _bordersim() -> list[str]:
+    exe = Path(sys.executable).with_name("bordersim")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sim.cli"]
+
+
+# ------------------------------------------------------------------ specs, integers, designs
+
+
+def test_specs_parse_into_values():
+    assert parse_spec("x", "1,2,3").values == (1.0, 2.0, 3.0)
+    assert parse_spec("x", "1, 2.5").kind == "list"
+    r = parse_spec("x", "2..5")
+    assert (r.kind, r.values) == ("int_range", (2.0, 3.0, 4.0, 5.0))
+    i = parse_spec("x", "5:40")
+    assert (i.kind, i.values) == ("interval", (5.0, 40.0))
+    assert parse_spec("x", "-1e-3:2E1").values == (-0.001, 20.0)
+
+
+def test_unit_values_map_each_kind():
+    u = np.array([0.0, 0.2, 0.49, 0.5, 0.99, 1.0])
+    assert Param("x", "list", (7.0, 9.0)).from_unit(u).tolist() == [7, 7, 7, 9, 9, 9]
+    assert Param("x", "interval", (10.0, 20.0)).from_unit(u).tolist() == pytest.approx([10, 12, 14.9, 15, 19.9, 20])
+    lanes = Param("x", "interval", (1.0, 3.0), integer=True).from_unit(np.linspace(0, 1, 50))
+    assert set(lanes.tolist()) == {1.0, 2.0, 3.0}
+    tri = Param("x", "range", (25.0, 28.0, 30.0), dist="triangular")
+    q = tri.from_unit(np.array([0.0, 0.6, 1.0]))
+    assert q.tolist() == pytest.approx([25.0, 28.0, 30.0])  # the mode at the share (28 - 25) / (30 - 25)
+    x = tri.from_unit((np.arange(20000) + 0.5) / 20000)
+    assert x.mean() == pytest.approx((25 + 28 + 30) / 3, abs=1e-3)  # the triangular distribution's mean
+
+
+def test_a_plain_number_is_swept_and_integer_fields_stay_integers():
+    derived, params = derive(sc.load(TINY), [(LANES, "1,2,3"), (SERVICE, "8:16")])
+    assert [p.integer for p in params] == [True, False]
+    assert {r.name() for r in derived.ranges} == {LANES, SERVICE}
+    model = derived.model_for({LANES: 2.0, SERVICE: 9.5})
+    stage = model.gates["hoanh_mo"].exit.stages[0]
+    assert stage.lanes == 2 and isinstance(stage.lanes, int) and stage.service_min.mean == 9.5
+    lhs = make_design("lhs", [dataclass_replace(params[0], kind="interval", values=(1.0, 3.0)), params[1]], 40, 1)
+    assert set(lhs.values[:, 0]) <= {1.0, 2.0, 3.0}
+    assert lhs.frame()[LANES].dtype == np.int64
+
+
+def dataclass_replace(p, **kw):
+    import dataclasses
+
+    return dataclasses.replace(p, **kw)
+
+
+def test_designs_have_their_sizes():
+    a, b = Param("a", "interval", (0.0, 1.0)), Param("b", "list", (1.0, 2.0, 3.0))
+    assert make_design("sobol", [a, b], 8, 3).points == 8 * (2 + 2)
+    assert make_design("morris", [a, b], 5, 3).points == 5 * (2 + 1)
+    assert make_design("lhs", [a, b], 7, 3).points == 7
+    grid = make_design("grid", [b, Param("c", "list", (5.0, 6.0))], None, 3)
+    assert grid.values.tolist() == [[1, 5], [1, 6], [2, 5], [2, 6], [3, 5], [3, 6]]
+    same = make_design("sobol", [a, b], 8, 3)
+    assert np.array_equal(same.values, make_design("sobol", [a, b], 8, 3).values)  # the seed fixes the design
+
+
+# ------------------------------------------------------------------ results do not depend on the executor
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster:
+        yield cluster
+
+
+def test_same_table_on_1_and_2_workers_and_dask(tmp_path, dask_cluster):
+    kw = dict(params=GRID + [f"{LIMIT}=20,28"], reps=6, seed=11, progress=False, make_plots=False)
+    one = sweep(TINY, out=tmp_path / "one", workers=1, **kw)
+    two = sweep(TINY, out=tmp_path / "two", workers=2, **kw)
+    dsk = sweep(TINY, out=tmp_path / "dask", scheduler="dask", address=dask_cluster.scheduler_address, **kw)
+    assert dsk.scheduler == "dask" and dsk.workers == 2
+    own = sweep(TINY, scheduler="dask", workers=2, **kw)  # a LocalCluster of the sweep's own, no folder
+    pd.testing.assert_frame_equal(one.table, own.table, check_exact=True)
+    assert one.table.shape[0] == 12 * one.table["point"].value_counts().iloc[0]
+    pd.testing.assert_frame_equal(one.table, two.table, check_exact=True)
+    pd.testing.assert_frame_equal(one.table, dsk.table, check_exact=True)
+    for name in ("sweep.csv", "sweep.parquet"):
+        data = (tmp_path / "one" / name).read_bytes()
+        assert data == (tmp_path / "two" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
+    # the points differ where their values do: lanes and service time move the mean wait
+    t = one.table
+    waits = t[(t.metric == "wait_mean_h") & (t.gate == "hoanh_mo") & (t.direction == "exit") & (t.stage == "")
+              & (t["class"] == "")]
+    assert len(waits) == 12 and waits["mean"].nunique() >= 6
+
+    from distributed import Client
+
+    with Client(dask_cluster.scheduler_address) as client:
+        info = client.run(lambda: __import__("threadpoolctl").threadpool_info())
+    assert len(info) == 2
+    for pools in info.values():  # every worker of the cluster: one thread per native pool
+        assert pools and all(p["num_threads"] == 1 for p in pools)
+
+
+def test_without_a_folder_the_same_table(tmp_path):
+    kw = dict(params=GRID, reps=4, seed=5, progress=False, make_plots=False)
+    pd.testing.assert_frame_equal(sweep(TINY, workers=1, **kw).table,
+                                  sweep(TINY, out=tmp_path / "s", workers=1, **kw).table, check_exact=True)
+
+
+# ------------------------------------------------------------------ resume
+
+
+def test_resume_runs_only_the_missing_chunks(tmp_path):
+    out = tmp_path / "s"
+    kw = dict(params=GRID, reps=4, seed=5, progress=False, make_plots=False, workers=1, chunk_points=2)
+    first = sweep(TINY, out=out, **kw)
+    assert (first.computed, first.resumed) == (6, 0)
+    chunks = sorted((out / "chunks").iterdir())
+    assert [c.name for c in chunks] == ["chunk-00000.parquet", "chunk-00001.parquet", "chunk-00002.parquet"]
+    chunks[1].unlink()
+    (out / "chunks" / ".chunk-00001.parquet.tmp-0123abcd").write_bytes(b"half a file")  # a killed writer's
+    again = sweep(TINY, out=out, **kw)
+    assert (again.computed, again.resumed) == (2, 4)
+    pd.testing.assert_frame_equal(first.table, again.table, check_exact=True)
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == [c.name for c in chunks]
+    done = sweep(TINY, out=out, **kw)  # nothing left to run: the tables are assembled again
+    assert (done.computed, done.resumed) == (0, 6)
+
+
+def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
+    args = ["sweep", str(SMALL), "--param", f"{SERVICE}=6:18", "--param", f"{LIMIT}=22:35", "--design", "lhs",
+            "--points", "30", "--reps", "8", "--seed", "3", "--workers", "1", "--no-plots", "--quiet"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_bordersim() + args + ["--out", str(killed)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (killed / "chunks").is_dir() and any(p.name.startswith("chunk-") for p in (killed / "chunks").iterdir()):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    written = [p.name for p in (killed / "chunks").iterdir() if p.name.startswith("chunk-")]
+    total = json.loads((killed / "sweep.json").read_text())["chunks"]
+    assert 1 <= len(written) < total, "the kill should fall between the first and the last chunk"
+    assert not (killed / "sweep.csv").exists()
+
+    resumed = subprocess.run(_bordersim() + args[:-1] + ["--out", str(killed)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    done_before = int(resumed.stdout.split("resuming")[1].split(":")[1].split("points done")[0])
+    assert done_before >= len(written) * 3 - 3 and done_before < 30
+    assert f"{30 - done_before} points run now" in resumed.stdout
+
+    whole = tmp_path / "whole"
+    subprocess.run(_bordersim() + args + ["--out", str(whole)], check=True, capture_output=True)
+    assert (killed / "sweep.csv").read_bytes() == (whole / "sweep.csv").read_bytes()
+    table = pd.read_parquet(killed / "sweep.parquet")
+    per_point = table.groupby("point").size()
+    assert per_point.index.tolist() == list(range(30)) and per_point.nunique() == 1  # each point once, whole
+    assert not table.duplicated(["point", "gate", "direction", "metric", "stage", "class"]).any()
+    leftovers = [p for p in killed.rglob(".*") if p.name not in (".bordersim", ".bordersim-files.json")]
+    assert leftovers == []
+
+
+# ------------------------------------------------------------------ sensitivity
+
+
+def test_an_input_that_does_nothing_has_sobol_indices_of_zero(tmp_path):
+    # Tiny's gate gets about 12 trucks a day over 7 days: no day can come near 1,000 crossings,
+    # so a far-side limit of 1,000 to 5,000 never binds. Under common random numbers every
+    # point that changes only the limit sees the very same vehicles and gives the very same
+    # output, so its Sobol indices are 0 exactly (not just small).
+    res = sweep(TINY, params=[f"{SERVICE}=6:18", f"{LIMIT}=1000:5000"], design="sobol", points=8, reps=3,
+                out=tmp_path / "s", workers=1, progress=False, make_plots=True)
+    s = res.sensitivity
+    assert set(s["index"]) == {"S1", "ST"} and set(s.gate) == {"hoanh_mo", "all"}
+    null = s[s.param == LIMIT]
+    assert np.abs(null[["estimate", "conf"]].to_numpy()).max() < 1e-12
+    live = s[(s.param == SERVICE) & (s["index"] == "ST")]
+    assert (live["estimate"] > 0.3).all() and (live["rank"] == 1).all()
+    written = pd.read_csv(tmp_path / "s" / "sensitivity.csv")
+    assert len(written) == len(s)
+    for name in ("response.png", "sensitivity.png", "sweep.csv", "sweep.parquet"):
+        assert (tmp_path / "s" / name).stat().st_size > 0
+
+    morris = sweep(TINY, params=[f"{SERVICE}=6:18", f"{LIMIT}=1000:5000"], design="morris", points=4, reps=3,
+                   workers=1, progress=False, make_plots=False).sensitivity
+    mu = morris[morris["index"] == "mu_star"].set_index(["gate", "param"])["estimate"]
+    assert mu.xs(LIMIT, level="param").abs().max() < 1e-12
+    assert (mu.xs(SERVICE, level="param") > 0).all()
+
+
+def test_ishigami_indices_within_their_intervals():
+    params = [Param(f"x{i}", "interval", (-math.pi, math.pi)) for i in (1, 2, 3)]
+    design = make_design("sobol", params, 1024, seed=7)
+    t = sobol_indices(design, ishigami(design.values), seed=7)
+    s1, st = ishigami_indices()
+    for i in range(3):
+        assert abs(t.S1[i] - s1[i]) <= t.S1_conf[i], (i, t.S1[i], s1[i], t.S1_conf[i])
+        assert abs(t.ST[i] - st[i]) <= t.ST_conf[i], (i, t.ST[i], st[i], t.ST_conf[i])
+    assert t.S1_conf.max() < 0.1 and t.ST_conf.max() < 0.1  # intervals tight enough to mean something
+
+
+# ------------------------------------------------------------------ errors: one line, exit 2, nothing written
+
+
+BAD = [
+    ["--param", "gates.nope.exit.stages.customs.lanes=1,2"],  # a gate that is not there
+    ["--param", "gates.hoanh_mo.exit.stages.customs.lanez=1,2"],  # a key that is not there
+    ["--param", "gates.hoanh_mo.name=1,2"],  # not a number
+    ["--param", f"{LANES}"],  # a plain number needs values
+    ["--param", f"{LANES}=0,1"],  # lanes must be at least 1
+    ["--param", f"{LANES}=1.5,2"],  # lanes are whole numbers
+    ["--param", f"{LANES}=1.."],
+    ["--param", f"{LANES}=4..2"],
+    ["--param", f"{LANES}=one,two"],
+    ["--param", f"{SERVICE}=5:2"],
+    ["--param", f"{SERVICE}=1:inf"],
+    ["--param", f"{LANES}=1,1"],
+    ["--param", f"{LANES}=1,2", "--param", f"{LANES}=3"],
+    ["--param", f"{SERVICE}=5:40", "--design", "grid"],  # a grid needs lists
+    ["--param", f"{SERVICE}=5:40", "--design", "sobol", "--points", "10"],  # Sobol's N: a power of two
+    ["--param", f"{LANES}=1,2", "--points", "5"],  # a grid's size is its lists'
+    ["--param", f"{SERVICE}=5:40", "--design", "morris", "--points", "1"],
+    ["--param", f"{SERVICE}=1:100000", "--design", "lhs"],  # points that overload the gate
+    [],  # tiny has no uncertain inputs of its own
+    ["--param", f"{LANES}=1,2", "--output", "nonsense"],
+    ["--param", f"{LANES}=1,2", "--output", "wait_mean_h@nowhere"],
+    ["--param", f"{LANES}=1,2", "--scheduler", "local", "--address", "tcp://127.0.0.1:1"],
+    ["--param", f"{LANES}=1,2", "--scheduler", "dask", "--address", "not-an-address"],
+]
+
+
+@pytest.mark.parametrize("extra", BAD, ids=lambda a: " ".join(a)[-60:] or "no-param")
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra):
+    out = tmp_path / "out"
+    rc = main(["sweep", str(TINY), "--out", str(out), "--quiet", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("bordersim: error: "), err
+    assert not out.exists()
+
+
+def test_a_folder_of_another_command_or_not_a_sweep_is_refused(tmp_path, capsys):
+    out = tmp_path / "s"
+    command = ["sweep", str(TINY), "--param", f"{LANES}=1,2", "--reps", "2", "--quiet", "--no-plots", "--workers", "1"]
+    base = command + ["--out", str(out)]
+    assert main(base) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for change in (["--reps", "3"], ["--seed", "9"], ["--param", f"{SERVICE}=8,12"], ["--set", f"{LIMIT}=30"]):
+        capsys.readouterr()
+        assert main(base + change) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds a sweep of another command" in err[0], err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing mixed in
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("a researcher's notes")
+    assert main(command + ["--out", str(foreign)]) == 2
+    assert "not written by bordersim" in capsys.readouterr().err
+    run_dir = tmp_path / "run"
+    assert main(["run", str(TINY), "--reps", "2", "--out", str(run_dir), "--quiet", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(command + ["--out", str(run_dir)]) == 2
+    assert "not a sweep" in capsys.readouterr().err
+    assert (run_dir / "summary.csv").exists()
+
+
+def test_cli_sweep_writes_its_tables(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert main(["sweep", str(TINY), *sum((["--param", p] for p in GRID), []), "--reps", "3", "--out", str(out),
+                 "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "grid design, 6 points x 3 replications" in printed
+    table = pd.read_csv(out / "sweep.csv", keep_default_na=False)
+    assert list(table.columns[:3]) == ["point", LANES, SERVICE]
+    assert list(table.columns[3:]) == ["gate", "direction", "metric", "stage", "class", "mean", "ci_low", "ci_high",
+                                       "p05", "p95", "std", "n"]
+    assert sorted(table[LANES].unique()) == [1, 2] and table["n"].eq(3).all()
+    assert (out / "heatmap.png").exists() and (out / "response.png").exists()
+    assert not (out / "sensitivity.csv").exists()  # a grid has no Sobol or Morris indices
