@@ -51,8 +51,9 @@ def dask_executor(address: str | None, workers: int, connect_timeout: str = "15s
                 raise DaskError(None, "--address", f"no Dask scheduler answers at {shorten(address)} "
                                                    f"({shorten(exc, 160)})") from None
         else:
+            # dashboard_address ":0": its HTTP server on a free port (8787 may be another cluster's)
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None, silence_logs=logging.ERROR))
+                                                       dashboard_address=":0", silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
         client.register_plugin(NativeThreads(), name=PLUGIN_NAME)
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())

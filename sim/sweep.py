@@ -618,6 +618,9 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
         raise SweepError(None, "--address", "names a Dask scheduler; it goes with --scheduler dask")
     if address and not re.fullmatch(r"(tcp|tls|inproc|ucx|ws|wss)://\S+", address):
         raise SweepError(None, "--address", f"'{shorten(address)}' is not a scheduler address like tcp://HOST:PORT")
+    if isinstance(scenario, Scenario) and sets:
+        raise SweepError(scenario.path, "--set", "applies to a scenario file; a Scenario is given as it is "
+                                                 "(load it with sets, or sweep the input with --param)")
     base = scenario if isinstance(scenario, Scenario) else load(scenario, sets=list(sets))
     derived, plist = derive(base, [parse_param(t) for t in params])
     dsg = make_design(design, plist, points, seed)
@@ -674,8 +677,12 @@ def _tidy(table: pd.DataFrame, dsg: Design) -> pd.DataFrame:
 
 def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn) -> None:
     """Build every point's scenario (the other uncertain inputs at their middle) and check its
-    load, before any work: an invalid point is one error naming it and its values; points
-    whose demand exceeds capacity are an error unless allow_overload (then one warning)."""
+    load, before any work: an invalid point is one error naming it and its values. As for
+    ``bordersim run``, a scenario whose nominal load exceeds a stage's capacity over the horizon
+    is an error unless allow_overload; points of the design that do (where a system tips over,
+    as some replications of a run with uncertain inputs do) are counted in one warning."""
+    for w in capacity.check(scenario, allow_overload=allow_overload):
+        warn(w)
     nominal = {r.name(): r.nominal() for r in scenario.ranges}
     overloaded = []
     seen: dict[tuple, None] = {}
@@ -691,14 +698,10 @@ def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn
         except BordersimError as exc:
             raise SweepError(exc.file, exc.field, f"{exc.message} (at point {i}: {_show(vals)})") from None
         if found:
-            overloaded.append((i, vals, found[0]))
+            overloaded.append(i)
     if overloaded:
-        i, vals, first = overloaded[0]
-        what = f"{len(overloaded)} of {len(seen)} points overload a stage over the horizon; the first, point {i} " \
-               f"({_show(vals)}): {first}"
-        if not allow_overload:
-            raise SweepError(None, "--param", f"{what}; narrow the values or pass --allow-overload")
-        warn(what)
+        warn(f"{len(overloaded)} of {len(seen)} points have a stage whose demand exceeds its capacity over the "
+             f"horizon (their backlog grows all horizon), the first point {overloaded[0]}")
 
 
 def _show(values: Mapping[str, float]) -> str:
@@ -825,10 +828,19 @@ class _SweepFolder:
         fd = os.open(out / SPEC_FILE, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a sweep started at the same instant may have put its own folder in place meanwhile
+            if os.fstat(fd).st_ino != os.stat(out / SPEC_FILE).st_ino:
+                raise OutputError(str(out), None, "another bordersim sweep started in this folder at the same time; "
+                                                  "run again to resume it, or choose another --out")
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                _same_command(out, json.loads(fh.read()).get("command", {}), command)
         except BlockingIOError:
             os.close(fd)
             raise OutputError(str(out), None, "another bordersim sweep is running in this folder; wait for it or "
                                               "choose another --out") from None
+        except BaseException:
+            os.close(fd)
+            raise
         (out / CHUNKS).mkdir(exist_ok=True)
         return cls(out, spec, int(spec["chunk_points"]), fd)
 

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 MAX_PARAMS = 4  # columns of response.png
@@ -38,9 +39,10 @@ def figures(result) -> list[tuple[str, Callable[[Path], None]]]:
 
 
 def _short(name: str) -> str:
-    """An input's name as an axis label: its last three keys."""
-    parts = name.split(".")
-    return ".".join(parts[-3:]) if len(parts) > 3 else name
+    """An input's name as a label, without the keys that say only what kind of item follows
+    (gates., stages., demand_steps., random_closures.): km3_4.exit.customs.lanes."""
+    parts = [p for p in name.split(".") if p not in ("gates", "stages", "demand_steps", "random_closures")]
+    return ".".join(parts)
 
 
 def _rows(result) -> pd.DataFrame:
@@ -90,6 +92,8 @@ def response(result, path: Path) -> None:
                             fmt="o", ms=2, elinewidth=0.5, alpha=0.6, color="tab:blue")
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
+            if result.design.params[result.design.names.index(p)].integer:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(_short(p), fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"{o.metric}\n{o.gate}", fontsize=7)
