@@ -14,30 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from compare import timed  # bench/compare.py: a bordersim command, timed from start to exit
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "scenarios" / "baseline_2022.toml"
 CONFIGS = [("local, 1 worker", ["--workers", "1"]), ("local, 2 workers", ["--workers", "2"]),
            ("dask LocalCluster, 2 workers", ["--scheduler", "dask", "--workers", "2"])]
-
-
-def bordersim() -> list[str]:
-    exe = Path(sys.executable).with_name("bordersim")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sim.cli"]
-
-
-def timed(args: list[str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(bordersim() + args, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"bordersim {' '.join(args)} failed: {proc.stderr.strip()}")
-    return wall
 
 
 def main() -> None:
