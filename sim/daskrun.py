@@ -55,6 +55,10 @@ def dask_executor(address: str | None, workers: int, connect_timeout: str = "15s
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                        dashboard_address=":0", silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
-        client.register_plugin(NativeThreads(), name=PLUGIN_NAME)
+        try:
+            client.register_plugin(NativeThreads(), name=PLUGIN_NAME)
+        except Exception as exc:  # noqa: BLE001 - raised from the workers, of any kind
+            raise DaskError(None, "--address", f"the cluster's workers cannot load bordersim ({shorten(exc, 160)}); "
+                                               "install bordersim, the same version, where they run") from None
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         yield client.get_executor(pure=False), max(1, threads)
