@@ -28,7 +28,7 @@ from .workers import local_pool, prepare_process, resolve_workers
 
 ENGINES = ("fast", "des")
 SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
-MAX_CHUNK = 25  # replications a task runs at most: small enough to balance workers and show progress
+MAX_CHUNK = 10  # replications a task runs at most: the last tasks leave a worker idle for at most this many
 
 
 def replicate(scenario: Scenario, seed: int, index: int, engine: str = "fast",
