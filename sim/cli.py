@@ -98,11 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{TARGETS})")
     c.add_argument("--check", action="store_true",
                    help="run the fitted scenario and test every target; exit 1 if one fails")
-    c.add_argument("--method", choices=("rejection",), default="rejection",
-                   help="rejection: approximate Bayesian computation by rejection (default)")
+    c.add_argument("--population", type=_whole_number(10), default=None,
+                   help="parameter sets per ABC-SMC generation (default 200)")
+    c.add_argument("--generations", type=_whole_number(1), default=None, help="generations at most (default 8)")
     c.add_argument("--budget", type=_whole_number(10), default=None,
-                   help="prior draws, one fast replication each (default 2000)")
-    c.add_argument("--accept", type=float, default=None, help="share of the draws kept (default 0.1)")
+                   help="simulated parameter sets at most, all generations (default 40,000)")
+    c.add_argument("--reps-per-draw", type=_whole_number(1), default=None,
+                   help="replications averaged for each parameter set (default 2)")
     c.add_argument("--scenario", help="with --check: the scenario to test (default: the fitted one)")
     c.add_argument("--reps", type=_whole_number(2), default=None, help="with --check: replications (default 200)")
     c.add_argument("--engine", choices=ENGINES, default="fast", help="with --check: the engine")
@@ -226,14 +228,14 @@ def _cmd_calibrate(args) -> int:
     targets = cal.load_targets(Path(args.targets) if args.targets else default_targets())
     progress = False if args.quiet else None
     if args.check:
-        for opt in ("budget", "accept"):
+        for opt in ("population", "generations", "budget", "reps_per_draw"):
             if getattr(args, opt) is not None:
-                raise cal.CalibrationError(None, f"--{opt}", "applies to a calibration, not to --check")
+                raise cal.CalibrationError(None, f"--{opt.replace('_', '-')}", "applies to a calibration, not to --check")
         rows = cal.check(targets, args.scenario, reps=args.reps or cal.DEFAULT_CHECK_REPS, seed=args.seed,
                          engine=args.engine, workers=args.workers, progress=progress)
         scen = args.scenario or targets.fitted_path
         print(f"{scen}: {args.reps or cal.DEFAULT_CHECK_REPS} replications, engine {args.engine}; "
-              f"targets from {targets.path}")
+              f"targets from {targets.path} (fit: mean within tolerance; validate: observed inside the 90 % band)")
         print(cal.check_table(rows))
         failed = [r.target.name for r in rows if not r.ok()]
         if failed:
@@ -247,12 +249,16 @@ def _cmd_calibrate(args) -> int:
     if args.engine != "fast":
         raise cal.CalibrationError(None, "--engine", "a calibration runs on the fast engine; --engine is for --check")
     cal.check_outputs(targets)  # refuse now, not after the draws
-    result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
-                           accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
+    result = cal.calibrate(targets, population=args.population or cal.DEFAULT_POPULATION,
+                           generations=args.generations or cal.DEFAULT_GENERATIONS,
+                           budget=args.budget or cal.DEFAULT_BUDGET,
+                           reps_per_draw=args.reps_per_draw or cal.DEFAULT_REPS_PER_DRAW,
                            seed=args.seed, workers=args.workers, progress=progress)
-    written = cal.write_calibration(result)  # --method: rejection, the one method so far
+    written = cal.write_calibration(result)
     ident = result.identification()
-    print(f"{targets.path}: {result.budget} draws, {len(result.kept)} kept, {result.wall_s:.1f} s")
+    print(f"{targets.path}: {len(result.epsilons)} generations of {len(result.population)}, "
+          f"{result.simulations:,} simulations, last threshold {result.epsilons[-1]:.2f} tolerances, "
+          f"{result.wall_s:.1f} s")
     print("pinned down by the data: " + (", ".join(ident[ident.identified]["input"]) or "none"))
     print("written: " + ", ".join(str(p) for p in written))
     return 0

@@ -293,6 +293,16 @@ def _set_value(what: str, value: Any, dated: bool):
     return TypeAdapter(Annotated[Count, Field(ge=0 if dated else 1, le=top)]).validate_python(value)
 
 
+class Observation(_Model):
+    """How the model's outputs map onto the units reports use (for comparing with observations)."""
+
+    # crossings (lượt: each exit and each entry once) per vehicle a gate's management board
+    # counts (Vietnamese vehicles out plus Chinese vehicles in, each once): 2 if every vehicle
+    # goes and comes back within the period, 1 if none does
+    crossings_per_board_vehicle: float = Field(1.8, ge=1, le=2)
+    source: str | None = None
+
+
 class Expectation(_Model):
     """What a scenario promises against the one it extends: the sign of a headline difference
     (checked by the tests on a short run; shown in reports)."""
@@ -314,6 +324,7 @@ class ScenarioModel(_Model):
     demand_steps: list[DemandStep] = Field(default_factory=list)
     adjust: list[Adjustment] = Field(default_factory=list)
     expect: list[Expectation] = Field(default_factory=list)
+    observation: Observation = Field(default_factory=Observation)
     source: str | None = None
 
     def flows(self) -> list[tuple[str, str]]:
