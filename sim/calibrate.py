@@ -5,7 +5,8 @@ population of parameter sets is drawn from the prior (the scenario's ranges, for
 targets file fits), each simulated (the mean of ``reps_per_draw`` replications on the fast
 engine, as the counts are noisy), and kept while its distance to the fit targets (the largest
 |simulated - observed| / (tolerance x observed)) is under a threshold that each generation
-lowers, the next population perturbing the last one's survivors; it stops when the threshold
+lowers (to the ``quantile`` of the last distances), the next population perturbing the last
+one's survivors; it stops when the threshold
 reaches 1 (every fit target within its tolerance), after ``generations`` populations, or after
 ``budget`` simulations. The final population, resampled by its weights, is the ensemble: the
 fitted scenario extends the prior and takes one whole row of it in each replication, so the
@@ -44,6 +45,7 @@ DEFAULT_POPULATION = 200
 DEFAULT_GENERATIONS = 8
 DEFAULT_BUDGET = 40_000  # simulations (parameter sets) at most
 DEFAULT_REPS_PER_DRAW = 2
+DEFAULT_QUANTILE = 0.3  # each generation's threshold: this quantile of the last one's distances
 DEFAULT_CHECK_REPS = 200
 ENSEMBLE_ROWS = 200
 BAND = (0.05, 0.95)  # the band of single replications a validation target must fall in
@@ -149,7 +151,8 @@ def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> list[float]:
 
 def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generations: int = DEFAULT_GENERATIONS,
               budget: int = DEFAULT_BUDGET, reps_per_draw: int = DEFAULT_REPS_PER_DRAW, seed: int | None = None,
-              workers: int | None = None, progress: bool | None = None) -> Calibration:
+              workers: int | None = None, progress: bool | None = None,
+              quantile: float = DEFAULT_QUANTILE) -> Calibration:
     """ABC-SMC of the targets file's fitted inputs to its fit targets (see the module's doc)."""
     import logging
 
@@ -158,6 +161,8 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     from .abc_sampler import SeededMappingSampler
     from .workers import resolve_workers
 
+    if not 0 < quantile < 1:
+        raise CalibrationError(None, "--quantile", f"must be between 0 and 1, got {quantile}")
     if population < 10:
         raise CalibrationError(None, "--population", f"needs at least 10 parameter sets, got {population}")
     if budget < population:
@@ -184,7 +189,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     n_workers, _ = resolve_workers(workers, population)
     with tempfile.TemporaryDirectory(prefix="bordersim-abc-") as tmp, _maybe_pool(n_workers) as map_:
         abc = pyabc.ABCSMC(simulator, _prior(prior, names), _Distance(targets.targets), population_size=population,
-                           sampler=SeededMappingSampler(seed, map_))
+                           sampler=SeededMappingSampler(seed, map_), eps=pyabc.QuantileEpsilon(alpha=quantile))
         np.random.seed(seed)  # pyabc draws its calibration sample and kernels from numpy's generator
         random.seed(seed)
         abc.new("sqlite:///" + os.path.join(tmp, "abc.db"), observed)

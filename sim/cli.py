@@ -105,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulated parameter sets at most, all generations (default 40,000)")
     c.add_argument("--reps-per-draw", type=_whole_number(1), default=None,
                    help="replications averaged for each parameter set (default 2)")
+    c.add_argument("--quantile", type=float, default=None,
+                   help="each generation's threshold: this quantile of the last one's distances (default 0.3)")
     c.add_argument("--scenario", help="with --check: the scenario to test (default: the fitted one)")
     c.add_argument("--reps", type=_whole_number(2), default=None, help="with --check: replications (default 200)")
     c.add_argument("--engine", choices=ENGINES, default="fast", help="with --check: the engine")
@@ -228,7 +230,7 @@ def _cmd_calibrate(args) -> int:
     targets = cal.load_targets(Path(args.targets) if args.targets else default_targets())
     progress = False if args.quiet else None
     if args.check:
-        for opt in ("population", "generations", "budget", "reps_per_draw"):
+        for opt in ("population", "generations", "budget", "reps_per_draw", "quantile"):
             if getattr(args, opt) is not None:
                 raise cal.CalibrationError(None, f"--{opt.replace('_', '-')}", "applies to a calibration, not to --check")
         rows = cal.check(targets, args.scenario, reps=args.reps or cal.DEFAULT_CHECK_REPS, seed=args.seed,
@@ -253,6 +255,7 @@ def _cmd_calibrate(args) -> int:
                            generations=args.generations or cal.DEFAULT_GENERATIONS,
                            budget=args.budget or cal.DEFAULT_BUDGET,
                            reps_per_draw=args.reps_per_draw or cal.DEFAULT_REPS_PER_DRAW,
+                           quantile=cal.DEFAULT_QUANTILE if args.quantile is None else args.quantile,
                            seed=args.seed, workers=args.workers, progress=progress)
     written = cal.write_calibration(result)
     ident = result.identification()
