@@ -24,6 +24,14 @@ def _date_axis(ax) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
+def _queue_panel(ax, title: str) -> None:
+    """A gate's panel of a queue plot: from 0 (a swing between 43 and 49 is not a large one)."""
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_ylabel("vehicles\nwaiting")
+    ax.grid(alpha=0.3)
+
+
 def warm_up() -> None:
     """Draw and render a small figure once: the fonts and renderer a first figure loads (about a
     third of a second), done before drawing processes are forked, so that they inherit them."""
@@ -142,10 +150,7 @@ def queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> Non
                         label="5-95 % of replications")
         ax.plot(dates, mean["mean"], color="C0", lw=1, label="mean waiting over the day")
         ax.plot(pd.to_datetime(end["date"]), end["mean"], color="C3", lw=0.8, ls="--", label="waiting at day's end")
-        ax.set_ylim(bottom=0)
-        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
-        ax.set_ylabel("vehicles\nwaiting")
-        ax.grid(alpha=0.3)
+        _queue_panel(ax, _gate_names(names, g))
     axes[0, 0].legend(fontsize=7, loc="upper right")
     _date_axis(axes[-1, 0])
     fig.suptitle("Vehicles waiting by calendar day (mean over replications)", fontsize=10)
@@ -302,10 +307,7 @@ def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path
             dates = pd.to_datetime(grp["date"])
             ax.fill_between(dates, grp["p05"], grp["p95"], color=f"C{s}", alpha=0.15, lw=0)
             ax.plot(dates, grp["mean"], color=f"C{s}", lw=1, label=scen)
-        ax.set_ylim(bottom=0)
-        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
-        ax.set_ylabel("vehicles\nwaiting")
-        ax.grid(alpha=0.3)
+        _queue_panel(ax, _gate_names(names, g))
     axes[0, 0].legend(fontsize=7, loc="upper right")
     _date_axis(axes[-1, 0])
     fig.suptitle("Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)",
