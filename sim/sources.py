@@ -115,8 +115,9 @@ def file_notes(text: str) -> dict[tuple, Note]:
                     name = None
                 if isinstance(name, str):
                     table = pending_item + (name,)
-                    if pending_note is not None:
-                        notes[table] = pending_note
+                    # the item's note: the comments at its header, else those at its name
+                    named = Note(number, comment, " ".join(above))
+                    notes[table] = pending_note if pending_note is not None and pending_note.text else named
                 pending_item, pending_note = None, None
             notes[table + parts] = Note(number, comment, " ".join(above), key=True)
             depth = _depth_change(code.split("=", 1)[1])
