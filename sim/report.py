@@ -322,6 +322,11 @@ def _sources_section(scen: dict, title: str = "Inputs: assumptions and sources",
     for layer in scen.get("layers") or [{"file": scen.get("file")}]:
         file = layer.get("file") or ""
         section.add("subhead", Path(file).name or file)
+        if file.endswith("(--set)"):
+            rows = [[c["input"], value_text(c["after"]), "", "set on the command line (--set)"]
+                    for c in layer.get("changes") or []]
+            section.add("table", Table(["input", "value", "", "comment"], rows))
+            continue
         if not Path(file).is_file():
             section.add("notes", [f"{file} is no longer there: its comments and sources cannot be shown."])
             continue

@@ -108,6 +108,7 @@ def test_the_run_report_says_what_was_run_and_where_each_input_comes_from(folder
 def test_the_compare_report_shows_each_change_with_its_source(folders):
     html = (folders["compare"] / "report.html").read_text(encoding="utf-8")
     assert "small_2022_set" in html and "gates.bac_luan_2.exit.stages.customs.lanes" in html
+    assert "set on the command line (--set)" in html
     assert "Differences per gate" in html and "difference [95 % CI]" in html
 
 
