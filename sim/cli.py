@@ -39,11 +39,17 @@ def default_targets() -> Path:
 
 
 def default_scenario() -> Path:
-    """The baseline: ./scenarios/ first, then the scenarios/ folder of this checkout."""
-    for base in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
-        if (base / BASELINE).exists():
-            return base / BASELINE
-    return Path("scenarios") / BASELINE
+    """The baseline: ./scenarios/ first, then the library installed with bordersim (sim.library)."""
+    from .library import default_scenario
+
+    return default_scenario()
+
+
+def scenario_path(arg: str | None) -> Path:
+    """A scenario argument: a file, or a name in ./scenarios/ or the installed library; none: the baseline."""
+    from .library import find
+
+    return find(arg) if arg else default_scenario()
 
 
 def _whole_number(minimum: int):
@@ -62,10 +68,13 @@ def _whole_number(minimum: int):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .outdir import version
+
     p = argparse.ArgumentParser(prog="bordersim", description="Simulate the Quang Ninh road border gates.")
+    p.add_argument("--version", action="version", version=f"bordersim {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run replications of a scenario and write tables and plots")
-    r.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: scenarios/{BASELINE})")
+    r.add_argument("scenario", nargs="?", help=f"scenario TOML file or library name (default: scenarios/{BASELINE})")
     r.add_argument("--reps", type=_whole_number(1), default=DEFAULT_REPS, help=f"replications (default {DEFAULT_REPS})")
     r.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
     r.add_argument("--out", help="output folder (default results/<scenario name>/)")
@@ -75,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-overload", action="store_true",
                    help="simulate even where demand exceeds capacity over the horizon (the backlog grows)")
     r.add_argument("--no-plots", action="store_true", help="write tables only")
+    r.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     cp = sub.add_parser("compare", help="run scenarios on common random numbers and compare them with the first")
@@ -87,13 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or des")
     cp.add_argument("--allow-overload", action="store_true", help="simulate unstable loads (the backlog grows)")
     cp.add_argument("--no-plots", action="store_true", help="write tables only")
+    cp.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     cp.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     cp.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                     help="as for run, applied to every alternative (not the base): a quick what-if is "
                          "'compare BASE BASE --set ...'")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
-    v.add_argument("scenarios", nargs="+")
+    v.add_argument("scenarios", nargs="*", help=f"scenario TOML files or library names (default: scenarios/{BASELINE}, "
+                                                "as for run)")
     v.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    rp = sub.add_parser("report", help="write one self-contained HTML page for a results folder")
+    rp.add_argument("folder", help="a folder of results: a run, a comparison, or calibration/")
+    rp.add_argument("-o", "--out", help="the HTML file to write (default: FOLDER/report.html)")
     c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
     c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{TARGETS})")
     c.add_argument("--check", action="store_true",
@@ -124,8 +139,9 @@ def _fmt(value: float, digits: int) -> str:
     return "-" if pd.isna(value) else f"{value:,.{digits}f}"
 
 
-def summary_table(summary: pd.DataFrame) -> str:
-    """Key metrics per gate and direction as 'mean [95 % CI]'."""
+def summary_table(summary: pd.DataFrame, scenario=None) -> str:
+    """Key metrics per gate and direction as 'mean [95 % CI]', gates first and totals last; with
+    the scenario, a note on any gate whose mean wait is far above the others' and what drives it."""
     rows = []
     main = summary[(summary["stage"] == "") & (summary["class"] == "")]
     for (g, d), grp in main.groupby(["gate", "direction"], sort=False):
@@ -138,7 +154,14 @@ def summary_table(summary: pd.DataFrame) -> str:
             ci = "" if pd.isna(m["ci_low"]) else f" [{_fmt(m['ci_low'], digits)}, {_fmt(m['ci_high'], digits)}]"
             row[label] = _fmt(m["mean"], digits) + ci
         rows.append(row)
-    return pd.DataFrame(rows).to_string(index=False)
+    table = pd.DataFrame(rows).to_string(index=False)
+    if scenario is None:
+        return table
+    from .findings import closures_of, extreme_notes
+
+    names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
+    notes = extreme_notes(summary, names, closures_of(scenario.nominal))
+    return "\n".join([table] + [f"note: {n}" for n in notes])
 
 
 def _cmd_run(args) -> int:
@@ -147,7 +170,7 @@ def _cmd_run(args) -> int:
     from .output import prepare_writing, write_run
     from .run import run
 
-    path = Path(args.scenario) if args.scenario else default_scenario()
+    path = scenario_path(args.scenario)
     scen = sc.load(path, sets=args.set)
     out = Path(args.out) if args.out else Path("results") / scen.name
     check_target(out)  # refuse now, not after the replications
@@ -156,11 +179,11 @@ def _cmd_run(args) -> int:
         allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
         while_waiting=lambda: prepare_writing(not args.no_plots),
     )
-    written = write_run(result, out, make_plots=not args.no_plots)
+    written = write_run(result, out, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
-        print(summary_table(result.summary))
+        print(summary_table(result.summary, scen))
         print(f"written to {out}/")
     if written.replaced:
         print(f"replaced earlier results in {out}/")
@@ -181,15 +204,15 @@ def _cmd_compare(args) -> int:
     from .outdir import check_target
     from .output import write_comparison
 
-    base = sc.load(args.base)
-    alts = [sc.load(p, sets=args.set) for p in args.alternatives]
+    base = sc.load(scenario_path(args.base))
+    alts = [sc.load(scenario_path(p), sets=args.set) for p in args.alternatives]
     if args.set:  # an alternative changed on the command line is another scenario: say so in its name
         alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
     out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
     check_target(out)  # refuse now, not after the replications
     cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
                   allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn)
-    written = write_comparison(cmp, out, make_plots=not args.no_plots)
+    written = write_comparison(cmp, out, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
               f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s")
@@ -204,11 +227,23 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .outdir import atomic_file
+    from .report import build_report
+
+    out = Path(args.out) if args.out else Path(args.folder) / "report.html"
+    html = build_report(args.folder)
+    with atomic_file(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    print(f"written to {out}")
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from . import capacity
     from . import scenario as sc
 
-    for path in args.scenarios:
+    for path in [scenario_path(a) for a in args.scenarios] or [default_scenario()]:
         scen = sc.load(path, sets=args.set)
         for w in capacity.check(scen, allow_overload=True):
             print(f"bordersim: warning: {w}", file=sys.stderr)
@@ -292,7 +327,8 @@ def _dispatch(args) -> int:
     handle_term = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
-        commands = {"run": _cmd_run, "compare": _cmd_compare, "validate": _cmd_validate, "calibrate": _cmd_calibrate}
+        commands = {"run": _cmd_run, "compare": _cmd_compare, "validate": _cmd_validate, "calibrate": _cmd_calibrate,
+                    "report": _cmd_report}
         return commands[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
