@@ -115,10 +115,10 @@ def adjustment(draw, gid: str, gate: dict, start: dt.date, days: int, n: int):
         out["set"] = draw(hours())["default"]
     else:
         out["directions"] = [draw(st.sampled_from(limited))]
-        out["set" if dated and draw(st.booleans()) else "multiply"] = (
-            draw(st.integers(0, 20)) if dated else draw(st.sampled_from([0.5, 2.0])))
-        if "set" in out and not dated:
-            out["set"] = max(out["set"], 1)
+        if dated and draw(st.booleans()):
+            out["set"] = draw(st.integers(0, 20))  # from a date, 0 shuts the far side on those days
+        else:
+            out["multiply"] = draw(st.sampled_from([0.5, 2.0]))
     if dated:
         out.update(span)
     return out
