@@ -61,7 +61,7 @@ def check_references(adjs: list[Adjustment], data: dict, file: str) -> None:
 
 def _what_it_needs(a: Adjustment) -> str:
     return {"service": "stage", "lanes": "stage", "hours": "gate", "acceptance_limit": "gate direction",
-            "demand": "class demand"}[a.what]
+            "demand": "class demand", "refuse": "class handled by a gate"}[a.what]
 
 
 def _flows(a: Adjustment, gates: dict):
@@ -76,6 +76,10 @@ def _targets(a: Adjustment, gates: dict):
     """What an adjustment changes, in the model-form tree: (gate, direction, stage or class)."""
     if a.what == "hours":
         yield from ((g, None, None) for g in gates if a.applies(g))
+        return
+    if a.what == "refuse":
+        for g, d, _spec in _flows(a, gates):
+            yield from ((g, d, c) for c in gates[g].get("classes", []) if a.applies(g, d, vclass=c))
         return
     for g, d, spec in _flows(a, gates):
         if a.what in ("service", "lanes"):
@@ -209,6 +213,17 @@ def hour_overrides(model: ScenarioModel, gate: str) -> tuple:
             if d0 < d1:
                 out.append((d0, d1, tuple((k, tuple(v)) for k, v in sorted(a.set.items()))))
     return tuple(out)
+
+
+def refusals(model: ScenarioModel, gate: str, direction: str, vclass: str) -> list[tuple[float, float]]:
+    """The periods (hours from the start, [from, to)) in which a class is turned away."""
+    out = []
+    for a in model.dated("refuse"):
+        if a.applies(gate, direction, vclass=vclass):
+            d0, d1 = day_span(a, model.horizon)
+            if d0 < d1:
+                out.append((24.0 * d0, 24.0 * d1))
+    return out
 
 
 def demand_steps(model: ScenarioModel) -> list[tuple[dt.date, dt.date | None, float, Any, Any, Any]]:

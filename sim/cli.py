@@ -39,11 +39,17 @@ def default_targets() -> Path:
 
 
 def default_scenario() -> Path:
-    """The baseline: ./scenarios/ first, then the scenarios/ folder of this checkout."""
-    for base in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
-        if (base / BASELINE).exists():
-            return base / BASELINE
-    return Path("scenarios") / BASELINE
+    """The baseline: ./scenarios/ first, then the library installed with bordersim (sim.library)."""
+    from .library import default_scenario
+
+    return default_scenario()
+
+
+def scenario_path(arg: str | None) -> Path:
+    """A scenario argument: a file, or a name in ./scenarios/ or the installed library; none: the baseline."""
+    from .library import find
+
+    return find(arg) if arg else default_scenario()
 
 
 def _whole_number(minimum: int):
@@ -62,10 +68,13 @@ def _whole_number(minimum: int):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .outdir import version
+
     p = argparse.ArgumentParser(prog="bordersim", description="Simulate the Quang Ninh road border gates.")
+    p.add_argument("--version", action="version", version=f"bordersim {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run replications of a scenario and write tables and plots")
-    r.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: scenarios/{BASELINE})")
+    r.add_argument("scenario", nargs="?", help=f"scenario TOML file or library name (default: scenarios/{BASELINE})")
     r.add_argument("--reps", type=_whole_number(1), default=DEFAULT_REPS, help=f"replications (default {DEFAULT_REPS})")
     r.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
     r.add_argument("--out", help="output folder (default results/<scenario name>/)")
@@ -75,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-overload", action="store_true",
                    help="simulate even where demand exceeds capacity over the horizon (the backlog grows)")
     r.add_argument("--no-plots", action="store_true", help="write tables only")
+    r.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     cp = sub.add_parser("compare", help="run scenarios on common random numbers and compare them with the first")
@@ -87,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or des")
     cp.add_argument("--allow-overload", action="store_true", help="simulate unstable loads (the backlog grows)")
     cp.add_argument("--no-plots", action="store_true", help="write tables only")
+    cp.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     cp.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     cp.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                     help="as for run, applied to every alternative (not the base): a quick what-if is "
@@ -124,17 +135,25 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-plots", action="store_true", help="write tables only")
     sw.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
-    v.add_argument("scenarios", nargs="+")
+    v.add_argument("scenarios", nargs="*", help=f"scenario TOML files or library names (default: scenarios/{BASELINE}, "
+                                                "as for run)")
     v.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    rp = sub.add_parser("report", help="write one self-contained HTML page for a results folder")
+    rp.add_argument("folder", help="a folder of results: a run, a comparison, or calibration/")
+    rp.add_argument("-o", "--out", help="the HTML file to write (default: FOLDER/report.html)")
     c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
     c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{TARGETS})")
     c.add_argument("--check", action="store_true",
                    help="run the fitted scenario and test every target; exit 1 if one fails")
-    c.add_argument("--method", choices=("rejection",), default="rejection",
-                   help="rejection: approximate Bayesian computation by rejection (default)")
+    c.add_argument("--population", type=_whole_number(10), default=None,
+                   help="parameter sets per ABC-SMC generation (default 200)")
+    c.add_argument("--generations", type=_whole_number(1), default=None, help="generations at most (default 8)")
     c.add_argument("--budget", type=_whole_number(10), default=None,
-                   help="prior draws, one fast replication each (default 2000)")
-    c.add_argument("--accept", type=float, default=None, help="share of the draws kept (default 0.1)")
+                   help="simulated parameter sets at most, all generations (default 40,000)")
+    c.add_argument("--reps-per-draw", type=_whole_number(1), default=None,
+                   help="replications averaged for each parameter set (default 2)")
+    c.add_argument("--quantile", type=float, default=None,
+                   help="each generation's threshold: this quantile of the last one's distances (default 0.3)")
     c.add_argument("--scenario", help="with --check: the scenario to test (default: the fitted one)")
     c.add_argument("--reps", type=_whole_number(2), default=None, help="with --check: replications (default 200)")
     c.add_argument("--engine", choices=ENGINES, default="fast", help="with --check: the engine")
@@ -152,8 +171,9 @@ def _fmt(value: float, digits: int) -> str:
     return "-" if pd.isna(value) else f"{value:,.{digits}f}"
 
 
-def summary_table(summary: pd.DataFrame) -> str:
-    """Key metrics per gate and direction as 'mean [95 % CI]'."""
+def summary_table(summary: pd.DataFrame, scenario=None) -> str:
+    """Key metrics per gate and direction as 'mean [95 % CI]', gates first and totals last; with
+    the scenario, a note on any gate whose mean wait is far above the others' and what drives it."""
     rows = []
     main = summary[(summary["stage"] == "") & (summary["class"] == "")]
     for (g, d), grp in main.groupby(["gate", "direction"], sort=False):
@@ -166,7 +186,14 @@ def summary_table(summary: pd.DataFrame) -> str:
             ci = "" if pd.isna(m["ci_low"]) else f" [{_fmt(m['ci_low'], digits)}, {_fmt(m['ci_high'], digits)}]"
             row[label] = _fmt(m["mean"], digits) + ci
         rows.append(row)
-    return pd.DataFrame(rows).to_string(index=False)
+    table = pd.DataFrame(rows).to_string(index=False)
+    if scenario is None:
+        return table
+    from .findings import closures_of, extreme_notes
+
+    names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
+    notes = extreme_notes(summary, names, closures_of(scenario.nominal))
+    return "\n".join([table] + [f"note: {n}" for n in notes])
 
 
 def _cmd_run(args) -> int:
@@ -175,7 +202,7 @@ def _cmd_run(args) -> int:
     from .output import prepare_writing, write_run
     from .run import run
 
-    path = Path(args.scenario) if args.scenario else default_scenario()
+    path = scenario_path(args.scenario)
     scen = sc.load(path, sets=args.set)
     out = Path(args.out) if args.out else Path("results") / scen.name
     check_target(out)  # refuse now, not after the replications
@@ -184,11 +211,11 @@ def _cmd_run(args) -> int:
         allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
         while_waiting=lambda: prepare_writing(not args.no_plots),
     )
-    written = write_run(result, out, make_plots=not args.no_plots)
+    written = write_run(result, out, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
-        print(summary_table(result.summary))
+        print(summary_table(result.summary, scen))
         print(f"written to {out}/")
     if written.replaced:
         print(f"replaced earlier results in {out}/")
@@ -209,15 +236,15 @@ def _cmd_compare(args) -> int:
     from .outdir import check_target
     from .output import write_comparison
 
-    base = sc.load(args.base)
-    alts = [sc.load(p, sets=args.set) for p in args.alternatives]
+    base = sc.load(scenario_path(args.base))
+    alts = [sc.load(scenario_path(p), sets=args.set) for p in args.alternatives]
     if args.set:  # an alternative changed on the command line is another scenario: say so in its name
         alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
     out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
     check_target(out)  # refuse now, not after the replications
     cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
                   allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn)
-    written = write_comparison(cmp, out, make_plots=not args.no_plots)
+    written = write_comparison(cmp, out, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
               f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s")
@@ -235,7 +262,7 @@ def _cmd_compare(args) -> int:
 def _cmd_sweep(args) -> int:
     from .sweep import sweep, sweep_report
 
-    path = Path(args.scenario) if args.scenario else default_scenario()
+    path = scenario_path(args.scenario)
     out = Path(args.out) if args.out else None
     if out is None:
         from . import scenario as sc
@@ -266,11 +293,23 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .outdir import atomic_file
+    from .report import build_report
+
+    out = Path(args.out) if args.out else Path(args.folder) / "report.html"
+    html = build_report(args.folder)
+    with atomic_file(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    print(f"written to {out}")
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from . import capacity
     from . import scenario as sc
 
-    for path in args.scenarios:
+    for path in [scenario_path(a) for a in args.scenarios] or [default_scenario()]:
         scen = sc.load(path, sets=args.set)
         for w in capacity.check(scen, allow_overload=True):
             print(f"bordersim: warning: {w}", file=sys.stderr)
@@ -292,14 +331,14 @@ def _cmd_calibrate(args) -> int:
     targets = cal.load_targets(Path(args.targets) if args.targets else default_targets())
     progress = False if args.quiet else None
     if args.check:
-        for opt in ("budget", "accept"):
+        for opt in ("population", "generations", "budget", "reps_per_draw", "quantile"):
             if getattr(args, opt) is not None:
-                raise cal.CalibrationError(None, f"--{opt}", "applies to a calibration, not to --check")
+                raise cal.CalibrationError(None, f"--{opt.replace('_', '-')}", "applies to a calibration, not to --check")
         rows = cal.check(targets, args.scenario, reps=args.reps or cal.DEFAULT_CHECK_REPS, seed=args.seed,
                          engine=args.engine, workers=args.workers, progress=progress)
         scen = args.scenario or targets.fitted_path
         print(f"{scen}: {args.reps or cal.DEFAULT_CHECK_REPS} replications, engine {args.engine}; "
-              f"targets from {targets.path}")
+              f"targets from {targets.path} (fit: mean within tolerance; validate: observed inside the 90 % band)")
         print(cal.check_table(rows))
         failed = [r.target.name for r in rows if not r.ok()]
         if failed:
@@ -313,12 +352,17 @@ def _cmd_calibrate(args) -> int:
     if args.engine != "fast":
         raise cal.CalibrationError(None, "--engine", "a calibration runs on the fast engine; --engine is for --check")
     cal.check_outputs(targets)  # refuse now, not after the draws
-    result = cal.calibrate(targets, budget=args.budget or cal.DEFAULT_BUDGET,
-                           accept=cal.DEFAULT_ACCEPT if args.accept is None else args.accept,
+    result = cal.calibrate(targets, population=args.population or cal.DEFAULT_POPULATION,
+                           generations=args.generations or cal.DEFAULT_GENERATIONS,
+                           budget=args.budget or cal.DEFAULT_BUDGET,
+                           reps_per_draw=args.reps_per_draw or cal.DEFAULT_REPS_PER_DRAW,
+                           quantile=cal.DEFAULT_QUANTILE if args.quantile is None else args.quantile,
                            seed=args.seed, workers=args.workers, progress=progress)
-    written = cal.write_calibration(result)  # --method: rejection, the one method so far
+    written = cal.write_calibration(result)
     ident = result.identification()
-    print(f"{targets.path}: {result.budget} draws, {len(result.kept)} kept, {result.wall_s:.1f} s")
+    print(f"{targets.path}: {len(result.epsilons)} generations of {len(result.population)}, "
+          f"{result.simulations:,} simulations, last threshold {result.epsilons[-1]:.2f} tolerances, "
+          f"{result.wall_s:.1f} s")
     print("pinned down by the data: " + (", ".join(ident[ident.identified]["input"]) or "none"))
     print("written: " + ", ".join(str(p) for p in written))
     return 0
@@ -350,7 +394,7 @@ def _dispatch(args) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
         commands = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "validate": _cmd_validate,
-                    "calibrate": _cmd_calibrate}
+                    "calibrate": _cmd_calibrate, "report": _cmd_report}
         return commands[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)

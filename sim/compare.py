@@ -140,12 +140,13 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
         raise CompareError(None, "name", f"two scenarios are both named '{dup}'; give each a name of its own")
     if not alternatives:
         raise CompareError(None, None, "needs at least one alternative to compare with the base")
-    from .run import check_reps
+    from .run import check_reps, ensemble_warning
 
     check_reps(scenarios, reps)  # before anything that grows with reps
     warnings = []
     for s in scenarios:
         warnings += capacity.check(s, allow_overload=allow_overload)
+    warnings += list(dict.fromkeys(w for s in scenarios if (w := ensemble_warning(s, reps))))
     workers, cut = resolve_workers(workers, len(scenarios) * reps)
     if cut:
         warnings.append(cut)
@@ -161,20 +162,23 @@ def headline_table(cmp: Comparison, alt: str) -> str:
     """Per gate (both directions), for one alternative: base and alternative means and the
     paired difference with its 95 % interval (* where it excludes 0), for the headline
     metrics, one line each: narrow enough for a terminal."""
-    t = cmp.table
-    t = t[(t.scenario == alt) & (t.direction == "all") & (t.stage == "") & (t["class"] == "")]
-    gates = [g for g in dict.fromkeys(t.gate) if g != "all"] + ["all"]
     lines = [f"{'gate':<16}{'metric':<22}{'base':>10}{'alt':>10}  difference [95 % interval]"]
-    for g in gates:
-        for metric, head, digits in HEADLINE:
-            m = t[(t.gate == g) & (t.metric == metric)]
-            if m.empty:
-                continue
-            m = m.iloc[0]
-            mark = " *" if m.excludes_zero else ""
-            lines.append(f"{g:<16}{head:<22}{_f(m.base_mean, digits):>10}{_f(m.alt_mean, digits):>10}  "
-                         f"{_s(m.diff_mean, digits)} [{_s(m.diff_ci_low, digits)}, {_s(m.diff_ci_high, digits)}]{mark}")
+    for g, head, digits, m in headline_rows(cmp.table, alt):
+        mark = " *" if m.excludes_zero else ""
+        lines.append(f"{g:<16}{head:<22}{_f(m.base_mean, digits):>10}{_f(m.alt_mean, digits):>10}  "
+                     f"{_s(m.diff_mean, digits)} [{_s(m.diff_ci_low, digits)}, {_s(m.diff_ci_high, digits)}]{mark}")
     return "\n".join(lines)
+
+
+def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE):
+    """(gate, heading, digits, row of compare.csv) of one alternative's headline metrics, both
+    directions together: per gate first, all gates last."""
+    t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
+    for g in [g for g in dict.fromkeys(t.gate) if g != "all"] + ["all"]:
+        for metric, head, digits in metrics:
+            m = t[(t.gate == g) & (t.metric == metric)]
+            if not m.empty:
+                yield g, head, digits, m.iloc[0]
 
 
 def _f(v: float, digits: int) -> str:

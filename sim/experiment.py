@@ -12,7 +12,9 @@ differences are tight. ``run``, ``compare``, the calibration and sweeps all go t
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from .workers import local_pool, prepare_process, resolve_workers
 
 ENGINES = ("fast", "des")
 SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
-MAX_CHUNK = 25  # replications a task runs at most: small enough to balance workers and show progress
+MAX_CHUNK = 10  # replications a task runs at most: the last tasks leave a worker idle for at most this many
 
 
 def replicate(scenario: Scenario, seed: int, index: int, engine: str = "fast",
@@ -118,11 +120,14 @@ def iter_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fa
     else:
         workers = workers or 1
     size = chunk or chunk_size(total, workers)
-    tasks = [_Task(p, i, min(i + size, reps)) for p in range(len(points)) for i in range(0, reps, size)]
+    tasks = [_Task(p, first, last) for p in range(len(points))
+             for first, last in task_sizes(reps, size, workers if p == 0 else 0)]
     args = ([points[t.point] for t in tasks], tasks, [seed] * len(tasks), [engine] * len(tasks),
             [keep] * len(tasks))
     bar = tqdm(total=total if unit == "rep" else len(points), desc=desc, unit=unit,
-               disable=None if progress is None else not progress, file=sys.stderr)
+               disable=None if progress is None else not progress, file=sys.stderr, **_bar_size(sys.stderr))
+    if not bar.disable and not compiled():
+        bar.set_postfix_str("compiling the fast engine: once per installation, up to a minute")
     try:
         wait = while_waiting or (lambda: None)
         if executor is not None:
@@ -142,18 +147,83 @@ def iter_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fa
         bar.close()
 
 
+def _bar_size(file) -> dict:
+    """Nothing (tqdm sizes the bar to the terminal), or 80 x 24 on a terminal that reports a size
+    of 0 x 0, as a pseudo-terminal opened without one does: tqdm then takes it for -1 rows and
+    draws nothing at all."""
+    try:
+        size = os.get_terminal_size(file.fileno())
+    except (AttributeError, OSError, ValueError):
+        return {}
+    return {} if size.columns > 0 and size.lines > 0 else {"ncols": 80, "nrows": 24}
+
+
+def task_sizes(reps: int, size: int, workers: int) -> list[tuple[int, int]]:
+    """(first, last) of each task over replications 0..reps-1: tasks of ``size``, but the first
+    round (one task per worker) of a single replication each, so that the progress bar moves
+    as soon as the first replications end rather than after a whole chunk."""
+    bounds, i = [], 0
+    while i < reps:
+        n = 1 if len(bounds) < workers and size > 1 else size
+        bounds.append((i, min(i + n, reps)))
+        i += n
+    return bounds
+
+
+def compiled() -> bool:
+    """Whether the fast engine's compiled kernels are in numba's cache already (False on the
+    first run after an install, which compiles them); True where it cannot tell."""
+    from .flowstats import flow_pass
+    from .metrics import group_sums
+    from .queue_profile import refine_peaks
+    from .fast.kernels import run_flow
+
+    try:
+        return all(os.path.exists(k._cache._cache_file._index_path)
+                   for k in (run_flow, flow_pass, refine_peaks, group_sums))
+    except AttributeError:  # another numba version's cache layout
+        return True
+
+
+class _Ticking:
+    """Refresh a progress bar every second from a thread while results are awaited, so that its
+    clock runs while the first replications (and a first compile) are under way."""
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1.0):
+            self.bar.refresh()
+
+    def __enter__(self):
+        if not self.bar.disable:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
 def _collect(results, reps: int, bar, unit: str) -> Iterator[tuple[int, list[ReplicationResult]]]:
     """Gather the tasks' results by point; yield each point once all its replications are in."""
     pending: dict[int, list[ReplicationResult | None]] = {}
     missing: dict[int, int] = {}
-    for task, chunk_results in results:
-        got = pending.setdefault(task.point, [None] * reps)
-        got[task.first:task.last] = chunk_results
-        missing[task.point] = missing.get(task.point, reps) - len(chunk_results)
-        if unit == "rep":
-            bar.update(len(chunk_results))
-        if missing[task.point] == 0:
-            del missing[task.point]
-            if unit != "rep":
-                bar.update(1)
-            yield task.point, pending.pop(task.point)
+    with _Ticking(bar):
+        for task, chunk_results in results:
+            got = pending.setdefault(task.point, [None] * reps)
+            got[task.first:task.last] = chunk_results
+            missing[task.point] = missing.get(task.point, reps) - len(chunk_results)
+            if getattr(bar, "postfix", None):
+                bar.set_postfix_str("", refresh=False)
+            if unit == "rep":
+                bar.update(len(chunk_results))
+            if missing[task.point] == 0:
+                del missing[task.point]
+                if unit != "rep":
+                    bar.update(1)
+                yield task.point, pending.pop(task.point)

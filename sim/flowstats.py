@@ -166,7 +166,8 @@ def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h
     joins, leaves, t_sum = np.zeros(n_b), np.zeros(n_b), np.zeros(n_b)
     served = np.zeros(n)  # time in service, summed stage by stage (contiguous columns)
     n_cal = cal_starts.size
-    add_column_events(arrival, 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
+    # a backlog that came before the start is in the queue from 0 (its waits count from when it came)
+    add_column_events(np.maximum(arrival, 0.0), 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
     for k in range(k_stages):
         instant = k == acc_k
         if not instant or k == k_stages - 1:
@@ -209,7 +210,7 @@ def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h
         d = int(dep / 24.0)  # dep >= 0: truncation is the floor (// on floats is slow here)
         daily[min(d, days - 1)] += 1
         a = arrival[i]
-        if a >= warmup_h:
+        if a >= warmup_h or warmup_h <= 0.0:  # with no warm-up, the backlog's history counts too
             tis = dep - a
             wait = tis - served[i]
             counts[c, 2] += 1

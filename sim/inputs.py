@@ -16,7 +16,7 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .adjust import demand_steps, hour_overrides, lanes_by_day, quota_by_day, service_factors
+from .adjust import demand_steps, hour_overrides, lanes_by_day, quota_by_day, refusals, service_factors
 from .calendar import Calendar, build_calendar, draw_random_closures, lane_calendars
 from .ranges import ACCEPTANCE  # the acceptance step's label in the outputs
 from .rng import stream
@@ -31,7 +31,7 @@ class FlowInputs:
 
     gate: str
     direction: str
-    arrival: np.ndarray  # hours, sorted; initial backlog at 0
+    arrival: np.ndarray  # hours, sorted; initial backlog at 0, or before 0 if it has a history
     vclass: np.ndarray  # index into classes
     class_priority: np.ndarray  # priority of each class (lower is served first)
     service: np.ndarray  # (n, stages) hours, 0 for the acceptance step; a view of a stage-major array
@@ -48,6 +48,9 @@ class FlowInputs:
     # per stage: service-time factors by class and day (classes x days + 1) when they change by
     # date (a service started on day d takes its drawn time x factor), else None
     service_factor: list[np.ndarray | None] | None = None
+    # when each vehicle may join its first stage (a class turned away waits for the refusal's
+    # end), or None: on arrival. Arrivals before 0 are a backlog's: queued at the start
+    available: np.ndarray | None = None
 
     def __post_init__(self):
         if self.lane_calendars is None:
@@ -253,7 +256,13 @@ def flow_inputs(
         if per_day > 0:
             unit, unit_cum, unit_inv = _unit_rates(model, gate_id, direction, c)
             arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum, unit_inv)
-        times.append(np.concatenate([np.zeros(backlog), arr]) if backlog else arr)
+        if backlog:  # queued at the start, having come the days before (their waits count from then)
+            came = np.zeros(backlog)
+            if spec.backlog_age_days is not None:
+                age = spec.backlog_age_days.draw(stream(rep_seq, f"backlog/{prefix}/{c}"), backlog)
+                came = np.sort(-24.0 * age)  # the oldest first: they were at the head of the queue
+            arr = np.concatenate([came, arr])
+        times.append(arr)
     sizes = [len(t) for t in times]
     arrival = np.concatenate(times) if len(times) != 1 else times[0]
     vclass = np.zeros(len(arrival), dtype=np.int64)  # one class; merged below otherwise
@@ -273,13 +282,29 @@ def flow_inputs(
     class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
 
     lanes, quota, lane_calendars, factors = stage_schedules(model, gate_id, direction, calendar)
+    available = _available(model, gate_id, direction, classes, arrival, vclass)
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
         service=service.T, classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog, acceptance=acc_k,
-        lane_calendars=lane_calendars, service_factor=factors,
+        lane_calendars=lane_calendars, service_factor=factors, available=available,
     )
+
+
+def _available(model, gate_id, direction, classes, arrival, vclass) -> np.ndarray | None:
+    """When each vehicle may join its first stage: on arrival, or for a class turned away on
+    arrival (a refusal by date), when the refusal ends; None when no class is turned away."""
+    out = None
+    for c, cls in enumerate(classes):
+        for start_h, end_h in refusals(model, gate_id, direction, cls):
+            hit = (vclass == c) & (arrival >= start_h) & (arrival < end_h)
+            if start_h <= 0:  # the backlog is turned away too while the refusal lasts
+                hit |= (vclass == c) & (arrival < end_h)
+            if hit.any():
+                out = arrival.copy() if out is None else out
+                out[hit] = np.maximum(out[hit], end_h)
+    return out
 
 
 def stage_schedules(model: ScenarioModel, gate_id: str, direction: str, calendar: Calendar):

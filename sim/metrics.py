@@ -388,13 +388,20 @@ def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
     keys = list(results[0].daily)
     days = len(next(iter(results[0].daily.values())))
     dates = pd.date_range(start, periods=days, freq="D").date
-    out = []
-    for g, d in keys:
-        for metric, attr in DAILY_METRICS:
-            stats_ = describe(np.vstack([getattr(r, attr)[(g, d)] for r in results]), low=0.0)
-            out.append(pd.DataFrame({"date": dates, "gate": g, "direction": d, "metric": metric,
-                                     **{k: stats_[k] for k in ("mean", "ci_low", "ci_high", "p05", "p95")}}))
-    return pd.concat(out, ignore_index=True)
+    # one (replications x (groups x metrics x days)) matrix: one pass of statistics, not one per series
+    m = np.stack([np.concatenate([getattr(r, attr)[k] for k in keys for _metric, attr in DAILY_METRICS])
+                  for r in results])
+    stats_ = describe(m, low=0.0)
+    n_series = len(keys) * len(DAILY_METRICS)
+    out = pd.DataFrame({
+        "date": np.tile(dates, n_series),
+        "gate": np.repeat([g for g, _d in keys], len(DAILY_METRICS) * days),
+        "direction": np.repeat([d for _g, d in keys], len(DAILY_METRICS) * days),
+        "metric": np.tile(np.repeat([metric for metric, _a in DAILY_METRICS], days), len(keys)),
+    })
+    for k in ("mean", "ci_low", "ci_high", "p05", "p95"):
+        out[k] = stats_[k]
+    return out
 
 
 def queue_by_hour_table(results: list[ReplicationResult]) -> pd.DataFrame:

@@ -169,6 +169,12 @@ class Staged:
     out: Path
     replaced: bool = False
 
+    def record(self, name: str) -> None:
+        """List a file written into the folder in its FILES manifest, so that a later writer of
+        that one file (atomic_file: `bordersim report` rewriting report.html) may replace it while
+        it is unchanged. The staged folder is this writer's alone (it holds its lock)."""
+        _record(self.dir / name)
+
 
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, kind: str) -> Iterator[Staged]:

@@ -57,17 +57,96 @@ def drawing(jobs: list[tuple[str, object, dict, Path]], workers: int = 1):
             f.result()
 
 
-def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True) -> Path:
+def _jsonable(value):
+    """A raw scenario value as JSON: dates and times in ISO form, tables and lists throughout."""
+    import datetime as dt
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return value
+
+
+def layer_changes(scenario) -> list[dict]:
+    """Each file of the scenario's chain (parent first; a --set layer too): its name and
+    description, and for every file after the first the inputs it changes against the scenario
+    it extends, each as {input, before, after} (before None: new). The first file defines the
+    scenario: its inputs are not listed here (the report reads them from the file)."""
+    from .ranges import path_str
+    from .scenario import merge_layers
+
+    out = []
+    merged: dict = {}
+    for i, layer in enumerate(scenario.layers):
+        before = dict(_units(merged))
+        merged = merge_layers(list(scenario.layers[:i + 1]))
+        entry = {"file": layer.file, "name": layer.raw.get("name"), "description": layer.raw.get("description")}
+        if i:
+            after = dict(_units(merged))
+            changed = [p for p in after if before.get(p, _MISSING) != after[p]]
+            changed += [p for p in before if p not in after]
+            entry["changes"] = [{"input": path_str(p), "before": _jsonable(before.get(p)),
+                                 "after": _jsonable(after.get(p))} for p in changed]
+        out.append(entry)
+    return out
+
+
+_MISSING = object()
+
+
+def _units(node, path: tuple = ()):
+    """(path, value) of each input of a raw tree as a file writes it: plain values, ranges and
+    lists whole (hours, a filter's gates), tables key by key; promises ([[expect]]) left out."""
+    from .ranges import is_range
+
+    if isinstance(node, dict) and not is_range(node):
+        for k, v in node.items():
+            if not path and k == "expect":
+                continue
+            yield from _units(v, path + (k,))
+    else:
+        yield path, node
+
+
+def scenario_metadata(scenario) -> dict:
+    """What a report needs of a scenario besides the tables: its files and what each changes,
+    its ensemble, its gates' names and fixed closures, its promises ([[expect]])."""
+    from dataclasses import asdict
+
+    from .findings import closures_of
+
+    m = scenario.nominal
+    return {
+        "name": scenario.name,
+        "file": scenario.path,
+        "description": m.description,
+        "horizon": {"start": str(m.horizon.start), "end": str(m.horizon.end), "warmup_days": m.horizon.warmup_days},
+        "layers": layer_changes(scenario),
+        "ensemble": None if scenario.ensemble is None else {
+            "file": scenario.ensemble_file, "rows": len(scenario.ensemble),
+            "inputs": list(scenario.ensemble.columns)},
+        "gates": {g: {"name": gate.name, "closures": [asdict(c) for c in closures_of(m)[g]]}
+                  for g, gate in m.gates.items()},
+        "expect": [e.model_dump() for e in m.expect],
+        "uncertain_inputs": {r.name(): {r.kind: list(r.values)} for r in scenario.ranges},
+    }
+
+
+def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Path:
     """Write summary.csv, daily.csv, per_replication.csv, the plot tables, PNGs and metadata.json.
 
     They go to a temporary folder beside ``out_dir`` that replaces it only when complete; an
     ``out_dir`` bordersim did not write is refused (sim.outdir.check_target).
     """
-    return write_run(result, out_dir, make_plots).out
+    return write_run(result, out_dir, make_plots, report).out
 
 
-def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True) -> Staged:
-    """write_results, also telling whether earlier results were replaced (the CLI says so)."""
+def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
+    """write_results, also telling whether earlier results were replaced (the CLI says so); with
+    ``report``, report.html too (sim.report)."""
     with atomic_dir(out_dir, "run") as staged:
         tmp = staged.dir
         daily, qbh, tis = result.daily, result.queue_by_hour, result.time_in_system_hist
@@ -84,6 +163,7 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True) -
             qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
         meta = {
+            "kind": "run",
             "scenario": result.scenario.name,
             "scenario_file": result.scenario.path,
             "seed": result.seed,
@@ -93,14 +173,29 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True) -
             "uncertain_inputs": {r.name(): {r.kind: list(r.values)} for r in result.scenario.ranges},
             "warnings": result.warnings,
             "wall_time_s": round(result.wall_s, 2),
+            "plots": make_plots,
+            "scenario_details": scenario_metadata(result.scenario),
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if report:
+            _write_report(staged)
     return staged
 
 
-def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True) -> Staged:
+def _write_report(staged: Staged) -> None:
+    """report.html beside the tables (from them: sim.report), recorded in the folder's manifest
+    of files bordersim wrote, so that `bordersim report` may replace it later, and never a
+    report someone has edited since."""
+    from .report import build_report
+
+    (staged.dir / "report.html").write_text(build_report(staged.dir, draw_missing=False), encoding="utf-8")
+    staged.record("report.html")
+
+
+def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
     """compare.csv, each scenario's summary and daily tables (stacked, with a scenario column),
-    the comparison plots and metadata.json, into one folder written atomically."""
+    the comparison plots, metadata.json and (with ``report``) report.html, into one folder
+    written atomically."""
     with atomic_dir(out_dir, "compare") as staged:
         tmp = staged.dir
         tis = cmp.time_in_system_hist
@@ -125,6 +220,10 @@ def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True) -> Stage
             "bordersim_version": version(),
             "warnings": cmp.warnings,
             "wall_time_s": round(cmp.wall_s, 2),
+            "plots": make_plots,
+            "scenario_details": [scenario_metadata(s) for s in cmp.scenarios],
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if report:
+            _write_report(staged)
     return staged

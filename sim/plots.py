@@ -14,6 +14,24 @@ import pandas as pd  # noqa: E402
 ALL = "all"
 
 
+def _date_axis(ax) -> None:
+    """Month ticks on a calendar axis: set once, they spare matplotlib's automatic date
+    locator, which takes most of a date plot's drawing time."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _queue_panel(ax, title: str) -> None:
+    """A gate's panel of a queue plot: from 0 (a swing between 43 and 49 is not a large one)."""
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_ylabel("vehicles\nwaiting")
+    ax.grid(alpha=0.3)
+
+
 def warm_up() -> None:
     """Draw and render a small figure once: the fonts and renderer a first figure loads (about a
     third of a second), done before drawing processes are forked, so that they inherit them."""
@@ -110,8 +128,8 @@ def crossings_per_day(daily: pd.DataFrame, names: dict[str, str], path: Path) ->
     axes[1].grid(alpha=0.3)
     for ax in axes:
         ax.set_ylim(bottom=0)
+    _date_axis(axes[-1])
     fig.suptitle("Vehicles crossing per day (mean over replications, 95 % CI)", fontsize=10)
-    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -132,58 +150,63 @@ def queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> Non
                         label="5-95 % of replications")
         ax.plot(dates, mean["mean"], color="C0", lw=1, label="mean waiting over the day")
         ax.plot(pd.to_datetime(end["date"]), end["mean"], color="C3", lw=0.8, ls="--", label="waiting at day's end")
-        ax.set_ylim(bottom=0)
-        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
-        ax.set_ylabel("vehicles\nwaiting")
-        ax.grid(alpha=0.3)
+        _queue_panel(ax, _gate_names(names, g))
     axes[0, 0].legend(fontsize=7, loc="upper right")
+    _date_axis(axes[-1, 0])
     fig.suptitle("Vehicles waiting by calendar day (mean over replications)", fontsize=10)
-    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def calibration_fit(cal, path: Path) -> None:
-    """Per target: the observed value against the prior's and the ensemble's simulated values
-    (95 % intervals and means)."""
+    """Per target: the observed value against the prior's and the posterior's simulated values
+    (means and 90 % bands), fit targets with their tolerance band, validation targets marked."""
     targets = cal.targets.targets
-    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets) + 0.5, 3.4), squeeze=False)
-    for j, (ax, t) in enumerate(zip(axes[0], targets)):
-        for x, (label, vals, color) in enumerate([("prior", cal.simulated[:, j], "0.6"),
-                                                   ("ensemble", cal.simulated[cal.kept, j], "C0")]):
-            lo, hi = np.quantile(vals, [0.025, 0.975])
-            ax.errorbar([x], [vals.mean()], yerr=[[vals.mean() - lo], [hi - vals.mean()]], fmt="o", color=color,
-                        capsize=6, label=f"{label} (95 %)")
+    post = cal.ensemble
+    cols = min(4, len(targets))
+    rows = -(-len(targets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 0.4, 3.1 * rows + 0.4), squeeze=False)
+    for ax, t in zip(axes.ravel(), targets):
+        for x, (label, vals, color) in enumerate([("prior", cal.prior_simulated[t.name].to_numpy(), "0.6"),
+                                                   ("posterior", post[f"_sim_{t.name}"].to_numpy(), "C0")]):
+            lo, hi = np.quantile(vals, [0.05, 0.95])
+            m = vals.mean()
+            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", color=color, capsize=6,
+                        label=f"{label} (90 %)")
         ax.axhline(t.observed, color="C3", lw=1.5, label="observed")
-        ax.axhspan(t.observed * (1 - t.tolerance), t.observed * (1 + t.tolerance), color="C3", alpha=0.12,
-                   label=f"tolerance ±{t.tolerance:.0%}")
-        ax.set_xticks([0, 1], ["prior", "ensemble"])
+        if t.use == "fit":
+            ax.axhspan(t.observed * (1 - t.tolerance), t.observed * (1 + t.tolerance), color="C3", alpha=0.12,
+                       label="tolerance")
+        ax.set_xticks([0, 1], ["prior", "posterior"])
         ax.set_xlim(-0.6, 1.6)
-        ax.set_title(t.name, fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{t.name}\n({'fit' if t.use == 'fit' else 'validation: not fitted'}; {t.unit})", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    axes[0, 0].set_ylabel("vehicles")
-    axes[0, -1].legend(fontsize=7, loc="best")
-    fig.suptitle("Observed against simulated (one replication per parameter set)", fontsize=10)
+    for ax in axes.ravel()[len(targets):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6, loc="best")
+    fig.suptitle("Observed against simulated, prior and posterior", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
 def calibration_marginals(cal, path: Path) -> None:
-    """Each uncertain input: prior draws against the kept ensemble (histograms)."""
-    names = list(cal.params.columns)
+    """Each fitted input: its prior range against the posterior (weighted histogram)."""
     ident = cal.identification().set_index("input")
+    names = list(cal.names)
     cols = 4
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 1.9 * rows), squeeze=False)
     for ax, name in zip(axes.ravel(), names):
-        prior = cal.params[name].to_numpy()
-        bins = np.linspace(prior.min(), prior.max(), 25) if prior.max() > prior.min() else 10
-        ax.hist(prior, bins=bins, density=True, color="0.75", label="prior")
-        ax.hist(prior[cal.kept], bins=bins, density=True, histtype="step", lw=1.6, color="C0", label="ensemble")
+        lo, hi = ident.loc[name, "prior_low"], ident.loc[name, "prior_high"]
+        bins = np.linspace(lo, hi, 25) if hi > lo else 10
+        ax.hist(cal.population[name].to_numpy(), bins=bins, weights=cal.weights, density=True, color="C0",
+                alpha=0.7, label="posterior")
+        ax.axvspan(lo, hi, color="0.85", zorder=0, label="prior range")
         mark = " (pinned down)" if ident.loc[name, "identified"] else ""
-        ax.set_title(name + mark, fontsize=7)
+        ax.set_title(name + mark, fontsize=6)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
     for ax in axes.ravel()[len(names):]:
@@ -284,14 +307,11 @@ def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path
             dates = pd.to_datetime(grp["date"])
             ax.fill_between(dates, grp["p05"], grp["p95"], color=f"C{s}", alpha=0.15, lw=0)
             ax.plot(dates, grp["mean"], color=f"C{s}", lw=1, label=scen)
-        ax.set_ylim(bottom=0)
-        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
-        ax.set_ylabel("vehicles\nwaiting")
-        ax.grid(alpha=0.3)
+        _queue_panel(ax, _gate_names(names, g))
     axes[0, 0].legend(fontsize=7, loc="upper right")
+    _date_axis(axes[-1, 0])
     fig.suptitle("Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)",
                  fontsize=10)
-    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -102,7 +102,7 @@ def candidate_events(arrival, start, end, acc_k, slot, horizon_h, m):
     ev_slot = np.empty(m, np.int64)
     ev_t = np.empty(m)
     ev_s = np.empty(m, np.int8)
-    j = _column_candidates(arrival, 1, slot, horizon_h, ev_slot, ev_t, ev_s, 0)
+    j = _column_candidates(np.maximum(arrival, 0.0), 1, slot, horizon_h, ev_slot, ev_t, ev_s, 0)
     for k in range(k_stages):
         if k == acc_k and k < k_stages - 1:
             continue

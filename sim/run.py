@@ -70,6 +70,18 @@ def check_reps(scenarios: Scenario | list[Scenario], reps: int, option: str = "-
         raise RunError(None, option, f"{reps:,} replications asked; at most {MAX_REPS:,} are allowed in one run")
 
 
+def ensemble_warning(scenario: Scenario, reps: int) -> str | None:
+    """A warning where a fitted scenario runs more replications than its ensemble has parameter
+    sets: each replication takes one set at random, so sets are reused, and the replications past
+    that number add run-to-run randomness but no new input values."""
+    if scenario.ensemble is None or reps <= len(scenario.ensemble):
+        return None
+    rows = len(scenario.ensemble)
+    return (f"{scenario.name}: {reps:,} replications, but its ensemble {os.path.basename(scenario.ensemble_file)} has "
+            f"{rows:,} parameter sets; each replication takes one at random, so sets are reused: more replications "
+            f"than {rows:,} narrow the run-to-run noise, not the input uncertainty")
+
+
 def run_replication(scenario: Scenario, seed: int, index: int, engine: str = "fast") -> ReplicationResult:
     """One replication; its result depends only on (scenario, seed, index), and the engines agree."""
     return replicate(scenario, seed, index, engine)
@@ -130,6 +142,8 @@ def run(
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     check_reps(scenario, reps)  # before the task and result lists, which grow with reps
     warnings = capacity.check(scenario, allow_overload=allow_overload)
+    if ensemble_warning(scenario, reps):
+        warnings.append(ensemble_warning(scenario, reps))
     workers, cut = resolve_workers(workers, reps)
     if cut:
         warnings.append(cut)

@@ -334,6 +334,7 @@ def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None,
     raw = to_keyed(copy.deepcopy(dict(raw)), path)
     raw.pop("extends", None)
     ensemble_file = raw.pop("ensemble", None)
+    check_new_names(raw, layers or [], path)
     ranges = find_ranges(raw, path)
     nominal = build_model(substitute(raw, {r.path: r.nominal() for r in ranges}), path)
     # The ends of every range must be valid too, or some replications would fail.
@@ -350,6 +351,51 @@ def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None,
         ensemble_file, ensemble = _load_ensemble(ensemble_file, raw, ranges, path, base_dir, overridden)
     return Scenario(path=path, raw=raw, ranges=tuple(ranges), nominal=nominal, ensemble=ensemble,
                     ensemble_file=ensemble_file, overridden=overridden, layers=tuple(layers or ()))
+
+
+GATE_NEEDS = ("name", "classes", "hours")
+STAGE_NEEDS = ("lanes", "service_min")
+
+
+def check_new_names(raw: dict, layers: list[Layer], path: str) -> None:
+    """A gate or stage that is incomplete is most likely a misspelt name (``[[gates.bac_luan2.exit.
+    stages]]`` makes a new gate 'bac_luan2'): say it is unknown and list the known ones, naming the
+    file that brought it in, rather than 'name: required field is missing'."""
+    gates = raw.get("gates")
+    if not isinstance(gates, dict):
+        return
+    complete = [g for g, t in gates.items() if isinstance(t, dict) and all(k in t for k in GATE_NEEDS)]
+    for gid, table in gates.items():
+        if not isinstance(table, dict):
+            continue
+        if complete and not all(k in table for k in GATE_NEEDS):
+            missing = ", ".join(k for k in GATE_NEEDS if k not in table)
+            raise ScenarioError(_brought_in(layers, ("gates", gid), path), f"gates.{gid}",
+                                f"unknown gate '{shorten(gid, 60)}' (gates: {', '.join(complete)}); a new gate "
+                                f"also needs {missing}")
+        for d in DIRECTIONS:
+            stages = table.get(d, {}).get("stages") if isinstance(table.get(d), dict) else None
+            if not isinstance(stages, Keyed):
+                continue
+            known = [n for n, st in stages.items() if isinstance(st, dict) and all(k in st for k in STAGE_NEEDS)]
+            for name, st in stages.items():
+                if known and isinstance(st, dict) and not all(k in st for k in STAGE_NEEDS):
+                    missing = ", ".join(k for k in STAGE_NEEDS if k not in st)
+                    raise ScenarioError(_brought_in(layers, ("gates", gid, d, "stages", name), path),
+                                        f"gates.{gid}.{d}.stages.{name}",
+                                        f"unknown stage '{shorten(name, 60)}' (stages: {', '.join(known)}); a new "
+                                        f"stage also needs {missing}")
+
+
+def _brought_in(layers: list[Layer], keys: tuple, default: str) -> str:
+    """The first file of the chain that names the table at ``keys``."""
+    for layer in layers:
+        node: Any = layer.raw
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is not None:
+            return layer.file
+    return default
 
 
 def _set_after_ensemble(layers: list[Layer], ensemble_file: str) -> tuple[str, ...]:

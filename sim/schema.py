@@ -43,6 +43,7 @@ MAX_DEMAND = 100_000.0  # vehicles per day per class
 MAX_BACKLOG = 1_000_000  # vehicles per class
 MAX_ACCEPTANCE = 100_000  # vehicles per day
 MAX_PRIORITY = 99
+MAX_BACKLOG_AGE_DAYS = 365  # a backlog vehicle came at most a year before the start
 MAX_FACTOR = 100.0  # a demand step's factor
 MAX_PROFILE = 1e6  # each relative intensity, before normalisation
 MAX_DEPTH = 32  # tables and arrays nested in one another (the baseline needs 6)
@@ -149,7 +150,23 @@ class DirectionSpec(_Model):
         None, description="where the far side's acceptance sits: 'last' (exit default) or 'first' (entry default)"
     )
     initial_backlog: dict[str, Annotated[Count, Field(ge=0, le=MAX_BACKLOG)]] = Field(default_factory=dict)
+    # how long before the horizon's start each backlog vehicle came (days; a bounded
+    # distribution, at most MAX_BACKLOG_AGE_DAYS): its wait counts from then. None: at the start
+    backlog_age_days: Duration | None = None
     source: str | None = None
+
+    @field_validator("backlog_age_days")
+    @classmethod
+    def _bounded_age(cls, v):
+        if v is None:
+            return v
+        top = {"uniform": "high", "triangular": "high", "deterministic": "value"}.get(v.dist)
+        if top is None:
+            raise ValueError("needs a bounded distribution (uniform, triangular or deterministic): an age past "
+                             f"{MAX_BACKLOG_AGE_DAYS} days is not a backlog")
+        if getattr(v, top) > MAX_BACKLOG_AGE_DAYS:
+            raise ValueError(f"ages of at most {MAX_BACKLOG_AGE_DAYS} days (got up to {getattr(v, top):g})")
+        return v
 
 
 class Closure(_Model):
@@ -203,17 +220,19 @@ class DemandStep(_Model):
     source: str | None = None
 
 
-ADJUSTABLE = ("service", "lanes", "hours", "acceptance_limit", "demand")
+ADJUSTABLE = ("service", "lanes", "hours", "acceptance_limit", "demand", "refuse")
 
 
 class Adjustment(_Model):
     """A change to some gates, directions, stages or classes (all of them where a filter is
     left out): service times, lanes, opening hours, the far side's daily limit or demand,
     multiplied or set; for the whole horizon, or from a date (through ``until``, inclusive, if
-    given). Adjustments apply in their order; ones that overlap compound."""
+    given). ``refuse`` turns vehicles of the given classes away from a date through ``until``:
+    one that comes then waits outside until the refusal ends (its wait counts from when it came;
+    the cold-chain bans of 2022). Adjustments apply in their order; ones that overlap compound."""
 
     id: str = Field(description="names the adjustment's inputs: adjust.<id>.multiply")
-    what: Literal["service", "lanes", "hours", "acceptance_limit", "demand"]
+    what: Literal["service", "lanes", "hours", "acceptance_limit", "demand", "refuse"]
     multiply: float | None = Field(None, gt=0, le=MAX_FACTOR)
     set: Any = Field(None, description="service: a distribution; hours: opening hours; else a number")
     gates: list[str] | None = None
@@ -239,14 +258,20 @@ class Adjustment(_Model):
 
     @model_validator(mode="after")
     def _one_change(self):
+        if self.what == "refuse":
+            if self.multiply is not None or self.set is not None or self.stages is not None:
+                raise ValueError("refuse takes classes (and gates, directions, dates), not multiply, set or stages")
+            if not self.classes or not self.dated:
+                raise ValueError("refuse needs the classes turned away and the dates (from, until)")
+            return self
         if (self.multiply is None) == (self.set is None):
             raise ValueError("needs either 'multiply' or 'set'")
         if self.what == "hours" and self.multiply is not None:
             raise ValueError("opening hours are set, not multiplied: set = ['07:00-20:00'] or a table by weekday")
         if self.stages is not None and self.what not in ("service", "lanes"):
             raise ValueError(f"'stages' filters service and lanes, not {self.what}")
-        if self.classes is not None and self.what not in ("service", "demand"):
-            raise ValueError(f"'classes' filters service and demand, not {self.what}")
+        if self.classes is not None and self.what not in ("service", "demand", "refuse"):
+            raise ValueError(f"'classes' filters service, demand and refusals, not {self.what}")
         if self.dated and self.set is not None and self.what in ("service", "demand"):
             raise ValueError(f"from a date, {self.what} can be multiplied, not set")
         if self.set is not None:
@@ -266,6 +291,16 @@ def _set_value(what: str, value: Any, dated: bool):
     top = MAX_LANES if what == "lanes" else MAX_ACCEPTANCE
     # from a date, 0 lanes (or a limit of 0) closes the stage on those days
     return TypeAdapter(Annotated[Count, Field(ge=0 if dated else 1, le=top)]).validate_python(value)
+
+
+class Observation(_Model):
+    """How the model's outputs map onto the units reports use (for comparing with observations)."""
+
+    # crossings (lượt: each exit and each entry once) per vehicle a gate's management board
+    # counts (Vietnamese vehicles out plus Chinese vehicles in, each once): 2 if every vehicle
+    # goes and comes back within the period, 1 if none does
+    crossings_per_board_vehicle: float = Field(1.8, ge=1, le=2)
+    source: str | None = None
 
 
 class Expectation(_Model):
@@ -289,6 +324,7 @@ class ScenarioModel(_Model):
     demand_steps: list[DemandStep] = Field(default_factory=list)
     adjust: list[Adjustment] = Field(default_factory=list)
     expect: list[Expectation] = Field(default_factory=list)
+    observation: Observation = Field(default_factory=Observation)
     source: str | None = None
 
     def flows(self) -> list[tuple[str, str]]:

@@ -42,6 +42,8 @@ def direction(draw, classes):
         spec["acceptance_position"] = draw(st.sampled_from(["first", "last"]))
     if draw(st.booleans()):
         spec["initial_backlog"] = {c: draw(st.integers(0, 15)) for c in classes}
+        if draw(st.booleans()):  # the backlog came over the days before the start
+            spec["backlog_age_days"] = {"dist": "uniform", "low": 0.0, "high": draw(st.sampled_from([0.5, 3.0, 40.0]))}
     return spec
 
 
@@ -96,9 +98,13 @@ def adjustment(draw, gid: str, gate: dict, start: dt.date, days: int, n: int):
     dated = draw(st.booleans())
     dirs = [d for d in ("exit", "entry") if d in gate]
     limited = [d for d in dirs if "acceptance_limit" in gate[d]]
-    kinds = ["service", "lanes", "hours"] + (["acceptance_limit"] if limited else [])
+    kinds = ["service", "lanes", "hours", "refuse"] + (["acceptance_limit"] if limited else [])
     what = draw(st.sampled_from(kinds))
     out = {"id": f"a{n}", "what": what, "gates": [gid]}
+    if what == "refuse":
+        out["classes"] = [draw(st.sampled_from(gate["classes"]))]
+        out.update(span)
+        return out
     if what == "service":
         out["multiply"] = draw(st.sampled_from([0.5, 0.8, 1.5, 2.0]))
         if draw(st.booleans()):
@@ -109,10 +115,10 @@ def adjustment(draw, gid: str, gate: dict, start: dt.date, days: int, n: int):
         out["set"] = draw(hours())["default"]
     else:
         out["directions"] = [draw(st.sampled_from(limited))]
-        out["set" if dated and draw(st.booleans()) else "multiply"] = (
-            draw(st.integers(0, 20)) if dated else draw(st.sampled_from([0.5, 2.0])))
-        if "set" in out and not dated:
-            out["set"] = max(out["set"], 1)
+        if dated and draw(st.booleans()):
+            out["set"] = draw(st.integers(0, 20))  # from a date, 0 shuts the far side on those days
+        else:
+            out["multiply"] = draw(st.sampled_from([0.5, 2.0]))
     if dated:
         out.update(span)
     return out

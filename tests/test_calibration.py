@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim import calibrate as cal
@@ -14,9 +15,9 @@ from sim.scenario import from_dict, load
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "calibration" / "targets_2022.toml"
 
-# One gate, both directions, 60 days. The demand level of each direction is uncertain (what
-# the counts should identify); the acceptance limit is far above demand (so the counts say
-# nothing about it); the service time matters little to counts.
+# Two gates, 60 days. Each gate's demand level is uncertain (what the per-gate counts should
+# identify); gate g1's far-side limit drops from day 31 to an uncertain value below its demand
+# (what its second-half count identifies); the service time is left out of the fit.
 SYNTHETIC = """
 name = "synthetic"
 [horizon]
@@ -24,81 +25,104 @@ start = 2022-03-01
 end = 2022-04-29
 [classes.truck]
 priority = 0
-[gates.g]
-name = "G"
+[gates.g1]
+name = "G1"
 classes = ["truck"]
 hours = {{default = ["06:00-22:00"]}}
-[gates.g.exit]
-demand = {{truck = 400}}
-acceptance_limit = {exit_limit}
-[[gates.g.exit.stages]]
+[gates.g1.exit]
+demand = {{truck = 200}}
+acceptance_limit = 400
+[[gates.g1.exit.stages]]
 name = "customs"
 lanes = 6
 service_min = {{dist = "exponential", mean = {service}}}
-[gates.g.entry]
-demand = {{truck = 300}}
-[[gates.g.entry.stages]]
+[gates.g2]
+name = "G2"
+classes = ["truck"]
+hours = {{default = ["06:00-22:00"]}}
+[gates.g2.exit]
+demand = {{truck = 100}}
+[[gates.g2.exit.stages]]
 name = "customs"
-lanes = 6
+lanes = 4
 service_min = {{dist = "exponential", mean = 10}}
-[[demand_steps]]
-id = "exit_level"
-from = 2022-03-01
-factor = {exit_scale}
-directions = ["exit"]
-[[demand_steps]]
-id = "entry_level"
-from = 2022-03-01
-factor = {entry_scale}
-directions = ["entry"]
+[[adjust]]
+id = "level_g1"
+what = "demand"
+gates = ["g1"]
+multiply = {level_g1}
+[[adjust]]
+id = "level_g2"
+what = "demand"
+gates = ["g2"]
+multiply = {level_g2}
+[[adjust]]
+id = "g1_limit_april"
+what = "acceptance_limit"
+gates = ["g1"]
+from = 2022-03-31
+set = {limit}
 """
-TRUE = {"exit_scale": 0.8, "entry_scale": 1.3, "exit_limit": 1500, "service": 12}
-PRIOR = {"exit_scale": "{uniform = [0.5, 1.5]}", "entry_scale": "{uniform = [0.5, 1.5]}",
-         "exit_limit": "{uniform = [1200, 2000]}", "service": "{uniform = [8, 16]}"}
+TRUE = {"level_g1": 0.9, "level_g2": 1.2, "limit": 120, "service": 12}
+PRIOR = {"level_g1": "{uniform = [0.5, 1.5]}", "level_g2": "{uniform = [0.5, 1.5]}", "limit": "{uniform = [80, 200]}",
+         "service": "{uniform = [8, 16]}"}
+PERIODS = {"g1_march": ("g1", "2022-03-01", "2022-03-30", "fit"), "g1_april": ("g1", "2022-03-31", "2022-04-29", "fit"),
+           "g2_all": ("g2", "2022-03-01", "2022-04-29", "fit"), "total": ("all", "2022-03-01", "2022-04-29", "validate")}
 
 
 def _targets_toml(observed: dict, scenario: str, fitted: str = "fitted.toml") -> str:
-    out = [f'scenario = "{scenario}"', f'fitted = "{fitted}"', "seed = 7", ""]
-    for name, (direction, value) in observed.items():
-        out += ["[[targets]]", f'name = "{name}"', f"observed = {value}", 'source = "synthetic"',
-                "period = [2022-03-01, 2022-04-29]", f'output = {{gate = "all", direction = "{direction}"}}',
-                "tolerance = 0.02", ""]
+    out = [f'scenario = "{scenario}"', f'fitted = "{fitted}"', "seed = 7",
+           'fit_inputs = ["adjust.*"]', ""]
+    for name, (gate, first, last, use) in PERIODS.items():
+        out += ["[[targets]]", f'name = "{name}"', f'use = "{use}"', f"observed = {observed[name]}",
+                'source = "synthetic"', f"period = [{first}, {last}]",
+                f'output = {{gate = "{gate}", direction = "exit"}}', "tolerance = 0.05", ""]
     return "\n".join(out)
 
 
-def test_abc_recovers_the_inputs_the_counts_identify(tmp_path):
+def test_abc_smc_recovers_a_per_gate_split_and_a_limit_schedule(tmp_path):
     import tomllib
 
-    # observations: the mean of 30 replications of the scenario at known input values
-    truth = from_dict(tomllib.loads(SYNTHETIC.format(**TRUE)))
     from sim.run import run
 
-    res = run(truth, reps=30, seed=99, workers=1, progress=False)
-    start = truth.nominal.horizon.start
-    fake = [cal.Target(name=n, observed=1, source="x", period=(start, truth.nominal.horizon.end),
-                       output=cal.Output(direction=d), tolerance=0.02) for n, d in (("exit", "exit"), ("entry", "entry"))]
-    obs = cal.target_values(res.results, fake, start).mean(axis=0)
+    # observations: the mean of 20 replications of the scenario at known input values
+    truth = from_dict(tomllib.loads(SYNTHETIC.format(**TRUE)))
+    res = run(truth, reps=20, seed=99, workers=1, progress=False)
     (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
+    (tmp_path / "targets.toml").write_text(_targets_toml({k: 1 for k in PERIODS}, "prior.toml"), encoding="utf-8")
+    dummy = cal.load_targets(tmp_path / "targets.toml")
+    obs = cal.target_values(res.results, dummy.targets, truth).mean(axis=0)
     (tmp_path / "targets.toml").write_text(
-        _targets_toml({"exit": ("exit", obs[0]), "entry": ("entry", obs[1])}, "prior.toml"), encoding="utf-8")
+        _targets_toml({t.name: round(v, 1) for t, v in zip(dummy.targets, obs)}, "prior.toml"), encoding="utf-8")
 
-    c = cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), budget=1500, accept=0.04, workers=1, progress=False)
+    targets = cal.load_targets(tmp_path / "targets.toml")
+    c = cal.calibrate(targets, population=50, generations=10, budget=4000, reps_per_draw=2, workers=2, progress=False)
+    assert c.epsilons[-1] <= 1.0, c.epsilons  # every fit target within its tolerance in the last population
     ident = c.identification().set_index("input")
-    for name, true in (("demand_steps.exit_level.factor", TRUE["exit_scale"]),
-                       ("demand_steps.entry_level.factor", TRUE["entry_scale"])):
+    assert set(ident.index) == {"adjust.level_g1.multiply", "adjust.level_g2.multiply", "adjust.g1_limit_april.set"}
+    for name, true in (("adjust.level_g1.multiply", TRUE["level_g1"]), ("adjust.level_g2.multiply", TRUE["level_g2"]),
+                       ("adjust.g1_limit_april.set", TRUE["limit"])):
         row = ident.loc[name]
         assert row.posterior_q05 <= true <= row.posterior_q95, (name, row.to_dict())
-        assert abs(row.posterior_median - true) <= 0.05 * true, (name, row.to_dict())
-        assert row.identified
-    # the counts carry no information on a limit that never binds
-    assert not ident.loc["gates.g.exit.acceptance_limit", "identified"]
-
-    # the written fitted scenario samples the ensemble, and it reproduces the observations
+        assert row.identified, (name, row.to_dict())
+    # the written fitted scenario samples the ensemble, and it reproduces the observations,
+    # the validation total included
     cal.write_calibration(c)
     fitted = load(tmp_path / "fitted.toml")
-    assert fitted.ensemble is not None and len(fitted.ensemble) == len(c.kept)
-    rows = cal.check(cal.load_targets(tmp_path / "targets.toml"), reps=40, workers=1, progress=False)
+    assert fitted.ensemble is not None and set(fitted.ensemble.columns) == set(ident.index)
+    rows = cal.check(targets, reps=40, workers=1, progress=False)
     assert all(r.ok() for r in rows), cal.check_table(rows)
+
+
+def test_the_same_seed_gives_the_same_calibration_on_any_number_of_workers(tmp_path):
+    (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
+    (tmp_path / "targets.toml").write_text(_targets_toml(
+        {"g1_march": 5300, "g1_april": 3600, "g2_all": 7100, "total": 16000}, "prior.toml"), encoding="utf-8")
+    targets = cal.load_targets(tmp_path / "targets.toml")
+    one = cal.calibrate(targets, population=20, generations=2, budget=400, reps_per_draw=1, workers=1, progress=False)
+    two = cal.calibrate(targets, population=20, generations=2, budget=400, reps_per_draw=1, workers=2, progress=False)
+    pd.testing.assert_frame_equal(one.population, two.population)
+    np.testing.assert_array_equal(one.weights, two.weights)
 
 
 def test_committed_calibration_passes_check(capsys):
@@ -112,13 +136,27 @@ def test_check_fails_when_a_target_moves_beyond_its_tolerance(tmp_path, capsys):
     text = TARGETS.read_text(encoding="utf-8")
     text = text.replace('scenario = "../scenarios/baseline_2022.toml"', f'scenario = "{ROOT}/scenarios/baseline_2022.toml"')
     text = text.replace('fitted = "fitted_2022.toml"', f'fitted = "{ROOT}/calibration/fitted_2022.toml"')
-    moved = text.replace("observed = 48086", f"observed = {round(48086 * 1.05)}")  # exits 5 % higher
+    moved = text.replace("observed = 48086", f"observed = {round(48086 * 1.12)}")  # exits 12 % higher (tolerance 5 %)
     assert moved != text
     (tmp_path / "moved.toml").write_text(moved, encoding="utf-8")
     assert main(["calibrate", "--check", str(tmp_path / "moved.toml"), "--reps", "60", "--quiet"]) == 1
     captured = capsys.readouterr()
     assert "calibration check failed: crossings_exit" in captured.err
     assert "crossings_total" not in captured.err.split("failed:")[1]
+
+
+def test_check_fails_when_a_validation_target_moves_outside_its_band(tmp_path, capsys):
+    text = TARGETS.read_text(encoding="utf-8")
+    text = text.replace('scenario = "../scenarios/baseline_2022.toml"', f'scenario = "{ROOT}/scenarios/baseline_2022.toml"')
+    text = text.replace('fitted = "fitted_2022.toml"', f'fitted = "{ROOT}/calibration/fitted_2022.toml"')
+    moved = text.replace("observed = 4888", "observed = 9776")  # Bắc Luân II's Jan-Apr count doubled
+    assert moved != text
+    (tmp_path / "moved.toml").write_text(moved, encoding="utf-8")
+    assert main(["calibrate", "--check", str(tmp_path / "moved.toml"), "--reps", "60", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "calibration check failed: bac_luan_2_jan_apr" in captured.err
+    assert "observed outside the 90 % band" in captured.out
+    assert "bac_luan_2_q1" not in captured.err  # the fit targets still hold
 
 
 def test_check_fails_when_the_acceptance_limits_change(tmp_path, capsys):
@@ -129,6 +167,7 @@ def test_check_fails_when_the_acceptance_limits_change(tmp_path, capsys):
         encoding="utf-8")
     limited = load(tmp_path / "limited.toml")
     assert "gates.bac_luan_2.exit.acceptance_limit" not in limited.ensemble.columns  # the scenario's value wins
+    assert "adjust.bac_luan_2_limit_summer.set" in limited.ensemble.columns  # limits by period still fitted
     code = main(["calibrate", "--check", str(TARGETS), "--scenario", str(tmp_path / "limited.toml"),
                  "--reps", "40", "--quiet"])
     assert code == 1
@@ -143,12 +182,14 @@ def test_fitted_baseline_gives_the_same_counts_under_the_simpy_engine():
     fast = cal.check(targets, reps=4, seed=5, engine="fast", workers=2, progress=False)
     for a, b in zip(des, fast):
         assert a.simulated_mean == pytest.approx(b.simulated_mean, rel=1e-9), a.target.name
-        assert abs(a.relative_error) <= 0.05  # 4 replications: near the target, if noisy
+        if a.target.use == "fit" and a.target.unit == "crossings":
+            assert abs(a.relative_error) <= 0.08  # 4 replications: near the target, if noisy
 
 
 @pytest.mark.parametrize("edit, field", [
     (("observed = 95370", "observed = -5"), "targets.0.observed"),
-    (("tolerance = 0.02   # issue 4", "tolerances = 0.02   # issue 4"), "targets.0.tolerances"),
+    (("tolerance = 0.03   # the source", "tolerances = 0.03   # the source"), "targets.0.tolerances"),
+    (('use = "fit"', 'use = "fitted"'), "targets.0.use"),
 ])
 def test_bad_targets_file_is_a_one_line_error(tmp_path, capsys, edit, field):
     bad = TARGETS.read_text(encoding="utf-8").replace(*edit, 1)
@@ -169,17 +210,12 @@ def test_an_ensemble_column_that_names_no_input_is_an_error(tmp_path):
 
 
 def test_ensemble_rows_are_taken_whole():
-    # each replication's inputs are one row of the ensemble, not a mix of rows
-    from sim.rng import replication_seed, stream
+    # each replication's fitted inputs are one row of the ensemble, not a mix of rows
+    from sim.experiment import replicate
 
     fitted = load(ROOT / "calibration" / "fitted_2022.toml")
     ens = fitted.ensemble
+    rows = {tuple(r) for r in ens.to_numpy()}
     for i in range(5):
-        seq = replication_seed(1, i)
-        model = fitted.sample(lambda name: stream(seq, name))
-        exit_scale = model.demand_steps[0].factor
-        limit = model.gates["bac_luan_2"].exit.acceptance_limit
-        match = ens[(ens["demand_steps.exit_level.factor"] == exit_scale)
-                    & (ens["demand_steps.entry_level.factor"] == model.demand_steps[1].factor)]
-        assert len(match) >= 1
-        assert round(match["gates.bac_luan_2.exit.acceptance_limit"].iloc[0]) == limit  # a count: rounded
+        drawn = replicate(fitted, 1, i).inputs
+        assert tuple(drawn[c] for c in ens.columns) in rows

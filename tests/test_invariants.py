@@ -86,8 +86,10 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
         assert arrivals == crossings + inside == f.n
         assert crossings == np.sum(~np.isnan(rec.depart))
 
-        ready = np.column_stack([f.arrival, rec.end[:, :-1]])
+        joins = f.arrival if f.available is None else f.available  # a class turned away joins later
+        ready = np.column_stack([joins, rec.end[:, :-1]])
         started = ~np.isnan(rec.start)
+        _check_refusals(raw, f, rec, start)
         # a stage starts only after the previous one ended: all waits >= 0; services take their time
         assert np.all(rec.start[started] >= ready[started] - 1e-9)
         ended = ~np.isnan(rec.end)
@@ -157,6 +159,22 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
             assert abs(metric(result, g, d, "wait_p95_h") - exact) <= 0.0047 * exact + 1e-4
 
 
+def _check_refusals(raw: dict, f, rec, start: dt.date) -> None:
+    """No vehicle of a class turned away by date starts its first stage before the refusal it
+    came in ends; every vehicle's wait counts from its arrival (before 0 for a backlog with a
+    history), read from the scenario dict."""
+    t0 = dt.datetime.combine(start, dt.time())
+    for a in raw.get("adjust", []):
+        if a["what"] != "refuse" or f.gate not in a["gates"]:
+            continue
+        lo = (dt.datetime.combine(a["from"], dt.time()) - t0).total_seconds() / 3600
+        hi = (dt.datetime.combine(a["until"], dt.time()) - t0).total_seconds() / 3600 + 24
+        for c in a["classes"]:
+            turned = (f.vclass == f.classes.index(c)) & (f.arrival < hi) & ((f.arrival >= lo) | (lo <= 0))
+            s0 = rec.start[turned, 0]
+            assert np.all(np.isnan(s0) | (s0 >= hi - 1e-9)), (c, lo, hi)
+
+
 def _lanes_by_day(raw: dict, gid: str, direction: str, model, stage: str) -> np.ndarray:
     """A stage's lanes on each day: the model's, changed by the scenario dict's dated lane
     adjustments that hold that day."""
@@ -174,7 +192,7 @@ def _check_where_the_waiting_happens(rec, result, rep) -> None:
     """Per-stage and per-class waits, the share held by the daily limit and the utilisation of
     each stage, against the per-vehicle record."""
     f, H = rec.inputs, rep.horizon_h
-    ok = ~np.isnan(rec.depart) & (f.arrival >= rep.warmup_h)
+    ok = ~np.isnan(rec.depart) & ((f.arrival >= rep.warmup_h) | (rep.warmup_h <= 0))
     if not ok.any():
         return
     ready = np.column_stack([f.arrival, rec.end[:, :-1]])
@@ -217,7 +235,7 @@ def _brute_queue_max(records, horizon_h) -> float:
     t, dl = [], []
     for r in records:
         f = r.inputs
-        t += [f.arrival, r.start.ravel(), r.end[:, :-1].ravel()]
+        t += [np.maximum(f.arrival, 0.0), r.start.ravel(), r.end[:, :-1].ravel()]  # a backlog waits from 0
         dl += [np.ones(f.n), -np.ones(r.start.size), np.ones(r.end[:, :-1].size)]
     t, dl = np.concatenate(t), np.concatenate(dl)
     ok = t < horizon_h
@@ -232,7 +250,7 @@ def _brute_queue_max(records, horizon_h) -> float:
 
 def _steady_waits(rec, warmup_h) -> np.ndarray:
     f = rec.inputs
-    ok = ~np.isnan(rec.depart) & (f.arrival >= warmup_h)
+    ok = ~np.isnan(rec.depart) & ((f.arrival >= warmup_h) | (warmup_h <= 0))  # no warm-up: the history counts
     return (rec.depart - f.arrival - np.sum(rec.end - rec.start, axis=1))[ok]
 
 

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.toml"
 TABLES = {"summary.csv", "per_replication.csv", "daily.csv", "queue_by_hour.csv", "time_in_system_hist.csv",
           "metadata.json"}
+REPORT = {"report.html", ".bordersim-files.json"}  # the report, listed in the folder's manifest of written files
 MARKER = ".bordersim"  # the documented marker (spelt out: these tests also run on code without sim.outdir)
 
 
@@ -122,7 +123,7 @@ def test_rerun_replaces_its_own_results_and_says_so(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"replaced earlier results in {out}/"
     assert (out / "summary.csv").read_bytes() != first
     assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["seed"] == 2
-    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    assert {p.name for p in out.iterdir()} == TABLES | REPORT | {MARKER}
     assert _siblings(out) == []
 
 
@@ -132,7 +133,7 @@ def test_an_empty_folder_is_used_and_becomes_bordersims(tmp_path, capsys):
     args = ["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(out)]
     assert main(args) == 0
     assert "replaced" not in capsys.readouterr().out  # there was nothing to replace
-    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    assert {p.name for p in out.iterdir()} == TABLES | REPORT | {MARKER}
     marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
     assert marker["written_by"] == "bordersim" and marker["kind"] == "run"
     assert main(args) == 0
@@ -231,7 +232,7 @@ def test_a_kill_leaves_no_debris_after_a_rerun(tmp_path, results, how):
         assert not out.exists() and len(left) == 2
     write_results(second, out, make_plots=False)
     assert _siblings(out) == []
-    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    assert {p.name for p in out.iterdir()} == TABLES | REPORT | {MARKER}
     assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["seed"] == second.seed
 
 
@@ -267,7 +268,7 @@ def test_debris_is_removed_only_if_dead_and_ours(tmp_path, results):
         assert (not_ours / "thesis.tex").exists() and (live / MARKER).exists()
     finally:
         os.close(fd)
-    assert {p.name for p in out.iterdir()} == TABLES | {MARKER}
+    assert {p.name for p in out.iterdir()} == TABLES | REPORT | {MARKER}
 
 
 def test_a_file_is_replaced_whole_and_dead_temporaries_go(tmp_path):
@@ -327,7 +328,7 @@ def _read_consistent(out: Path, expected: dict[int, bytes]) -> str | None:
             meta = json.loads(_read_at(fd, "metadata.json"))
             summary = _read_at(fd, "summary.csv")
             problem = None
-            if not TABLES <= names <= TABLES | {MARKER}:
+            if not TABLES <= names <= TABLES | REPORT | {MARKER}:
                 problem = f"files {sorted(names)}"
             elif summary != expected[meta["seed"]]:
                 problem = f"summary.csv is not that of seed {meta['seed']}"

@@ -308,3 +308,37 @@ service_min = {{dist = "lognormal", mean = {{uniform = [7, 10.5]}}, cv = 0.5}}
     assert fitted_col.min() > 10  # the prior's range was [10, 15]: the child's values are its own
     other = "demand_steps.exit_level.factor"  # the rest still comes from the ensemble
     assert all(replicate(scen, 1, i).inputs[other] in set(load(FITTED).ensemble[other]) for i in range(4))
+
+
+def test_a_backlog_that_came_before_the_start_waits_from_when_it_came():
+    raw = _one_gate(backlog_age_days={"dist": "uniform", "low": 10, "high": 20})
+    rep, records = _both_engines(raw)
+    f, rec = records[0].inputs, records[0]
+    backlog = f.arrival < 0
+    assert backlog.sum() == 30
+    assert np.all((f.arrival[backlog] >= -20 * 24) & (f.arrival[backlog] <= -10 * 24))
+    assert np.all(np.diff(f.arrival) >= 0)  # the oldest at the head of the queue
+    result = replicate(from_dict(raw), 4, 0)
+    crossed = ~np.isnan(rec.depart)
+    waits = (rec.depart - f.arrival - np.nansum(rec.end - rec.start, axis=1))[crossed]
+    assert np.isclose(metric(result, "g", "exit", "wait_mean_h"), waits.mean())
+    assert waits.max() > 10 * 24  # the oldest waited over ten days, counted from when they came
+    # the queue at 00:00 on day one holds the backlog: its level is 30 before any arrival
+    assert result.daily_queue_end[("g", "exit")][0] > 0
+
+
+def test_a_class_turned_away_by_date_waits_outside_until_the_refusal_ends():
+    raw = _one_gate()
+    raw["adjust"] = [{"id": "cold_chain_ban", "what": "refuse", "classes": ["fruit"],
+                      "from": "2022-03-05", "until": "2022-03-09"}]
+    rep, records = _both_engines(raw)
+    f, rec = records[0].inputs, records[0]
+    fruit = f.vclass == f.classes.index("fruit")
+    came = fruit & (f.arrival >= 4 * 24) & (f.arrival < 9 * 24)
+    assert came.sum() > 10
+    assert np.all(rec.start[came, 0] >= 9 * 24)  # none served before 10 March 00:00
+    others = ~fruit & (f.arrival >= 4 * 24) & (f.arrival < 8 * 24)
+    assert np.nanmin(rec.start[others, 0]) < 9 * 24  # the trucks go on
+    result = replicate(from_dict(raw), 4, 0)
+    assert metric(result, "g", "exit", "wait_mean_h", vclass="fruit") > metric(
+        replicate(from_dict(_one_gate()), 4, 0), "g", "exit", "wait_mean_h", vclass="fruit")

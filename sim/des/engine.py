@@ -72,9 +72,11 @@ class StagePool:
         self.wakeups: set[float] = set()
         self.seq = 0
 
-    def request(self, priority: int) -> simpy.Event:
+    def request(self, priority: int, order: int | None = None) -> simpy.Event:
+        """A vehicle joins the queue; ties of priority and time go by ``order`` (the first stage:
+        the vehicle's place in the input) or else by the order of joining."""
         ev = self.env.event()
-        heapq.heappush(self.queue, (priority, self.env.now, self.seq, ev))
+        heapq.heappush(self.queue, (priority, self.env.now, self.seq if order is None else order, ev))
         self.seq += 1
         self._schedule_dispatch()
         return ev
@@ -141,9 +143,11 @@ class StagePool:
             ev.succeed(lane)
 
 
-def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes):
+def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, joins):
+    if joins > env.now:  # turned away on arrival: it waits outside until it may join
+        yield env.timeout(joins - env.now)
     for k, pool in enumerate(pools):
-        lane = yield pool.request(priority)
+        lane = yield pool.request(priority, i if k == 0 else None)
         start[i, k] = env.now
         if lane is not None:
             lanes[i, k] = lane
@@ -156,11 +160,13 @@ def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes):
 
 def _source(env, flow: FlowInputs, pools, start, end, lanes):
     arrival, service, priority = flow.arrival, flow.service, flow.priority
+    joins = arrival if flow.available is None else flow.available
     for i in range(flow.n):
         delay = arrival[i] - env.now
-        if delay > 0:
+        if delay > 0:  # a backlog's arrivals before 0 are all in the queue at 0
             yield env.timeout(delay)
-        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end, lanes))
+        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end, lanes,
+                             float(joins[i])))
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:

@@ -55,8 +55,9 @@ def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
     quota, quota_on = _stacked(flow.quota, (0,), np.int64)
     factor, factor_on = _stacked(flow.service_factor, (0, 0), np.float64)
     lane_starts, lane_ends, lane_off, lane_on = _lane_calendars(flow)
+    joins = flow.arrival if flow.available is None else flow.available
     start, end, lane = run_flow(
-        np.ascontiguousarray(flow.arrival, dtype=np.float64), level, n_levels, flow.vclass,
+        np.ascontiguousarray(joins, dtype=np.float64), flow.available is None, level, n_levels, flow.vclass,
         np.ascontiguousarray(flow.service.T, dtype=np.float64),  # no copy: inputs are stage-major
         lanes, quota, quota_on, flow.calendar.starts, flow.calendar.ends, lane_starts, lane_ends, lane_off,
         lane_on, factor, factor_on, float(horizon_h),

@@ -292,10 +292,12 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
 
 
 @nb.njit(cache=True)
-def run_flow(arrival, level, n_levels, vclass, service, lanes, quota, quota_on, starts, ends, lane_starts, lane_ends,
-             lane_off, lane_on, factor, factor_on, horizon):
+def run_flow(arrival, in_order, level, n_levels, vclass, service, lanes, quota, quota_on, starts, ends, lane_starts,
+             lane_ends, lane_off, lane_on, factor, factor_on, horizon):
     """Per-vehicle start and end times of one flow, stage after stage.
 
+    arrival: when each vehicle may join the first stage; in_order: whether that is sorted (else
+    the vehicles join in that order, ties in input order).
     service, and the start and end times returned, are stage-major (stages, n): each stage's
     pass reads and writes contiguous rows, with no copies. Per stage k: quota[k] its daily
     limits if quota_on[k]; lane_off[k] the offsets of its lanes' calendars in lane_starts /
@@ -306,7 +308,8 @@ def run_flow(arrival, level, n_levels, vclass, service, lanes, quota, quota_on, 
     end = np.full((k_stages, n), np.nan)
     lane = np.full((k_stages, n), -1, np.int16)  # the lane taken, where lanes have calendars of their own
     ready = arrival
-    o_ready = np.arange(n)  # arrivals are sorted; simultaneous ones in input order
+    # simultaneous ones in input order
+    o_ready = np.arange(n) if in_order else np.argsort(arrival, kind="mergesort")
     started = np.empty(n, np.int64)
     none_i = np.zeros(0, np.int64)
     none_f = np.zeros((0, 0))

@@ -1,0 +1,118 @@
+"""What a planner should be told beside the numbers: a gate whose figures are far from the
+others' (Bắc Phong Sinh, suspended for months in 2022, has a mean wait some twenty times the
+other gates'), what drives it (a long closure, the stage or the far side's acceptance where the
+waiting happens), and the all-gate figure without it. Shared by the printed table and the report;
+computed from a summary table (summary.csv) and the gates' fixed closures only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+ALL = "all"
+EXTREME = 3.0  # a gate's mean wait at least this many times the median of the other gates' is extreme
+LONG_CLOSURE_DAYS = 30  # a fixed closure this long explains waits of weeks
+
+
+def main_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of whole groups (no stage, no class)."""
+    return summary[(summary["stage"].fillna("") == "") & (summary["class"].fillna("") == "")]
+
+
+def gate_value(summary: pd.DataFrame, metric: str, direction: str = ALL) -> pd.Series:
+    """A metric's mean per gate (the totals' row 'all' left out), in the summary's gate order."""
+    m = main_rows(summary)
+    sel = m[(m["metric"] == metric) & (m["direction"] == direction) & (m["gate"] != ALL)]
+    return sel.set_index("gate")["mean"]
+
+
+def extreme_gates(summary: pd.DataFrame, factor: float = EXTREME) -> list[str]:
+    """Gates whose mean wait is at least ``factor`` times the median of the other gates' (with
+    three gates or more, so that 'the others' says something)."""
+    waits = gate_value(summary, "wait_mean_h").dropna()
+    if len(waits) < 3:
+        return []
+    out = []
+    for gate, wait in waits.items():
+        others = waits.drop(gate).median()
+        if others > 0 and wait >= factor * others:
+            out.append(gate)
+    return out
+
+
+def wait_without(summary: pd.DataFrame, left_out: list[str], direction: str = ALL) -> float:
+    """The all-gate mean wait without some gates: the other gates' mean waits weighted by their
+    crossings (exact where there is no warm-up, as waits count the vehicles that crossed)."""
+    waits = gate_value(summary, "wait_mean_h", direction)
+    crossings = gate_value(summary, "crossings", direction)
+    keep = [g for g in waits.index if g not in left_out and pd.notna(waits[g]) and crossings.get(g, 0) > 0]
+    total = sum(crossings[g] for g in keep)
+    return float(sum(waits[g] * crossings[g] for g in keep) / total) if total else float("nan")
+
+
+def wait_shares(summary: pd.DataFrame, gate: str, direction: str = ALL) -> list[tuple[str, float, float]]:
+    """Where the waiting happens at a gate: (stage or 'acceptance', mean wait h, share of the
+    total wait), largest first."""
+    s = summary[(summary["gate"] == gate) & (summary["direction"] == direction) & (summary["metric"] == "wait_mean_h")
+                & (summary["class"].fillna("") == "") & (summary["stage"].fillna("") != "")]
+    total = s["mean"].sum()
+    rows = [(str(r.stage), float(r.mean), float(r.mean / total) if total > 0 else float("nan"))
+            for r in s.itertuples() if pd.notna(r.mean)]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+@dataclass(frozen=True)
+class Closure:
+    start: str
+    end: str
+    days: float
+    reason: str
+
+
+def closures_of(model) -> dict[str, list[Closure]]:
+    """Each gate's fixed closures (a ScenarioModel's), with their length in days."""
+    out = {}
+    for gid, gate in model.gates.items():
+        rows = []
+        for c in gate.closures:
+            start = c.start if isinstance(c.start, dt.datetime) else dt.datetime.combine(c.start, dt.time())
+            end = c.end if isinstance(c.end, dt.datetime) else dt.datetime.combine(c.end, dt.time()) + dt.timedelta(1)
+            rows.append(Closure(str(c.start), str(c.end), (end - start).total_seconds() / 86400, c.reason or ""))
+        out[gid] = rows
+    return out
+
+
+def extreme_notes(summary: pd.DataFrame, names: dict[str, str] | None = None,
+                  closures: dict[str, list[dict | Closure]] | None = None) -> list[str]:
+    """A sentence per extreme gate (what drives its figure), and one with the all-gate mean wait
+    without those gates; none when no gate stands out."""
+    names = names or {}
+    gates = extreme_gates(summary)
+    if not gates:
+        return []
+    waits = gate_value(summary, "wait_mean_h")
+    notes = []
+    for g in gates:
+        median = waits.drop(g).median()
+        text = (f"{names.get(g, g)}: mean wait {waits[g]:,.1f} h, {waits[g] / median:,.0f} times the other gates' "
+                f"median ({median:,.1f} h).")
+        long = [c if isinstance(c, Closure) else Closure(**c) for c in (closures or {}).get(g, [])]
+        long = [c for c in long if c.days >= LONG_CLOSURE_DAYS]
+        if long:
+            spans = "; ".join(f"{c.start} to {c.end}, {c.days:,.0f} days" + (f" ({c.reason})" if c.reason else "")
+                              for c in long)
+            text += f" It was closed {spans}: vehicles that came while it was closed waited for it to reopen."
+        shares = wait_shares(summary, g)
+        if shares:
+            text += " Its wait is at " + ", ".join(f"{stage} {share:.0%}" for stage, _h, share in shares[:2]) + "."
+        notes.append(text)
+    label = ", ".join(names.get(g, g) for g in gates)
+    all_wait = main_rows(summary)
+    all_wait = all_wait[(all_wait.gate == ALL) & (all_wait.direction == ALL) & (all_wait.metric == "wait_mean_h")]
+    with_text = f"{all_wait['mean'].iloc[0]:,.1f} h with it, " if len(all_wait) else ""
+    notes.append(f"All gates' mean wait: {with_text}{wait_without(summary, gates):,.1f} h without {label} "
+                 "(the other gates weighted by their crossings).")
+    return notes

@@ -1,0 +1,806 @@
+"""``bordersim report``: one self-contained HTML page for a results folder, to open, read, print
+and pass on without Python or a network.
+
+A page is built from the folder alone (its tables, metadata.json and the kind its ``.bordersim``
+marker names) and from the scenario files metadata.json names, where they still exist, for the
+comments and ``source`` fields behind each input. Plots are the folder's PNGs, embedded as
+``data:`` images (drawn from its tables in memory where the folder has none). Each kind of
+folder is one function that turns the folder into a :class:`Page` of sections; the Jinja2
+template (sim/templates/report.html.j2) lays out any page the same way. A kind is added by
+writing its function and registering it with ``@kind("name")``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import BordersimError
+from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, wait_shares, wait_without
+from .outdir import MARKER, version
+
+TEXT_KEYS = ("name", "description", "source", "reason", "note", "id")
+HIGH_UTILISATION = 0.9  # a stage busier than this is near its capacity: the report warns
+INTERVALS = ("Two kinds of interval. [low, high] after a mean is its 95 % confidence interval: how sure "
+             "the mean over replications is (more replications narrow it). p05–p95 is the spread of the "
+             "replications themselves: the range in which nine runs of this scenario in ten fall, with "
+             "input uncertainty and day-to-day randomness together.")
+
+
+class ReportError(BordersimError):
+    """A folder that cannot be reported on."""
+
+
+# ------------------------------------------------------------------ the page
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+    numeric: set[int] = field(default_factory=set)  # columns aligned right
+    emphasis: set[int] = field(default_factory=set)  # rows shown in bold (totals)
+
+
+@dataclass
+class Figure:
+    title: str
+    caption: str
+    src: str | None  # a data: URI, or None with ``missing`` saying why
+    missing: str = ""
+
+
+@dataclass
+class Block:
+    kind: str  # text, notes, warnings, facts, table, figure, pre
+    value: Any
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def text(self, text: str) -> "Section":
+        if text:
+            self.blocks.append(Block("text", text))
+        return self
+
+    def add(self, kind: str, value: Any) -> "Section":
+        self.blocks.append(Block(kind, value))
+        return self
+
+
+@dataclass
+class Page:
+    title: str
+    subtitle: str
+    sections: list[Section]
+    warnings: list[str] = field(default_factory=list)
+
+
+KINDS: dict[str, Callable[["Folder"], Page]] = {}
+
+
+def kind(name: str):
+    """Register the function that reports on folders of one kind (the marker's ``kind``)."""
+
+    def register(fn: Callable[["Folder"], Page]) -> Callable[["Folder"], Page]:
+        KINDS[name] = fn
+        return fn
+
+    return register
+
+
+# ------------------------------------------------------------------ reading a folder
+
+
+@dataclass
+class Folder:
+    """A results folder being reported on."""
+
+    path: Path
+    kind: str
+    draw_missing: bool
+    meta: dict = field(default_factory=dict)
+
+    def csv(self, name: str) -> pd.DataFrame | None:
+        """One of the folder's tables (stage and class columns as text, '' where empty)."""
+        path = self.path / name
+        if not path.exists():
+            return None
+        try:
+            table = pd.read_csv(path, dtype={"stage": str, "class": str, "scenario": str, "gate": str})
+        except (OSError, ValueError) as exc:
+            raise ReportError(str(path), None, f"cannot be read: {exc}") from None
+        for col in ("stage", "class"):
+            if col in table:
+                table[col] = table[col].fillna("")
+        return table
+
+    def figure(self, png: str, title: str, caption: str, draw: Callable[[Path | io.BytesIO], None] | None) -> Figure:
+        """The folder's PNG as a data: URI; drawn now from the tables where it is missing (if
+        asked to draw and the tables are there)."""
+        path = self.path / png
+        if path.exists():
+            return Figure(title, caption, _data_uri(path.read_bytes()))
+        if self.draw_missing and draw is not None:
+            buffer = io.BytesIO()
+            draw(buffer)
+            return Figure(title, caption, _data_uri(buffer.getvalue()))
+        why = "not drawn: the run was made with --no-plots" if self.meta.get("plots") is False else f"{png} is missing"
+        return Figure(title, caption, None, why)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def folder_kind(path: Path) -> str:
+    """The kind of results a folder holds: its marker's, or 'calibration' for a folder with a
+    targets file and its report (calibration/ has no marker: bordersim writes its files one by one)."""
+    marker = path / MARKER
+    if marker.is_file():
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("written_by") == "bordersim" and isinstance(data.get("kind"), str):
+            return data["kind"]
+    if any(path.glob("targets*.toml")):
+        return "calibration"
+    raise ReportError(str(path), None, f"is not a bordersim results folder (no {MARKER} marker, no targets file)")
+
+
+def build_report(folder: str | Path, draw_missing: bool = True) -> str:
+    """The HTML page for a results folder (see the module's docstring)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise ReportError(str(path), None, "is not a folder" if path.exists() else "folder not found")
+    name = folder_kind(path)
+    if name not in KINDS:
+        raise ReportError(str(path), None, f"holds results of kind '{name}', which bordersim {version()} cannot "
+                                           f"report on (it reports on: {', '.join(KINDS)})")
+    meta = {}
+    if (path / "metadata.json").exists():
+        try:
+            meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReportError(str(path / "metadata.json"), None, f"cannot be read: {exc}") from None
+    page = KINDS[name](Folder(path, name, draw_missing, meta))
+    return render(page)
+
+
+def render(page: Page) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("sim", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["cell"] = _cell
+    template = env.get_template("report.html.j2")
+    return template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return str(value)
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def num(value: Any, digits: int = 1) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{float(value):,.{digits}f}"
+
+
+def with_ci(row: pd.Series | None, digits: int) -> str:
+    """'mean [low, high]' of a summary row."""
+    if row is None:
+        return "–"
+    text = num(row["mean"], digits)
+    if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
+        text += f" [{num(row['ci_low'], digits)}, {num(row['ci_high'], digits)}]"
+    return text
+
+
+def spread(row: pd.Series | None, digits: int) -> str:
+    if row is None or pd.isna(row.get("p05")):
+        return "–"
+    return f"{num(row['p05'], digits)}–{num(row['p95'], digits)}"
+
+
+def value_text(value: Any) -> str:
+    """A scenario value as written in TOML, short."""
+    if value is None:
+        return "(not set)"
+    if isinstance(value, dict):
+        if set(value) - {"source", "note"} in ({"uniform"}, {"triangular"}):
+            k = "uniform" if "uniform" in value else "triangular"
+            return f"{k} {value[k]}"
+        return "{" + ", ".join(f"{k} = {value_text(v)}" for k, v in value.items() if k not in ("source", "note")) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def gate_names(meta_scenario: dict) -> dict[str, str]:
+    names = {g: info.get("name", g) for g, info in (meta_scenario.get("gates") or {}).items()}
+    names[ALL] = "all gates"
+    return names
+
+
+def _lookup(summary: pd.DataFrame, gate: str, direction: str, metric: str, stage: str = "") -> pd.Series | None:
+    sel = summary[(summary.gate == gate) & (summary.direction == direction) & (summary.metric == metric)
+                  & (summary.stage == stage) & (summary["class"] == "")]
+    return None if sel.empty else sel.iloc[0]
+
+
+# ------------------------------------------------------------------ sections shared by the kinds
+
+
+def _layer_blocks(section: Section, scen: dict, show_first: bool, shown: set[str] | None = None) -> None:
+    """A scenario's files, parent first: each with what it says it models (its opening comment)
+    and, for each file after the first, the inputs it changes with their sources; files in
+    ``shown`` (described already, for another scenario) are named only."""
+    from .sources import header_comment, notes_for, read_notes
+    from .scenario import _load_layers
+
+    shown = set() if shown is None else shown
+    layers = scen.get("layers") or [{"file": scen.get("file")}]
+    for i, layer in enumerate(layers):
+        if i == 0 and not show_first and len(layers) > 1:
+            continue
+        if layer.get("file") in shown:
+            section.add("notes", [f"{Path(layer['file']).name}: as above"])
+            continue
+        shown.add(layer.get("file"))
+        file = layer.get("file") or ""
+        exists = Path(file).is_file()
+        title = f"{Path(file).name}" + (f" (extends {Path(layers[i - 1]['file']).name})" if i else "")
+        section.add("subhead", title)
+        facts = [("file", file + ("" if exists or file.endswith("(--set)") else " (no longer there: the changes "
+                                  "below are from metadata.json)"))]
+        if layer.get("description"):
+            facts.append(("description", layer["description"]))
+        section.add("facts", facts)
+        if exists:
+            section.add("pre", header_comment(file))
+        changes = layer.get("changes")
+        if i == 0 or changes is None:
+            continue
+        notes = read_notes(file) if exists else None
+        raw = {}
+        if exists:
+            try:
+                raw = _load_layers(Path(file))[-1].raw
+            except BordersimError:
+                raw = {}
+        rows = []
+        for ch in changes:
+            path = tuple(ch["input"].split("."))
+            if path[-1] in TEXT_KEYS and path[-1] not in ("name",):
+                continue
+            comment, source = notes_for(path, notes, raw) if notes is not None else ("", "")
+            rows.append([ch["input"], value_text(ch["before"]), value_text(ch["after"]),
+                         "; ".join(t for t in (comment, source) if t)])
+        section.add("table", Table(["input", "before (its parent)", "this file", "source or assumption"], rows,
+                                   caption=f"What {Path(file).name} changes against the scenario it extends"))
+
+
+def _sources_section(scen: dict, title: str = "Inputs: assumptions and sources", sid: str = "sources") -> Section:
+    """Every input each file of the scenario sets, with its value and the comment and source
+    the file gives it; uncertain inputs (ranges) marked, and those the ensemble supplies."""
+    from .ranges import leaves, path_str
+    from .scenario import _load_layers
+    from .sources import notes_for, read_notes
+
+    section = Section(sid, title)
+    section.text("Each input as its file sets it, with the comment beside or above it in the file and the nearest "
+                 "source field (a text in brackets names the table the note belongs to). Ranges "
+                 "({uniform = [low, high]}, {triangular = [low, mode, high]}) are uncertain inputs: each "
+                 "replication draws its own value.")
+    uncertain = scen.get("uncertain_inputs") or {}
+    ensemble = set((scen.get("ensemble") or {}).get("inputs") or [])
+    for layer in scen.get("layers") or [{"file": scen.get("file")}]:
+        file = layer.get("file") or ""
+        section.add("subhead", Path(file).name or file)
+        if file.endswith("(--set)"):
+            rows = [[c["input"], value_text(c["after"]), "", "set on the command line (--set)"]
+                    for c in layer.get("changes") or []]
+            section.add("table", Table(["input", "value", "", "comment"], rows))
+            continue
+        if not Path(file).is_file():
+            section.add("notes", [f"{file} is no longer there: its comments and sources cannot be shown."])
+            continue
+        try:
+            raw = _load_layers(Path(file))[-1].raw
+        except BordersimError as exc:
+            section.add("notes", [f"{file} cannot be read now: {exc.one_line()}"])
+            continue
+        notes = read_notes(file) or {}
+        rows, last = [], ("", "")
+        for path, value in _inputs_as_written(raw, notes):
+            if not path or path[-1] in TEXT_KEYS or path[0] in ("expect", "extends", "ensemble"):
+                continue
+            name = path_str(path)
+            comment, source = notes_for(path, notes, raw)
+            inside = [u for u in uncertain if u == name or u.startswith(name + ".")]
+            status = ""
+            if inside:
+                status = "uncertain" + (", from the ensemble" if all(u in ensemble for u in inside) and ensemble else "")
+            shown = [comment if comment != last[0] else "″"]
+            if source:
+                shown.append(f"source: {source}" if source != last[1] else "source ″")
+            last = (comment, source)
+            rows.append([name, value_text(value), status, " — ".join(t for t in shown if t)])
+        if rows:
+            section.add("table", Table(["input", "value", "", "comment in the file — source field"], rows,
+                                       caption="″: as in the row above"))
+        else:
+            section.add("notes", ["sets no numbers of its own"])
+    return section
+
+
+def _inputs_as_written(raw: dict, notes: dict) -> list[tuple[tuple, Any]]:
+    """The inputs of a file's raw tree as the file writes them, in its order: each 'key = value'
+    line one input (a distribution, an inline table or a list whole); every leaf where the file's
+    lines are not known."""
+    from .ranges import leaves
+
+    keyed = [p for p, note in notes.items() if note.key]
+    if not keyed:
+        return list(leaves(raw))
+    out = []
+    for path in keyed:
+        node: Any = raw
+        for k in path:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is not None:
+            out.append((path, node))
+    return out
+
+
+def _run_facts(meta: dict, scen: dict) -> list[tuple[str, str]]:
+    horizon = scen.get("horizon") or {}
+    facts = [("scenario", f"{scen.get('name', meta.get('scenario', '?'))}: {scen.get('description', '')}".strip(": "))]
+    if horizon:
+        facts.append(("horizon", f"{horizon['start']} to {horizon['end']}"
+                      + (f", warm-up {horizon['warmup_days']:g} days" if horizon.get("warmup_days") else "")))
+    facts += [("seed", str(meta.get("seed", "?"))), ("replications", f"{meta.get('reps', '?'):,}"
+                                                     if isinstance(meta.get("reps"), int) else "?"),
+              ("engine", str(meta.get("engine", "?"))),
+              ("bordersim", str(meta.get("bordersim_version", "?"))),
+              ("simulation time", f"{meta['wall_time_s']:.1f} s" if "wall_time_s" in meta else "?")]
+    ens = scen.get("ensemble")
+    if ens:
+        facts.append(("ensemble", f"{ens['file']}: {ens['rows']:,} parameter sets of {len(ens['inputs'])} inputs; "
+                                  "each replication takes one whole set at random"))
+    return facts
+
+
+def _derived_warnings(meta: dict, scens: list[dict], summaries: list[tuple[str, pd.DataFrame]]) -> list[str]:
+    """The run's own warnings and those a reader should see: a stage near capacity, an ensemble
+    with fewer parameter sets than replications."""
+    out = list(meta.get("warnings") or [])
+    reps = meta.get("reps")
+    for scen in scens:
+        ens = scen.get("ensemble")
+        if ens and isinstance(reps, int) and reps > ens["rows"] and not any("parameter sets" in w for w in out):
+            out.append(f"{scen['name']}: {reps:,} replications but {ens['rows']:,} parameter sets in its ensemble: "
+                       "sets are reused")
+    for label, summary in summaries:
+        util = summary[(summary.metric == "utilisation") & (summary["mean"] >= HIGH_UTILISATION)]
+        for r in util.itertuples():
+            out.append(f"{label + ': ' if label else ''}{r.gate} {r.direction} {r.stage}: lanes busy {r.mean:.0%} of "
+                       "their open hours: near capacity, queues there grow quickly with demand")
+    return out
+
+
+def _headline_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
+    """Per gate (both directions) first, then all gates, then all gates without an extreme gate."""
+    gates = [g for g in dict.fromkeys(main_rows(summary).gate) if g != ALL] + [ALL]
+    rows, emphasis = [], set()
+    for g in gates:
+        get = lambda metric: _lookup(summary, g, ALL, metric)  # noqa: E731
+        rows.append([names.get(g, g), num(get("crossings")["mean"] if get("crossings") is not None else None, 0),
+                     with_ci(get("wait_mean_h"), 1), spread(get("wait_mean_h"), 1),
+                     with_ci(get("time_in_system_p95_h"), 1), with_ci(get("queue_max"), 0),
+                     num(get("held_by_limit_share")["mean"] * 100, 0) + " %"
+                     if get("held_by_limit_share") is not None and pd.notna(get("held_by_limit_share")["mean"])
+                     else "–"])
+        if g == ALL:
+            emphasis.add(len(rows) - 1)
+    extreme = extreme_gates(summary)
+    if extreme:
+        label = ", ".join(names.get(g, g) for g in extreme)
+        rows.append([f"all gates without {label}", "", f"≈ {num(wait_without(summary, extreme), 1)}", "", "", "", ""])
+    return Table(["gate", "crossings", "mean wait h [95 % CI]", "wait p05–p95", "p95 time in system h",
+                  "max queue", "held by the daily limit"], rows, numeric={1, 2, 3, 4, 5, 6}, emphasis=emphasis)
+
+
+def _direction_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
+    rows = []
+    for (g, d), _grp in main_rows(summary).groupby(["gate", "direction"], sort=False):
+        if d == ALL:
+            continue
+        get = lambda metric: _lookup(summary, g, d, metric)  # noqa: E731
+        rows.append([names.get(g, g), d, with_ci(get("crossings"), 0), with_ci(get("wait_mean_h"), 1),
+                     with_ci(get("time_in_system_p95_h"), 1), num(get("in_system_end")["mean"], 0)
+                     if get("in_system_end") is not None else "–"])
+    return Table(["gate", "direction", "crossings", "mean wait h", "p95 time in system h", "in system at the end"],
+                 rows, numeric={2, 3, 4, 5},
+                 caption="Per gate and direction (exit: to China; entry: to Vietnam); 95 % confidence intervals")
+
+
+def _waiting_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
+    rows = []
+    flows = [(g, d) for (g, d), _ in main_rows(summary).groupby(["gate", "direction"], sort=False)
+             if ALL not in (g, d)]
+    for g, d in flows:
+        total = _lookup(summary, g, d, "wait_mean_h")
+        for stage, hours, share in wait_shares(summary, g, d):
+            util = _lookup(summary, g, d, "utilisation", stage)
+            rows.append([names.get(g, g), d, stage, with_ci(_lookup(summary, g, d, "wait_mean_h", stage), 2),
+                         f"{share:.0%}" if pd.notna(share) else "–",
+                         "far side's daily limit" if stage == "acceptance" else
+                         (f"{util['mean']:.0%}" if util is not None and pd.notna(util["mean"]) else "–"),
+                         num(total["mean"], 2) if total is not None else "–"])
+    return Table(["gate", "direction", "stage", "wait for it h [95 % CI]", "share of the wait", "lanes busy",
+                  "total wait h"], rows, numeric={3, 4, 5, 6},
+                 caption="The wait for each stage and for the far side's acceptance adds up to the total wait")
+
+
+def _plot(name: str, table: pd.DataFrame | None, names: dict[str, str]):
+    if table is None:
+        return None
+
+    def draw(target):
+        from . import plots
+
+        getattr(plots, name)(table, names, target)
+
+    return draw
+
+
+def _time_in_system_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
+    rows = []
+    for g in [g for g in dict.fromkeys(main_rows(summary).gate) if g != ALL] + [ALL]:
+        mean = _lookup(summary, g, ALL, "time_in_system_mean_h")
+        p95 = _lookup(summary, g, ALL, "time_in_system_p95_h")
+        rows.append([names.get(g, g), with_ci(mean, 1), _days(mean), with_ci(p95, 1), _days(p95)])
+    return Table(["gate", "mean h [95 % CI]", "mean in days", "95th percentile h", "in days"], rows,
+                 numeric={1, 2, 3, 4}, emphasis={len(rows) - 1})
+
+
+def _days(row: pd.Series | None) -> str:
+    return "–" if row is None or pd.isna(row["mean"]) else f"{row['mean'] / 24:,.1f} d"
+
+
+def _calibration_fit(summary: pd.DataFrame, daily: pd.DataFrame | None, scen: dict) -> Section | None:
+    """Where the scenario takes a fitted ensemble: the targets it was fitted to, observed against
+    this run's simulated figures."""
+    ens = scen.get("ensemble")
+    if not ens:
+        return None
+    folder = Path(ens["file"]).parent
+    from .calibrate import CalibrationError, load_targets
+
+    layer_files = {str(Path(layer["file"]).resolve()) for layer in scen.get("layers") or [] if layer.get("file")}
+    for path in sorted(folder.glob("targets*.toml")):
+        try:
+            targets = load_targets(path)
+        except CalibrationError:
+            continue
+        if str(targets.fitted_path.resolve()) not in layer_files:
+            continue
+        section = Section("calibration", "The calibration's fit")
+        section.text(f"This scenario takes its inputs from the ensemble fitted to {path.name}. Each target against "
+                     "this run: the mean over replications and the range of nine replications in ten (p05–p95).")
+        horizon = scen.get("horizon") or {}
+        rows = []
+        for t in targets.targets:
+            whole = horizon and str(t.period[0]) == horizon.get("start") and str(t.period[1]) == horizon.get("end")
+            row = _lookup(summary, t.output.gate, t.output.direction, "crossings")
+            if whole and row is not None:
+                mean, band = row["mean"], spread(row, 0)
+            elif daily is not None:
+                sel = daily[(daily.gate == t.output.gate) & (daily.direction == t.output.direction)
+                            & (daily.metric == "crossings") & (daily.date >= str(t.period[0]))
+                            & (daily.date <= str(t.period[1]))]
+                mean, band = sel["mean"].sum(), "–"
+            else:
+                continue
+            rel = (mean - t.observed) / t.observed
+            rows.append([t.name, num(t.observed, 0), num(mean, 0), band, f"{rel:+.1%}", f"±{t.tolerance:.0%}",
+                         "within" if abs(rel) <= t.tolerance else "outside", t.source])
+        section.add("table", Table(["target", "observed", "simulated mean", "p05–p95", "relative error", "tolerance",
+                                    "", "source"], rows, numeric={1, 2, 3, 4, 5}))
+        fit_png = folder / f"{targets.fitted_path.stem.replace('fitted', 'report')}_fit.png"
+        if fit_png.exists():
+            section.add("figure", Figure("The calibration", "Observed against simulated in the calibration itself "
+                                         "(prior and ensemble, 95 % intervals)", _data_uri(fit_png.read_bytes())))
+        return section
+    return None
+
+
+# ------------------------------------------------------------------ a run
+
+
+@kind("run")
+def run_page(folder: Folder) -> Page:
+    meta = folder.meta
+    scen = meta.get("scenario_details") or {"name": meta.get("scenario"), "file": meta.get("scenario_file"),
+                                            "uncertain_inputs": meta.get("uncertain_inputs", {})}
+    names = gate_names(scen)
+    summary = folder.csv("summary.csv")
+    if summary is None:
+        raise ReportError(str(folder.path), None, "has no summary.csv: not a complete run")
+    daily = folder.csv("daily.csv")
+    tis = folder.csv("time_in_system_hist.csv")
+    qbh = folder.csv("queue_by_hour.csv")
+
+    what = Section("what", "What was run")
+    what.add("facts", _run_facts(meta, scen))
+    _layer_blocks(what, scen, show_first=True)
+
+    head = Section("headline", "Results per gate")
+    head.text(f"Means over {meta.get('reps', '?')} replications. {INTERVALS}")
+    head.add("table", _headline_table(summary, names))
+    notes = extreme_notes(summary, names, {g: info.get("closures", []) for g, info in (scen.get("gates") or {}).items()})
+    if notes:
+        head.add("notes", notes)
+    head.add("table", _direction_table(summary, names))
+
+    waiting = Section("waiting", "Where the waiting happens")
+    waiting.text("Per gate and direction, the time spent waiting for each stage and for the far side's acceptance "
+                 "(its daily limit), and how busy each stage's lanes were within their opening hours.")
+    waiting.add("table", _waiting_table(summary, names))
+    waiting.add("figure", folder.figure("queue_by_hour.png", "Queue by hour of day",
+                                        "Mean number of vehicles waiting at each hour of day, per gate",
+                                        _plot("queue_by_hour", qbh, names)))
+
+    dates = Section("dates", "Queues over the calendar")
+    dates.add("figure", folder.figure("queue_by_date.png", "Vehicles waiting by calendar day",
+                                      "The day's mean number waiting (band: 5–95 % of replications) and the number "
+                                      "waiting at the day's end; each axis starts at 0",
+                                      _plot("queue_by_date", daily, names)))
+    dates.add("figure", folder.figure("crossings_per_day.png", "Crossings per day",
+                                      "All gates and each gate, with the 95 % confidence band of the mean",
+                                      _plot("crossings_per_day", daily, names)))
+
+    time_in = Section("time", "Time from arrival to crossing")
+    time_in.add("table", _time_in_system_table(summary, names))
+    time_in.add("figure", folder.figure("time_in_system.png", "Time in system",
+                                        "Share of vehicles that crossed within a given time of arriving, per gate",
+                                        _plot("time_in_system", tis, names)))
+
+    sections = [what, head, waiting, dates, time_in]
+    fit = _calibration_fit(summary, daily, scen)
+    if fit is not None:
+        sections.append(fit)
+    sections.append(_sources_section(scen))
+    return Page(f"bordersim: {scen.get('name') or meta.get('scenario')}", scen.get("description") or "", sections,
+                _derived_warnings(meta, [scen], [("", summary)]))
+
+
+# ------------------------------------------------------------------ a comparison
+
+
+def _expectations(table: pd.DataFrame, scen: dict) -> list[list[str]]:
+    rows = []
+    for e in scen.get("expect") or []:
+        sel = table[(table.scenario == scen["name"]) & (table.gate == e["gate"]) & (table.direction == e["direction"])
+                    & (table.metric == e["metric"]) & (table.stage == "") & (table["class"] == "")]
+        if sel.empty:
+            rows.append([scen["name"], e["gate"], e["metric"], e["change"], "–", "not in the results"])
+            continue
+        r = sel.iloc[0]
+        holds = r.diff_ci_high < 0 if e["change"] == "decrease" else r.diff_ci_low > 0
+        against = r.diff_ci_low > 0 if e["change"] == "decrease" else r.diff_ci_high < 0
+        verdict = "holds" if holds else ("the opposite" if against else "not shown (the interval includes 0)")
+        rows.append([scen["name"], e["gate"], e["metric"], e["change"],
+                     f"{r.diff_mean:+,.2f} [{r.diff_ci_low:+,.2f}, {r.diff_ci_high:+,.2f}]", verdict])
+    return rows
+
+
+HEADLINE = [("wait_mean_h", "mean wait h", 2), ("time_in_system_p95_h", "p95 time in system h", 1),
+            ("crossings_per_day", "crossings per day", 1), ("held_by_limit_share", "share held by the limit", 3)]
+
+
+@kind("compare")
+def compare_page(folder: Folder) -> Page:
+    meta = folder.meta
+    scens = meta.get("scenario_details") or [{"name": s["name"], "file": s.get("file")}
+                                             for s in meta.get("scenarios", [])]
+    names = {}
+    for s in scens:
+        names.update(gate_names(s))
+    table = folder.csv("compare.csv")
+    summary = folder.csv("summary.csv")
+    if table is None or summary is None:
+        raise ReportError(str(folder.path), None, "has no compare.csv or summary.csv: not a complete comparison")
+    base = meta.get("base") or scens[0]["name"]
+    alts = [s for s in scens if s["name"] != base]
+
+    what = Section("what", "What was compared")
+    what.add("facts", [("base", base), ("alternatives", ", ".join(s["name"] for s in alts)),
+                       ("replications", f"{meta.get('reps', '?')} of each, on common random numbers: replication i of "
+                                        "every scenario uses the same seed, so a difference is what the change did"),
+                       ("seed", str(meta.get("seed", "?"))), ("engine", str(meta.get("engine", "?"))),
+                       ("bordersim", str(meta.get("bordersim_version", "?"))),
+                       ("simulation time", f"{meta['wall_time_s']:.1f} s" if "wall_time_s" in meta else "?")])
+    shown: set[str] = set()
+    for s in scens:
+        what.add("subhead2", f"{s['name']}{' (base)' if s['name'] == base else ''}: {s.get('description', '')}")
+        _layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown)
+
+    head = Section("headline", "Differences per gate")
+    head.text("Alternative − base, paired replication by replication, with its 95 % confidence interval; "
+              "* where the interval excludes 0. Per gate first, all gates last.")
+    from .compare import headline_rows
+
+    for s in alts:
+        rows, emphasis = [], set()
+        for g, label, digits, m in headline_rows(table, s["name"], HEADLINE):
+            rows.append([names.get(g, g), label, num(m.base_mean, digits), num(m.alt_mean, digits),
+                         f"{m.diff_mean:+,.{digits}f} [{m.diff_ci_low:+,.{digits}f}, {m.diff_ci_high:+,.{digits}f}]"
+                         + (" *" if m.excludes_zero else "") if pd.notna(m.diff_mean) else "–",
+                         f"{m.rel_diff:+.0%}" if pd.notna(m.rel_diff) else "–"])
+            if g == ALL:
+                emphasis.add(len(rows) - 1)
+        head.add("table", Table(["gate", "metric", base, s["name"], "difference [95 % CI]", "relative"], rows,
+                                caption=f"{s['name']} against {base}", numeric={2, 3, 4, 5}, emphasis=emphasis))
+    expect_rows = [r for s in alts for r in _expectations(table, s)]
+    if expect_rows:
+        head.add("table", Table(["scenario", "gate", "metric", "promised", "difference [95 % CI]", "verdict"],
+                                expect_rows, caption="What each scenario promises against its parent ([[expect]])"))
+    for s in scens:
+        own = summary[summary.scenario == s["name"]]
+        notes = extreme_notes(own, names, {g: i.get("closures", []) for g, i in (s.get("gates") or {}).items()})
+        if notes:
+            head.add("notes", [f"{s['name']}: {n}" for n in notes])
+    head.add("figure", folder.figure("compare_differences.png", "Differences per gate",
+                                     "Each alternative's difference to the base with its 95 % interval "
+                                     "(filled: the interval excludes 0)", _plot("compare_differences", table, names)))
+
+    waiting = Section("waiting", "Where the waiting happens")
+    rows = []
+    gates = [g for g in dict.fromkeys(main_rows(summary).gate) if g != ALL]
+    for g in gates:
+        stages = list(dict.fromkeys(st for s in scens for st, _h, _sh in
+                                    wait_shares(summary[summary.scenario == s["name"]], g)))
+        for st in stages:
+            cells = []
+            for s in scens:
+                r = _lookup(summary[summary.scenario == s["name"]], g, ALL, "wait_mean_h", st)
+                cells.append(num(r["mean"], 2) if r is not None else "–")
+            rows.append([names.get(g, g), st] + cells)
+    waiting.add("table", Table(["gate", "stage"] + [f"{s['name']} h" for s in scens], rows,
+                               numeric=set(range(2, 2 + len(scens))),
+                               caption="Mean wait for each stage and for the far side's acceptance, both directions"))
+
+    daily = folder.csv("daily.csv")
+    tis = folder.csv("time_in_system_hist.csv")
+    dates = Section("dates", "Queues over the calendar")
+    dates.add("figure", folder.figure("queue_by_date.png", "Vehicles waiting by calendar day",
+                                      "Mean number waiting each day, a line per scenario (bands: 5–95 % of "
+                                      "replications); each axis starts at 0", _plot("compare_queue_by_date", daily, names)))
+    time_in = Section("time", "Time from arrival to crossing")
+    time_in.add("figure", folder.figure("time_in_system.png", "Time in system", "Share of vehicles that crossed "
+                                        "within a given time, per gate, a line per scenario",
+                                        _plot("compare_time_in_system", tis, names)))
+    sections = [what, head, waiting, dates, time_in]
+    for s in alts:
+        own = dict(s, layers=(s.get("layers") or [])[-1:])  # each alternative's own file
+        sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}"))
+    summaries = [(s["name"], summary[summary.scenario == s["name"]]) for s in scens]
+    return Page(f"bordersim: {', '.join(s['name'] for s in alts)} against {base}",
+                "; ".join(s.get("description", "") for s in alts if s.get("description")), sections,
+                _derived_warnings(meta, scens, summaries))
+
+
+# ------------------------------------------------------------------ a calibration
+
+
+def _prior_width90(kind_: str, values: list[float]) -> float:
+    """The width of a range's central 90 % (uniform or triangular)."""
+    if kind_ == "uniform":
+        return 0.9 * (values[1] - values[0])
+    lo, mode, hi = values
+
+    def q(p: float) -> float:
+        c = (mode - lo) / (hi - lo) if hi > lo else 0.5
+        return lo + math.sqrt(p * (hi - lo) * (mode - lo)) if p < c else hi - math.sqrt((1 - p) * (hi - lo) * (hi - mode))
+
+    return q(0.95) - q(0.05) if hi > lo else 0.0
+
+
+@kind("calibration")
+def calibration_page(folder: Folder) -> Page:
+    from .calibrate import INFORMED, CalibrationError, ensemble_path, load_targets
+    from .scenario import load
+    from .sources import header_comment
+
+    candidates = sorted(folder.path.glob("targets*.toml"))
+    try:
+        targets = load_targets(candidates[0])
+    except CalibrationError as exc:
+        raise ReportError(str(candidates[0]), None, exc.one_line()) from None
+    ens_file = ensemble_path(targets)
+    what = Section("what", "What was calibrated")
+    facts = [("targets", str(targets.path)), ("prior scenario", str(targets.scenario_path)),
+             ("fitted scenario", str(targets.fitted_path))]
+    ensemble = pd.read_csv(ens_file) if ens_file.exists() else None
+    if ensemble is not None:
+        facts.append(("ensemble", f"{ens_file.name}: {len(ensemble):,} parameter sets kept"))
+    what.add("facts", facts)
+    what.add("pre", header_comment(targets.path))
+    if targets.fitted_path.exists():
+        what.add("pre", header_comment(targets.fitted_path))
+
+    fit = Section("fit", "Targets: observed against the fitted ensemble")
+    rows = []
+    for t in targets.targets:
+        col = f"_sim_{t.name}"
+        sim = ensemble[col] if ensemble is not None and col in ensemble else None
+        mean = sim.mean() if sim is not None else float("nan")
+        lo, hi = (sim.quantile(0.025), sim.quantile(0.975)) if sim is not None else (float("nan"),) * 2
+        rel = (mean - t.observed) / t.observed
+        rows.append([t.name, num(t.observed, 0), f"{t.period[0]} to {t.period[1]}", f"±{t.tolerance:.0%}",
+                     num(mean, 0), f"{num(lo, 0)}–{num(hi, 0)}", f"{rel:+.1%}" if pd.notna(rel) else "–", t.source])
+    fit.add("table", Table(["target", "observed", "period", "tolerance", "ensemble mean", "ensemble 95 %",
+                            "relative error", "source"], rows, numeric={1, 3, 4, 5, 6},
+                           caption="One replication per kept parameter set"))
+    stem = targets.fitted_path.stem.replace("fitted", "report")
+    fit.add("figure", folder.figure(f"{stem}_fit.png", "Observed against simulated",
+                                    "Per target: the prior's and the ensemble's simulated values (95 %) and the "
+                                    "observed value with its tolerance", None))
+
+    inputs = Section("inputs", "Inputs: what the data pinned down")
+    inputs.text(f"An input is pinned down when its ensemble's central 90 % is under {INFORMED:.0%} of its prior "
+                "range's (width ratio).")
+    prior = None
+    try:
+        prior = load(targets.scenario_path)
+    except BordersimError as exc:
+        inputs.add("notes", [f"the prior scenario cannot be read now: {exc.one_line()}"])
+    if prior is not None and ensemble is not None:
+        rows = []
+        for r in prior.ranges:
+            name = r.name()
+            if name not in ensemble:
+                continue
+            col = ensemble[name]
+            q05, med, q95 = col.quantile([0.05, 0.5, 0.95])
+            width = _prior_width90(r.kind, list(r.values))
+            ratio = (q95 - q05) / width if width > 0 else float("nan")
+            rows.append([name, f"{r.kind} {list(r.values)}", f"{med:.4g}", f"{q05:.4g}–{q95:.4g}", f"{ratio:.2f}",
+                         "yes" if ratio < INFORMED else "no"])
+        inputs.add("table", Table(["input", "prior", "ensemble median", "ensemble 90 %", "width ratio", "pinned down"],
+                                  rows, numeric={2, 3, 4}))
+    inputs.add("figure", folder.figure(f"{stem}_marginals.png", "Prior and ensemble of each input",
+                                       "Histograms of the prior draws and of the kept ensemble", None))
+    sections = [what, fit, inputs]
+    if prior is not None:
+        from .output import scenario_metadata
+
+        sections.append(_sources_section(scenario_metadata(prior), "Prior inputs: assumptions and sources"))
+    return Page(f"bordersim calibration: {targets.path.name}", "", sections)

@@ -1,0 +1,184 @@
+"""Observed figures a scenario is calibrated to or checked against, and the model's value of each.
+
+A targets file (TOML) names the scenario it calibrates (its prior: the scenario's ranges), the
+fitted scenario to write, which inputs the calibration fits, and each observed figure: its
+source, its period, the unit it is counted in, the model output it is compared with, a relative
+tolerance, and whether it is used to **fit** the inputs or kept out of the fit to **validate**
+them.
+
+Outputs: ``crossings`` of a gate (or several, or all) and a direction summed over the period's
+days; ``queue_end``, vehicles waiting at the end of a day (the period's one day). Units: the
+model counts crossings (each exit and each entry once, what the province reports: *lượt*);
+``board_vehicles`` (the gates' boards: Vietnamese vehicles out plus Chinese vehicles in, each
+once) are the crossings divided by the scenario's ``observation.crossings_per_board_vehicle``,
+an uncertain input like any other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import BordersimError, shorten
+from .metrics import ALL, ReplicationResult
+from .scenario import Scenario, read_toml
+
+BOARD_RATIO = "observation.crossings_per_board_vehicle"
+
+
+class CalibrationError(BordersimError):
+    """A targets file that cannot be used, or a calibration that cannot run."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Output(_Model):
+    gate: str = ALL  # a gate, or 'all'
+    gates: list[str] | None = None  # or several gates, summed
+    direction: Literal["exit", "entry", "all"] = "all"
+    metric: Literal["crossings", "queue_end"] = "crossings"
+
+    def gate_list(self) -> list[str]:
+        return list(self.gates) if self.gates else [self.gate]
+
+
+class Target(_Model):
+    name: str = Field(min_length=1)
+    observed: float = Field(gt=0)
+    source: str = Field(min_length=1)
+    period: tuple[dt.date, dt.date]
+    output: Output = Field(default_factory=Output)
+    unit: Literal["crossings", "board_vehicles", "vehicles"] = "crossings"
+    use: Literal["fit", "validate"] = "fit"
+    tolerance: float = Field(gt=0, le=1, description="fit: relative error of the mean allowed")
+    derived: str | None = None  # how the figure was worked out from the source, where it was
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _unit_fits_metric(self):
+        if self.output.metric == "queue_end" and self.unit != "vehicles":
+            raise ValueError("a queue is counted in vehicles: unit = 'vehicles'")
+        if self.output.metric == "crossings" and self.unit == "vehicles":
+            raise ValueError("crossings are counted as 'crossings' or 'board_vehicles'")
+        if self.output.metric == "queue_end" and self.period[0] != self.period[1]:
+            raise ValueError("a queue at a day's end has a period of one day: [date, date]")
+        return self
+
+
+class TargetsFile(_Model):
+    scenario: str  # the prior scenario, relative to the targets file
+    fitted: str  # the fitted scenario written by calibrate, relative to the targets file
+    seed: int = Field(default=20221130, ge=0)
+    # the inputs the calibration fits (names or prefixes ending in '*'); the others keep their
+    # ranges and are drawn in every replication as before (default: all uncertain inputs)
+    fit_inputs: list[str] | None = None
+    targets: list[Target] = Field(min_length=1)
+
+
+@dataclass
+class Targets:
+    path: Path
+    spec: TargetsFile
+
+    @property
+    def scenario_path(self) -> Path:
+        return self.path.parent / self.spec.scenario
+
+    @property
+    def fitted_path(self) -> Path:
+        return self.path.parent / self.spec.fitted
+
+    @property
+    def targets(self) -> list[Target]:
+        return self.spec.targets
+
+    @property
+    def fit(self) -> list[Target]:
+        return [t for t in self.targets if t.use == "fit"]
+
+    def fitted_inputs(self, scen: Scenario) -> list[str]:
+        """The uncertain inputs of the scenario the calibration fits, in the scenario's order."""
+        names = [r.name() for r in scen.ranges]
+        if self.spec.fit_inputs is None:
+            return names
+        out = []
+        for i, pattern in enumerate(self.spec.fit_inputs):
+            hit = [n for n in names if (n.startswith(pattern[:-1]) if pattern.endswith("*") else n == pattern)]
+            if not hit:
+                raise CalibrationError(str(self.path), f"fit_inputs[{i}]", f"'{shorten(pattern)}' names no uncertain "
+                                       f"input of {scen.path} (inputs: {shorten(', '.join(names), 300)})")
+            out += hit
+        return [n for n in names if n in set(out)]
+
+
+def load_targets(path: str | Path) -> Targets:
+    p = Path(path)
+    raw = read_toml(p, CalibrationError, "targets file")
+    try:
+        spec = TargetsFile.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # a misspelt key also makes its field "missing": name the misspelling first
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        where = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            model = Target if "targets" in err["loc"] else (Output if "output" in err["loc"] else TargetsFile)
+            msg = f"unknown key '{shorten(err['loc'][-1], 40)}' (allowed: {', '.join(model.model_fields)})"
+        raise CalibrationError(str(p), where, msg) from None
+    names = [t.name for t in spec.targets]
+    if len(set(names)) != len(names):
+        raise CalibrationError(str(p), "targets", "target names must be unique")
+    for i, t in enumerate(spec.targets):
+        if t.period[1] < t.period[0]:
+            raise CalibrationError(str(p), f"targets.{i}.period", "the period ends before it starts")
+    if not any(t.use == "fit" for t in spec.targets):
+        raise CalibrationError(str(p), "targets", "needs at least one target with use = 'fit'")
+    return Targets(p, spec)
+
+
+def check_against(targets: Targets, scen: Scenario) -> None:
+    """Every target's output must exist in the scenario and its period lie in the horizon."""
+    h = scen.nominal.horizon
+    gates = set(scen.nominal.gates) | {ALL}
+    flows = scen.nominal.flows()
+    for i, t in enumerate(targets.targets):
+        where = f"targets.{i}"
+        d = t.output.direction
+        for g in t.output.gate_list():
+            if g not in gates:
+                raise CalibrationError(str(targets.path), f"{where}.output.gate",
+                                       f"unknown gate '{g}' (allowed: {', '.join(sorted(gates))})")
+            if d != ALL and not any(d == fd and g in (ALL, fg) for fg, fd in flows):
+                raise CalibrationError(str(targets.path), f"{where}.output.direction",
+                                       f"no '{d}' traffic at gate '{g}' in {scen.path}")
+        if t.period[0] < h.start or t.period[1] > h.end:
+            raise CalibrationError(str(targets.path), f"{where}.period",
+                                   f"{t.period[0]} to {t.period[1]} is not inside the horizon {h.start} to {h.end}")
+
+
+def target_values(results: list[ReplicationResult], targets: list[Target], scen: Scenario) -> np.ndarray:
+    """Each replication's value of each target (replications x targets), in the target's unit."""
+    start = scen.nominal.horizon.start
+    nominal_ratio = scen.nominal.observation.crossings_per_board_vehicle
+    out = np.empty((len(results), len(targets)))
+    for j, t in enumerate(targets):
+        first = (t.period[0] - start).days
+        last = (t.period[1] - start).days
+        for i, r in enumerate(results):
+            if t.output.metric == "queue_end":
+                v = sum(float(r.daily_queue_end[(g, t.output.direction)][first]) for g in t.output.gate_list())
+            else:
+                v = sum(float(r.daily[(g, t.output.direction)][first:last + 1].sum(dtype=np.float64))
+                        for g in t.output.gate_list())
+                if t.unit == "board_vehicles":
+                    v /= r.inputs.get(BOARD_RATIO, nominal_ratio)
+            out[i, j] = v
+    return out

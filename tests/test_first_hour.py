@@ -1,0 +1,178 @@
+"""What a new user meets in the first hour: the command works from any folder, says its version,
+validates the baseline like run runs it, names a misspelt gate as unknown, warns when replications
+outnumber a fitted ensemble's rows, and shows its progress bar on a terminal."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from sim import load, run
+from sim.cli import main
+from sim.experiment import Point, run_design, task_sizes
+from sim.outdir import version
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
+TINY = ROOT / "tests" / "data" / "tiny.toml"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bordersim {version()}"
+
+
+def test_validate_without_a_file_checks_the_baseline_as_run_runs_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no scenarios/ here: the installed library's baseline
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline_2022.toml: ok (5 gates" in out
+
+
+def test_a_scenario_by_its_library_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "faster_procedures", "baseline_2022_calibrated"]) == 0
+    out = capsys.readouterr().out
+    assert "faster_procedures.toml: ok" in out and "fitted_2022.toml: ok" in out
+
+
+def test_a_name_found_nowhere_lists_the_library(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "baseline_2033"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "baseline_2033: file not found" in err and "faster_procedures" in err
+
+
+def _child(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "child.toml"
+    path.write_text(f'extends = "{BASELINE}"\nname = "child"\n{body}', encoding="utf-8")
+    return path
+
+
+def test_a_misspelt_gate_in_a_table_header_is_an_unknown_gate(capsys, tmp_path):
+    child = _child(tmp_path, '[[gates.bac_luan2.exit.stages]]\nname = "customs"\nlanes = 3\n')
+    assert main(["validate", str(child)]) == 2
+    err = capsys.readouterr().err
+    assert "required field is missing" not in err
+    assert f"{child}: gates.bac_luan2: unknown gate 'bac_luan2'" in err
+    assert "mong_cai, bac_luan_2, km3_4, hoanh_mo, bac_phong_sinh" in err
+
+
+def test_a_misspelt_stage_is_an_unknown_stage(capsys, tmp_path):
+    child = _child(tmp_path, '[[gates.bac_luan_2.exit.stages]]\nname = "custom"\nlanes = 3\n')
+    assert main(["validate", str(child)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stage 'custom' (stages: customs, border_guard)" in err
+    assert "needs service_min" in err
+
+
+def _fitted(tmp_path: Path, rows: int) -> Path:
+    """A tiny scenario with one uncertain input and an ensemble of ``rows`` parameter sets."""
+    text = TINY.read_text(encoding="utf-8").replace("acceptance_limit = 28", "acceptance_limit = {uniform = [20, 30]}")
+    path = tmp_path / "fitted.toml"
+    path.write_text('ensemble = "ens.csv"\n' + text, encoding="utf-8")
+    values = "\n".join(str(20 + i) for i in range(rows))
+    (tmp_path / "ens.csv").write_text(f"gates.hoanh_mo.exit.acceptance_limit\n{values}\n", encoding="utf-8")
+    return path
+
+
+def test_more_replications_than_ensemble_rows_warn(tmp_path, capsys):
+    scen = load(_fitted(tmp_path, 3))
+    assert not run(scen, reps=3, workers=1, progress=False).warnings
+    (warning,) = run(scen, reps=4, workers=1, progress=False).warnings
+    assert "4 replications" in warning and "3 parameter sets" in warning and "reused" in warning
+    assert main(["run", str(tmp_path / "fitted.toml"), "--reps", "4", "--workers", "1", "--no-plots", "--quiet",
+                 "--no-report", "--out", str(tmp_path / "out")]) == 0
+    assert "bordersim: warning: tiny: 4 replications" in capsys.readouterr().err
+
+
+def test_run_from_an_empty_folder_with_the_installed_command(tmp_path):
+    """The installed `bordersim` finds the baseline without a checkout's scenarios/ folder."""
+    command = Path(sys.executable).parent / "bordersim"
+    if not command.exists():
+        pytest.skip(f"no installed bordersim command beside {sys.executable}")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(command), "run", "--reps", "2", "--workers", "1", "--no-plots"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "results" / "baseline_2022" / "summary.csv").exists()
+    assert "written to results/baseline_2022/" in proc.stdout
+
+
+def test_the_wheel_ships_the_library_the_calibration_and_the_report_template(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("bordersim-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for scenario in (ROOT / "scenarios").glob("*.toml"):
+        assert f"sim/scenarios/{scenario.name}" in names
+    for name in ("fitted_2022.toml", "fitted_2022_ensemble.csv", "targets_2022.toml"):
+        assert f"sim/calibration/{name}" in names
+    assert "sim/templates/report.html.j2" in names
+
+
+def test_first_tasks_are_single_replications():
+    assert task_sizes(200, 25, 2)[:3] == [(0, 1), (1, 2), (2, 27)]
+    assert task_sizes(3, 1, 2) == [(0, 1), (1, 2), (2, 3)]
+    sizes = task_sizes(1000, 25, 2)
+    assert sizes[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(sizes, sizes[1:]))
+
+
+class _SlowExecutor:
+    """An executor whose results come after a pause, as on a first run that compiles."""
+
+    def map(self, fn, *iterables):
+        def results():
+            time.sleep(2.5)  # the first result is awaited, as from a pool's map
+            for args in zip(*iterables):
+                yield fn(*args)
+
+        return results()
+
+
+def test_the_progress_bar_clock_runs_before_the_first_results(monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    run_design([Point(load(TINY))], 2, 1, executor=_SlowExecutor(), progress=True, desc="slow")
+    text = err.getvalue()
+    assert "0/2 [00:01" in text or "0/2 [00:02" in text, text
+
+
+def test_the_progress_bar_appears_on_a_terminal(tmp_path):
+    """Under a real pseudo-terminal (as in a terminal window or tmux) the bar is drawn."""
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(TINY), "--reps", "30", "--workers", "1",
+                             "--no-plots", "--no-report", "--out", str(tmp_path / "out")],
+                            stdin=child_fd, stdout=child_fd, stderr=child_fd, cwd=tmp_path)
+    os.close(child_fd)
+    seen = b""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main_fd], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:  # the terminal closed: the program ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(main_fd)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert "tiny (fast):" in text and "30/30" in text and "rep/s" in text, text

@@ -1,0 +1,122 @@
+"""The report without a browser: what drives an extreme figure, the comments and sources read
+from a scenario file, and `bordersim report` on folders it may and may not write in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from sim import load
+from sim.cli import main, summary_table
+from sim.findings import closures_of, extreme_gates, extreme_notes, wait_without
+from sim.sources import file_notes, notes_for
+from sim.scenario import _load_layers
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "results" / "examples" / "baseline_2022"
+BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
+
+
+def _summary() -> pd.DataFrame:
+    table = pd.read_csv(EXAMPLE / "summary.csv", dtype={"stage": str, "class": str})
+    return table.fillna({"stage": "", "class": ""})
+
+
+def test_bac_phong_sinh_is_extreme_and_its_closure_drives_it():
+    summary, model = _summary(), load(BASELINE).nominal
+    assert extreme_gates(summary) == ["bac_phong_sinh"]
+    names = {g: gate.name for g, gate in model.gates.items()}
+    notes = extreme_notes(summary, names, closures_of(model))
+    assert "Bắc Phong Sinh" in notes[0] and "2022-02-24 to 2022-09-25, 214 days" in notes[0]
+    assert "acceptance" in notes[0] and "customs" in notes[0]
+    main_rows = summary[(summary.stage == "") & (summary["class"] == "") & (summary.direction == "all")]
+    w = main_rows[main_rows.metric == "wait_mean_h"].set_index("gate")["mean"]
+    n = main_rows[main_rows.metric == "crossings"].set_index("gate")["mean"]
+    others = [g for g in w.index if g not in ("all", "bac_phong_sinh")]
+    assert abs(wait_without(summary, ["bac_phong_sinh"]) - (w[others] * n[others]).sum() / n[others].sum()) < 1e-9
+    assert wait_without(summary, ["bac_phong_sinh"]) < w["all"] / 1.2
+    table = summary_table(summary, load(BASELINE))
+    assert table.splitlines()[-1].startswith("note: All gates' mean wait:") and "without Bắc Phong Sinh" in table
+
+
+def test_no_note_when_no_gate_stands_out():
+    summary = _summary()
+    assert extreme_notes(summary[summary.gate != "bac_phong_sinh"]) == []
+
+
+def test_comments_are_found_by_the_inputs_name():
+    text = '''# file header
+
+[gates.g]
+name = "G"
+source = "the gate's page"
+# a block of two lines
+# about the hours
+hours = {default = ["07:00-19:00"]}   # and a note after it
+
+[[gates.g.exit.stages]]
+# above the stage's name
+name = "customs"
+lanes = 2   # assumption: two lanes, one "#" in quotes
+service_min = {dist = "lognormal", mean = {uniform = [10, 15], source = "a range's own"}, cv = 0.5}
+profile = [1, 2,
+           3]   # a value over two lines
+after = 1
+'''
+    notes = file_notes(text)
+    hours = notes[("gates", "g", "hours")]
+    assert hours.above == "a block of two lines about the hours" and hours.trailing == "and a note after it"
+    assert notes[("gates", "g", "exit", "stages", "customs", "lanes")].trailing.startswith("assumption: two lanes")
+    assert ("gates", "g", "exit", "stages", "customs", "after") in notes
+    assert notes[("gates", "g", "exit", "stages", "customs")].above == "above the stage's name"
+    raw = {"gates": {"g": {"source": "the gate's page", "exit": {"stages": {"customs": {
+        "service_min": {"mean": {"uniform": [10, 15], "source": "a range's own"}}}}}}}}
+    comment, source = notes_for(("gates", "g", "exit", "stages", "customs", "service_min", "mean"), notes, raw)
+    assert source == "a range's own" and comment == "(gates.g.exit.stages.customs) above the stage's name"
+
+
+def test_every_uncertain_input_of_the_baseline_has_a_comment_or_source():
+    scen = load(BASELINE)
+    notes = file_notes(BASELINE.read_text(encoding="utf-8"))
+    raw = _load_layers(BASELINE)[-1].raw
+    for r in scen.ranges:
+        comment, source = notes_for(r.path, notes, raw)
+        assert comment or source, r.name()
+
+
+def test_report_on_an_older_run_folder(tmp_path, capsys):
+    """A folder written before metadata.json held the scenario's details, without daily.csv."""
+    folder = tmp_path / "baseline_2022"
+    shutil.copytree(EXAMPLE, folder)
+    assert main(["report", str(folder)]) == 0
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Results per gate" in html and html.count('<img class="plot"') == 4
+    assert main(["report", str(folder)]) == 0  # its own report, unchanged: replaced
+    (folder / "report.html").write_text("my notes", encoding="utf-8")
+    assert main(["report", str(folder)]) == 2
+    assert "not written by bordersim" in capsys.readouterr().err
+    assert (folder / "report.html").read_text(encoding="utf-8") == "my notes"
+
+
+def test_report_refuses_what_is_not_a_results_folder_and_a_users_file(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a bordersim results folder" in err
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "folder not found" in capsys.readouterr().err
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / ".bordersim").write_text(json.dumps({"written_by": "bordersim", "kind": "sweep"}), encoding="utf-8")
+    assert main(["report", str(sweep)]) == 2
+    assert "kind 'sweep'" in capsys.readouterr().err
+    folder = tmp_path / "run"
+    shutil.copytree(EXAMPLE, folder)
+    mine = tmp_path / "mine.html"
+    mine.write_text("mine", encoding="utf-8")
+    assert main(["report", str(folder), "-o", str(mine)]) == 2
+    assert mine.read_text(encoding="utf-8") == "mine"
+    assert main(["report", str(folder), "-o", str(tmp_path / "new.html")]) == 0
+    assert (tmp_path / "new.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
