@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--allow-overload", action="store_true",
                     help="run points whose demand exceeds a stage's capacity over the horizon")
     sw.add_argument("--no-plots", action="store_true", help="write tables only")
+    sw.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     sw.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
     v.add_argument("scenarios", nargs="*", help=f"scenario TOML files or library names (default: scenarios/{BASELINE}, "
@@ -279,7 +280,8 @@ def _cmd_sweep(args) -> int:
         result = sweep(path, params=args.param, design=args.design, points=args.points, reps=args.reps,
                        seed=args.seed, engine=args.engine, out=out, workers=args.workers, scheduler=args.scheduler,
                        address=args.address, outputs=args.output, sets=args.set, allow_overload=args.allow_overload,
-                       make_plots=not args.no_plots, progress=False if args.quiet else None, warn=_warn,
+                       make_plots=not args.no_plots, report=not args.no_report, progress=False if args.quiet else None,
+                       warn=_warn,
                        on_start=started)
     except KeyboardInterrupt as exc:
         if not state.get("started"):

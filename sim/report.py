@@ -804,3 +804,126 @@ def calibration_page(folder: Folder) -> Page:
 
         sections.append(_sources_section(scenario_metadata(prior), "Prior inputs: assumptions and sources"))
     return Page(f"bordersim calibration: {targets.path.name}", "", sections)
+
+
+# ------------------------------------------------------------------ a sweep
+
+
+SWEEP_OUTPUTS = [("time_in_system_mean_h", "mean time in system h", 2), ("wait_mean_h", "mean wait h", 2),
+                 ("crossings_per_day", "crossings per day", 1)]
+
+
+def _sweep_table(folder: Folder) -> pd.DataFrame | None:
+    path = folder.path / "sweep.parquet"
+    if path.exists():
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
+            raise ReportError(str(path), None, f"cannot be read: {exc}") from None
+    table = folder.csv("sweep.csv")
+    return table
+
+
+def _sensitivity_rows(sens: pd.DataFrame, limit: int = 15) -> dict[tuple, Table]:
+    """Per output (method, metric, gate, direction): its parameters by rank, each index with
+    its confidence interval."""
+    tables = {}
+    for key, grp in sens.groupby(["method", "metric", "gate", "direction"], sort=False):
+        indices = list(dict.fromkeys(grp["index"]))
+        rows = []
+        for (rank, param), rgrp in grp.groupby(["rank", "param"], sort=True):
+            by = rgrp.set_index("index")
+            cells = []
+            for ix in indices:
+                if ix not in by.index:
+                    cells.append("–")
+                    continue
+                r = by.loc[ix]
+                ci = (f" [{num(r.ci_low, 3)}, {num(r.ci_high, 3)}]"
+                      if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")) else "")
+                cells.append(num(r.estimate, 3) + ci)
+            rows.append([str(int(rank)), str(param)] + cells)
+            if len(rows) >= limit:
+                break
+        tables[key] = Table(["rank", "input"] + indices, rows, numeric=set(range(2, 2 + len(indices))))
+    return tables
+
+
+@kind("sweep")
+def sweep_page(folder: Folder) -> Page:
+    try:
+        spec = json.loads((folder.path / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError(str(folder.path / "sweep.json"), None, f"cannot be read: {exc}") from None
+    cmd = spec.get("command", {})
+    meta = folder.meta
+    table = _sweep_table(folder)
+    if table is None or meta.get("points") is None:
+        raise ReportError(str(folder.path), None, "has no sweep.parquet or metadata.json: the sweep has not finished "
+                                                  "(run the same command again to resume it)")
+    params = cmd.get("params", [])
+    what = Section("what", "What was swept")
+    what.add("facts", [
+        ("scenario", f"{cmd.get('scenario', '?')} ({meta.get('scenario_file', '?')}; SHA-256 "
+                     f"{str(cmd.get('scenario_sha256', ''))[:12]}…)"),
+        ("design", f"{cmd.get('design', '?')}, size {cmd.get('size', '?')}: {cmd.get('points', '?'):,} points"),
+        ("replications", f"{cmd.get('reps', '?')} at each point, on common random numbers: replication i of every "
+                         "point uses the same seed, so two points differ only by their inputs"),
+        ("seed", str(cmd.get("seed", "?"))), ("engine", str(cmd.get("engine", "?"))),
+        ("run on", f"{meta.get('scheduler', '?')}, {meta.get('workers', '?')} workers; "
+                   f"{meta.get('computed_this_run', '?')} points computed in the last run, "
+                   f"{meta.get('found_done', 0)} found done before"),
+        ("simulation time", f"{meta['wall_time_s']:.1f} s (the last run)" if "wall_time_s" in meta else "?"),
+        ("bordersim", str(meta.get("bordersim_version", spec.get("version", "?"))))])
+    rows = []
+    for p in params:
+        vals = p.get("values", [])
+        if p.get("kind") == "interval":
+            text = f"interval {vals[0]:g} to {vals[-1]:g}"
+        elif p.get("kind") == "range":
+            text = f"its own {p.get('dist', '')} range {', '.join(f'{v:g}' for v in vals)}"
+        else:
+            text = ", ".join(f"{v:g}" for v in vals)
+        rows.append([p.get("name", "?"), p.get("kind", "?"), text])
+    what.add("table", Table(["input", "kind", "values swept"], rows, caption="The parameters (by their stable names)"))
+
+    sections = [what]
+    sens = folder.csv("sensitivity.csv")
+    if sens is not None and not sens.empty:
+        st = Section("sensitivity", "Which inputs matter")
+        method = str(sens["method"].iloc[0])
+        if method == "sobol":
+            st.text("Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the "
+                    "design that an input explains alone, ST alone and with the others; [low, high] is each "
+                    "index's 95 % bootstrap interval. An input whose ST interval reaches 0 may not matter at all.")
+        else:
+            st.text("Morris screening (SALib): mu* is the mean absolute effect of moving an input over its range, "
+                    "sigma how much that effect depends on the other inputs; [low, high] is mu*'s 95 % interval.")
+        for (m, metric, gate, direction), tab in _sensitivity_rows(sens).items():
+            tab.caption = f"{metric} at {gate} ({direction}), inputs by rank ({m})"
+            st.add("table", tab)
+        st.add("figure", folder.figure("sensitivity.png", "Sensitivity", "Each input's indices with their intervals, "
+                                       "per output", None))
+        sections.append(st)
+
+    resp = Section("response", "How the outputs respond")
+    rows = []
+    main_rows_ = table[(table.direction == ALL) & (table.stage.fillna("") == "") & (table["class"].fillna("") == "")]
+    for metric, label, digits in SWEEP_OUTPUTS:
+        for gate, grp in main_rows_[main_rows_.metric == metric].groupby("gate", sort=False):
+            means = grp["mean"].astype(float)
+            best = grp.loc[means.idxmin()]
+            rows.append([gate, label, num(means.min(), digits), num(means.median(), digits), num(means.max(), digits),
+                         ", ".join(f"{p['name']} = {best[p['name']]:.4g}"
+                                   for p in params[:4] if p.get("name") in best)])
+    resp.add("table", Table(["gate", "output", "lowest", "median", "highest", "at the lowest (first 4 inputs)"], rows,
+                            numeric={2, 3, 4}, caption="Each point's mean over its replications, across the design"))
+    resp.add("figure", folder.figure("response.png", "Response curves", "Each output against each parameter, a "
+                                     "point per design point with its interval", None))
+    if (folder.path / "heatmap.png").exists():
+        resp.add("figure", folder.figure("heatmap.png", "Two-parameter grid", "Each output's mean over the grid",
+                                         None))
+    sections.append(resp)
+    name = cmd.get("scenario", "?")
+    return Page(f"bordersim: sweep of {name}", f"{cmd.get('design', '?')} design over {len(params)} inputs",
+                sections, [str(w) for w in meta.get("warnings", [])])

@@ -585,8 +585,8 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
           points: int | None = None, reps: int = 20, seed: int = 20221130, engine: str = "fast",
           out: str | Path | None = None, workers: int | None = None, scheduler: str | None = None,
           address: str | None = None, executor=None, outputs: Sequence[str] = (), sets: Sequence[str] = (),
-          allow_overload: bool = False, make_plots: bool = True, progress: bool | None = None, warn=None,
-          chunk_points: int | None = None, on_start=None) -> SweepResult:
+          allow_overload: bool = False, make_plots: bool = True, report: bool = True, progress: bool | None = None,
+          warn=None, chunk_points: int | None = None, on_start=None) -> SweepResult:
     """Run a sweep (the Python form of ``bordersim sweep``) and return its tables.
 
     params: ``PATH=SPEC`` (SPEC a list 1,2,3, an integer range 1..4 or an interval 5:40) or a
@@ -659,7 +659,7 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
         result = SweepResult(derived, dsg, reps, seed, engine, outs, table, sens, target, len(todo_points), n_done,
                              time.perf_counter() - t0, warnings, n_workers, scheduler)
         if folder is not None:
-            folder.write_outputs(result, make_plots)
+            folder.write_outputs(result, make_plots, report)
     return result
 
 
@@ -782,7 +782,7 @@ def sweep_report(result: SweepResult, top: int = 5) -> str:
                             f"{row.mu_star + row.mu_star_conf:.4g}]  sigma {row.sigma:.4g}"
                 lines.append(f"    {int(row['rank']):>2}. {row.param}  {stats}")
     if result.out is not None:
-        files = ["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else [])
+        files = ["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else []) + (["report.html"] if (Path(result.out) / "report.html").exists() else [])
         lines.append(f"written to {result.out}/ ({', '.join(files)}, plots)")
     return "\n".join(lines)
 
@@ -894,8 +894,8 @@ class _SweepFolder:
     def read_table(self, n: int) -> pd.DataFrame:
         return pd.concat([pd.read_parquet(self._chunk_path(c)) for c in range(n)], ignore_index=True)
 
-    def write_outputs(self, result: SweepResult, make_plots: bool) -> None:
-        """sweep.parquet, sweep.csv, sensitivity.csv and the plots, each written whole."""
+    def write_outputs(self, result: SweepResult, make_plots: bool, report: bool = True) -> None:
+        """sweep.parquet, sweep.csv, sensitivity.csv, the plots and report.html, each written whole."""
         from .output import write_large_csv
 
         with atomic_file(self.out / "sweep.parquet") as tmp:
@@ -917,6 +917,12 @@ class _SweepFolder:
                 "warnings": result.warnings, "bordersim_version": version()}
         with atomic_file(self.out / "metadata.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if report:
+            from .report import build_report
+
+            html = build_report(self.out, draw_missing=False)
+            with atomic_file(self.out / "report.html") as tmp:
+                tmp.write_text(html, encoding="utf-8")
 
 
 def _marker_kind(out: Path) -> str | None:

@@ -22,6 +22,7 @@ from .browser import Browser, find_chromium
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "data" / "small_2022.toml"
 LAPTOP = (1366, 768)
+SWEPT = "gates.hoanh_mo.exit.stages.customs.service_min.mean"
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,17 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("reports")
     run_dir, cmp_dir = tmp / "run", tmp / "compare"
     assert main(["run", str(SMALL), "--reps", "3", "--workers", "1", "--quiet", "--out", str(run_dir)]) == 0
-    assert main(["compare", str(SMALL), str(SMALL), "--set", "gates.bac_luan_2.exit.stages.customs.lanes=3",
+    assert main(["compare", str(SMALL), str(SMALL), "--set", "gates.bac_luan_2.exit.stages.customs.lanes=4",
                  "--reps", "3", "--workers", "1", "--quiet", "--out", str(cmp_dir)]) == 0
     calibration = tmp / "calibration"
     shutil.copytree(ROOT / "calibration", calibration)
     shutil.copytree(ROOT / "scenarios", tmp / "scenarios")
     assert main(["report", str(calibration)]) == 0
-    return {"run": run_dir, "compare": cmp_dir, "calibration": calibration}
+    sweep_dir = tmp / "sweep"
+    assert main(["sweep", str(ROOT / "tests" / "data" / "tiny.toml"), "--param", f"{SWEPT}=6:18",
+                 "--param", "gates.hoanh_mo.exit.acceptance_limit=1000:5000", "--design", "sobol", "--points", "8",
+                 "--reps", "3", "--workers", "1", "--quiet", "--out", str(sweep_dir)]) == 0
+    return {"run": run_dir, "compare": cmp_dir, "calibration": calibration, "sweep": sweep_dir}
 
 
 def _png_pixels(png: bytes) -> np.ndarray:
@@ -57,7 +62,7 @@ def _png_pixels(png: bytes) -> np.ndarray:
     return mpimg.imread(io.BytesIO(png), format="png")
 
 
-@pytest.mark.parametrize("kind", ["run", "compare", "calibration"])
+@pytest.mark.parametrize("kind", ["run", "compare", "calibration", "sweep"])
 def test_the_report_loads_draws_its_plots_and_needs_nothing_outside_the_file(chromium, folders, kind, tmp_path):
     report = folders[kind] / "report.html"
     html = report.read_text(encoding="utf-8")
@@ -78,7 +83,7 @@ def test_the_report_loads_draws_its_plots_and_needs_nothing_outside_the_file(chr
             return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height,
                     natural: img.naturalWidth, complete: img.complete, alt: img.alt};
         })""")
-        expected = {"run": 4, "compare": 3, "calibration": 2}[kind]
+        expected = {"run": 4, "compare": 3, "calibration": 2, "sweep": 2}[kind]
         assert len(plots) == expected, [p["alt"] for p in plots]
         for i, plot in enumerate(plots):
             assert plot["complete"] and plot["natural"] > 0, plot["alt"]  # the image decoded
@@ -117,3 +122,15 @@ def test_the_calibration_report_shows_the_targets_and_what_was_pinned_down(folde
     for words in ("crossings_total", "95,370", "001_31bc361126121c6e.txt", "pinned down",
                   "demand_steps.exit_level.factor"):
         assert words in html, words
+
+
+def test_the_sweep_report_ranks_the_inputs_with_their_intervals(folders):
+    html = (folders["sweep"] / "report.html").read_text(encoding="utf-8")
+    assert "Which inputs matter" in html and "Sobol indices" in html
+    # the service time drives Hoành Mô's time in system; the limit (never reached) does not
+    table = html[html.index("time_in_system_mean_h at hoanh_mo (all)"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    first = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[1], re.S)]
+    assert first[:2] == ["1", SWEPT], first
+    assert "interval 6 to 18" in html and "sobol, size 8: 32 points" in html
