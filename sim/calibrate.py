@@ -27,6 +27,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import outdir
-from .errors import OutputError
+from .errors import OutputError, shorten
 from .experiment import replicate
 from .run import check_reps, run
 from .scenario import Scenario, load
@@ -61,9 +62,10 @@ class _Simulator:
 
     def __init__(self, scen: Scenario, names: list[str], targets: list[Target], seed: int, reps: int):
         self.scen, self.names, self.targets, self.seed, self.reps = scen, names, targets, seed, reps
+        self.scales = _scales(scen, names)
 
     def __call__(self, par) -> dict[str, float]:
-        values = {n: float(par[f"p{i}"]) for i, n in enumerate(self.names)}
+        values = {n: lo + width * float(par[f"p{i}"]) for i, (n, (lo, width)) in enumerate(zip(self.names, self.scales))}
         first = int(np.random.randint(0, 2**31 - self.reps))
         results = [replicate(self.scen, self.seed, first + i, "fast", values) for i in range(self.reps)]
         v = target_values(results, self.targets, self.scen).mean(axis=0)
@@ -80,7 +82,18 @@ class _Distance:
         return max(abs(x[n] - x0[n]) / (tol * x0[n]) for n, tol in self.fit)
 
 
+def _scales(scen: Scenario, names: list[str]) -> list[tuple[float, float]]:
+    """(low, width) of each fitted input's range: pyabc works on each input scaled to [0, 1]."""
+    by_name = {r.name(): r for r in scen.ranges}
+    return [(by_name[n].low(), by_name[n].high() - by_name[n].low()) for n in names]
+
+
 def _prior(scen: Scenario, names: list[str]):
+    """The fitted inputs' ranges, each scaled to [0, 1]. On their own scales (a demand factor
+    narrowed to +-0.003 beside a backlog of hundreds of vehicles) the proposal kernel's
+    covariance spans more orders of magnitude than scipy's singularity cut-off allows; it is
+    then taken as singular, proposals off its support get density 0 and weight 1/0 = inf, and
+    pyabc stops with weights of nan."""
     import pyabc
 
     by_name = {r.name(): r for r in scen.ranges}
@@ -89,10 +102,9 @@ def _prior(scen: Scenario, names: list[str]):
         r = by_name[n]
         lo, hi = r.low(), r.high()
         if r.kind == "uniform":
-            rvs[f"p{i}"] = pyabc.RV("uniform", lo, hi - lo)
+            rvs[f"p{i}"] = pyabc.RV("uniform", 0.0, 1.0)
         else:
-            mode = r.values[1]
-            rvs[f"p{i}"] = pyabc.RV("triang", (mode - lo) / (hi - lo), lo, hi - lo)
+            rvs[f"p{i}"] = pyabc.RV("triang", (r.values[1] - lo) / (hi - lo), 0.0, 1.0)
     return pyabc.Distribution(**rvs)
 
 
@@ -193,9 +205,22 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
         np.random.seed(seed)  # pyabc draws its calibration sample and kernels from numpy's generator
         random.seed(seed)
         abc.new("sqlite:///" + os.path.join(tmp, "abc.db"), observed)
-        history = abc.run(minimum_epsilon=1.0, max_nr_populations=generations, max_total_nr_simulations=budget)
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # pyabc's weights: a failure is caught below
+                history = abc.run(minimum_epsilon=1.0, max_nr_populations=generations,
+                                  max_total_nr_simulations=budget)
+        except (AssertionError, ValueError, np.linalg.LinAlgError) as exc:  # a generation's weights degenerated
+            history = abc.history
+            if history.max_t < 0:
+                raise CalibrationError(str(targets.path), "fit_inputs",
+                                       f"ABC-SMC failed in its first generation ({shorten(exc, 120)}); fit fewer "
+                                       "inputs or give --population more parameter sets") from None
+            warnings.warn(f"ABC-SMC stopped in generation {history.max_t + 2} ({shorten(exc, 100)}); "
+                          f"the fit is generation {history.max_t + 1}'s population")
         particles = history.get_population(t=history.max_t).particles  # parameters, weights and sums aligned
-        pop = pd.DataFrame([{n: float(pt.parameter[f"p{i}"]) for i, n in enumerate(names)} for pt in particles])
+        scales = _scales(prior, names)
+        pop = pd.DataFrame([{n: lo + width * float(pt.parameter[f"p{i}"]) for i, (n, (lo, width))
+                             in enumerate(zip(names, scales))} for pt in particles])
         weights = np.array([pt.weight for pt in particles], dtype=float)
         sims = pd.DataFrame([{t.name: float(pt.sum_stat[t.name]) for t in targets.targets} for pt in particles])
         eps = [float(e) for e in history.get_all_populations()["epsilon"].to_numpy() if np.isfinite(e)]

@@ -125,6 +125,26 @@ def test_the_same_seed_gives_the_same_calibration_on_any_number_of_workers(tmp_p
     np.testing.assert_array_equal(one.weights, two.weights)
 
 
+def test_a_generation_that_fails_leaves_the_one_before_as_the_fit(tmp_path, monkeypatch):
+    import pyabc
+
+    (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
+    (tmp_path / "targets.toml").write_text(_targets_toml(
+        {"g1_march": 5300, "g1_april": 3600, "g2_all": 7100, "total": 16000}, "prior.toml"), encoding="utf-8")
+    targets = cal.load_targets(tmp_path / "targets.toml")
+    original = pyabc.ABCSMC.run
+
+    def two_then_fail(self, *args, **kwargs):
+        original(self, minimum_epsilon=0.0, max_nr_populations=2)
+        raise AssertionError("The population total weight nan is not normalized.")
+
+    monkeypatch.setattr(pyabc.ABCSMC, "run", two_then_fail)
+    with pytest.warns(UserWarning, match="stopped in generation 3"):
+        c = cal.calibrate(targets, population=20, generations=5, budget=400, reps_per_draw=1, workers=1,
+                          progress=False)
+    assert len(c.epsilons) == 2 and len(c.population) == 20
+
+
 def test_committed_calibration_passes_check(capsys):
     # what CI asserts: the calibrated 2022 baseline reproduces the 2022 counts
     assert main(["calibrate", "--check", str(TARGETS), "--quiet"]) == 0
