@@ -198,6 +198,9 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     observed = {t.name: t.observed for t in targets.targets}
     logging.getLogger("ABC").setLevel(logging.WARNING)  # pyabc logs every generation at INFO
     logging.getLogger("Sampler").setLevel(logging.WARNING)
+    # weights that sum to 1e-25 before they are normalised are no problem on [0, 1] scales (a
+    # kernel in 15 dimensions has densities of that order); a failure is caught below
+    logging.getLogger("ABC.Population").setLevel(logging.ERROR)
     n_workers, _ = resolve_workers(workers, population)
     with tempfile.TemporaryDirectory(prefix="bordersim-abc-") as tmp, _maybe_pool(n_workers) as map_:
         abc = pyabc.ABCSMC(simulator, _prior(prior, names), _Distance(targets.targets), population_size=population,

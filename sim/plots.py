@@ -172,7 +172,8 @@ def calibration_fit(cal, path: Path) -> None:
                                                    ("posterior", post[f"_sim_{t.name}"].to_numpy(), "C0")]):
             lo, hi = np.quantile(vals, [0.05, 0.95])
             m = vals.mean()
-            ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", color=color, capsize=6,
+            # max(0, ...): where every value is the same, a quantile may lie a rounding error past the mean
+            ax.errorbar([x], [m], yerr=[[max(0.0, m - lo)], [max(0.0, hi - m)]], fmt="o", color=color, capsize=6,
                         label=f"{label} (90 %)")
         ax.axhline(t.observed, color="C3", lw=1.5, label="observed")
         if t.use == "fit":

@@ -11,6 +11,8 @@ sets itself. Every problem is a :class:`ScenarioError` naming the file and the f
 
 from __future__ import annotations
 
+import functools
+
 import copy
 import math
 import tomllib
@@ -241,12 +243,17 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
 # ---------------------------------------------------------------- the scenario
 
 
+@functools.lru_cache(maxsize=1)
+def _adjustments() -> TypeAdapter:
+    return TypeAdapter(list[Adjustment])  # built once (every replication validates its adjustments)
+
+
 def build_model(data: dict, file: str) -> ScenarioModel:
     """The validated model of a raw tree with its values in place: the adjustments that hold
     all horizon applied first, each checked against what it names."""
     data = model_form(data)
     try:
-        adjs = TypeAdapter(list[Adjustment]).validate_python(data.get("adjust", []))
+        adjs = _adjustments().validate_python(data.get("adjust", []))
     except ValidationError as exc:
         raise _pydantic_error(exc, file, ("adjust",), data.get("adjust")) from None
     check_references(adjs, data, file)

@@ -10,6 +10,7 @@ too long to hold its hourly rates.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from typing import Annotated, Any, Literal
 
@@ -281,16 +282,24 @@ class Adjustment(_Model):
 
 def _set_value(what: str, value: Any, dated: bool):
     """An adjustment's ``set``, checked as the field it sets."""
-    if what == "service":
-        return TypeAdapter(Duration).validate_python(value)
     if what == "hours":
-        spec = {"default": value} if isinstance(value, list) else value
-        return TypeAdapter(dict[str, list[str]]).validate_python(spec)
+        value = {"default": value} if isinstance(value, list) else value
+    return _set_adapter(what, dated).validate_python(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _set_adapter(what: str, dated: bool) -> TypeAdapter:
+    """The validator of an adjustment's ``set`` (built once: building one takes about a
+    millisecond, and every replication validates its adjustments anew)."""
+    if what == "service":
+        return TypeAdapter(Duration)
+    if what == "hours":
+        return TypeAdapter(dict[str, list[str]])
     if what == "demand":
-        return TypeAdapter(Annotated[float, Field(gt=0, le=MAX_DEMAND, allow_inf_nan=False)]).validate_python(value)
+        return TypeAdapter(Annotated[float, Field(gt=0, le=MAX_DEMAND, allow_inf_nan=False)])
     top = MAX_LANES if what == "lanes" else MAX_ACCEPTANCE
     # from a date, 0 lanes (or a limit of 0) closes the stage on those days
-    return TypeAdapter(Annotated[Count, Field(ge=0 if dated else 1, le=top)]).validate_python(value)
+    return TypeAdapter(Annotated[Count, Field(ge=0 if dated else 1, le=top)])
 
 
 class Observation(_Model):

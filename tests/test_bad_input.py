@@ -235,7 +235,7 @@ def test_a_calibration_budget_over_the_limit(tmp_path, capsys, no_work):
     (tmp_path / "prior.toml").write_text(TINY.replace("acceptance_limit = 28", RANGE), encoding="utf-8")
     path = tmp_path / "targets.toml"
     path.write_text(TARGETS, encoding="utf-8")
-    rc = main(["calibrate", str(path), "--budget", "100000000", "--quiet"])
+    rc = main(["calibrate", str(path), "--budget", "100000000", "--reps-per-draw", "1", "--quiet"])
     _assert_one_line_error(rc, capsys.readouterr().err, "--budget", "100,000,000 replications",
                            "at most 1,000,000 are allowed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.toml", "targets.toml"]

@@ -239,3 +239,20 @@ def test_ensemble_rows_are_taken_whole():
     for i in range(5):
         drawn = replicate(fitted, 1, i).inputs
         assert tuple(drawn[c] for c in ens.columns) in rows
+
+
+def test_the_fit_plot_draws_a_target_every_simulation_agrees_on(tmp_path):
+    # a posterior whose values are all the same: np.quantile may return a value a rounding error
+    # above the mean, and matplotlib refuses a negative error bar (a finished fit was lost so)
+    from types import SimpleNamespace
+
+    from sim import plots
+
+    targets = cal.load_targets(TARGETS)
+    value = 0.1 + 0.2  # 0.30000000000000004: its mean over many copies is not itself
+    sims = pd.DataFrame({t.name: np.full(200, value) for t in targets.targets})
+    fake = SimpleNamespace(targets=targets, prior_simulated=sims,
+                           ensemble=sims.rename(columns=lambda c: f"_sim_{c}"))
+    assert np.quantile(sims.iloc[:, 0], 0.05) > sims.iloc[:, 0].mean()  # the case itself
+    plots.calibration_fit(fake, tmp_path / "fit.png")
+    assert (tmp_path / "fit.png").stat().st_size > 1000
