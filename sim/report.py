@@ -764,11 +764,17 @@ def calibration_page(folder: Folder) -> Page:
         mean = sim.mean() if sim is not None else float("nan")
         lo, hi = (sim.quantile(0.025), sim.quantile(0.975)) if sim is not None else (float("nan"),) * 2
         rel = (mean - t.observed) / t.observed
-        rows.append([t.name, num(t.observed, 0), f"{t.period[0]} to {t.period[1]}", f"±{t.tolerance:.0%}",
+        rows.append([t.name, t.use, num(t.observed, 0), f"{t.period[0]} to {t.period[1]}",
+                     f"±{t.tolerance:.0%}" if t.use == "fit" else "–",
                      num(mean, 0), f"{num(lo, 0)}–{num(hi, 0)}", f"{rel:+.1%}" if pd.notna(rel) else "–", t.source])
-    fit.add("table", Table(["target", "observed", "period", "tolerance", "ensemble mean", "ensemble 95 %",
-                            "relative error", "source"], rows, numeric={1, 3, 4, 5, 6},
-                           caption="One replication per kept parameter set"))
+    fit.add("table", Table(["target", "use", "observed", "period", "tolerance", "ensemble mean", "ensemble 95 %",
+                            "relative error", "source"], rows, numeric={2, 4, 5, 6, 7},
+                           caption="Fit targets drove the calibration; validation targets were kept out of it. "
+                                   "Simulated: the kept parameter sets' own simulations"))
+    misses = [f"{t.name} (validation): the model is known to miss it: {t.known_miss}"
+              for t in targets.targets if t.known_miss]
+    if misses:
+        fit.add("notes", misses)
     stem = targets.fitted_path.stem.replace("fitted", "report")
     fit.add("figure", folder.figure(f"{stem}_fit.png", "Observed against simulated",
                                     "Per target: the prior's and the ensemble's simulated values (95 %) and the "
