@@ -147,9 +147,11 @@ def test_a_generation_that_fails_leaves_the_one_before_as_the_fit(tmp_path, monk
 
 def test_committed_calibration_passes_check(capsys):
     # what CI asserts: the calibrated 2022 baseline reproduces the 2022 counts
+    # and every validation target lies inside its band or is a recorded known miss
     assert main(["calibrate", "--check", str(TARGETS), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "all targets hold" in out and "crossings_total" in out
+    assert "crossings_total" in out and "FAIL" not in out
+    assert "all targets hold" in out or "all fit targets hold" in out
 
 
 def test_check_fails_when_a_target_moves_beyond_its_tolerance(tmp_path, capsys):
@@ -182,14 +184,14 @@ def test_check_fails_when_a_validation_target_moves_outside_its_band(tmp_path, c
 
 
 def test_check_fails_when_the_acceptance_limits_change(tmp_path, capsys):
-    # the fitted baseline with Bắc Luân II, the main goods bridge, held to 20 trucks a day
+    # the fitted baseline with Bắc Luân II, the main goods bridge, held to 20 trucks a day from
+    # June (its limits go by period: the summer one is a fitted input, which the scenario sets)
     (tmp_path / "limited.toml").write_text(
         f'extends = "{ROOT}/calibration/fitted_2022.toml"\n'
-        "[gates.bac_luan_2.exit]\nacceptance_limit = 20\n[gates.bac_luan_2.entry]\nacceptance_limit = 20\n",
-        encoding="utf-8")
+        '[[adjust]]\nid = "bac_luan_2_limit_summer"\nset = 20\n', encoding="utf-8")
     limited = load(tmp_path / "limited.toml")
-    assert "gates.bac_luan_2.exit.acceptance_limit" not in limited.ensemble.columns  # the scenario's value wins
-    assert "adjust.bac_luan_2_limit_summer.set" in limited.ensemble.columns  # limits by period still fitted
+    assert "adjust.bac_luan_2_limit_summer.set" not in limited.ensemble.columns  # the scenario's value wins
+    assert "adjust.bac_luan_2_limit_winter.set" in limited.ensemble.columns  # the other periods still fitted
     code = main(["calibrate", "--check", str(TARGETS), "--scenario", str(tmp_path / "limited.toml"),
                  "--reps", "40", "--quiet"])
     assert code == 1

@@ -109,9 +109,9 @@ def test_report_refuses_what_is_not_a_results_folder_and_a_users_file(tmp_path, 
     assert "folder not found" in capsys.readouterr().err
     sweep = tmp_path / "sweep"
     sweep.mkdir()
-    (sweep / ".bordersim").write_text(json.dumps({"written_by": "bordersim", "kind": "sweep"}), encoding="utf-8")
-    assert main(["report", str(sweep)]) == 2
-    assert "kind 'sweep'" in capsys.readouterr().err
+    (sweep / ".bordersim").write_text(json.dumps({"written_by": "bordersim", "kind": "forecast"}), encoding="utf-8")
+    assert main(["report", str(sweep)]) == 2  # a kind of results this version does not know
+    assert "kind 'forecast'" in capsys.readouterr().err
     folder = tmp_path / "run"
     shutil.copytree(EXAMPLE, folder)
     mine = tmp_path / "mine.html"

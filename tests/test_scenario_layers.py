@@ -290,22 +290,23 @@ def test_set_on_the_command_line_changes_one_input(tmp_path, capsys):
 
 
 def test_a_range_a_child_sets_wins_over_the_ensemble_column(tmp_path):
-    """Extending the fitted baseline with Hoành Mô exit customs mean {uniform = [7, 10.5]}: the
-    replications draw it from that range, not from the ensemble (whose column it replaces)."""
+    """Extending the fitted baseline with Hoành Mô's demand level {uniform = [0.6, 0.7]} (a fitted
+    input): the replications draw it from that range, not from the ensemble (whose column it
+    replaces)."""
     child = _write(tmp_path, "child.toml", f'''extends = "{FITTED}"
-name = "faster_hoanh_mo"
+name = "quieter_hoanh_mo"
 
-[[gates.hoanh_mo.exit.stages]]
-name = "customs"
-service_min = {{dist = "lognormal", mean = {{uniform = [7, 10.5]}}, cv = 0.5}}
+[[adjust]]
+id = "level_hoanh_mo"
+multiply = {{uniform = [0.6, 0.7]}}
 ''')
     scen = load(child)
-    col = "gates.hoanh_mo.exit.stages.customs.service_min.mean"
+    col = "adjust.level_hoanh_mo.multiply"
+    fitted_col = load(FITTED).ensemble[col]
+    assert fitted_col.min() > 0.7  # the fit's values all lie above the child's range
     assert col in scen.overridden or col not in scen.ensemble.columns
     drawn = [replicate(scen, 1, i).inputs[col] for i in range(8)]
-    assert all(7 <= v <= 10.5 for v in drawn)
-    fitted_col = load(FITTED).ensemble[col]
-    assert fitted_col.min() > 10  # the prior's range was [10, 15]: the child's values are its own
+    assert all(0.6 <= v <= 0.7 for v in drawn)
     other = "demand_steps.exit_level.factor"  # the rest still comes from the ensemble
     assert all(replicate(scen, 1, i).inputs[other] in set(load(FITTED).ensemble[other]) for i in range(4))
 
