@@ -50,6 +50,9 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
         [sys.executable, "-m", "sim.cli", "run", str(BASELINE), "--reps", "2000", "--workers", "2",
          "--out", str(tmp_path / "out"), "--quiet", "--no-plots"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        # as from a terminal: a shell starts background jobs (CI's, nohup's) with SIGINT ignored,
+        # and a Python started so never raises KeyboardInterrupt, so Ctrl-C could not be tested
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
