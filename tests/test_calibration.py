@@ -145,6 +145,13 @@ def test_a_generation_that_fails_leaves_the_one_before_as_the_fit(tmp_path, monk
     assert len(c.epsilons) == 2 and len(c.population) == 20
 
 
+def _targets_text() -> str:
+    """The committed targets file, its scenario paths made absolute (for an edited copy elsewhere)."""
+    text = TARGETS.read_text(encoding="utf-8")
+    text = text.replace('scenario = "../scenarios/baseline_2022.toml"', f'scenario = "{ROOT}/scenarios/baseline_2022.toml"')
+    return text.replace('fitted = "fitted_2022.toml"', f'fitted = "{ROOT}/calibration/fitted_2022.toml"')
+
+
 def test_committed_calibration_passes_check(capsys):
     # what CI asserts: the calibrated 2022 baseline reproduces the 2022 counts
     # and every validation target lies inside its band or is a recorded known miss
@@ -155,9 +162,7 @@ def test_committed_calibration_passes_check(capsys):
 
 
 def test_check_fails_when_a_target_moves_beyond_its_tolerance(tmp_path, capsys):
-    text = TARGETS.read_text(encoding="utf-8")
-    text = text.replace('scenario = "../scenarios/baseline_2022.toml"', f'scenario = "{ROOT}/scenarios/baseline_2022.toml"')
-    text = text.replace('fitted = "fitted_2022.toml"', f'fitted = "{ROOT}/calibration/fitted_2022.toml"')
+    text = _targets_text()
     moved = text.replace("observed = 48086", f"observed = {round(48086 * 1.12)}")  # exits 12 % higher (tolerance 5 %)
     assert moved != text
     (tmp_path / "moved.toml").write_text(moved, encoding="utf-8")
@@ -168,9 +173,7 @@ def test_check_fails_when_a_target_moves_beyond_its_tolerance(tmp_path, capsys):
 
 
 def test_check_fails_when_a_validation_target_moves_outside_its_band(tmp_path, capsys):
-    text = TARGETS.read_text(encoding="utf-8")
-    text = text.replace('scenario = "../scenarios/baseline_2022.toml"', f'scenario = "{ROOT}/scenarios/baseline_2022.toml"')
-    text = text.replace('fitted = "fitted_2022.toml"', f'fitted = "{ROOT}/calibration/fitted_2022.toml"')
+    text = _targets_text()
     # the one validation target the fitted model meets (the others are recorded known misses)
     moved = text.replace('name = "queue_km3_4_30_may"\nuse = "validate"\nobserved = 300',
                          'name = "queue_km3_4_30_may"\nuse = "validate"\nobserved = 3000')
@@ -266,9 +269,7 @@ def test_the_fit_plot_draws_a_target_every_simulation_agrees_on(tmp_path):
 def test_a_known_miss_that_the_model_now_meets_fails_the_check(tmp_path, capsys):
     # a validation target recorded as missed is printed as a miss, never passed over in silence;
     # once it lies inside its band the record must go, so the check fails until it is removed
-    text = TARGETS.read_text(encoding="utf-8")
-    text = text.replace('scenario = "../scenarios/baseline_2022.toml"', f'scenario = "{ROOT}/scenarios/baseline_2022.toml"')
-    text = text.replace('fitted = "fitted_2022.toml"', f'fitted = "{ROOT}/calibration/fitted_2022.toml"')
+    text = _targets_text()
     marked = text.replace('name = "queue_km3_4_30_may"\nuse = "validate"',
                           'name = "queue_km3_4_30_may"\nuse = "validate"\nknown_miss = "a test: it is inside"')
     assert marked != text
