@@ -65,7 +65,7 @@ class _Simulator:
         self.scales = _scales(scen, names)
 
     def __call__(self, par) -> dict[str, float]:
-        values = {n: lo + width * float(par[f"p{i}"]) for i, (n, (lo, width)) in enumerate(zip(self.names, self.scales))}
+        values = _unscaled(par, self.names, self.scales)
         first = int(np.random.randint(0, 2**31 - self.reps))
         results = [replicate(self.scen, self.seed, first + i, "fast", values) for i in range(self.reps)]
         v = target_values(results, self.targets, self.scen).mean(axis=0)
@@ -86,6 +86,11 @@ def _scales(scen: Scenario, names: list[str]) -> list[tuple[float, float]]:
     """(low, width) of each fitted input's range: pyabc works on each input scaled to [0, 1]."""
     by_name = {r.name(): r for r in scen.ranges}
     return [(by_name[n].low(), by_name[n].high() - by_name[n].low()) for n in names]
+
+
+def _unscaled(par, names: list[str], scales: list[tuple[float, float]]) -> dict[str, float]:
+    """A pyabc parameter set (p0, p1, ... on [0, 1]) as the inputs' values, by name."""
+    return {n: lo + width * float(par[f"p{i}"]) for i, (n, (lo, width)) in enumerate(zip(names, scales))}
 
 
 def _prior(scen: Scenario, names: list[str]):
@@ -222,8 +227,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
                           f"the fit is generation {history.max_t + 1}'s population")
         particles = history.get_population(t=history.max_t).particles  # parameters, weights and sums aligned
         scales = _scales(prior, names)
-        pop = pd.DataFrame([{n: lo + width * float(pt.parameter[f"p{i}"]) for i, (n, (lo, width))
-                             in enumerate(zip(names, scales))} for pt in particles])
+        pop = pd.DataFrame([_unscaled(pt.parameter, names, scales) for pt in particles])
         weights = np.array([pt.weight for pt in particles], dtype=float)
         sims = pd.DataFrame([{t.name: float(pt.sum_stat[t.name]) for t in targets.targets} for pt in particles])
         eps = [float(e) for e in history.get_all_populations()["epsilon"].to_numpy() if np.isfinite(e)]
