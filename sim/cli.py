@@ -14,7 +14,7 @@ from .errors import MESSAGE_LIMIT, BordersimError, shorten
 from .experiment import ENGINES
 from .run import DEFAULT_REPS, DEFAULT_SEED
 
-BASELINE = "baseline_2022.toml"
+DEFAULT = "calibration/fitted_2022.toml"  # sim.library.DEFAULT: the calibrated 2022 baseline
 TARGETS = "targets_2022.toml"
 TABLE_METRICS = [
     ("arrivals", "arrivals", 0),
@@ -39,14 +39,14 @@ def default_targets() -> Path:
 
 
 def default_scenario() -> Path:
-    """The baseline: ./scenarios/ first, then the library installed with bordersim (sim.library)."""
+    """The calibrated baseline: ./calibration/ first, then the library installed with bordersim (sim.library)."""
     from .library import default_scenario
 
     return default_scenario()
 
 
 def scenario_path(arg: str | None) -> Path:
-    """A scenario argument: a file, or a name in ./scenarios/ or the installed library; none: the baseline."""
+    """A scenario argument: a file, or a name in ./scenarios/ or the installed library; none: the calibrated baseline."""
     from .library import find
 
     return find(arg) if arg else default_scenario()
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"bordersim {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run replications of a scenario and write tables and plots")
-    r.add_argument("scenario", nargs="?", help=f"scenario TOML file or library name (default: scenarios/{BASELINE})")
+    r.add_argument("scenario", nargs="?",
+                   help=f"scenario TOML file or library name (default: {DEFAULT}, the calibrated 2022 baseline)")
     r.add_argument("--reps", type=_whole_number(1), default=DEFAULT_REPS, help=f"replications (default {DEFAULT_REPS})")
     r.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED, help=f"root seed (default {DEFAULT_SEED})")
     r.add_argument("--out", help="output folder (default results/<scenario name>/)")
@@ -103,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="as for run, applied to every alternative (not the base): a quick what-if is "
                          "'compare BASE BASE --set ...'")
     sw = sub.add_parser("sweep", help="run a design of parameter points on common random numbers; sensitivity")
-    sw.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: scenarios/{BASELINE})")
+    sw.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: {DEFAULT}, the calibrated 2022 baseline)")
     sw.add_argument("--param", action="append", default=[], metavar="PATH=SPEC",
                     help="an input to vary, by its name (as validate lists them), SPEC a list 1,2,3, an integer "
                          "range 1..4 or an interval 5:40; PATH alone: an uncertain input over its own range; "
@@ -136,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     sw.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
-    v.add_argument("scenarios", nargs="*", help=f"scenario TOML files or library names (default: scenarios/{BASELINE}, "
+    v.add_argument("scenarios", nargs="*", help=f"scenario TOML files or library names (default: {DEFAULT}, "
                                                 "as for run)")
     v.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     rp = sub.add_parser("report", help="write one self-contained HTML page for a results folder")

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import dask
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -24,6 +25,7 @@ from .errors import BordersimError, shorten
 from .workers import limit_native_threads, tune_allocator
 
 PLUGIN_NAME = "bordersim-native-threads"
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 class NativeThreads(WorkerPlugin):
@@ -51,9 +53,13 @@ def dask_executor(address: str | None, workers: int, connect_timeout: str = "15s
                 raise DaskError(None, "--address", f"no Dask scheduler answers at {shorten(address)} "
                                                    f"({shorten(exc, 160)})") from None
         else:
-            # dashboard_address ":0": its HTTP server on a free port (8787 may be another cluster's)
-            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=":0", silence_logs=logging.ERROR))
+            # dashboard_address ":0": its HTTP server on a free port (8787 may be another cluster's).
+            # The workers' statistical profiler is off: it samples the task thread's Python stack
+            # every 10 ms under the GIL, about a tenth of a replication's time here, for a
+            # dashboard no one looks at (the config reaches the worker processes through the nanny)
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):
+                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                           dashboard_address=":0", silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
         try:
             client.register_plugin(NativeThreads(), name=PLUGIN_NAME)

@@ -33,11 +33,11 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"bordersim {version()}"
 
 
-def test_validate_without_a_file_checks_the_baseline_as_run_runs_it(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no scenarios/ here: the installed library's baseline
+def test_validate_without_a_file_checks_the_calibrated_baseline_as_run_runs_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no calibration/ here: the installed library's calibrated baseline
     assert main(["validate"]) == 0
     out = capsys.readouterr().out
-    assert "baseline_2022.toml: ok (5 gates" in out
+    assert "fitted_2022.toml: ok (5 gates" in out
 
 
 def test_a_scenario_by_its_library_name(capsys, tmp_path, monkeypatch):
@@ -99,7 +99,7 @@ def test_more_replications_than_ensemble_rows_warn(tmp_path, capsys):
 
 
 def test_run_from_an_empty_folder_with_the_installed_command(tmp_path):
-    """The installed `bordersim` finds the baseline without a checkout's scenarios/ folder."""
+    """The installed `bordersim` finds the calibrated baseline without a checkout's calibration/ folder."""
     command = Path(sys.executable).parent / "bordersim"
     if not command.exists():
         pytest.skip(f"no installed bordersim command beside {sys.executable}")
@@ -107,8 +107,8 @@ def test_run_from_an_empty_folder_with_the_installed_command(tmp_path):
     proc = subprocess.run([str(command), "run", "--reps", "2", "--workers", "1", "--no-plots"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "results" / "baseline_2022" / "summary.csv").exists()
-    assert "written to results/baseline_2022/" in proc.stdout
+    assert (tmp_path / "results" / "baseline_2022_calibrated" / "summary.csv").exists()
+    assert "written to results/baseline_2022_calibrated/" in proc.stdout
 
 
 def test_the_wheel_ships_the_library_the_calibration_and_the_report_template(tmp_path):

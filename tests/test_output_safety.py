@@ -141,8 +141,8 @@ def test_an_empty_folder_is_used_and_becomes_bordersims(tmp_path, capsys):
 
 
 def test_the_curated_example_can_be_rewritten_as_documented(repo, capsys):
-    # results/README.md: bordersim run --reps 20 --out results/examples/baseline_2022
-    out = "results/examples/baseline_2022"
+    # results/README.md: bordersim run --reps 20 --out results/examples/baseline_2022_calibrated
+    out = "results/examples/baseline_2022_calibrated"
     assert main(["run", "tests/data/tiny.toml", "--reps", "2", "--workers", "1", "--quiet", "--out", out]) == 0
     assert capsys.readouterr().out.strip() == f"replaced earlier results in {out}/"
 
