@@ -680,11 +680,14 @@ def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn
     load, before any work: an invalid point is one error naming it and its values. As for
     ``bordersim run``, a scenario whose nominal load exceeds a stage's capacity over the horizon
     is an error unless allow_overload; points of the design that do (where a system tips over,
-    as some replications of a run with uncertain inputs do) are counted in one warning."""
+    as some replications of a run with uncertain inputs do) are counted in one warning, which
+    names the first such point's overloaded gate, direction and stage. A point is built once
+    however often the design repeats it (a design over lists or integer fields repeats
+    points), so the warning counts distinct points, and says so when there are repeats."""
     for w in capacity.check(scenario, allow_overload=allow_overload):
         warn(w)
     nominal = {r.name(): r.nominal() for r in scenario.ranges}
-    overloaded = []
+    overloaded: list[tuple[int, list[capacity.Load]]] = []
     seen: dict[tuple, None] = {}
     for i in range(dsg.points):
         key = tuple(dsg.values[i])
@@ -694,14 +697,21 @@ def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn
         vals = dsg.point_values(i)
         try:
             model = scenario.model_for({**nominal, **vals})
-            found = capacity.check(dataclasses.replace(scenario, nominal=model), allow_overload=True)
+            found = capacity.overloads(dataclasses.replace(scenario, nominal=model))
         except BordersimError as exc:
             raise SweepError(exc.file, exc.field, f"{exc.message} (at point {i}: {_show(vals)})") from None
         if found:
-            overloaded.append(i)
+            overloaded.append((i, found))
     if overloaded:
-        warn(f"{len(overloaded)} of {len(seen)} points have a stage whose demand exceeds its capacity over the "
-             f"horizon (their backlog grows all horizon), the first point {overloaded[0]}")
+        of = (f"the design's {len(seen)} distinct points ({dsg.points} in all)" if len(seen) < dsg.points
+              else f"the design's {dsg.points} points")
+        i, found = overloaded[0]
+        flows = "; ".join(f"gate {ld.gate}, {ld.direction}, stage '{ld.stage}' (load {ld.ratio:.2f})"
+                          for ld in found[:3])
+        more = f" and {len(found) - 3} more flows" if len(found) > 3 else ""
+        warn(f"{len(overloaded)} of {of} have a stage whose demand exceeds its capacity over the horizon (their "
+             f"backlog grows all horizon); the first, point {i} ({_show(dsg.point_values(i))}), overloads "
+             f"{flows}{more}")
 
 
 def _show(values: Mapping[str, float]) -> str:

@@ -6,6 +6,7 @@
   equals an uninterrupted run's, every point exactly once;
 - Sobol indices of an input that provably does nothing are 0, and the Ishigami function through
   the same path gives its known indices within their intervals;
+- the overload warning counts the design's distinct points and names the overloaded stage;
 - bad paths, specs, designs and folders are one line and exit 2, with nothing written.
 """
 
@@ -240,6 +241,23 @@ def test_ishigami_indices_within_their_intervals():
         assert abs(t.S1[i] - s1[i]) <= t.S1_conf[i], (i, t.S1[i], s1[i], t.S1_conf[i])
         assert abs(t.ST[i] - st[i]) <= t.ST_conf[i], (i, t.ST[i], st[i], t.ST_conf[i])
     assert t.S1_conf.max() < 0.1 and t.ST_conf.max() < 0.1  # intervals tight enough to mean something
+
+
+def test_the_overload_warning_counts_distinct_points_and_names_the_stage():
+    # A Latin hypercube over two lists repeats its points. A far-side limit of 8 a day is under
+    # tiny's 12 trucks a day: the points with it overload Hoành Mô's acceptance step.
+    warnings: list[str] = []
+    res = sweep(TINY, params=[f"{LANES}=1,2", f"{LIMIT}=8,30"], design="lhs", points=20, reps=2, workers=1,
+                progress=False, make_plots=False, warn=warnings.append)
+    values = res.design.values
+    distinct = {tuple(v) for v in values}
+    over = {v for v in distinct if v[1] == 8}
+    first = next(i for i in range(len(values)) if values[i, 1] == 8)
+    said = [w for w in warnings if "exceeds its capacity" in w]
+    assert len(said) == 1, warnings
+    assert said[0].startswith(f"{len(over)} of the design's {len(distinct)} distinct points (20 in all) "), said[0]
+    assert f"point {first} " in said[0] and f"{LIMIT}=8" in said[0]
+    assert "gate hoanh_mo, exit, stage 'acceptance'" in said[0], said[0]
 
 
 # ------------------------------------------------------------------ errors: one line, exit 2, nothing written
