@@ -817,6 +817,24 @@ def calibration_page(folder: Folder) -> Page:
 
 SWEEP_OUTPUTS = [("time_in_system_mean_h", "mean time in system h", 2), ("wait_mean_h", "mean wait h", 2),
                  ("crossings_per_day", "crossings per day", 1)]
+SWEEP_METHODS = {
+    "sobol": "Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the design "
+             "that an input explains alone, ST alone and with the others; [low, high] is each index's 95 % "
+             "bootstrap interval. An input whose ST interval reaches 0 may not matter at all.",
+    "morris": "Morris screening (SALib): mu* is the mean absolute effect of moving an input over its range, sigma "
+              "how much that effect depends on the other inputs; [low, high] is mu*'s 95 % interval.",
+    "grid": "Main effects over the grid: an input's main effect is the range (highest minus lowest) of the "
+            "output's mean over the input's levels, each level's mean taken over every combination of the other "
+            "inputs' levels, in the output's unit. It has no interval: the sweep keeps each point's summary, not "
+            "its replications, and the points share their random numbers; compare it with the points' own "
+            "intervals in the response plot. An input that acts only together with another can show a small "
+            "main effect: the plot draws a line per combination of the others.",
+    "lhs": "Spearman's rank correlation rho between an input's values over the Latin hypercube and the output, "
+           "with Fisher's 95 % interval [low, high]; inputs are ranked by |rho|. rho near +1 or -1: the output "
+           "rises or falls with the input; an effect that rises and then falls over the range shows as a small "
+           "rho (a Sobol or Morris design measures those). An input whose interval reaches across 0 may not "
+           "matter at all.",
+}
 
 
 def _sweep_table(folder: Folder) -> pd.DataFrame | None:
@@ -897,19 +915,12 @@ def sweep_page(folder: Folder) -> Page:
     sens = folder.csv("sensitivity.csv")
     if sens is not None and not sens.empty:
         st = Section("sensitivity", "Which inputs matter")
-        method = str(sens["method"].iloc[0])
-        if method == "sobol":
-            st.text("Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the "
-                    "design that an input explains alone, ST alone and with the others; [low, high] is each "
-                    "index's 95 % bootstrap interval. An input whose ST interval reaches 0 may not matter at all.")
-        else:
-            st.text("Morris screening (SALib): mu* is the mean absolute effect of moving an input over its range, "
-                    "sigma how much that effect depends on the other inputs; [low, high] is mu*'s 95 % interval.")
+        st.text(SWEEP_METHODS.get(str(sens["method"].iloc[0]), ""))
         for (m, metric, gate, direction), tab in _sensitivity_rows(sens).items():
             tab.caption = f"{metric} at {gate} ({direction}), inputs by rank ({m})"
             st.add("table", tab)
-        st.add("figure", folder.figure("sensitivity.png", "Sensitivity", "Each input's indices with their intervals, "
-                                       "per output", None))
+        st.add("figure", folder.figure("sensitivity.png", "Sensitivity", "Each input's indices with their intervals "
+                                       "(a grid's main effects have none), per output", None))
         sections.append(st)
 
     resp = Section("response", "How the outputs respond")
