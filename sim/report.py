@@ -816,7 +816,7 @@ def calibration_page(folder: Folder) -> Page:
 
 
 SWEEP_OUTPUTS = [("time_in_system_mean_h", "mean time in system h", 2), ("wait_mean_h", "mean wait h", 2),
-                 ("crossings_per_day", "crossings per day", 1)]
+                 ("crossings_per_day", "crossings per day", 1)]  # what a folder without its outputs shows
 SWEEP_METHODS = {
     "sobol": "Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the design "
              "that an input explains alone, ST alone and with the others; [low, high] is each index's 95 % "
@@ -846,6 +846,25 @@ def _sweep_table(folder: Folder) -> pd.DataFrame | None:
             raise ReportError(str(path), None, f"cannot be read: {exc}") from None
     table = folder.csv("sweep.csv")
     return table
+
+
+_OUTPUT_LABELS = {metric: (label, digits) for metric, label, digits in SWEEP_OUTPUTS}
+
+
+def _sweep_outputs(rows: pd.DataFrame, outputs: list[str] | None):
+    """(metric, gate, its rows) of each output the sweep analysed, in the order of its --output
+    (metadata.json's ``outputs``, METRIC@GATE each), as the printed ranking follows them; a folder
+    written before metadata.json held them shows SWEEP_OUTPUTS at every gate."""
+    if not outputs:
+        for metric, _label, _digits in SWEEP_OUTPUTS:
+            for gate, grp in rows[rows.metric == metric].groupby("gate", sort=False):
+                yield metric, gate, grp
+        return
+    for text in outputs:
+        metric, _, gate = str(text).rpartition("@")
+        grp = rows[(rows.metric == metric) & (rows.gate == gate)]
+        if not grp.empty:
+            yield metric, gate, grp
 
 
 def _sensitivity_rows(sens: pd.DataFrame, limit: int = 15) -> dict[tuple, Table]:
@@ -893,6 +912,9 @@ def sweep_page(folder: Folder) -> Page:
         ("design", f"{cmd.get('design', '?')}, size {cmd.get('size', '?')}: {cmd.get('points', '?'):,} points"),
         ("replications", f"{cmd.get('reps', '?')} at each point, on common random numbers: replication i of every "
                          "point uses the same seed, so two points differ only by their inputs"),
+        ("outputs", ", ".join(str(o).replace("@", " at ") for o in meta["outputs"]) + " (--output)"
+         if meta.get("outputs") else "not recorded (an older sweep): the table below shows "
+         + ", ".join(label for _m, label, _d in SWEEP_OUTPUTS) + " at every gate"),
         ("seed", str(cmd.get("seed", "?"))), ("engine", str(cmd.get("engine", "?"))),
         ("run on", f"{meta.get('scheduler', '?')}, {meta.get('workers', '?')} workers; "
                    f"{meta.get('computed_this_run', '?')} points computed in the last run, "
@@ -926,13 +948,13 @@ def sweep_page(folder: Folder) -> Page:
     resp = Section("response", "How the outputs respond")
     rows = []
     main_rows_ = table[(table.direction == ALL) & (table.stage.fillna("") == "") & (table["class"].fillna("") == "")]
-    for metric, label, digits in SWEEP_OUTPUTS:
-        for gate, grp in main_rows_[main_rows_.metric == metric].groupby("gate", sort=False):
-            means = grp["mean"].astype(float)
-            best = grp.loc[means.idxmin()]
-            rows.append([gate, label, num(means.min(), digits), num(means.median(), digits), num(means.max(), digits),
-                         ", ".join(f"{p['name']} = {best[p['name']]:.4g}"
-                                   for p in params[:4] if p.get("name") in best)])
+    for metric, gate, grp in _sweep_outputs(main_rows_, meta.get("outputs")):
+        label, digits = _OUTPUT_LABELS.get(metric, (metric, 3 if metric.endswith("_share") else 2))
+        means = grp["mean"].astype(float)
+        best = grp.loc[means.idxmin()]
+        rows.append([gate, label, num(means.min(), digits), num(means.median(), digits), num(means.max(), digits),
+                     ", ".join(f"{p['name']} = {best[p['name']]:.4g}"
+                               for p in params[:4] if p.get("name") in best)])
     resp.add("table", Table(["gate", "output", "lowest", "median", "highest", "at the lowest (first 4 inputs)"], rows,
                             numeric={2, 3, 4}, caption="Each point's mean over its replications, across the design"))
     resp.add("figure", folder.figure("response.png", "Response curves", "Each output against each parameter, a "

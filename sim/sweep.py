@@ -941,6 +941,7 @@ class _SweepFolder:
                     draw(tmp)
         meta = {"scenario_file": result.scenario.path, "points": result.design.points, "reps": result.reps,
                 "computed_this_run": result.computed, "found_done": result.resumed,
+                "outputs": [o.label for o in result.outputs],
                 "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),
                 "warnings": result.warnings, "bordersim_version": version()}
         with atomic_file(self.out / "metadata.json") as tmp:
