@@ -84,9 +84,10 @@ def loads(scenario: Scenario) -> list[Load]:
     return out
 
 
-def check(scenario: Scenario, allow_overload: bool = False) -> list[str]:
-    """Raise OverloadError for an unstable load (or return warnings when allowed)."""
-    warnings = []
+def overloads(scenario: Scenario) -> list[Load]:
+    """The flows whose binding stage has a load of 1 or more (their backlog grows all horizon),
+    as Loads, so a caller can name the gate, direction and stage; an OverloadError for a
+    replication with more vehicles than can be simulated."""
     flow_loads = loads(scenario)
     total = sum(ld.demand for ld in flow_loads)
     if total > MAX_VEHICLES_PER_REPLICATION:
@@ -94,9 +95,13 @@ def check(scenario: Scenario, allow_overload: bool = False) -> list[str]:
             scenario.path, "demand",
             f"{total:,.0f} vehicles per replication expected; at most {MAX_VEHICLES_PER_REPLICATION:,} are allowed",
         )
-    for ld in flow_loads:
-        if ld.ratio < 1.0:
-            continue
+    return [ld for ld in flow_loads if not ld.ratio < 1.0]  # not ">= 1": a NaN load is reported, as check did
+
+
+def check(scenario: Scenario, allow_overload: bool = False) -> list[str]:
+    """Raise OverloadError for an unstable load (or return warnings when allowed)."""
+    warnings = []
+    for ld in overloads(scenario):
         field = f"gates.{ld.gate}.{ld.direction}.demand"
         what = (
             f"unstable load: {ld.demand:,.0f} vehicles expected over the horizon but stage '{ld.stage}' "

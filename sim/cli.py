@@ -127,8 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", help="with --scheduler dask: a running scheduler, tcp://HOST:PORT "
                                       "(default: a LocalCluster on this machine)")
     sw.add_argument("--output", action="append", default=[], metavar="METRIC[@GATE]",
-                    help="an output for the sensitivity and the plots (default: time_in_system_mean_h of every gate); "
-                         "repeatable")
+                    help="an output for the ranking, the plots and the report (default: time_in_system_mean_h of "
+                         "every gate); repeatable")
     sw.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or des")
     sw.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     sw.add_argument("--allow-overload", action="store_true",

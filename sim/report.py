@@ -816,7 +816,25 @@ def calibration_page(folder: Folder) -> Page:
 
 
 SWEEP_OUTPUTS = [("time_in_system_mean_h", "mean time in system h", 2), ("wait_mean_h", "mean wait h", 2),
-                 ("crossings_per_day", "crossings per day", 1)]
+                 ("crossings_per_day", "crossings per day", 1)]  # what a folder without its outputs shows
+SWEEP_METHODS = {
+    "sobol": "Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the design "
+             "that an input explains alone, ST alone and with the others; [low, high] is each index's 95 % "
+             "bootstrap interval. An input whose ST interval reaches 0 may not matter at all.",
+    "morris": "Morris screening (SALib): mu* is the mean absolute effect of moving an input over its range, sigma "
+              "how much that effect depends on the other inputs; [low, high] is mu*'s 95 % interval.",
+    "grid": "Main effects over the grid: an input's main effect is the range (highest minus lowest) of the "
+            "output's mean over the input's levels, each level's mean taken over every combination of the other "
+            "inputs' levels, in the output's unit. It has no interval: the sweep keeps each point's summary, not "
+            "its replications, and the points share their random numbers; compare it with the points' own "
+            "intervals in the response plot. An input that acts only together with another can show a small "
+            "main effect: the plot draws a line per combination of the others.",
+    "lhs": "Spearman's rank correlation rho between an input's values over the Latin hypercube and the output, "
+           "with Fisher's 95 % interval [low, high]; inputs are ranked by |rho|. rho near +1 or -1: the output "
+           "rises or falls with the input; an effect that rises and then falls over the range shows as a small "
+           "rho (a Sobol or Morris design measures those). An input whose interval reaches across 0 may not "
+           "matter at all.",
+}
 
 
 def _sweep_table(folder: Folder) -> pd.DataFrame | None:
@@ -828,6 +846,25 @@ def _sweep_table(folder: Folder) -> pd.DataFrame | None:
             raise ReportError(str(path), None, f"cannot be read: {exc}") from None
     table = folder.csv("sweep.csv")
     return table
+
+
+_OUTPUT_LABELS = {metric: (label, digits) for metric, label, digits in SWEEP_OUTPUTS}
+
+
+def _sweep_outputs(rows: pd.DataFrame, outputs: list[str] | None):
+    """(metric, gate, its rows) of each output the sweep analysed, in the order of its --output
+    (metadata.json's ``outputs``, METRIC@GATE each), as the printed ranking follows them; a folder
+    written before metadata.json held them shows SWEEP_OUTPUTS at every gate."""
+    if not outputs:
+        for metric, _label, _digits in SWEEP_OUTPUTS:
+            for gate, grp in rows[rows.metric == metric].groupby("gate", sort=False):
+                yield metric, gate, grp
+        return
+    for text in outputs:
+        metric, _, gate = str(text).rpartition("@")
+        grp = rows[(rows.metric == metric) & (rows.gate == gate)]
+        if not grp.empty:
+            yield metric, gate, grp
 
 
 def _sensitivity_rows(sens: pd.DataFrame, limit: int = 15) -> dict[tuple, Table]:
@@ -875,6 +912,9 @@ def sweep_page(folder: Folder) -> Page:
         ("design", f"{cmd.get('design', '?')}, size {cmd.get('size', '?')}: {cmd.get('points', '?'):,} points"),
         ("replications", f"{cmd.get('reps', '?')} at each point, on common random numbers: replication i of every "
                          "point uses the same seed, so two points differ only by their inputs"),
+        ("outputs", ", ".join(str(o).replace("@", " at ") for o in meta["outputs"]) + " (--output)"
+         if meta.get("outputs") else "not recorded (an older sweep): the table below shows "
+         + ", ".join(label for _m, label, _d in SWEEP_OUTPUTS) + " at every gate"),
         ("seed", str(cmd.get("seed", "?"))), ("engine", str(cmd.get("engine", "?"))),
         ("run on", f"{meta.get('scheduler', '?')}, {meta.get('workers', '?')} workers; "
                    f"{meta.get('computed_this_run', '?')} points computed in the last run, "
@@ -897,31 +937,24 @@ def sweep_page(folder: Folder) -> Page:
     sens = folder.csv("sensitivity.csv")
     if sens is not None and not sens.empty:
         st = Section("sensitivity", "Which inputs matter")
-        method = str(sens["method"].iloc[0])
-        if method == "sobol":
-            st.text("Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the "
-                    "design that an input explains alone, ST alone and with the others; [low, high] is each "
-                    "index's 95 % bootstrap interval. An input whose ST interval reaches 0 may not matter at all.")
-        else:
-            st.text("Morris screening (SALib): mu* is the mean absolute effect of moving an input over its range, "
-                    "sigma how much that effect depends on the other inputs; [low, high] is mu*'s 95 % interval.")
+        st.text(SWEEP_METHODS.get(str(sens["method"].iloc[0]), ""))
         for (m, metric, gate, direction), tab in _sensitivity_rows(sens).items():
             tab.caption = f"{metric} at {gate} ({direction}), inputs by rank ({m})"
             st.add("table", tab)
-        st.add("figure", folder.figure("sensitivity.png", "Sensitivity", "Each input's indices with their intervals, "
-                                       "per output", None))
+        st.add("figure", folder.figure("sensitivity.png", "Sensitivity", "Each input's indices with their intervals "
+                                       "(a grid's main effects have none), per output", None))
         sections.append(st)
 
     resp = Section("response", "How the outputs respond")
     rows = []
     main_rows_ = table[(table.direction == ALL) & (table.stage.fillna("") == "") & (table["class"].fillna("") == "")]
-    for metric, label, digits in SWEEP_OUTPUTS:
-        for gate, grp in main_rows_[main_rows_.metric == metric].groupby("gate", sort=False):
-            means = grp["mean"].astype(float)
-            best = grp.loc[means.idxmin()]
-            rows.append([gate, label, num(means.min(), digits), num(means.median(), digits), num(means.max(), digits),
-                         ", ".join(f"{p['name']} = {best[p['name']]:.4g}"
-                                   for p in params[:4] if p.get("name") in best)])
+    for metric, gate, grp in _sweep_outputs(main_rows_, meta.get("outputs")):
+        label, digits = _OUTPUT_LABELS.get(metric, (metric, 3 if metric.endswith("_share") else 2))
+        means = grp["mean"].astype(float)
+        best = grp.loc[means.idxmin()]
+        rows.append([gate, label, num(means.min(), digits), num(means.median(), digits), num(means.max(), digits),
+                     ", ".join(f"{p['name']} = {best[p['name']]:.4g}"
+                               for p in params[:4] if p.get("name") in best)])
     resp.add("table", Table(["gate", "output", "lowest", "median", "highest", "at the lowest (first 4 inputs)"], rows,
                             numeric={2, 3, 4}, caption="Each point's mean over its replications, across the design"))
     resp.add("figure", folder.figure("response.png", "Response curves", "Each output against each parameter, a "

@@ -1,4 +1,4 @@
-"""Sensitivity indices of a sweep's outputs, with SALib: which inputs matter, with intervals.
+"""Sensitivity indices of a sweep's outputs: which inputs matter, with intervals, for every design.
 
 - Sobol (variance-based): on Saltelli's design (``--design sobol``: N x (D + 2) points, no
   second-order terms), the first-order index S1 of an input (the share of the output's
@@ -8,13 +8,22 @@
   (``--design morris``: N x (D + 1) points, 4 levels), mu* (the mean absolute effect of moving
   an input, in the output's unit per the input's whole range) with its bootstrap interval,
   mu and sigma (SALib.analyze.morris).
+- A grid's main effects (``--design grid``): per input, the range (highest minus lowest) of the
+  output's mean over the input's levels, each level's mean taken over every combination of the
+  other inputs' levels (main_effects), in the output's unit. No interval: see main_effects.
+- A Latin hypercube's rank correlations (``--design lhs``): Spearman's rho between each input's
+  values and the output over the points, with Fisher's 95 % interval; ranked by |rho|
+  (rank_correlations).
 
-Both read the design in the unit cube it was drawn in (sim.sweep.Design.unit), whatever each
-input's values, so an index says how much an input's range of values matters. The output at a
-point is its mean over the point's replications, which share their seeds with every other
-point (common random numbers): an input that provably does nothing gives the same output at
-every point it alone changes, and indices of exactly 0. ``ishigami`` checks the path against
-a function whose indices are known.
+Sobol and Morris read the design in the unit cube it was drawn in (sim.sweep.Design.unit),
+whatever each input's values, so an index says how much an input's range of values matters;
+the grid and the hypercube read the values the model used. The output at a point is its mean
+over the point's replications, which share their seeds with every other point (common random
+numbers): an input that provably does nothing gives the same output at every point it alone
+changes, and Sobol, Morris and grid indices of exactly 0 (a hypercube's rho of such an input is
+the chance correlation of its values with the output the other inputs drive: small, its
+interval reaching across 0 in 95 designs of 100).
+``ishigami`` checks the Sobol path against a function whose indices are known.
 """
 
 from __future__ import annotations
@@ -72,11 +81,71 @@ def morris_indices(design, y: np.ndarray, seed: int = 0, conf_level: float = CON
                          "sigma": np.asarray(res["sigma"], float)})
 
 
+def main_effects(design, y: np.ndarray) -> pd.DataFrame:
+    """Each parameter's main effect on the outputs ``y`` at the points of a full grid: the range
+    (highest minus lowest) of the output's mean over the parameter's levels, where the mean at
+    a level is over every point with that level, so over every combination of the other
+    parameters' levels alike (the grid holds each once). In the output's unit; 0 for an input
+    whose levels all give the same mean, and for an input of one level. It is the grid's own
+    arithmetic, exact for the points' means; an input that acts only together with another (its
+    effect reversing with the other's level) can show a small main effect: the response plot
+    draws a line per combination of the others.
+
+    No interval: the sweep keeps each point's summary, not its replications, and under common
+    random numbers the points' errors are correlated, so the points' own intervals do not add
+    up to one for a difference of their means. Written here (a group-by) because no library
+    reads a grid of any levels: SALib's analyses each read their own sampler's design (its ff
+    analysis a two-level fractional factorial)."""
+    y = np.asarray(y, dtype=float)
+    rows = []
+    for j, name in enumerate(design.names):
+        means = pd.Series(y).groupby(np.asarray(design.values[:, j], dtype=float)).mean()
+        rows.append((name, float(means.max() - means.min()), len(means)))
+    return pd.DataFrame(rows, columns=["param", "main_effect", "levels"])
+
+
+def rank_correlations(design, y: np.ndarray, conf_level: float = CONF_LEVEL) -> pd.DataFrame:
+    """Spearman's rank correlation rho between each parameter's values at the points of a Latin
+    hypercube (the values the model used, rounded for integer fields) and the outputs ``y``,
+    with its interval: Fisher's z = atanh(rho) is about normal with variance 1.06 / (n - 3)
+    (Fieller, Hartley and Pearson, 1957, for Spearman's rho; n > 3 points, else no interval).
+    rho is +1 or -1 for an output that only rises or only falls with the input, whatever the
+    shape; an effect that rises and then falls over the range shows as a small rho (use
+    ``--design sobol`` or ``morris`` for such an input). NaN for a parameter of one value.
+
+    Why rho and not SALib's analyses that take any sample (rbd_fast's first-order index,
+    delta): RBD-FAST's bias correction needs more than 2 x 10 harmonics = 20 points and its
+    half-sample bootstrap more than 40, and delta estimates densities over classes of at least
+    10 points (SALib's examples draw 1,000), while a hypercube of a few dozen points is a
+    common first look; rho has an interval from 4 points, and queue outputs mostly move one
+    way with lanes, service times, demand and limits. scipy.stats.spearmanr gives rho; its
+    interval is written here because scipy gives none for Spearman (pearsonr's interval,
+    applied to ranks, uses Pearson's variance 1 / (n - 3), too narrow for rho)."""
+    from scipy.stats import norm, spearmanr
+
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    half = norm.ppf(0.5 + conf_level / 2.0) * math.sqrt(1.06 / (n - 3)) if n > 3 else math.nan
+    rows = []
+    for j, name in enumerate(design.names):
+        x = np.asarray(design.values[:, j], dtype=float)
+        if np.ptp(x) == 0:
+            rows.append((name, math.nan, math.nan, math.nan))
+            continue
+        rho = float(spearmanr(x, y).statistic)
+        with np.errstate(divide="ignore"):
+            z = np.arctanh(rho)  # +-inf at rho = +-1: the interval is then that one value
+        rows.append((name, rho, float(np.tanh(z - half)), float(np.tanh(z + half))))
+    return pd.DataFrame(rows, columns=["param", "rho", "ci_low", "ci_high"])
+
+
 def analyse(design, outputs: Mapping, seed: int = 0, warn=None) -> pd.DataFrame:
     """The tidy sensitivity table (sensitivity.csv) of each output (sim.sweep.Output -> its mean
-    at every point): per parameter, Sobol S1 and ST or Morris mu*, mu and sigma, each with its
-    interval, and the parameter's rank for the output (1: the largest ST, or mu*). An output
-    missing at some point, or the same at every point, has no indices (a warning says so)."""
+    at every point): per parameter, Sobol S1 and ST, Morris mu*, mu and sigma, a grid's main
+    effect or a Latin hypercube's Spearman rho, each with its interval (none for a grid's main
+    effect), and the parameter's rank for the output (1: the largest ST, mu*, main effect or
+    |rho|). An output missing at some point, or the same at every point, has no indices (a
+    warning says so)."""
     frames = []
     for o, y in outputs.items():
         y = np.asarray(y, dtype=float)
@@ -90,24 +159,31 @@ def analyse(design, outputs: Mapping, seed: int = 0, warn=None) -> pd.DataFrame:
             continue
         if design.kind == "sobol":
             t = sobol_indices(design, y, seed)
-            rows = [(p, "S1", s1, c1) for p, s1, c1 in zip(t.param, t.S1, t.S1_conf)]
-            rows += [(p, "ST", st, ct) for p, st, ct in zip(t.param, t.ST, t.ST_conf)]
+            rows = _symmetric([(p, "S1", s1, c1) for p, s1, c1 in zip(t.param, t.S1, t.S1_conf)]
+                              + [(p, "ST", st, ct) for p, st, ct in zip(t.param, t.ST, t.ST_conf)])
             rank_by = dict(zip(t.param, t.ST))
-        else:
+        elif design.kind == "morris":
             t = morris_indices(design, y, seed)
-            rows = [(p, "mu_star", m, c) for p, m, c in zip(t.param, t.mu_star, t.mu_star_conf)]
-            rows += [(p, "mu", m, math.nan) for p, m in zip(t.param, t.mu)]
-            rows += [(p, "sigma", s, math.nan) for p, s in zip(t.param, t.sigma)]
+            rows = _symmetric([(p, "mu_star", m, c) for p, m, c in zip(t.param, t.mu_star, t.mu_star_conf)]
+                              + [(p, "mu", m, math.nan) for p, m in zip(t.param, t.mu)]
+                              + [(p, "sigma", s, math.nan) for p, s in zip(t.param, t.sigma)])
             rank_by = dict(zip(t.param, t.mu_star))
+        elif design.kind == "grid":
+            t = main_effects(design, y)
+            rows = _symmetric([(p, "main_effect", m, math.nan) for p, m in zip(t.param, t.main_effect)])
+            rank_by = dict(zip(t.param, t.main_effect))
+        else:  # lhs; conf is the half-width of Fisher's interval, which is not centred on rho
+            t = rank_correlations(design, y)
+            rows = [(p, "spearman", r, (hi - lo) / 2, lo, hi) for p, r, lo, hi in zip(t.param, t.rho, t.ci_low,
+                                                                                       t.ci_high)]
+            rank_by = dict(zip(t.param, t.rho.abs()))
         order = sorted(rank_by, key=lambda p: (-np.nan_to_num(rank_by[p], nan=-np.inf), design.names.index(p)))
         rank = {p: i + 1 for i, p in enumerate(order)}
-        f = pd.DataFrame(rows, columns=["param", "index", "estimate", "conf"])
+        f = pd.DataFrame(rows, columns=["param", "index", "estimate", "conf", "ci_low", "ci_high"])
         f.insert(0, "metric", o.metric)
         f.insert(0, "direction", "all")
         f.insert(0, "gate", o.gate)
         f.insert(0, "method", design.kind)
-        f["ci_low"] = f["estimate"] - f["conf"]
-        f["ci_high"] = f["estimate"] + f["conf"]
         f["rank"] = f["param"].map(rank).astype(np.int64)
         frames.append(f[SENSITIVITY_COLUMNS])
     if not frames:
@@ -115,14 +191,22 @@ def analyse(design, outputs: Mapping, seed: int = 0, warn=None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _symmetric(rows: list[tuple]) -> list[tuple]:
+    """(param, index, estimate, conf) rows with their interval estimate -+ conf."""
+    return [(p, ix, est, conf, est - conf, est + conf) for p, ix, est, conf in rows]
+
+
 def ranking(sens: pd.DataFrame, gate: str, metric: str) -> pd.DataFrame:
-    """One output's parameters, most influential first: rank, param and the indices (S1, ST or
-    mu*, with intervals) side by side."""
+    """One output's parameters, most influential first: rank, param and the indices side by
+    side, each as INDEX (the estimate), INDEX_conf, INDEX_low and INDEX_high (its interval;
+    columns with no value at all, as a grid's intervals, are left out; a parameter with no
+    value, as a hypercube's rho of a parameter of one value, is kept, last)."""
     t = sens[(sens.gate == gate) & (sens.metric == metric)]
     if t.empty:
         return t
-    wide = t.pivot_table(index=["rank", "param"], columns="index", values=["estimate", "conf"], aggfunc="first")
-    wide.columns = [f"{idx}{'' if stat == 'estimate' else '_conf'}" for stat, idx in wide.columns]
+    suffix = {"estimate": "", "conf": "_conf", "ci_low": "_low", "ci_high": "_high"}
+    wide = t.pivot(index=["rank", "param"], columns="index", values=list(suffix)).dropna(axis=1, how="all")
+    wide.columns = [f"{idx}{suffix[stat]}" for stat, idx in wide.columns]
     return wide.reset_index().sort_values("rank")
 
 

@@ -534,9 +534,9 @@ def point_rows(point: int, values: Mapping[str, float], params: Sequence[Param],
 
 @dataclass
 class SweepResult:
-    """A finished sweep: the tidy table (sweep.parquet), the sensitivity indices (for sobol and
-    morris designs; None otherwise), the design, and how this run went (points it computed,
-    points an earlier run had left in the folder)."""
+    """A finished sweep: the tidy table (sweep.parquet), the sensitivity indices (sobol: S1 and
+    ST, morris: mu*, grid: main effects, lhs: Spearman's rho; sim.sensitivity), the design, and
+    how this run went (points it computed, points an earlier run had left in the folder)."""
 
     scenario: Scenario
     design: Design
@@ -651,11 +651,9 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
         else:
             table = pd.concat([frames[c] for c in range(len(chunks))], ignore_index=True)
         table = _tidy(table, dsg)
-        sens = None
-        if dsg.kind in ("sobol", "morris"):
-            from .sensitivity import analyse
+        from .sensitivity import analyse
 
-            sens = analyse(dsg, output_matrix(table, outs, dsg.points), seed, warn=_warn)
+        sens = analyse(dsg, output_matrix(table, outs, dsg.points), seed, warn=_warn)
         result = SweepResult(derived, dsg, reps, seed, engine, outs, table, sens, target, len(todo_points), n_done,
                              time.perf_counter() - t0, warnings, n_workers, scheduler)
         if folder is not None:
@@ -680,11 +678,14 @@ def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn
     load, before any work: an invalid point is one error naming it and its values. As for
     ``bordersim run``, a scenario whose nominal load exceeds a stage's capacity over the horizon
     is an error unless allow_overload; points of the design that do (where a system tips over,
-    as some replications of a run with uncertain inputs do) are counted in one warning."""
+    as some replications of a run with uncertain inputs do) are counted in one warning, which
+    names the first such point's overloaded gate, direction and stage. A point is built once
+    however often the design repeats it (a design over lists or integer fields repeats
+    points), so the warning counts distinct points, and says so when there are repeats."""
     for w in capacity.check(scenario, allow_overload=allow_overload):
         warn(w)
     nominal = {r.name(): r.nominal() for r in scenario.ranges}
-    overloaded = []
+    overloaded: list[tuple[int, list[capacity.Load]]] = []
     seen: dict[tuple, None] = {}
     for i in range(dsg.points):
         key = tuple(dsg.values[i])
@@ -694,14 +695,21 @@ def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn
         vals = dsg.point_values(i)
         try:
             model = scenario.model_for({**nominal, **vals})
-            found = capacity.check(dataclasses.replace(scenario, nominal=model), allow_overload=True)
+            found = capacity.overloads(dataclasses.replace(scenario, nominal=model))
         except BordersimError as exc:
             raise SweepError(exc.file, exc.field, f"{exc.message} (at point {i}: {_show(vals)})") from None
         if found:
-            overloaded.append(i)
+            overloaded.append((i, found))
     if overloaded:
-        warn(f"{len(overloaded)} of {len(seen)} points have a stage whose demand exceeds its capacity over the "
-             f"horizon (their backlog grows all horizon), the first point {overloaded[0]}")
+        of = (f"the design's {len(seen)} distinct points ({dsg.points} in all)" if len(seen) < dsg.points
+              else f"the design's {dsg.points} points")
+        i, found = overloaded[0]
+        flows = "; ".join(f"gate {ld.gate}, {ld.direction}, stage '{ld.stage}' (load {ld.ratio:.2f})"
+                          for ld in found[:3])
+        more = f" and {len(found) - 3} more flows" if len(found) > 3 else ""
+        warn(f"{len(overloaded)} of {of} have a stage whose demand exceeds its capacity over the horizon (their "
+             f"backlog grows all horizon); the first, point {i} ({_show(dsg.point_values(i))}), overloads "
+             f"{flows}{more}")
 
 
 def _show(values: Mapping[str, float]) -> str:
@@ -755,9 +763,19 @@ def _run_points(scenario, dsg, reps, seed, engine, executor, workers, progress, 
     return frames
 
 
+RANKING_HEADS = {
+    "sobol": "Sobol total index ST and first-order S1, with 95 % intervals",
+    "morris": "Morris mu* (mean |effect|), with 95 % intervals",
+    "grid": "main effect (the range of the output's mean over the parameter's levels, the others' levels "
+            "averaged over; no interval)",
+    "lhs": "Spearman's rank correlation rho with the output (ranked by |rho|), with 95 % intervals",
+}
+
+
 def sweep_report(result: SweepResult, top: int = 5) -> str:
     """What the CLI prints: the sweep, where it went, and per output its most influential
-    parameters (Sobol ST and S1, or Morris mu*, with 95 % intervals)."""
+    parameters (Sobol ST and S1, Morris mu*, a grid's main effects or a hypercube's Spearman rho,
+    with 95 % intervals where the measure has one)."""
     d = result.design
     lines = [f"sweep of {result.scenario.name}: {d.kind} design, {d.points} points x {result.reps} replications "
              f"(seed {result.seed}, engine {result.engine}), {result.workers} workers ({result.scheduler}), "
@@ -766,25 +784,35 @@ def sweep_report(result: SweepResult, top: int = 5) -> str:
     if sens is not None and not sens.empty:
         from .sensitivity import ranking
 
-        head = "Sobol total index ST and first-order S1" if d.kind == "sobol" else "Morris mu* (mean |effect|)"
-        lines.append(f"most influential parameters, {head}, with 95 % intervals:")
+        lines.append(f"most influential parameters, {RANKING_HEADS[d.kind]}:")
         for o in result.outputs:
             r = ranking(sens, o.gate, o.metric)
             if r.empty:
                 continue
             lines.append(f"  {o.metric} @ {o.gate}:")
             for _, row in r.head(top).iterrows():
-                if d.kind == "sobol":
-                    stats = (f"ST {row.ST:.3f} [{row.ST - row.ST_conf:.3f}, {row.ST + row.ST_conf:.3f}]  "
-                             f"S1 {row.S1:.3f} [{row.S1 - row.S1_conf:.3f}, {row.S1 + row.S1_conf:.3f}]")
-                else:
-                    stats = f"mu* {row.mu_star:.4g} [{row.mu_star - row.mu_star_conf:.4g}, " \
-                            f"{row.mu_star + row.mu_star_conf:.4g}]  sigma {row.sigma:.4g}"
-                lines.append(f"    {int(row['rank']):>2}. {row.param}  {stats}")
+                lines.append(f"    {int(row['rank']):>2}. {row.param}  {_ranking_stats(d.kind, row)}")
     if result.out is not None:
         files = ["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else []) + (["report.html"] if (Path(result.out) / "report.html").exists() else [])
         lines.append(f"written to {result.out}/ ({', '.join(files)}, plots)")
     return "\n".join(lines)
+
+
+def _ranking_stats(kind: str, row: pd.Series) -> str:
+    """One parameter's indices in a printed ranking (a row of sim.sensitivity.ranking)."""
+    if kind == "sobol":
+        return (f"ST {row.ST:.3f} [{row.ST - row.ST_conf:.3f}, {row.ST + row.ST_conf:.3f}]  "
+                f"S1 {row.S1:.3f} [{row.S1 - row.S1_conf:.3f}, {row.S1 + row.S1_conf:.3f}]")
+    if kind == "morris":
+        return f"mu* {row.mu_star:.4g} [{row.mu_star - row.mu_star_conf:.4g}, " \
+               f"{row.mu_star + row.mu_star_conf:.4g}]  sigma {row.sigma:.4g}"
+    if kind == "grid":
+        return f"main effect {row.main_effect:.4g}"
+    if pd.isna(row.get("spearman")):
+        return "rho – (the parameter has one value)"
+    if pd.isna(row.get("spearman_low")):
+        return f"rho {row.spearman:.3f} (no interval: too few points)"
+    return f"rho {row.spearman:.3f} [{row.spearman_low:.3f}, {row.spearman_high:.3f}]"
 
 
 # ------------------------------------------------------------------ the folder
@@ -913,6 +941,7 @@ class _SweepFolder:
                     draw(tmp)
         meta = {"scenario_file": result.scenario.path, "points": result.design.points, "reps": result.reps,
                 "computed_this_run": result.computed, "found_done": result.resumed,
+                "outputs": [o.label for o in result.outputs],
                 "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),
                 "warnings": result.warnings, "bordersim_version": version()}
         with atomic_file(self.out / "metadata.json") as tmp:

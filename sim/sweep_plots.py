@@ -4,8 +4,9 @@
   the four most influential when there are more), the mean at each point with its 95 %
   interval; on a grid, a line per combination of the other parameters' values.
 - ``heatmap.png``: for a grid of two parameters, each output's mean over the two, a panel per gate.
-- ``sensitivity.png``: per output, Sobol S1 and ST (or Morris mu*) of each parameter with
-  their intervals, the most influential on top.
+- ``sensitivity.png``: per output, Sobol S1 and ST (Morris mu*, a grid's main effect, a Latin
+  hypercube's Spearman rho) of each parameter with their intervals (a grid's main effects
+  have none), the most influential on top.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ import pandas as pd  # noqa: E402
 MAX_PARAMS = 4  # columns of response.png
 MAX_BARS = 15  # parameters in a panel of sensitivity.png
 MAX_LINES = 8  # lines per panel of response.png on a grid
+BARS = {  # the bars of sensitivity.png per design: (index, label, colour)
+    "sobol": [("S1", "first order S1", "tab:blue"), ("ST", "total ST", "tab:orange")],
+    "morris": [("mu_star", "mu*", "tab:blue")],
+    "grid": [("main_effect", "main effect", "tab:blue")],
+    "lhs": [("spearman", "Spearman rho", "tab:blue")],
+}
+TITLES = {
+    "sobol": "Sobol indices (Saltelli design); 95 % intervals",
+    "morris": "Morris screening (mu*: mean |effect| over the range); 95 % intervals",
+    "grid": "Main effects (range of the mean over each input's levels); no intervals",
+    "lhs": "Spearman's rank correlation with the output; 95 % intervals",
+}
 
 
 def figures(result) -> list[tuple[str, Callable[[Path], None]]]:
@@ -140,9 +153,8 @@ def sensitivity(result, path: Path) -> None:
     n_bars = min(MAX_BARS, len(result.design.names))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 0.28 * n_bars * nrows + 1.2 * nrows + 0.4),
                              squeeze=False)
-    sobol = result.design.kind == "sobol"
-    pairs = [("S1", "first order S1", "tab:blue"), ("ST", "total ST", "tab:orange")] if sobol else \
-        [("mu_star", "mu*", "tab:blue")]
+    kind = result.design.kind
+    pairs = BARS[kind]
     for k, o in enumerate(outs):
         ax = axes[k // ncols, k % ncols]
         s = sens[(sens.gate == o.gate) & (sens.metric == o.metric)]
@@ -151,8 +163,11 @@ def sensitivity(result, path: Path) -> None:
         h = 0.8 / len(pairs)
         for m, (index, label, color) in enumerate(pairs):
             v = s[s["index"] == index].set_index("param").reindex(params)
-            ax.barh(y + (m - (len(pairs) - 1) / 2) * h, v["estimate"], height=h, xerr=v["conf"], color=color,
-                    label=label, error_kw={"elinewidth": 0.7, "capsize": 1.5})
+            # the interval from its ends: a hypercube's rho has one that is not centred on it
+            err = np.vstack([v["estimate"] - v["ci_low"], v["ci_high"] - v["estimate"]]).astype(float)
+            ax.barh(y + (m - (len(pairs) - 1) / 2) * h, v["estimate"], height=h,
+                    xerr=err if np.isfinite(err).any() else None, color=color, label=label,
+                    error_kw={"elinewidth": 0.7, "capsize": 1.5})
         ax.set_yticks(y, [_short(p) for p in params], fontsize=6)
         ax.axvline(0, color="0.3", lw=0.6)
         ax.tick_params(axis="x", labelsize=7)
@@ -162,8 +177,8 @@ def sensitivity(result, path: Path) -> None:
             ax.legend(fontsize=7, loc="lower right")
     for k in range(len(outs), nrows * ncols):
         axes[k // ncols, k % ncols].axis("off")
-    what = "Sobol indices (Saltelli design)" if sobol else "Morris screening (mu*: mean |effect| over the range)"
-    fig.suptitle(f"{what}, {result.design.points} points x {result.reps} replications; 95 % intervals", fontsize=9)
+    fig.suptitle(f"{TITLES[kind]}, {result.design.points} points x {result.reps} replications", fontsize=9,
+                 wrap=True)  # one panel is narrower than the title
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)

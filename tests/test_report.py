@@ -120,3 +120,35 @@ def test_report_refuses_what_is_not_a_results_folder_and_a_users_file(tmp_path, 
     assert mine.read_text(encoding="utf-8") == "mine"
     assert main(["report", str(folder), "-o", str(tmp_path / "new.html")]) == 0
     assert (tmp_path / "new.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def _response_rows(html: str) -> list[list[str]]:
+    """The cells of the sweep page's table of outputs (its section "How the outputs respond")."""
+    import re
+
+    section = html[html.index('<section id="response">'):]
+    table = section[:section.index("</table>")]
+    body = table[table.index("<tbody>"):]
+    return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+def test_the_sweep_report_shows_the_outputs_chosen_with_output(tmp_path):
+    """`--output` limits the sweep page's table of outputs as it limits the printed ranking, and
+    a sweep resumed with other outputs (which --output may be) shows those."""
+    out = tmp_path / "s"
+    tiny = ROOT / "tests" / "data" / "tiny.toml"
+    command = ["sweep", str(tiny), "--param", "gates.hoanh_mo.exit.stages.customs.service_min.mean=8,12,16",
+               "--reps", "2", "--workers", "1", "--quiet", "--no-plots", "--out", str(out)]
+    assert main(command + ["--output", "wait_mean_h@hoanh_mo"]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert [r[:2] for r in _response_rows(html)] == [["hoanh_mo", "mean wait h"]]
+    assert "wait_mean_h at hoanh_mo" in html and "time_in_system_mean_h at" not in html
+    assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["outputs"] == ["wait_mean_h@hoanh_mo"]
+    assert main(command + ["--output", "crossings_per_day", "--output", "queue_max@all"]) == 0  # resumed
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert [r[:2] for r in _response_rows(html)] == [["hoanh_mo", "crossings per day"], ["all", "crossings per day"],
+                                                     ["all", "queue_max"]]
+    assert main(["report", str(out)]) == 0  # `bordersim report` on the folder: the same outputs
+    again = (out / "report.html").read_text(encoding="utf-8")
+    assert _response_rows(again) == _response_rows(html)

@@ -6,6 +6,9 @@
   equals an uninterrupted run's, every point exactly once;
 - Sobol indices of an input that provably does nothing are 0, and the Ishigami function through
   the same path gives its known indices within their intervals;
+- a grid ranks its inputs by their main effects and a Latin hypercube by Spearman's rank
+  correlation, each computed again here from the sweep's own table;
+- the overload warning counts the design's distinct points and names the overloaded stage;
 - bad paths, specs, designs and folders are one line and exit 2, with nothing written.
 """
 
@@ -25,8 +28,8 @@ import pytest
 
 from sim import scenario as sc
 from sim.cli import main
-from sim.sensitivity import ishigami, ishigami_indices, sobol_indices
-from sim.sweep import Param, derive, make_design, parse_spec, sweep
+from sim.sensitivity import SENSITIVITY_COLUMNS, ishigami, ishigami_indices, sobol_indices
+from sim.sweep import Param, derive, make_design, parse_spec, sweep, sweep_report
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.toml"
@@ -242,6 +245,116 @@ def test_ishigami_indices_within_their_intervals():
     assert t.S1_conf.max() < 0.1 and t.ST_conf.max() < 0.1  # intervals tight enough to mean something
 
 
+def test_main_effects_and_rank_correlations_of_known_functions():
+    from sim.sensitivity import analyse, ranking
+    from sim.sweep import Output
+
+    out = Output("y", "g")
+    a, b, c = Param("a", "list", (0.0, 1.0, 2.0)), Param("b", "list", (-1.0, 1.0)), Param("c", "list", (5.0,))
+    grid = make_design("grid", [a, b, c])
+    x = grid.values
+    # y = 2a + (a - 1) b: a's mean moves 0, 2, 4 over its levels; b acts only with a, and its
+    # mean over a's levels is 2 at both of its own (its main effect is 0); c has one level
+    s = analyse(grid, {out: 2 * x[:, 0] + (x[:, 0] - 1) * x[:, 1]}).set_index("param")
+    assert s.loc["a", "estimate"] == pytest.approx(4.0) and s.loc["a", "rank"] == 1
+    assert abs(s.loc["b", "estimate"]) < 1e-12 and s.loc["c", "estimate"] == 0
+    assert set(s["index"]) == {"main_effect"} and s["conf"].isna().all()
+
+    p, q, r = Param("p", "interval", (0.0, 1.0)), Param("q", "interval", (0.0, 1.0)), Param("r", "list", (3.0,))
+    lhs = make_design("lhs", [q, p, r], 40, seed=2)
+    # an output that only falls with p, however unevenly: rho = -1 exactly, and q is ranked below it
+    s = analyse(lhs, {out: -np.exp(5 * lhs.values[:, 1])})
+    by = s.set_index("param")
+    assert by.loc["p", "estimate"] == pytest.approx(-1.0) and by.loc["p", "rank"] == 1
+    assert by.loc["p", "ci_low"] == pytest.approx(-1.0) and by.loc["p", "ci_high"] == pytest.approx(-1.0)
+    assert by.loc["q", "ci_low"] < 0 < by.loc["q", "ci_high"]
+    assert math.isnan(by.loc["r", "estimate"]) and by.loc["r", "rank"] == 3  # one value: no rho, ranked last
+    assert ranking(s, "g", "y")["param"].tolist() == ["p", "q", "r"]
+
+
+def _main_rows(table: pd.DataFrame, metric: str, gate: str) -> pd.DataFrame:
+    t = table[(table.metric == metric) & (table.gate == gate) & (table.direction == "all") & (table.stage == "")
+              & (table["class"] == "")]
+    return t.sort_values("point")
+
+
+def test_a_grid_ranks_its_inputs_by_their_main_effects(tmp_path):
+    # Tiny's far-side limit of 1,000 or 5,000 a day never binds (about 12 trucks a day), so
+    # under common random numbers its two levels give the very same outputs: a main effect of
+    # exactly 0, ranked last.
+    res = sweep(TINY, params=GRID + [f"{LIMIT}=1000,5000"], reps=3, out=tmp_path / "g", workers=1, progress=False,
+                make_plots=True)
+    s = res.sensitivity
+    assert set(s.method) == {"grid"} and set(s["index"]) == {"main_effect"}
+    assert set(s.gate) == {"hoanh_mo", "all"} and set(s.metric) == {"time_in_system_mean_h"}
+    assert s[["conf", "ci_low", "ci_high"]].isna().all().all()  # no interval: see sim.sensitivity.main_effects
+    for gate in ("hoanh_mo", "all"):
+        rows = _main_rows(res.table, "time_in_system_mean_h", gate)
+        mine = s[s.gate == gate].set_index("param")
+        for name in (LANES, SERVICE, LIMIT):  # the range of the mean over the levels, the others averaged over
+            means = rows.groupby(name)["mean"].mean()
+            assert len(means) == {LANES: 2, SERVICE: 3, LIMIT: 2}[name]
+            assert mine.loc[name, "estimate"] == pytest.approx(means.max() - means.min(), rel=1e-12, abs=0)
+        assert mine.loc[LIMIT, "estimate"] == 0 and mine.loc[LIMIT, "rank"] == 3
+        assert mine.loc[SERVICE, "estimate"] > 0 and mine.loc[LANES, "estimate"] > 0
+        by_rank = mine.sort_values("rank")["estimate"].tolist()
+        assert by_rank == sorted(by_rank, reverse=True)
+    written = pd.read_csv(tmp_path / "g" / "sensitivity.csv")
+    assert list(written.columns) == SENSITIVITY_COLUMNS and len(written) == len(s)
+    assert set(written.method) == {"grid"}
+    assert (tmp_path / "g" / "sensitivity.png").stat().st_size > 0
+    printed = sweep_report(res)
+    assert "main effect" in printed and "sensitivity.csv" in printed
+    top = s[(s.gate == "hoanh_mo") & (s["rank"] == 1)].iloc[0]
+    assert f" 1. {top.param}  main effect {top.estimate:.4g}" in printed
+    assert f" 3. {LIMIT}  main effect 0" in printed
+
+
+def test_a_latin_hypercube_ranks_its_inputs_by_rank_correlation():
+    from scipy.stats import spearmanr
+
+    res = sweep(TINY, params=[f"{SERVICE}=6:18", f"{LIMIT}=1000:5000"], design="lhs", points=12, reps=3, workers=1,
+                progress=False, make_plots=False)
+    s = res.sensitivity
+    assert set(s.method) == {"lhs"} and set(s["index"]) == {"spearman"}
+    n = res.design.points
+    half = 1.959963984540054 * math.sqrt(1.06 / (n - 3))  # Fisher's z with Fieller, Hartley and Pearson's variance
+    for gate in ("hoanh_mo", "all"):
+        rows = _main_rows(res.table, "time_in_system_mean_h", gate)
+        mine = s[s.gate == gate].set_index("param")
+        for name in (SERVICE, LIMIT):
+            rho = spearmanr(rows[name], rows["mean"]).statistic
+            got = mine.loc[name]
+            assert got.estimate == pytest.approx(rho, abs=1e-12)
+            z = math.atanh(min(rho, 1 - 1e-15))
+            assert got.ci_low == pytest.approx(math.tanh(z - half), abs=1e-9)
+            assert got.ci_high == pytest.approx(math.tanh(z + half), abs=1e-9)
+            assert got.ci_low <= got.estimate <= got.ci_high
+        # a longer service time lengthens every vehicle's time in system (common random numbers)
+        assert mine.loc[SERVICE, "estimate"] > 0.9 and mine.loc[SERVICE, "rank"] == 1
+        assert mine.loc[LIMIT, "ci_low"] < 0 < mine.loc[LIMIT, "ci_high"]  # a limit never reached: no effect seen
+    printed = sweep_report(res)
+    assert "Spearman" in printed
+    assert f" 1. {SERVICE}  rho " in printed
+
+
+def test_the_overload_warning_counts_distinct_points_and_names_the_stage():
+    # A Latin hypercube over two lists repeats its points. A far-side limit of 8 a day is under
+    # tiny's 12 trucks a day: the points with it overload Hoành Mô's acceptance step.
+    warnings: list[str] = []
+    res = sweep(TINY, params=[f"{LANES}=1,2", f"{LIMIT}=8,30"], design="lhs", points=20, reps=2, workers=1,
+                progress=False, make_plots=False, warn=warnings.append)
+    values = res.design.values
+    distinct = {tuple(v) for v in values}
+    over = {v for v in distinct if v[1] == 8}
+    first = next(i for i in range(len(values)) if values[i, 1] == 8)
+    said = [w for w in warnings if "exceeds its capacity" in w]
+    assert len(said) == 1, warnings
+    assert said[0].startswith(f"{len(over)} of the design's {len(distinct)} distinct points (20 in all) "), said[0]
+    assert f"point {first} " in said[0] and f"{LIMIT}=8" in said[0]
+    assert "gate hoanh_mo, exit, stage 'acceptance'" in said[0], said[0]
+
+
 # ------------------------------------------------------------------ errors: one line, exit 2, nothing written
 
 
@@ -320,4 +433,8 @@ def test_cli_sweep_writes_its_tables(tmp_path, capsys):
                                        "p05", "p95", "std", "n"]
     assert sorted(table[LANES].unique()) == [1, 2] and table["n"].eq(3).all()
     assert (out / "heatmap.png").exists() and (out / "response.png").exists()
-    assert not (out / "sensitivity.csv").exists()  # a grid has no Sobol or Morris indices
+    assert "most influential parameters, main effect" in printed  # a grid ranks its inputs too
+    sens = pd.read_csv(out / "sensitivity.csv")
+    assert set(sens.method) == {"grid"} and set(sens["index"]) == {"main_effect"}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Which inputs matter" in html and "main effect" in html
