@@ -242,19 +242,19 @@ def test_a_calibration_budget_over_the_limit(tmp_path, capsys, no_work):
 
 
 def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_work):
-    """The results of 100 million replications of the baseline (some 120 kB each) would fill
-    terabytes: refused before any work, naming how many fit."""
+    """The results of 100 million replications of the default scenario, the calibrated baseline
+    (some 120 kB each), would fill terabytes: refused before any work, naming how many fit."""
     from sim import load
     from sim.metrics import result_bytes
 
     monkeypatch.setattr(sys.modules["sim.run"], "physical_memory", lambda: 24 << 30)
     rc = main(["run", "--reps", "100000000", "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
-    per_rep = result_bytes(load(Path(__file__).parent.parent / "scenarios" / "baseline_2022.toml").nominal)
+    per_rep = result_bytes(load(Path(__file__).parent.parent / "calibration" / "fitted_2022.toml").nominal)
     need = f"{100_000_000 * per_rep / 2**40:.1f} TiB"
     fit = (12 << 30) // per_rep
     fit = fit // 10 ** (len(str(fit)) - 2) * 10 ** (len(str(fit)) - 2)
-    _assert_one_line_error(rc, err, "--reps", f"100,000,000 replications of baseline_2022 need about {need}",
+    _assert_one_line_error(rc, err, "--reps", f"100,000,000 replications of baseline_2022_calibrated need about {need}",
                            f"at most {fit:,} fit in half of this machine's 24.0 GiB")
     assert list(tmp_path.iterdir()) == []
 
