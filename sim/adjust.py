@@ -233,3 +233,40 @@ def demand_steps(model: ScenarioModel) -> list[tuple[dt.date, dt.date | None, fl
     for a in model.dated("demand"):
         steps.append((a.from_ or model.horizon.start, a.until, a.multiply, a.gates, a.directions, a.classes))
     return steps
+
+
+# the input fields a dated adjustment may set for a period, by the adjustment's kind
+_SET_BY = {"acceptance_limit": "acceptance_limit", "lanes": "lanes", "service_min": "service",
+           "service_min_by_class": "service"}
+
+
+def set_by_dated(model: ScenarioModel, path: tuple) -> list[Adjustment]:
+    """The dated adjustments that set (not multiply) the quantity an input's path names (a
+    flow's ``acceptance_limit``, a stage's ``lanes`` or service time) for part of the horizon:
+    within their periods a value given at the path does not hold. The 2022 baseline sets its
+    limits by period this way, so ``gates.km3_4.exit.acceptance_limit`` holds only on the days
+    no period covers (at Km3+4, days it is closed anyway): a sweep or --set of it changes little
+    or nothing, which a user should be told rather than find out."""
+    path = tuple(path)
+    if len(path) < 4 or path[0] != "gates" or path[2] not in DIRECTIONS:
+        return []
+    gate, direction = path[1], path[2]
+    if path[3] == "acceptance_limit":
+        what, stage = "acceptance_limit", None
+    elif path[3] == "stages" and len(path) >= 6 and path[5] in _SET_BY:
+        what, stage = _SET_BY[path[5]], path[4]
+    else:
+        return []
+    return [a for a in model.dated(what) if a.set is not None and a.applies(gate, direction, stage)]
+
+
+def override_warning(model: ScenarioModel, name: str, path: tuple) -> str | None:
+    """One line for an input that dated adjustments replace for part of the horizon (None if none)."""
+    found = set_by_dated(model, path)
+    if not found:
+        return None
+    start, end = model.horizon.start, model.horizon.end
+    periods = "; ".join(f"adjust.{a.id}.set, {a.from_ or start} to {a.until or end}" for a in found[:4])
+    more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
+    return (f"{name}: dated adjustments set it for part of the horizon ({periods}{more}); the value given "
+            f"holds only outside those periods (change those inputs for the periods they cover)")

@@ -169,6 +169,17 @@ def _warn(message: str) -> None:
     print(f"bordersim: warning: {message}", file=sys.stderr)
 
 
+def _warn_overridden(scen, sets: list[str]) -> None:
+    """A warning for each --set input that dated adjustments replace for part of the horizon."""
+    from .adjust import override_warning
+
+    for text in sets:
+        path = text.split("=", 1)[0].strip()
+        w = override_warning(scen.nominal, f"--set {path}", tuple(path.split(".")))
+        if w:
+            _warn(w)
+
+
 def _fmt(value: float, digits: int) -> str:
     return "-" if pd.isna(value) else f"{value:,.{digits}f}"
 
@@ -206,6 +217,7 @@ def _cmd_run(args) -> int:
 
     path = scenario_path(args.scenario)
     scen = sc.load(path, sets=args.set)
+    _warn_overridden(scen, args.set)
     out = Path(args.out) if args.out else Path("results") / scen.name
     check_target(out)  # refuse now, not after the replications
     result = run(
@@ -240,6 +252,8 @@ def _cmd_compare(args) -> int:
 
     base = sc.load(scenario_path(args.base))
     alts = [sc.load(scenario_path(p), sets=args.set) for p in args.alternatives]
+    for a in alts[:1]:  # the same inputs in every alternative: said once
+        _warn_overridden(a, args.set)
     if args.set:  # an alternative changed on the command line is another scenario: say so in its name
         alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
     out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
@@ -314,6 +328,7 @@ def _cmd_validate(args) -> int:
 
     for path in [scenario_path(a) for a in args.scenarios] or [default_scenario()]:
         scen = sc.load(path, sets=args.set)
+        _warn_overridden(scen, args.set)
         for w in capacity.check(scen, allow_overload=True):
             print(f"bordersim: warning: {w}", file=sys.stderr)
         print(f"{path}: ok ({len(scen.nominal.gates)} gates, {len(scen.nominal.flows())} flows, "

@@ -186,7 +186,17 @@ def _f(v: float, digits: int) -> str:
 
 
 def _s(v: float, digits: int) -> str:
-    return "-" if pd.isna(v) else f"{v:+,.{digits}f}"
+    """A signed difference: with up to three more decimals where it would round to 0 (a
+    difference of 0.3 crossings is not "+0", and one of -0.2 not "-0"); "0" when it is exactly 0,
+    "~0" when it is smaller than that."""
+    if pd.isna(v):
+        return "-"
+    if v == 0:
+        return "0"
+    d = digits
+    while round(abs(v), d) == 0 and d < digits + 3:
+        d += 1
+    return "~0" if round(abs(v), d) == 0 else f"{v:+,.{d}f}"
 
 
 __all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "compare", "headline_table", "paired", "SUMMARY_COLUMNS"]

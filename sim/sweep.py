@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from . import capacity
+from .adjust import override_warning
 from .errors import BordersimError, OutputError, ScenarioError, shorten
 from .experiment import ENGINES, Point, iter_design
 from .metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
@@ -623,6 +624,16 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
                                                  "(load it with sets, or sweep the input with --param)")
     base = scenario if isinstance(scenario, Scenario) else load(scenario, sets=list(sets))
     derived, plist = derive(base, [parse_param(t) for t in params])
+    by_name = {r.name(): r for r in derived.ranges}
+    for p in plist:  # an input a dated adjustment replaces for a period: its sweep changes less than it seems
+        w = override_warning(derived.nominal, f"--param {p.name}", by_name[p.name].path)
+        if w:
+            _warn(w)
+    for text in sets:
+        path = text.split("=", 1)[0].strip()
+        w = override_warning(derived.nominal, f"--set {path}", tuple(path.split(".")))
+        if w:
+            _warn(w)
     dsg = make_design(design, plist, points, seed)
     outs = parse_outputs(outputs, derived)
     _validate_points(derived, dsg, allow_overload, _warn)

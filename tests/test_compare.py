@@ -157,3 +157,13 @@ def test_each_library_scenario_changes_what_its_header_promises(path):
         row = t[(t.gate == e.gate) & (t.direction == e.direction) & (t.metric == e.metric) & (t.stage == "")
                 & (t["class"] == "")].iloc[0]
         assert (row.diff_mean < 0) if e.change == "decrease" else (row.diff_mean > 0), (e, row.to_dict())
+
+
+def test_a_small_difference_is_printed_with_its_sign_and_never_as_minus_zero():
+    """The headline table rounds crossings to whole vehicles: a paired difference of -0.2 printed
+    "-0", and one of +0.3 "+0", as if there were none."""
+    from sim.compare import _s
+
+    assert _s(-0.2, 0) == "-0.2" and _s(0.3, 0) == "+0.3" and _s(0.04, 1) == "+0.04"
+    assert _s(0.0, 0) == "0" and _s(-1e-9, 0) == "~0" and _s(float("nan"), 1) == "-"
+    assert _s(12.34, 1) == "+12.3" and _s(-1234.0, 0) == "-1,234"

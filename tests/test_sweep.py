@@ -355,6 +355,37 @@ def test_the_overload_warning_counts_distinct_points_and_names_the_stage():
     assert "gate hoanh_mo, exit, stage 'acceptance'" in said[0], said[0]
 
 
+def test_an_input_a_dated_adjustment_replaces_is_said_to_hold_only_outside_its_periods(tmp_path, capsys):
+    """A new user swept the Km3+4 exit limit of the baseline and got a main effect of 0: the
+    baseline sets its limits by period with dated adjustments, which replace that field on
+    every day Km3+4 is open. A sweep, --set and validate say so, naming the periods; an input no
+    dated adjustment sets gets no such warning, nor does one they only multiply."""
+    text = TINY.read_text(encoding="utf-8") + """
+[[adjust]]
+id = "limit_from_the_4th"
+what = "acceptance_limit"
+from = 2022-03-04
+set = 40
+
+[[adjust]]
+id = "faster_from_the_4th"
+what = "service"
+from = 2022-03-04
+multiply = 0.9
+"""
+    path = tmp_path / "dated.toml"
+    path.write_text(text, encoding="utf-8")
+    warnings: list[str] = []
+    sweep(path, params=[f"{LIMIT}=8,30", f"{SERVICE}=10,14"], design="grid", reps=2, workers=1, progress=False,
+          make_plots=False, warn=warnings.append)
+    said = [w for w in warnings if "dated adjustments" in w]
+    assert len(said) == 1, warnings  # the limit, not the service time (only multiplied)
+    assert said[0].startswith(f"--param {LIMIT}: ") and "adjust.limit_from_the_4th.set, 2022-03-04 to 2022-03-07" in said[0]
+    assert main(["validate", str(path), "--set", f"{LIMIT}=20", "--set", f"{LANES}=2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("dated adjustments") == 1 and f"--set {LIMIT}: " in err, err
+
+
 # ------------------------------------------------------------------ errors: one line, exit 2, nothing written
 
 
