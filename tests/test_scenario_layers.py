@@ -278,6 +278,9 @@ def test_set_on_the_command_line_changes_one_input(tmp_path, capsys):
             "--set", "gates.bac_luan_2.exit.stages.customs.lanes=4",
             "--set", "gates.bac_luan_2.exit.acceptance_limit={uniform = [150, 160]}"]
     assert main(args) == 0
+    warned = capsys.readouterr().err  # the baseline sets Bắc Luân II's limits by period: said, once
+    assert warned.count("dated adjustments set it") == 1, warned
+    assert "--set gates.bac_luan_2.exit.acceptance_limit: " in warned and "adjust.bac_luan_2_limit_winter" in warned
     m = load(SMALL, sets=args[-3:-2] + args[-1:]).nominal
     assert m.gates["bac_luan_2"].exit.stages[0].lanes == 4
     assert m.gates["bac_luan_2"].exit.acceptance_limit == 155
