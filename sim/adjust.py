@@ -270,3 +270,14 @@ def override_warning(model: ScenarioModel, name: str, path: tuple) -> str | None
     more = f"; and {len(found) - 4} more" if len(found) > 4 else ""
     return (f"{name}: dated adjustments set it for part of the horizon ({periods}{more}); the value given "
             f"holds only outside those periods (change those inputs for the periods they cover)")
+
+
+def set_warnings(model: ScenarioModel, assignments: list[str]) -> list[str]:
+    """override_warning for each ``--set PATH=VALUE`` (PATH split as sim.scenario.set_layer does)."""
+    out = []
+    for text in assignments:
+        where = text.partition("=")[0].strip()
+        w = override_warning(model, f"--set {where}", tuple(where.split(".")))
+        if w:
+            out.append(w)
+    return out

@@ -171,13 +171,10 @@ def _warn(message: str) -> None:
 
 def _warn_overridden(scen, sets: list[str]) -> None:
     """A warning for each --set input that dated adjustments replace for part of the horizon."""
-    from .adjust import override_warning
+    from .adjust import set_warnings
 
-    for text in sets:
-        path = text.split("=", 1)[0].strip()
-        w = override_warning(scen.nominal, f"--set {path}", tuple(path.split(".")))
-        if w:
-            _warn(w)
+    for w in set_warnings(scen.nominal, sets):
+        _warn(w)
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -252,8 +249,8 @@ def _cmd_compare(args) -> int:
 
     base = sc.load(scenario_path(args.base))
     alts = [sc.load(scenario_path(p), sets=args.set) for p in args.alternatives]
-    for a in alts[:1]:  # the same inputs in every alternative: said once
-        _warn_overridden(a, args.set)
+    if alts:  # the same inputs in every alternative: said once
+        _warn_overridden(alts[0], args.set)
     if args.set:  # an alternative changed on the command line is another scenario: say so in its name
         alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
     out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])

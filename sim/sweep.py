@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from . import capacity
-from .adjust import override_warning
+from .adjust import override_warning, set_warnings
 from .errors import BordersimError, OutputError, ScenarioError, shorten
 from .experiment import ENGINES, Point, iter_design
 from .metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
@@ -629,11 +629,8 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
         w = override_warning(derived.nominal, f"--param {p.name}", by_name[p.name].path)
         if w:
             _warn(w)
-    for text in sets:
-        path = text.split("=", 1)[0].strip()
-        w = override_warning(derived.nominal, f"--set {path}", tuple(path.split(".")))
-        if w:
-            _warn(w)
+    for w in set_warnings(derived.nominal, list(sets)):
+        _warn(w)
     dsg = make_design(design, plist, points, seed)
     outs = parse_outputs(outputs, derived)
     _validate_points(derived, dsg, allow_overload, _warn)
