@@ -19,6 +19,7 @@ TARGETS = "targets_2022.toml"
 TABLE_METRICS = [
     ("arrivals", "arrivals", 0),
     ("crossings", "crossings", 0),
+    ("gave_up", "gave up", 0),
     ("in_system_end", "in system at end", 0),
     ("wait_mean_h", "mean wait h", 2),
     ("time_in_system_p95_h", "p95 time in system h", 1),

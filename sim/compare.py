@@ -36,7 +36,8 @@ COMPARE_COLUMNS = ["scenario", *KEYS, "base_mean", "alt_mean", "diff_mean", "dif
                    "rel_diff", "excludes_zero", "n"]
 # what the printed table shows per gate: (metric, heading, digits)
 HEADLINE = [("wait_mean_h", "mean wait h", 2), ("time_in_system_p95_h", "p95 time in system h", 1),
-            ("crossings", "crossings", 0), ("held_by_limit_share", "held by limit", 3)]
+            ("crossings", "crossings", 0), ("gave_up", "gave up", 0), ("held_by_limit_share", "held by limit", 3)]
+QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
 
 
 class CompareError(BordersimError):
@@ -177,8 +178,9 @@ def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE):
     for g in [g for g in dict.fromkeys(t.gate) if g != "all"] + ["all"]:
         for metric, head, digits in metrics:
             m = t[(t.gate == g) & (t.metric == metric)]
-            if not m.empty:
-                yield g, head, digits, m.iloc[0]
+            if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
+                continue
+            yield g, head, digits, m.iloc[0]
 
 
 def _f(v: float, digits: int) -> str:

@@ -128,8 +128,9 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
 
 
 # per class: vehicles, crossings, steady crossings (arrived after the warm-up), their wait sum,
-# their time-in-system sum, and how many of them the far side's daily limit held back
-N_COUNTS = 6
+# their time-in-system sum, how many of them the far side's daily limit held back, and the
+# vehicles that gave up waiting within the horizon
+N_COUNTS = 7
 EPS_H = 1e-9  # as sim.calendar.EPS_H: the day of a time is that of t + EPS_H, as the engines count it
 
 
@@ -139,7 +140,7 @@ def _day(t):
 
 
 @nb.njit(cache=True)
-def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h, days, cal_starts, cal_ends,
+def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, horizon_h, days, cal_starts, cal_ends,
               day_first, counts, stage_wait, daily, busy, wait_hist, tis_hist, plus, net, area, warm, table, edges):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
@@ -158,7 +159,8 @@ def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h
     within their hour), warm (for the hour the warm-up ends in: the net change up to the
     warm-up's end, the area after it). The acceptance step takes no time: before the last stage
     its start and end are one instant, and their -1 and +1 cancel in every level after an
-    instant and in every area, so it adds nothing.
+    instant and in every area, so it adds nothing. left: when each vehicle gave up waiting (NaN:
+    it did not; empty: none could), which takes it out of the queue.
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
@@ -168,6 +170,7 @@ def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h
     n_cal = cal_starts.size
     # a backlog that came before the start is in the queue from 0 (its waits count from when it came)
     add_column_events(np.maximum(arrival, 0.0), 1, horizon_h, warmup_h, wb, joins, t_sum, warm)
+    add_column_events(left, -1, horizon_h, warmup_h, wb, leaves, t_sum, warm)
     for k in range(k_stages):
         instant = k == acc_k
         if not instant or k == k_stages - 1:
@@ -200,6 +203,9 @@ def flow_pass(arrival, vclass, start, end, acc_k, quota_day, warmup_h, horizon_h
             full_before[d + 1] = full_before[d] + (passed[d] >= quota_day[d])
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
+    for i in range(left.size):
+        if left[i] < horizon_h:
+            counts[vclass[i], 6] += 1
     for i in range(n):
         c = vclass[i]
         counts[c, 0] += 1

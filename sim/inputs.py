@@ -51,6 +51,11 @@ class FlowInputs:
     # when each vehicle may join its first stage (a class turned away waits for the refusal's
     # end), or None: on arrival. Arrivals before 0 are a backlog's: queued at the start
     available: np.ndarray | None = None
+    # when each vehicle gives up waiting (hours; inf: never), or None: no class has a patience.
+    # It gives up at the first stage up to patience_stages it has not started by then (at the
+    # end of a service it is in at that time), or while turned away before its first stage
+    deadline: np.ndarray | None = None
+    patience_stages: int = 0  # the stages (from the first) where a vehicle may give up
 
     def __post_init__(self):
         if self.lane_calendars is None:
@@ -319,13 +324,34 @@ def flow_inputs(
 
     lanes, quota, lane_calendars, factors = stage_schedules(model, gate_id, direction, calendar)
     available = _available(model, gate_id, direction, classes, arrival, vclass)
+    deadline = _deadlines(model, direction, classes, arrival, vclass, rep_seq, prefix)
     return FlowInputs(
         gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
         service=service.T, classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog, acceptance=acc_k,
-        lane_calendars=lane_calendars, service_factor=factors, available=available,
+        lane_calendars=lane_calendars, service_factor=factors, available=available, deadline=deadline,
+        patience_stages=(acc_k + 1 if has_acceptance else len(names)) if deadline is not None else 0,
     )
+
+
+def _deadlines(model, direction, classes, arrival, vclass, rep_seq, prefix) -> np.ndarray | None:
+    """When each vehicle gives up (hours; inf for a class with no patience), or None if no class
+    of the flow has one in this direction. Patience is exponential (sim.schema.VehicleClass.
+    patience_days), so it counts from the arrival, or for a backlog vehicle, still waiting at
+    the start, from 0."""
+    means = [model.classes[c].patience_days if direction in model.classes[c].patience_directions else None
+             for c in classes]
+    if all(m is None for m in means):
+        return None
+    deadline = np.full(arrival.size, np.inf)
+    for c, (cls, mean) in enumerate(zip(classes, means)):
+        if mean is None:
+            continue
+        idx = np.flatnonzero(vclass == c)
+        rng = stream(rep_seq, f"patience/{prefix}/{cls}")
+        deadline[idx] = np.maximum(arrival[idx], 0.0) + rng.exponential(24.0 * float(mean), idx.size)
+    return deadline
 
 
 def _available(model, gate_id, direction, classes, arrival, vclass) -> np.ndarray | None:

@@ -3,7 +3,7 @@
 Per replication, for each gate x direction and the totals (gate ``all``, direction ``all``):
 - ``arrivals``: vehicles that entered the system, the initial backlog included;
 - ``crossings``: vehicles that left the last stage within the horizon;
-- ``in_system_end``: vehicles still inside at the horizon's end (arrivals - crossings);
+- ``in_system_end``: vehicles still inside at the horizon's end (arrivals - crossings - gave_up);
 - ``wait_mean_h`` / ``wait_p95_h``: time queued before the stages (acceptance included),
   summed, over the vehicles that crossed and arrived after the warm-up (95th percentiles
   from a fine histogram, to within 0.46 %: see ``sim.flowstats``);
@@ -11,6 +11,8 @@ Per replication, for each gate x direction and the totals (gate ``all``, directi
 - ``queue_max``: most vehicles waiting at once (in the system, not in service);
 - queue by hour of day (for the plot): the time-average number waiting in each hour of day;
 - ``crossings_per_day``: crossings / days in the horizon;
+- ``gave_up``: vehicles that gave up waiting within the horizon (a class with a patience:
+  ``sim.schema.VehicleClass.patience_days``); they are not crossings, and not in the waits;
 - ``utilisation`` (per stage): lane-hours busy / (lanes x hours the stage could serve).
 Across replications: mean and a 95 % t-interval for the mean.
 """
@@ -35,7 +37,7 @@ ALL = "all"
 TIS_BINS_H = np.concatenate([[0.0], np.logspace(-2, 6, 81), [np.inf]])
 GROUP_METRICS = (
     "arrivals", "crossings", "in_system_end", "wait_mean_h", "wait_p95_h", "time_in_system_mean_h",
-    "time_in_system_p95_h", "initial_backlog", "queue_max", "crossings_per_day",
+    "time_in_system_p95_h", "initial_backlog", "queue_max", "crossings_per_day", "gave_up",
 )
 
 
@@ -118,7 +120,7 @@ def _groups(gate_order, flow_keys):
 
 # columns of a group's metrics (the per-stage and per-class columns follow)
 _MAIN = GROUP_METRICS + ("held_by_limit_share",)
-_PER_CLASS = ("crossings", "wait_mean_h", "time_in_system_mean_h", "held_by_limit_share")
+_PER_CLASS = ("crossings", "wait_mean_h", "time_in_system_mean_h", "held_by_limit_share", "gave_up")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,9 @@ def _layout(gate_order: tuple, all_classes: tuple, flows: tuple) -> _Layout:
                    (np.array(rows, np.int64), np.array(cols, np.int64)))
 
 
+_NO_LEFT = np.zeros(0)
+
+
 def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> ReplicationResult:
     days = rep.model.horizon.days
     H, warm = rep.horizon_h, rep.warmup_h
@@ -201,7 +206,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         cal = f.calendar
         day_first = np.searchsorted(cal.ends, 24.0 * np.arange(days), side="right")
         quota_day = _NO_QUOTA if f.acceptance < 0 else f.quota[f.acceptance]
-        flow_pass(f.arrival, f.vclass, rec.start, rec.end, f.acceptance, quota_day, warm, H, days, cal.starts,
+        left = _NO_LEFT if rec.left is None else rec.left
+        flow_pass(f.arrival, f.vclass, rec.start, rec.end, left, f.acceptance, quota_day, warm, H, days, cal.starts,
                   cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], plus[fi], net[fi],
                   area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
         row = sums[fi]
@@ -223,7 +229,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     def events_in(slot):
         # events per bucket: the joining ones (plus) and the starts (plus - net)
         sizes = np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64)
-        return [candidate_events(r.inputs.arrival, r.start, r.end, r.inputs.acceptance, slot, H, m)
+        return [candidate_events(r.inputs.arrival, r.start, r.end, _NO_LEFT if r.left is None else r.left,
+                                 r.inputs.acceptance, slot, H, m)
                 for r, m in zip(records, sizes)]
 
     peaks, hour_mean, day_queue, day_end = queue_summary(plus, net, area, warm_parts, lay.membership, H, warm,
@@ -232,11 +239,12 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     table = np.full((len(lay.membership), len(_MAIN) + n_st + n_cls * len(_PER_CLASS)), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):  # no steady crossing: NaN, as the table says
         steady = np.where(g[:, 2] > 0, g[:, 2], np.nan)
-        table[:, 0], table[:, 1], table[:, 2] = g[:, 0], g[:, 1], g[:, 0] - g[:, 1]
+        table[:, 0], table[:, 1], table[:, 2] = g[:, 0], g[:, 1], g[:, 0] - g[:, 1] - g[:, 6]
         table[:, 3], table[:, 4] = g[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait]
         table[:, 5], table[:, 6] = g[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis]
         table[:, 7], table[:, 8], table[:, 9] = g[:, -1], peaks, g[:, 1] / days
-        table[:, 10] = g[:, 5] / steady
+        table[:, 10] = g[:, 6]
+        table[:, 11] = g[:, 5] / steady
         first_wait = N_COUNTS * (1 + n_cls)
         table[:, len(_MAIN):len(_MAIN) + n_st] = g[:, first_wait:first_wait + n_st] / steady[:, None]
         for c in range(n_cls):
@@ -245,6 +253,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             col = len(_MAIN) + n_st + c * len(_PER_CLASS)
             table[:, col], table[:, col + 1], table[:, col + 2] = cc[:, 1], cc[:, 3] / c_steady, cc[:, 4] / c_steady
             table[:, col + 3] = cc[:, 5] / c_steady
+            table[:, col + 4] = cc[:, 6]
     daily, queue_mean, queue_end, tis_hist = {}, {}, {}, {}
     for gi, (gate, d, _keys) in enumerate(lay.group_list):
         row = lay.same[gi]

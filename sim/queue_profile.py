@@ -93,7 +93,7 @@ def candidate_slots(cand: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def candidate_events(arrival, start, end, acc_k, slot, horizon_h, m):
+def candidate_events(arrival, start, end, left, acc_k, slot, horizon_h, m):
     """A flow's queue events that fall in the buckets to sweep, as (slot, time, sign), column
     by column (arrivals, then per stage its starts and, but for the last stage, its ends;
     none for the acceptance step acc_k, which takes no time, as in flow_pass); m: how many
@@ -103,6 +103,7 @@ def candidate_events(arrival, start, end, acc_k, slot, horizon_h, m):
     ev_t = np.empty(m)
     ev_s = np.empty(m, np.int8)
     j = _column_candidates(np.maximum(arrival, 0.0), 1, slot, horizon_h, ev_slot, ev_t, ev_s, 0)
+    j = _column_candidates(left, -1, slot, horizon_h, ev_slot, ev_t, ev_s, j)
     for k in range(k_stages):
         if k == acc_k and k < k_stages - 1:
             continue

@@ -442,11 +442,11 @@ def _direction_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
         if d == ALL:
             continue
         get = lambda metric: _lookup(summary, g, d, metric)  # noqa: E731
-        rows.append([names.get(g, g), d, with_ci(get("crossings"), 0), with_ci(get("wait_mean_h"), 1),
-                     with_ci(get("time_in_system_p95_h"), 1), num(get("in_system_end")["mean"], 0)
-                     if get("in_system_end") is not None else "–"])
-    return Table(["gate", "direction", "crossings", "mean wait h", "p95 time in system h", "in system at the end"],
-                 rows, numeric={2, 3, 4, 5},
+        rows.append([names.get(g, g), d, with_ci(get("crossings"), 0), with_ci(get("gave_up"), 0),
+                     with_ci(get("wait_mean_h"), 1), with_ci(get("time_in_system_p95_h"), 1),
+                     num(get("in_system_end")["mean"], 0) if get("in_system_end") is not None else "–"])
+    return Table(["gate", "direction", "crossings", "gave up waiting", "mean wait h", "p95 time in system h",
+                  "in system at the end"], rows, numeric={2, 3, 4, 5, 6},
                  caption="Per gate and direction (exit: to China; entry: to Vietnam); 95 % confidence intervals")
 
 

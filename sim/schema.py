@@ -45,6 +45,7 @@ MAX_BACKLOG = 1_000_000  # vehicles per class
 MAX_ACCEPTANCE = 100_000  # vehicles per day
 MAX_PRIORITY = 99
 MAX_BACKLOG_AGE_DAYS = 365  # a backlog vehicle came at most a year before the start
+MAX_PATIENCE_DAYS = 365  # a class's mean patience (a longer one is no patience: leave it out)
 MAX_FACTOR = 100.0  # a demand step's factor
 MAX_PROFILE = 1e6  # each relative intensity, before normalisation
 MAX_DEPTH = 32  # tables and arrays nested in one another (the baseline needs 6)
@@ -100,6 +101,17 @@ class Horizon(_Model):
 
 class VehicleClass(_Model):
     priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="lower is served first; FCFS within a priority")
+    # how long a vehicle of the class waits to cross before it gives up (turns back, unloads
+    # and sells its goods on this side): exponential, with this mean in days (the Erlang-A
+    # model; memoryless, so a backlog vehicle still waiting at the start has the same law
+    # from then). It runs from when the vehicle came to when it passes the far side's
+    # acceptance step (every stage where a flow has none), through refusals and closures.
+    # None: every vehicle waits until it crosses.
+    patience_days: float | None = Field(None, gt=0, le=MAX_PATIENCE_DAYS,
+                                        description="mean days a vehicle waits before it gives up")
+    # the directions in which it may give up (an empty truck going home cannot)
+    patience_directions: list[Literal["exit", "entry"]] = Field(default_factory=lambda: list(DIRECTIONS),
+                                                                 min_length=1)
     description: str | None = None
     source: str | None = None
 

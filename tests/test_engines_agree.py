@@ -4,7 +4,7 @@ Fed identical inputs (same arrivals, service times, closures and sampled paramet
 give the same start and end time for every vehicle at every stage, to float rounding, on
 random scenarios that use every feature (priorities, multi-lane stages, split opening hours,
 fixed and random closures, daily acceptance limits before or after the stages, backlogs,
-deterministic services that create simultaneous events).
+deterministic services that create simultaneous events, classes that give up waiting).
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def assert_same_records(rep) -> None:
             assert np.array_equal(np.isnan(x), np.isnan(y)), f"{where} {name}: different vehicles served"
             ok = ~np.isnan(x)
             np.testing.assert_allclose(x[ok], y[ok], rtol=0, atol=1e-7, err_msg=f"{where} {name}")
+        x, y = a.left, b.left
+        assert np.array_equal(np.isnan(x), np.isnan(y)), f"{where}: different vehicles gave up"
+        ok = ~np.isnan(x)
+        np.testing.assert_allclose(x[ok], y[ok], rtol=0, atol=1e-7, err_msg=f"{where} left")
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -79,12 +79,22 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
     for rec in records:
         f = rec.inputs
         gate = raw["gates"][f.gate]
-        # conservation: every vehicle that arrived either crossed or is still inside
+        # conservation: every vehicle that arrived either crossed, gave up or is still inside
         arrivals = metric(result, f.gate, f.direction, "arrivals")
         crossings = metric(result, f.gate, f.direction, "crossings")
         inside = metric(result, f.gate, f.direction, "in_system_end")
-        assert arrivals == crossings + inside == f.n
+        gave_up = metric(result, f.gate, f.direction, "gave_up")
+        assert arrivals == crossings + gave_up + inside == f.n
         assert crossings == np.sum(~np.isnan(rec.depart))
+        assert gave_up == np.sum(~np.isnan(rec.left))
+        # a vehicle that gave up did so after it came, never after it crossed, and started no later stage
+        gone = ~np.isnan(rec.left)
+        assert not np.any(gone & ~np.isnan(rec.depart))
+        assert np.all(rec.left[gone] >= np.maximum(f.arrival[gone], 0.0))
+        if f.deadline is not None:
+            assert np.all(rec.left[gone] >= f.deadline[gone] - 1e-9)
+        else:
+            assert not gone.any()
 
         joins = f.arrival if f.available is None else f.available  # a class turned away joins later
         ready = np.column_stack([joins, rec.end[:, :-1]])

@@ -13,6 +13,11 @@ Rules (the fast engine implements the same ones):
   than ``quota`` vehicles have started it on that calendar day. Otherwise the vehicles wait
   for the next time all three hold. A service under way when the gate closes finishes.
 - The acceptance step has unlimited lanes and takes no time.
+- A vehicle of a class with a patience gives up at its deadline (``FlowInputs.deadline``) if it
+  has not started the stage it waits for by then, at any stage up to the far side's acceptance
+  (or while turned away before the first); one in service then gives up when that service
+  ends, on reaching the next stage's queue. Giving up happens before the stages dispatch at
+  that instant, and it takes nothing from the vehicles behind.
 - The run stops at the horizon's end; vehicles still inside are left as they are.
 """
 
@@ -37,6 +42,7 @@ class FlowRecord:
     start: np.ndarray  # (n, stages)
     end: np.ndarray  # (n, stages)
     lane: np.ndarray | None = None  # (n, stages): the lane taken where lanes have calendars of their own, else -1
+    left: np.ndarray | None = None  # (n,): when a vehicle gave up waiting, NaN if it did not (or None: none could)
 
     @property
     def depart(self) -> np.ndarray:
@@ -70,16 +76,27 @@ class StagePool:
         self.queue: list = []
         self.used: dict[int, int] = {}
         self.wakeups: set[float] = set()
-        self.seq = 0
+        self.n_started = 0  # starts so far: the next stage's order of vehicles that join it at one instant
+        self.withdrawn: set = set()  # requests of vehicles that gave up: passed over when they come up
 
-    def request(self, priority: int, order: int | None = None) -> simpy.Event:
+    def request(self, priority: int, order: int) -> simpy.Event:
         """A vehicle joins the queue; ties of priority and time go by ``order`` (the first stage:
-        the vehicle's place in the input) or else by the order of joining."""
+        the vehicle's place in the input; a later one: its place in the previous stage's start
+        order, which the request's value gives with the lane). The order is explicit, not that of
+        the calls, because a vehicle that may give up resumes one event later than one that
+        cannot."""
         ev = self.env.event()
-        heapq.heappush(self.queue, (priority, self.env.now, self.seq if order is None else order, ev))
-        self.seq += 1
+        heapq.heappush(self.queue, (priority, self.env.now, order, ev))
         self._schedule_dispatch()
         return ev
+
+    def withdraw(self, ev: simpy.Event) -> None:
+        """A waiting vehicle gives up: its place in the queue is dropped when it comes up."""
+        self.withdrawn.add(ev)
+
+    def _drop_withdrawn(self) -> None:
+        while self.queue and self.queue[0][3] in self.withdrawn:
+            self.withdrawn.discard(heapq.heappop(self.queue)[3])
 
     def release(self, lane: int | None) -> None:
         if self.free_lanes is not None:
@@ -124,6 +141,7 @@ class StagePool:
     def _dispatch(self, _event=None) -> None:
         self.dispatch_pending = False
         now = self.env.now
+        self._drop_withdrawn()
         while self.queue and (self.free > 0 if self.free_lanes is None else self.free_lanes):
             t, lane = self.next_allowed(now)
             if t > now:
@@ -140,14 +158,36 @@ class StagePool:
             if self.quota is not None:
                 d = day_of(now)
                 self.used[d] = self.used.get(d, 0) + 1
-            ev.succeed(lane)
+            ev.succeed((lane, self.n_started))
+            self.n_started += 1
+            self._drop_withdrawn()
 
 
-def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, joins):
+def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, joins, came, deadline, patient, left):
+    """One vehicle through its stages; it gives up at its deadline while waiting at any of the
+    first ``patient`` stages (deadline inf: never)."""
     if joins > env.now:  # turned away on arrival: it waits outside until it may join
+        if deadline <= joins:  # and gives up first
+            if deadline > env.now:
+                yield env.timeout(deadline - env.now)
+            left[i] = max(deadline, came)
+            return
         yield env.timeout(joins - env.now)
     for k, pool in enumerate(pools):
-        lane = yield pool.request(priority, i if k == 0 else None)
+        since = came if k == 0 else env.now
+        if k < patient and deadline <= env.now:  # gave up in the service before, or while turned away
+            left[i] = max(deadline, since)
+            return
+        req = pool.request(priority, i if k == 0 else rank)
+        if k < patient and deadline < math.inf:
+            yield req | env.timeout(deadline - env.now)
+            if not req.triggered:  # the deadline came first
+                pool.withdraw(req)
+                left[i] = max(deadline, since)
+                return
+            lane, rank = req.value
+        else:
+            lane, rank = yield req
         start[i, k] = env.now
         if lane is not None:
             lanes[i, k] = lane
@@ -158,15 +198,18 @@ def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, jo
         pool.release(lane)
 
 
-def _source(env, flow: FlowInputs, pools, start, end, lanes):
+def _source(env, flow: FlowInputs, pools, start, end, lanes, left):
     arrival, service, priority = flow.arrival, flow.service, flow.priority
     joins = arrival if flow.available is None else flow.available
+    deadline = flow.deadline
+    patient = flow.patience_stages if deadline is not None else 0
     for i in range(flow.n):
         delay = arrival[i] - env.now
         if delay > 0:  # a backlog's arrivals before 0 are all in the queue at 0
             yield env.timeout(delay)
         env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end, lanes,
-                             float(joins[i])))
+                             float(joins[i]), float(arrival[i]), math.inf if deadline is None else float(deadline[i]),
+                             patient, left))
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
@@ -182,8 +225,9 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)
         lanes = np.full(shape, -1, np.int16)
-        records.append(FlowRecord(flow, start, end, lanes))
+        left = np.full(flow.n, np.nan)
+        records.append(FlowRecord(flow, start, end, lanes, left))
         if flow.n:
-            env.process(_source(env, flow, pools, start, end, lanes))
+            env.process(_source(env, flow, pools, start, end, lanes, left))
     env.run(until=rep.horizon_h)
     return records

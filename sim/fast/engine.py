@@ -9,6 +9,9 @@ from ..inputs import FlowInputs, ReplicationInputs
 from .kernels import run_flow
 
 
+_NO_DEADLINE = np.zeros(0)
+
+
 def _levels(flow: FlowInputs) -> tuple[np.ndarray, int]:
     """Dense priority levels (0 served first), from the few class priorities, not a sort of vehicles."""
     priorities = flow.class_priority.tolist()
@@ -56,13 +59,15 @@ def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
     factor, factor_on = _stacked(flow.service_factor, (0, 0), np.float64)
     lane_starts, lane_ends, lane_off, lane_on = _lane_calendars(flow)
     joins = flow.arrival if flow.available is None else flow.available
-    start, end, lane = run_flow(
+    deadline = _NO_DEADLINE if flow.deadline is None else np.ascontiguousarray(flow.deadline, dtype=np.float64)
+    start, end, lane, left = run_flow(
         np.ascontiguousarray(joins, dtype=np.float64), flow.available is None, level, n_levels, flow.vclass,
         np.ascontiguousarray(flow.service.T, dtype=np.float64),  # no copy: inputs are stage-major
         lanes, quota, quota_on, flow.calendar.starts, flow.calendar.ends, lane_starts, lane_ends, lane_off,
-        lane_on, factor, factor_on, float(horizon_h),
+        lane_on, factor, factor_on, float(horizon_h), np.ascontiguousarray(flow.arrival, dtype=np.float64),
+        deadline, flow.patience_stages,
     )
-    return FlowRecord(flow, start.T, end.T, lane.T)  # (n, stages) views of the stage-major arrays
+    return FlowRecord(flow, start.T, end.T, lane.T, left)  # (n, stages) views of the stage-major arrays
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:

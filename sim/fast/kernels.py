@@ -66,7 +66,7 @@ def ready_order(ready, started):
 
 @nb.njit(cache=True)
 def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, starts, ends, lane_starts, lane_ends,
-               lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out):
+               lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out, deadline, since, left_out):
     """Start times, end times and start order of every vehicle at one stage.
 
     ready: when each vehicle reaches the stage; o_ready: the vehicles that do, by ready time
@@ -78,6 +78,9 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, start
     start]; empty: none). Start and end times stay NaN for vehicles that do not start (or end)
     within the horizon; started[:count] lists the vehicles in start order; returns count. A
     stage with a calendar per lane records the lane each vehicle took in lane_out.
+    deadline (empty: none): when each vehicle gives up; one whose turn comes at or after it has
+    left, at max(deadline, since) (since: when it came to this stage's queue), which goes to
+    left_out; it takes no lane and no quota.
     """
     m = o_ready.size
     if n_levels == 1:  # one class of priority: the ready order is the service order
@@ -91,9 +94,10 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, start
             lv = level[i]
             o[hi[lv]] = i
             hi[lv] += 1
-    if n_levels > 2 or lane_off.size > 0 or factor.size > 0:
+    if n_levels > 2 or lane_off.size > 0 or factor.size > 0 or deadline.size > 0:
         return _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, lane_starts,
-                             lane_ends, lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out)
+                             lane_ends, lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out,
+                             deadline, since, left_out)
     return _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, horizon, start_out, end_out,
                  started)
 
@@ -179,7 +183,8 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, h
 
 @nb.njit(cache=True)
 def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, lane_starts, lane_ends,
-                  lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out):
+                  lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out, deadline, since,
+                  left_out):
     """_pass for any number of priority levels (each level's next ready time in the array
     heads, inf when exhausted), and for stages whose lanes follow a schedule (each lane has its
     own calendar: lane j serves only while the stage has more than j lanes) or whose service
@@ -187,8 +192,12 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
     line for line, as _pass: the next start is the earliest time a lane is free and open (the
     lowest such lane), given to the best level with a vehicle ready by then, and pushed to the
     next day with quota left. A daily limit goes with the flow's calendar only (it is the
-    acceptance step's, which has no lanes)."""
+    acceptance step's, which has no lanes). With deadlines, a vehicle whose turn comes at or
+    after its deadline has given up: it is passed over (nothing it would have used is taken)
+    and the next start is worked out afresh; those still waiting at the end are passed over
+    the same way if they gave up within the horizon."""
     ptr = lo.copy()
+    patient = deadline.size > 0
     heads = np.full(n_levels, np.inf)
     for lv in range(n_levels):
         if ptr[lv] < hi[lv]:
@@ -273,6 +282,12 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
         p += 1
         ptr[chosen] = p
         heads[chosen] = ready[o[p]] if p < hi[chosen] else np.inf
+        if patient and deadline[i] <= t:  # it left before its turn: the start goes to the next one
+            left_out[i] = deadline[i] if deadline[i] > since[i] else since[i]
+            # nothing was taken, so no start can come before t: keeping t as the floor keeps the
+            # day and calendar positions, which assume start times only grow, valid
+            t_prev = t
+            continue
         start_out[i] = t
         took = service[i]
         if scaled:
@@ -288,24 +303,35 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
             lane_out[i] = lane
         used += 1
         t_prev = t
+    if patient:  # those never started: they gave up if their deadline came within the horizon
+        for lv in range(n_levels):
+            for p in range(ptr[lv], hi[lv]):
+                i = o[p]
+                gone = deadline[i] if deadline[i] > since[i] else since[i]
+                if gone < horizon:
+                    left_out[i] = gone
     return rank
 
 
 @nb.njit(cache=True)
 def run_flow(arrival, in_order, level, n_levels, vclass, service, lanes, quota, quota_on, starts, ends, lane_starts,
-             lane_ends, lane_off, lane_on, factor, factor_on, horizon):
-    """Per-vehicle start and end times of one flow, stage after stage.
+             lane_ends, lane_off, lane_on, factor, factor_on, horizon, came, deadline, patience_stages):
+    """Per-vehicle start and end times of one flow, stage after stage, and when each gave up.
 
     arrival: when each vehicle may join the first stage; in_order: whether that is sorted (else
-    the vehicles join in that order, ties in input order).
+    the vehicles join in that order, ties in input order); came: when each came (before it was
+    turned away, if it was).
     service, and the start and end times returned, are stage-major (stages, n): each stage's
     pass reads and writes contiguous rows, with no copies. Per stage k: quota[k] its daily
     limits if quota_on[k]; lane_off[k] the offsets of its lanes' calendars in lane_starts /
     lane_ends if lane_on[k]; factor[k] its service factors by class and day if factor_on[k].
+    deadline (empty: none): when each vehicle gives up, at any of the first patience_stages
+    stages; left: when it did (NaN: it did not, within the horizon).
     """
     k_stages, n = service.shape
     start = np.full((k_stages, n), np.nan)
     end = np.full((k_stages, n), np.nan)
+    left = np.full(n, np.nan)
     lane = np.full((k_stages, n), -1, np.int16)  # the lane taken, where lanes have calendars of their own
     ready = arrival
     # simultaneous ones in input order
@@ -313,12 +339,15 @@ def run_flow(arrival, in_order, level, n_levels, vclass, service, lanes, quota, 
     started = np.empty(n, np.int64)
     none_i = np.zeros(0, np.int64)
     none_f = np.zeros((0, 0))
+    none_d = np.zeros(0)
     for k in range(k_stages):
+        patient = deadline.size > 0 and k < patience_stages
         count = stage_pass(ready, o_ready, level, n_levels, service[k], lanes[k],
                            quota[k] if quota_on[k] else none_i, starts, ends, lane_starts, lane_ends,
                            lane_off[k] if lane_on[k] else none_i, factor[k] if factor_on[k] else none_f, vclass,
-                           horizon, start[k], end[k], started, lane[k])
+                           horizon, start[k], end[k], started, lane[k], deadline if patient else none_d,
+                           came if k == 0 else ready, left)
         ready = end[k]
         if k < k_stages - 1:
             o_ready = ready_order(ready, started[:count])
-    return start, end, lane
+    return start, end, lane, left

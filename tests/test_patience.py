@@ -1,0 +1,110 @@
+"""Vehicles that give up waiting (a class's patience_days): against the Erlang-A queue, and the
+rules of when they leave (at their deadline, while turned away, never before the start).
+
+The engines' equality on random scenarios with patience is in test_engines_agree.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sim import des, fast, from_dict
+from sim.inputs import replication_inputs
+from sim.metrics import replication_metrics
+from sim.rng import replication_seed
+from sim.run import run_replication
+
+from .helpers import metric, single_queue
+
+
+def erlang_a(lam: float, mu: float, theta: float, n_max: int = 400) -> tuple[float, float]:
+    """M/M/1+M (exponential patience of rate theta while queued): the probability that an
+    arrival gives up and the mean number queued, from the birth-death chain (birth lam, death
+    mu + (n - 1) theta in state n >= 1), truncated where its terms are negligible."""
+    logp = [0.0]
+    for n in range(1, n_max):
+        logp.append(logp[-1] + math.log(lam / (mu + (n - 1) * theta)))
+    p = np.exp(np.array(logp) - max(logp))
+    p /= p.sum()
+    queued = float(np.sum(np.maximum(np.arange(n_max) - 1, 0) * p))
+    return theta * queued / lam, queued
+
+
+def _patient(raw: dict, days: float) -> dict:
+    raw = copy.deepcopy(raw)
+    raw["classes"]["truck"]["patience_days"] = days
+    return raw
+
+
+@pytest.mark.parametrize("engine,days,reps", [("fast", 200, 20), ("des", 60, 12)])
+def test_single_lane_with_patience_matches_erlang_a(engine, days, reps):
+    """Load 1 (it is stable only because vehicles give up): the share that gives up and the mean
+    queue must lie in the replications' 99 % t-intervals around the chain's values."""
+    lam, mu, patience_h = 1.0, 1.0, 1.5
+    raw = _patient(single_queue(lam, 1, {"dist": "exponential", "mean": 60.0}, days=days, warmup_days=0),
+                   patience_h / 24.0)
+    scen = from_dict(raw)
+    share, queue = [], []
+    for i in range(reps):
+        res = run_replication(scen, 31, i, engine)
+        share.append(metric(res, "g", "exit", "gave_up") / metric(res, "g", "exit", "arrivals"))
+        queue.append(float(np.mean(res.daily_queue_mean[("g", "exit")])))
+    p_expected, q_expected = erlang_a(lam, mu, 1.0 / patience_h)
+    for name, xs, expected in (("share giving up", share, p_expected), ("mean queue", queue, q_expected)):
+        xs = np.array(xs)
+        half = stats.t.ppf(0.995, reps - 1) * xs.std(ddof=1) / math.sqrt(reps)
+        assert abs(xs.mean() - expected) <= half, f"{name}: simulated {xs.mean():.4f} +- {half:.4f}, chain {expected:.4f}"
+        assert half < 0.1 * expected  # informative, or the check could not fail
+    # without patience the same queue is critically loaded: far longer (the mechanism matters)
+    res = run_replication(from_dict(single_queue(lam, 1, {"dist": "exponential", "mean": 60.0}, days=days,
+                                                 warmup_days=0)), 31, 0, engine)
+    assert metric(res, "g", "exit", "gave_up") == 0
+    assert float(np.mean(res.daily_queue_mean[("g", "exit")])) > 3 * q_expected
+
+
+def test_at_a_closed_gate_each_vehicle_leaves_after_its_exponential_patience():
+    raw = _patient(single_queue(2.0, 1, {"dist": "exponential", "mean": 10.0}, days=30, warmup_days=0), 0.5)
+    raw["gates"]["g"]["closures"] = [{"start": "2022-01-01", "end": "2022-01-30", "reason": "test"}]
+    rep = replication_inputs(from_dict(raw), replication_seed(5, 0))
+    for rec in (des.simulate(rep)[0], fast.simulate(rep)[0]):
+        assert np.isnan(rec.start).all()  # nobody was served
+        came = np.maximum(rec.inputs.arrival, 0.0)
+        gone = ~np.isnan(rec.left)
+        # everyone whose deadline fell inside the horizon left, exactly then
+        np.testing.assert_array_equal(gone, rec.inputs.deadline < rep.horizon_h)
+        waited = (rec.left - came)[gone] / 24.0
+        assert stats.kstest(waited[came[gone] < rep.horizon_h - 24 * 5], "expon", args=(0, 0.5)).pvalue > 1e-3
+    res = replication_metrics(rep, fast.simulate(rep))
+    # the queue holds exactly those that have neither crossed nor given up
+    left = metric(res, "g", "exit", "gave_up")
+    assert left == int(np.sum(rep.flows[0].deadline < rep.horizon_h)) > 1000
+    assert res.daily_queue_end[("g", "exit")][-1] == metric(res, "g", "exit", "arrivals") - left
+
+
+def test_a_refused_vehicle_gives_up_while_turned_away_and_no_backlog_vehicle_before_the_start():
+    raw = _patient(single_queue(1.0, 2, {"dist": "exponential", "mean": 20.0}, days=10, warmup_days=0), 1.0)
+    raw["gates"]["g"]["exit"]["initial_backlog"] = {"truck": 40}
+    raw["gates"]["g"]["exit"]["backlog_age_days"] = {"dist": "uniform", "low": 0.0, "high": 20.0}
+    raw["adjust"] = [{"id": "refused", "what": "refuse", "classes": ["truck"], "from": "2022-01-03",
+                      "until": "2022-01-05", "source": "test"}]
+    rep = replication_inputs(from_dict(raw), replication_seed(8, 0))
+    f = rep.flows[0]
+    assert np.all(f.deadline >= 0.0)  # a backlog vehicle still waiting at the start has its patience from then
+    end_refusal = 24.0 * 5
+    turned_away = f.available > f.arrival
+    assert turned_away.sum() > 20
+    for rec in (des.simulate(rep)[0], fast.simulate(rep)[0]):
+        quit_outside = turned_away & (f.deadline <= f.available)
+        assert quit_outside.sum() > 5 and (turned_away & ~quit_outside).sum() > 5
+        np.testing.assert_allclose(rec.left[quit_outside], f.deadline[quit_outside], rtol=0, atol=1e-9)
+        assert np.isnan(rec.start[quit_outside]).all()
+        served = ~np.isnan(rec.start[:, 0])
+        assert np.all(rec.start[turned_away & served, 0] >= end_refusal)
+        assert np.all(rec.left[~np.isnan(rec.left)] >= 0.0)
+        # a vehicle either crossed, gave up or is still there: never two of these
+        assert not np.any(served & ~np.isnan(rec.left))
