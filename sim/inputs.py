@@ -10,6 +10,7 @@ randomness.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -337,21 +338,42 @@ def flow_inputs(
 
 def _deadlines(model, direction, classes, arrival, vclass, rep_seq, prefix) -> np.ndarray | None:
     """When each vehicle gives up (hours; inf for a class with no patience), or None if no class
-    of the flow has one in this direction. Patience is exponential (sim.schema.VehicleClass.
-    patience_days), so it counts from the arrival, or for a backlog vehicle, still waiting at
-    the start, from 0."""
-    means = [model.classes[c].patience_days if direction in model.classes[c].patience_directions else None
-             for c in classes]
-    if all(m is None for m in means):
-        return None
-    deadline = np.full(arrival.size, np.inf)
-    for c, (cls, mean) in enumerate(zip(classes, means)):
-        if mean is None:
+    of the flow has one in this direction (sim.schema.VehicleClass.patience_days). Exponential
+    patience is memoryless, so it counts from the arrival, or for a backlog vehicle still
+    waiting at the start, from 0; a lognormal one counts from the arrival, a backlog vehicle's
+    drawn given that it exceeds the age it has at the start (it is still there)."""
+    deadline = None
+    for c, cls in enumerate(classes):
+        spec = model.classes[cls]
+        if spec.patience_days is None or direction not in spec.patience_directions:
             continue
+        deadline = np.full(arrival.size, np.inf) if deadline is None else deadline
         idx = np.flatnonzero(vclass == c)
         rng = stream(rep_seq, f"patience/{prefix}/{cls}")
-        deadline[idx] = np.maximum(arrival[idx], 0.0) + rng.exponential(24.0 * float(mean), idx.size)
+        mean_h = 24.0 * float(spec.patience_days)
+        came = arrival[idx]
+        if spec.patience_cv is None:
+            deadline[idx] = np.maximum(came, 0.0) + rng.exponential(mean_h, idx.size)
+        else:
+            deadline[idx] = came + lognormal_beyond(mean_h, float(spec.patience_cv), np.maximum(-came, 0.0),
+                                                    rng.random(idx.size))
     return deadline
+
+
+def lognormal_beyond(mean: float, cv: float, age: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Lognormal draws (given mean and cv) conditioned on exceeding age, by inversion of the
+    uniforms u: from the survival function, so that an age far in the tail keeps its precision.
+    An age beyond any float's reach of the tail (survival 0) gives the age itself: it gives up
+    at once."""
+    from scipy.special import ndtr, ndtri
+
+    sigma = math.sqrt(math.log1p(cv * cv))
+    mu = math.log(mean) - sigma * sigma / 2
+    with np.errstate(divide="ignore"):
+        z_age = (np.log(age) - mu) / sigma  # -inf for age 0: no condition
+    tail = ndtr(-z_age) * (1.0 - u)  # in (0, survival(age)]: 1 - u is in (0, 1]
+    out = np.exp(mu - sigma * ndtri(tail))
+    return np.where(tail > 0, np.maximum(out, age), age)
 
 
 def _available(model, gate_id, direction, classes, arrival, vclass) -> np.ndarray | None:

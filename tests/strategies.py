@@ -57,6 +57,8 @@ def scenarios(draw):
         patience = draw(st.sampled_from([None, None, 0.08, 0.4, 2.0]))
         if patience is not None:
             classes[c]["patience_days"] = patience
+            if draw(st.booleans()):  # lognormal rather than exponential
+                classes[c]["patience_cv"] = draw(st.sampled_from([0.3, 2.0]))
     gates = {}
     for gi in range(draw(st.integers(1, 2))):
         cls = draw(st.sampled_from([["truck"], ["green", "truck"], ["green", "truck", "bulk"], ["green", "fruit"]]))

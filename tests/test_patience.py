@@ -108,3 +108,31 @@ def test_a_refused_vehicle_gives_up_while_turned_away_and_no_backlog_vehicle_bef
         assert np.all(rec.left[~np.isnan(rec.left)] >= 0.0)
         # a vehicle either crossed, gave up or is still there: never two of these
         assert not np.any(served & ~np.isnan(rec.left))
+
+
+def test_lognormal_patience_and_a_backlog_that_has_waited_already():
+    """A lognormal patience: vehicles that came during the horizon wait a lognormal time at a
+    closed gate; a backlog vehicle's whole patience, counted from when it came, is the lognormal
+    given that it exceeds the age it had at the start."""
+    mean_d, cv = 2.0, 1.5
+    raw = _patient(single_queue(2.0, 1, {"dist": "exponential", "mean": 10.0}, days=40, warmup_days=0), mean_d)
+    raw["classes"]["truck"]["patience_cv"] = cv
+    raw["gates"]["g"]["exit"]["initial_backlog"] = {"truck": 3000}
+    raw["gates"]["g"]["exit"]["backlog_age_days"] = {"dist": "uniform", "low": 0.0, "high": 6.0}
+    raw["gates"]["g"]["closures"] = [{"start": "2022-01-01", "end": "2022-02-09", "reason": "test"}]
+    rep = replication_inputs(from_dict(raw), replication_seed(6, 0))
+    rec = fast.simulate(rep)[0]
+    f = rec.inputs
+    sigma = math.sqrt(math.log1p(cv * cv))
+    law = stats.lognorm(sigma, scale=24.0 * mean_d * math.exp(-sigma * sigma / 2))
+    late = f.arrival > 0
+    early = late & (f.arrival < rep.horizon_h - 24 * 25)  # their deadlines nearly all inside the horizon
+    assert np.all(~np.isnan(rec.left[~late]) | (f.deadline[~late] >= rep.horizon_h))
+    assert stats.kstest(f.deadline[early] - f.arrival[early], law.cdf).pvalue > 1e-3
+    age = -f.arrival[~late]
+    total = f.deadline[~late] - f.arrival[~late]
+    assert np.all(total >= age) and np.all(f.deadline >= 0)
+    u = (law.cdf(total) - law.cdf(age)) / law.sf(age)  # uniform if the condition is right
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    # unconditioned, the backlog would have given up before the start in about a third of cases
+    assert np.mean(law.cdf(age)) > 0.2
