@@ -174,7 +174,7 @@ def test_check_fails_when_a_target_moves_beyond_its_tolerance(tmp_path, capsys):
 
 def test_check_fails_when_a_validation_target_moves_outside_its_band(tmp_path, capsys):
     text = _targets_text()
-    # the one validation target the fitted model meets (the others are recorded known misses)
+    # a validation target the fitted model meets, moved far out of its band
     moved = text.replace('name = "queue_km3_4_30_may"\nuse = "validate"\nobserved = 300',
                          'name = "queue_km3_4_30_may"\nuse = "validate"\nobserved = 3000')
     assert moved != text

@@ -134,12 +134,17 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
                     assert np.all(s[mine][o][1:] >= e[:-1] - 1e-9)
             # FCFS within a class: among vehicles of equal priority, earlier-ready starts no later
             r = ready[:, k]
+            quit_here = np.isnan(s) & ~np.isnan(r) & ~np.isnan(rec.left)  # gave up waiting for this stage
             for p in np.unique(f.priority):
-                sel = (f.priority == p) & ~np.isnan(r)
+                sel = (f.priority == p) & ~np.isnan(r) & ~quit_here
                 ss = np.where(np.isnan(s[sel]), np.inf, s[sel])  # never started: last
                 order = np.lexsort((ss, r[sel]))  # by ready time; ties may start in any order
                 ss = ss[order]
                 assert np.all(ss[1:] >= ss[:-1] - 1e-9), f"FCFS broken at stage {name}"
+                # one that gave up was ahead of every later one of its priority until it left
+                for i in np.flatnonzero(quit_here & (f.priority == p)):
+                    later = (f.priority == p) & ok & (r > r[i])
+                    assert np.all(s[later] >= rec.left[i] - 1e-9), f"overtaken before giving up at {name}"
             # never more vehicles in service than lanes
             if f.lanes[k] is not None:
                 e = np.where(np.isnan(rec.end[:, k]), np.inf, rec.end[:, k])
@@ -245,8 +250,9 @@ def _brute_queue_max(records, horizon_h) -> float:
     t, dl = [], []
     for r in records:
         f = r.inputs
-        t += [np.maximum(f.arrival, 0.0), r.start.ravel(), r.end[:, :-1].ravel()]  # a backlog waits from 0
-        dl += [np.ones(f.n), -np.ones(r.start.size), np.ones(r.end[:, :-1].size)]
+        # a backlog waits from 0; one that gives up leaves the queue then
+        t += [np.maximum(f.arrival, 0.0), r.start.ravel(), r.end[:, :-1].ravel(), r.left]
+        dl += [np.ones(f.n), -np.ones(r.start.size), np.ones(r.end[:, :-1].size), -np.ones(r.left.size)]
     t, dl = np.concatenate(t), np.concatenate(dl)
     ok = t < horizon_h
     t, dl = t[ok], dl[ok]
