@@ -160,7 +160,7 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
     warm-up's end, the area after it). The acceptance step takes no time: before the last stage
     its start and end are one instant, and their -1 and +1 cancel in every level after an
     instant and in every area, so it adds nothing. left: when each vehicle gave up waiting (NaN:
-    it did not; empty: none could), which takes it out of the queue.
+    it did not), which takes it out of the queue.
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
@@ -203,12 +203,11 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
             full_before[d + 1] = full_before[d] + (passed[d] >= quota_day[d])
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
-    for i in range(left.size):
-        if left[i] < horizon_h:
-            counts[vclass[i], 6] += 1
     for i in range(n):
         c = vclass[i]
         counts[c, 0] += 1
+        if left[i] < horizon_h:  # gave up (NaN: did not)
+            counts[c, 6] += 1
         dep = end[i, k_stages - 1] if k_stages > 0 else arrival[i]
         if not dep < horizon_h:  # NaN: not crossed
             continue

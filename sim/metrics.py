@@ -175,9 +175,6 @@ def _layout(gate_order: tuple, all_classes: tuple, flows: tuple) -> _Layout:
                    (np.array(rows, np.int64), np.array(cols, np.int64)))
 
 
-_NO_LEFT = np.zeros(0)
-
-
 def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> ReplicationResult:
     days = rep.model.horizon.days
     H, warm = rep.horizon_h, rep.warmup_h
@@ -206,8 +203,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         cal = f.calendar
         day_first = np.searchsorted(cal.ends, 24.0 * np.arange(days), side="right")
         quota_day = _NO_QUOTA if f.acceptance < 0 else f.quota[f.acceptance]
-        left = _NO_LEFT if rec.left is None else rec.left
-        flow_pass(f.arrival, f.vclass, rec.start, rec.end, left, f.acceptance, quota_day, warm, H, days, cal.starts,
+        flow_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, f.acceptance, quota_day, warm, H, days, cal.starts,
                   cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], plus[fi], net[fi],
                   area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
         row = sums[fi]
@@ -229,8 +225,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     def events_in(slot):
         # events per bucket: the joining ones (plus) and the starts (plus - net)
         sizes = np.rint((2 * plus - net)[:, slot >= 0].sum(axis=1)).astype(np.int64)
-        return [candidate_events(r.inputs.arrival, r.start, r.end, _NO_LEFT if r.left is None else r.left,
-                                 r.inputs.acceptance, slot, H, m)
+        return [candidate_events(r.inputs.arrival, r.start, r.end, r.left, r.inputs.acceptance, slot, H, m)
                 for r, m in zip(records, sizes)]
 
     peaks, hour_mean, day_queue, day_end = queue_summary(plus, net, area, warm_parts, lay.membership, H, warm,

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .distributions import Duration
+from .distributions import MAX_CV, Duration
 from .errors import ScenarioError, shorten
 from .outdir import check_slug
 from .ranges import ACCEPTANCE, Sampled, keyed_at, path_str
@@ -46,7 +46,6 @@ MAX_ACCEPTANCE = 100_000  # vehicles per day
 MAX_PRIORITY = 99
 MAX_BACKLOG_AGE_DAYS = 365  # a backlog vehicle came at most a year before the start
 MAX_PATIENCE_DAYS = 365  # a class's mean patience (a longer one is no patience: leave it out)
-MAX_PATIENCE_CV = 10.0  # as sim.distributions.MAX_CV
 MAX_FACTOR = 100.0  # a demand step's factor
 MAX_PROFILE = 1e6  # each relative intensity, before normalisation
 MAX_DEPTH = 32  # tables and arrays nested in one another (the baseline needs 6)
@@ -113,7 +112,7 @@ class VehicleClass(_Model):
     # None: exponential patience; a number: lognormal with this coefficient of variation (a few
     # leave soon, some wait very long; a backlog vehicle then draws its patience given that it
     # has already waited its age)
-    patience_cv: float | None = Field(None, gt=0, le=MAX_PATIENCE_CV,
+    patience_cv: float | None = Field(None, gt=0, le=MAX_CV,
                                       description="lognormal patience: standard deviation / mean")
     # the directions in which it may give up (an empty truck going home cannot)
     patience_directions: list[Literal["exit", "entry"]] = Field(default_factory=lambda: list(DIRECTIONS),

@@ -41,8 +41,8 @@ class FlowRecord:
     inputs: FlowInputs
     start: np.ndarray  # (n, stages)
     end: np.ndarray  # (n, stages)
-    lane: np.ndarray | None = None  # (n, stages): the lane taken where lanes have calendars of their own, else -1
-    left: np.ndarray | None = None  # (n,): when a vehicle gave up waiting, NaN if it did not (or None: none could)
+    lane: np.ndarray  # (n, stages): the lane taken where lanes have calendars of their own, else -1
+    left: np.ndarray  # (n,): when a vehicle gave up waiting, NaN if it did not
 
     @property
     def depart(self) -> np.ndarray:

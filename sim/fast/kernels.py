@@ -283,7 +283,7 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
         ptr[chosen] = p
         heads[chosen] = ready[o[p]] if p < hi[chosen] else np.inf
         if patient and deadline[i] <= t:  # it left before its turn: the start goes to the next one
-            left_out[i] = deadline[i] if deadline[i] > since[i] else since[i]
+            left_out[i] = max(deadline[i], since[i])
             # nothing was taken, so no start can come before t: keeping t as the floor keeps the
             # day and calendar positions, which assume start times only grow, valid
             t_prev = t
@@ -307,7 +307,7 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
         for lv in range(n_levels):
             for p in range(ptr[lv], hi[lv]):
                 i = o[p]
-                gone = deadline[i] if deadline[i] > since[i] else since[i]
+                gone = max(deadline[i], since[i])
                 if gone < horizon:
                     left_out[i] = gone
     return rank
