@@ -1,4 +1,5 @@
-"""pyabc's mapping sampler with seeds, so that an ABC-SMC calibration depends only on its seed.
+"""pyabc's mapping sampler with seeds, so that an ABC-SMC calibration depends only on its seed; and
+importance weights truncated, so that a fit does not fall on one parameter set.
 
 pyabc's MappingSampler runs a generation's tasks through any map (here a local pool of bordersim
 workers), each task drawing until it has one accepted parameter set; but each task reseeds numpy
@@ -16,6 +17,7 @@ import random
 
 import numpy as np
 from pyabc.sampler import MappingSampler
+from pyabc.transition import MultivariateNormalTransition
 
 
 class SeededMappingSampler(MappingSampler):
@@ -54,3 +56,48 @@ class SeededMappingSampler(MappingSampler):
         for s, _k in results:
             sample += s
         return sample
+
+
+def truncated_weights(w: np.ndarray) -> np.ndarray:
+    """Importance weights truncated (Ionides 2008, J. Comput. Graph. Stat. 17:295): none above
+    sqrt(n) times the mean of the truncated weights, so that at least sqrt(n) parameter sets
+    share the largest weight. Normalised to sum 1. Written here: pyabc has no truncation.
+
+    Why: ABC-SMC's weights (prior / proposal density) fall on one or two parameter sets within a
+    few generations in this calibration (an effective sample size of 1.6 of 150 in generation 4
+    of 13 inputs: the proposal, fitted to weights that had already narrowed, makes the next
+    generation's weights narrower still), and the fit is then one parameter set. The cap is the
+    fixed point c = sqrt(n) x mean(min(w, c)), found by bisection on log c."""
+    w = np.asarray(w, dtype=float)
+    n = len(w)
+    if n == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be finite, non-negative and not all 0 (got {w[:5]}...)")
+    w = w / w.max()  # relative to the largest (one below 1e-300 of it counts as 0), then normalised
+    w = np.where(w < 1e-300, 0.0, w)
+    w = w / w.sum()
+    root = np.sqrt(n)
+    if w.max() <= root * w.mean():
+        return w
+    positive = w[w > 0]
+    if len(positive) <= root:  # too few sets to share the cap: they share the weight alike
+        return (w > 0) / float(len(positive))
+    lo, hi = positive.min(), w.max()  # at lo sqrt(n) x the capped mean exceeds lo; at hi it is below hi
+    for _ in range(100):
+        c = np.exp(0.5 * (np.log(lo) + np.log(hi)))  # geometric midpoint, without underflow
+        if root * np.minimum(w, c).mean() > c:
+            lo = c
+        else:
+            hi = c
+    out = np.minimum(w, hi)
+    return out / out.sum()
+
+
+class TruncatedWeightTransition(MultivariateNormalTransition):
+    """pyabc's multivariate normal proposal, fitted to the last population with its weights
+    truncated (``truncated_weights``), so that the next generation is proposed around many
+    parameter sets, not the one or two that the raw weights fall on. Any proposal gives valid
+    importance weights (pyabc divides the prior by this proposal's density), so only the
+    proposal changes, not what the weights mean."""
+
+    def fit(self, X, w) -> None:
+        super().fit(X, truncated_weights(w))

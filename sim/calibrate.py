@@ -23,8 +23,12 @@ single replications (5 % to 95 %). Validation targets are never used by the fit.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
+import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -138,6 +142,11 @@ class Calibration:
         rng = np.random.default_rng([self.seed, 1])
         rows = rng.choice(len(self.population), size=ENSEMBLE_ROWS, p=self.weights / self.weights.sum())
         out = self.population.iloc[rows].reset_index(drop=True)
+        if self.prior.ensemble is not None:
+            # an earlier stage's inputs: each row takes one of its parameter sets at random, as
+            # each replication of the fit did (independent of the parameter set simulated)
+            given = self.prior.ensemble.iloc[rng.integers(len(self.prior.ensemble), size=ENSEMBLE_ROWS)]
+            out = pd.concat([given.reset_index(drop=True), out], axis=1)
         for t in self.targets.targets:
             out[f"_sim_{t.name}"] = self.simulated[t.name].to_numpy()[rows]
         return out
@@ -160,6 +169,12 @@ class Calibration:
         return pd.DataFrame(rows)
 
 
+def given_inputs(prior: Scenario) -> list[str]:
+    """The inputs an earlier stage fitted: the columns of the prior's ensemble (a prior may be a
+    fitted scenario, whose rows each replication takes whole; the fit then conditions on them)."""
+    return [] if prior.ensemble is None else list(prior.ensemble.columns)
+
+
 def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> list[float]:
     o = np.argsort(x)
     cw = np.cumsum(w[o]) / w.sum()
@@ -175,7 +190,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
 
     import pyabc
 
-    from .abc_sampler import SeededMappingSampler
+    from .abc_sampler import SeededMappingSampler, TruncatedWeightTransition, truncated_weights
     from .workers import resolve_workers
 
     if not 0 < quantile < 1:
@@ -185,14 +200,17 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     if budget < population:
         raise CalibrationError(None, "--budget", f"needs at least one population ({population}), got {budget}")
     prior = load(targets.scenario_path)
-    if prior.ensemble is not None:
-        raise CalibrationError(str(targets.scenario_path), "ensemble",
-                               "the prior scenario must not be a fitted one (it samples an ensemble)")
     if not prior.ranges:
         raise CalibrationError(str(targets.scenario_path), None, "has no uncertain inputs to calibrate")
     check_against(targets, prior)
     check_reps(prior, budget * reps_per_draw, "--budget")
     names = targets.fitted_inputs(prior)
+    given = given_inputs(prior)
+    twice = [n for n in names if n in given]
+    if twice:
+        raise CalibrationError(str(targets.path), "fit_inputs", f"'{shorten(twice[0])}' is set by the prior's ensemble "
+                               f"({Path(prior.ensemble_file).name}, an earlier stage's fit): fit it there, or leave "
+                               "its column out of that file")
     seed = targets.spec.seed if seed is None else seed
     t0 = time.perf_counter()
     prior_run = run(prior, reps=ENSEMBLE_ROWS, seed=seed + 7, workers=workers, allow_overload=True,
@@ -207,9 +225,10 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     # kernel in 15 dimensions has densities of that order); a failure is caught below
     logging.getLogger("ABC.Population").setLevel(logging.ERROR)
     n_workers, _ = resolve_workers(workers, population)
-    with tempfile.TemporaryDirectory(prefix="bordersim-abc-") as tmp, _maybe_pool(n_workers) as map_:
+    with _abc_dir() as tmp, _maybe_pool(n_workers) as map_:
         abc = pyabc.ABCSMC(simulator, _prior(prior, names), _Distance(targets.targets), population_size=population,
-                           sampler=SeededMappingSampler(seed, map_), eps=pyabc.QuantileEpsilon(alpha=quantile))
+                           sampler=SeededMappingSampler(seed, map_), eps=pyabc.QuantileEpsilon(alpha=quantile),
+                           transitions=TruncatedWeightTransition())
         np.random.seed(seed)  # pyabc draws its calibration sample and kernels from numpy's generator
         random.seed(seed)
         abc.new("sqlite:///" + os.path.join(tmp, "abc.db"), observed)
@@ -228,12 +247,48 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
         particles = history.get_population(t=history.max_t).particles  # parameters, weights and sums aligned
         scales = _scales(prior, names)
         pop = pd.DataFrame([_unscaled(pt.parameter, names, scales) for pt in particles])
-        weights = np.array([pt.weight for pt in particles], dtype=float)
+        weights = truncated_weights(np.array([pt.weight for pt in particles], dtype=float))
         sims = pd.DataFrame([{t.name: float(pt.sum_stat[t.name]) for t in targets.targets} for pt in particles])
         eps = [float(e) for e in history.get_all_populations()["epsilon"].to_numpy() if np.isfinite(e)]
         total = int(history.total_nr_simulations)
     return Calibration(targets, prior, seed, names, pop, weights, sims, prior_sim, eps, total, reps_per_draw,
                        time.perf_counter() - t0)
+
+
+ABC_PREFIX = "bordersim-abc-"
+_ABC_FILES = re.compile(r"abc\.db(?:-journal|-wal|-shm)?")  # what pyabc writes in the folder
+
+
+@contextlib.contextmanager
+def _abc_dir():
+    """A temporary folder for pyabc's database, flocked while the fit runs and removed after it.
+    A kill -9 leaves it behind: each fit first removes the folders of this name whose lock is
+    free (their fit is dead) and that hold nothing but pyabc's database. (tempfile's
+    TemporaryDirectory cannot clean up after a kill; the flock is what tells a dead fit's folder
+    from a live one's.)"""
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        stale = [Path(e.path) for e in entries if e.name.startswith(ABC_PREFIX) and e.is_dir(follow_symlinks=False)]
+        for folder in stale:
+            with contextlib.suppress(OSError):
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live fit's
+                    names = os.listdir(folder)
+                    if all(_ABC_FILES.fullmatch(n) for n in names):
+                        for n in names:
+                            os.unlink(folder / n)
+                        os.rmdir(folder)
+                finally:
+                    os.close(fd)
+    tmp = tempfile.mkdtemp(prefix=ABC_PREFIX)
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
 class _maybe_pool:
@@ -383,8 +438,13 @@ def write_calibration(cal: Calibration) -> list[Path]:
 
     lines = [f"# Calibration report: {cal.prior.name}", "", header + ".", "",
              "Thresholds by generation (largest relative error over the fit targets, in tolerances): "
-             + ", ".join(f"{e:.2f}" for e in cal.epsilons) + ".", "",
-             "## Targets", "",
+             + ", ".join(f"{e:.2f}" for e in cal.epsilons) + ".", ""]
+    given = given_inputs(cal.prior)
+    if given:
+        lines += [f"Fitted in an earlier stage, and taken from its ensemble ({Path(cal.prior.ensemble_file).name}, "
+                  f"{len(cal.prior.ensemble)} parameter sets) one whole set per replication, in the fit and in the "
+                  f"fitted ensemble alike: {', '.join(given)}.", ""]
+    lines += ["## Targets", "",
              "Fit targets drive the calibration; validation targets are kept out of it and only compared.", "",
              "| target | use | observed | unit | source | period | prior 90 % | posterior 90 % | posterior mean |",
              "|---|---|---|---|---|---|---|---|---|"]
