@@ -68,10 +68,19 @@ def _whole_number(minimum: int):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad input in one line, as every other input error (argparse prints its
+    usage block first); ``--help`` still shows the usage. The subcommands' parsers are of this
+    class too (argparse makes them of the parent's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .outdir import version
 
-    p = argparse.ArgumentParser(prog="bordersim", description="Simulate the Quang Ninh road border gates.")
+    p = _Parser(prog="bordersim", description="Simulate the Quang Ninh road border gates.")
     p.add_argument("--version", action="version", version=f"bordersim {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run replications of a scenario and write tables and plots")
