@@ -23,13 +23,9 @@ single replications (5 % to 95 %). Validation targets are never used by the fit.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import random
 import re
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -225,7 +221,8 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     # kernel in 15 dimensions has densities of that order); a failure is caught below
     logging.getLogger("ABC.Population").setLevel(logging.ERROR)
     n_workers, _ = resolve_workers(workers, population)
-    with _abc_dir() as tmp, _maybe_pool(n_workers) as map_:
+    # pyabc's database: a folder a kill -9 leaves is removed by the next fit (outdir.scratch_dir)
+    with outdir.scratch_dir(ABC_PREFIX, _ABC_FILES) as tmp, _maybe_pool(n_workers) as map_:
         abc = pyabc.ABCSMC(simulator, _prior(prior, names), _Distance(targets.targets), population_size=population,
                            sampler=SeededMappingSampler(seed, map_), eps=pyabc.QuantileEpsilon(alpha=quantile),
                            transitions=TruncatedWeightTransition())
@@ -256,39 +253,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
 
 
 ABC_PREFIX = "bordersim-abc-"
-_ABC_FILES = re.compile(r"abc\.db(?:-journal|-wal|-shm)?")  # what pyabc writes in the folder
-
-
-@contextlib.contextmanager
-def _abc_dir():
-    """A temporary folder for pyabc's database, flocked while the fit runs and removed after it.
-    A kill -9 leaves it behind: each fit first removes the folders of this name whose lock is
-    free (their fit is dead) and that hold nothing but pyabc's database. (tempfile's
-    TemporaryDirectory cannot clean up after a kill; the flock is what tells a dead fit's folder
-    from a live one's.)"""
-    root = Path(tempfile.gettempdir())
-    with contextlib.suppress(OSError), os.scandir(root) as entries:
-        stale = [Path(e.path) for e in entries if e.name.startswith(ABC_PREFIX) and e.is_dir(follow_symlinks=False)]
-        for folder in stale:
-            with contextlib.suppress(OSError):
-                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live fit's
-                    names = os.listdir(folder)
-                    if all(_ABC_FILES.fullmatch(n) for n in names):
-                        for n in names:
-                            os.unlink(folder / n)
-                        os.rmdir(folder)
-                finally:
-                    os.close(fd)
-    tmp = tempfile.mkdtemp(prefix=ABC_PREFIX)
-    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.close(fd)
+_ABC_FILES = re.compile(r"abc\.db(?:-journal|-wal|-shm)?")  # what pyabc writes in its folder
 
 
 class _maybe_pool:

@@ -300,26 +300,74 @@ def _clear_debris(target: Path) -> None:
         names = [e.name for e in entries if pattern.fullmatch(e.name)]
     for name in names:
         path = target.parent / name
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            mode = os.fstat(fd).st_mode
-            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                continue
+        with _abandoned(path) as mode, contextlib.suppress(OSError):
+            if mode is not None and stat.S_ISREG(mode):
+                path.unlink()
+            elif mode is not None and stat.S_ISDIR(mode) and (_is_ours(path) or not os.listdir(path)):
+                _remove_ours(path)
+
+
+@contextlib.contextmanager
+def _abandoned(path: Path) -> Iterator[int | None]:
+    """Hold the flock of ``path`` (a file or folder, not followed if a link) if it is free: yields
+    its st_mode then (its writer is dead: the kernel drops a dead process's locks), None when a
+    live writer holds it, it is neither a file nor a folder, or it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        yield None
+        return
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            mode = None
+        else:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a live writer's
-                continue
-            if stat.S_ISREG(mode):
-                path.unlink()
-            elif _is_ours(path) or not os.listdir(path):
-                _remove_ours(path)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
+            except OSError:  # BlockingIOError: a live writer's
+                mode = None
+        yield mode
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, own: "re.Pattern[str]") -> Iterator[Path]:
+    """A private folder in the system's temporary folder (``<prefix><random>``), flocked while in
+    use and removed after. A kill -9 cannot be cleaned up after, so each call first removes the
+    folders of that prefix whose lock is free (their user is dead) and that hold only files whose
+    names ``own`` matches (what the user writes there); any other is left alone. A new folder is
+    locked before use; one that a concurrent sweep removed in between is made again."""
+    import tempfile
+
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        stale = [Path(e.path) for e in entries if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False)]
+    for folder in stale:
+        with _abandoned(folder) as mode, contextlib.suppress(OSError):
+            names = os.listdir(folder) if mode is not None and stat.S_ISDIR(mode) else None
+            if names is not None and all(own.fullmatch(n) for n in names):
+                for n in names:
+                    os.unlink(folder / n)
+                os.rmdir(folder)
+    for _ in range(100):
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            still_there = os.path.samestat(os.fstat(fd), os.stat(tmp))
+        except (BlockingIOError, FileNotFoundError):  # empty: another call's sweep took it first
+            still_there = False
+        if still_there:
+            break
+        os.close(fd)
+    else:
+        raise FileExistsError(errno.EEXIST, "no scratch folder that stayed", str(root / prefix))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
 def _remove_ours(folder: Path) -> None:
