@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ScenarioError
+from .ranges import parse_assignment
 from .schema import DIRECTIONS, Adjustment, Horizon, ScenarioModel, _check_hours
 
 _LOCATION_KEYS = ("mean", "value", "low", "mode", "high")  # a distribution's scale, in the key's unit
@@ -273,11 +274,11 @@ def override_warning(model: ScenarioModel, name: str, path: tuple) -> str | None
 
 
 def set_warnings(model: ScenarioModel, assignments: list[str]) -> list[str]:
-    """override_warning for each ``--set PATH=VALUE`` (PATH split as sim.scenario.set_layer does)."""
+    """override_warning for each ``--set`` (split as sim.scenario.set_layer splits it: sim.ranges.parse_assignment)."""
     out = []
     for text in assignments:
-        where = text.partition("=")[0].strip()
-        w = override_warning(model, f"--set {where}", tuple(where.split(".")))
+        a = parse_assignment(text)
+        w = a and override_warning(model, f"--set {a.where}", a.keys)
         if w:
             out.append(w)
     return out

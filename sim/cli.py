@@ -27,8 +27,10 @@ TABLE_METRICS = [
 ]
 
 
-SET_HELP = "change one input for this run: PATH=VALUE, PATH an input's name (as validate lists them, e.g. " \
-           "gates.km3_4.exit.stages.customs.lanes), VALUE a number or a range {uniform = [lo, hi]}; repeatable"
+SET_HELP = "change one input for this run, PATH an input's name (as validate lists them, e.g. " \
+           "gates.km3_4.exit.stages.customs.lanes): PATH=VALUE gives a value (a number or a range {uniform = " \
+           "[lo, hi]}); PATH+=N, PATH-=N and PATH*=F change the scenario's value (both ends of a range; a fitted " \
+           "input row by row); repeatable, in order"
 
 
 def default_targets() -> Path:

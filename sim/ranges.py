@@ -184,6 +184,59 @@ def parse_range(node: dict, path: tuple, file: str) -> Range:
     return Range(path, kind, vals)
 
 
+# --set's operators: "=" gives a value; the others change the value the scenario has (a number,
+# or both ends of a range; a fitted ensemble's column row by row), as a planner's changes are
+SET_OPERATORS = ("+=", "-=", "*=", "=")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``--set``: an input's name, its operator (SET_OPERATORS) and the value's text."""
+
+    where: str
+    op: str
+    value_text: str
+
+    @property
+    def keys(self) -> tuple:
+        return tuple(self.where.split("."))
+
+    @property
+    def relative(self) -> bool:
+        return self.op != "="
+
+
+def parse_assignment(text: str) -> Assignment | None:
+    """``PATH=VALUE``, ``PATH+=N``, ``PATH-=N`` or ``PATH*=F`` split at its first ``=`` (a value
+    may hold one: ``{uniform = [1, 2]}``); None if there is no ``=`` or no path."""
+    head, sep, value = text.partition("=")
+    op = "="
+    if head[-1:] in ("+", "-", "*"):
+        op, head = head[-1] + "=", head[:-1]
+    where = head.strip()
+    if not sep or not where:
+        return None
+    return Assignment(where, op, value.strip())
+
+
+def changed_by(current: Any, op: str, operand: float) -> Any:
+    """A number, or a range's ends, after ``op`` (+=, -=, *=) with ``operand``; None if current
+    is neither (a distribution's table, a text, a list: nothing a relative change can mean).
+    Whole numbers stay whole where the result is (3 lanes += 1 is 4, not 4.0)."""
+    def apply(x):
+        y = x + operand if op == "+=" else x - operand if op == "-=" else x * operand
+        return int(y) if isinstance(x, int) and float(y).is_integer() and abs(y) < 2**53 else float(y)
+
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        return apply(current)
+    if is_range(current):
+        kind = next(k for k in RANGE_KINDS if k in current)
+        ends = current[kind]
+        if isinstance(ends, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ends):
+            return {**current, kind: [apply(v) for v in ends]}
+    return None
+
+
 def leaves(node: Any, path: tuple = ()):
     """(path, node) for every range and every plain value of a raw scenario."""
     if isinstance(node, dict) and not is_range(node):

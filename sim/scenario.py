@@ -29,6 +29,9 @@ from .adjust import apply_static, check_references
 from .errors import BordersimError, ScenarioError, shorten
 from .ranges import (
     MERGE_KEYS,
+    Assignment,
+    changed_by,
+    parse_assignment,
     Keyed,
     Range,
     find_ranges,
@@ -177,6 +180,9 @@ class Layer:
 
     file: str
     raw: dict
+    # --set's relative changes (name, operator, operand) of inputs no '=' of the same layer gives:
+    # where a fitted ensemble supplies such an input, its column changes too, row by row
+    relative: tuple[tuple[str, str, float], ...] = ()
 
 
 def _load_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[Layer]:
@@ -210,34 +216,69 @@ def merge_layers(layers: list[Layer]) -> dict:
 
 
 def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
-    """``--set PATH=VALUE`` (PATH: an input's name, e.g. gates.km3_4.exit.stages.customs.lanes;
-    VALUE: a TOML value, a number or a range such as {uniform = [2, 3]}) as one more layer."""
+    """``--set`` changes (PATH an input's name, e.g. gates.km3_4.exit.stages.customs.lanes) as one
+    more layer: ``PATH=VALUE`` gives a TOML value (a number, a range such as {uniform = [2, 3]});
+    ``PATH+=N``, ``PATH-=N`` and ``PATH*=F`` change the value the scenario has (a number, or both
+    ends of a range). A value written with a sign after a plain ``=`` (``lanes=+1``) is refused:
+    it reads as a change but would set the value. Relative changes of an input a fitted ensemble
+    supplies also change its column, row by row (``Layer.relative``; sim.scenario.from_dict)."""
     out: dict = {}
+    relative: list[tuple[str, str, float]] = []
+    absolute: set[str] = set()
     for text in assignments:
-        path_text, sep, value_text = text.partition("=")
-        where = path_text.strip()
-        if not sep or not where:
-            raise ScenarioError(file, "--set", f"'{shorten(text)}' is not PATH=VALUE")
+        a = parse_assignment(text)
+        if a is None:
+            raise ScenarioError(file, "--set", f"'{shorten(text)}' is not PATH=VALUE (or PATH+=N, PATH-=N, PATH*=F)")
+        where, keys = a.where, a.keys
+        field_ = f"--set {where}"
+        if not a.relative and a.value_text[:1] in ("+", "-"):
+            n = a.value_text[1:].strip() or "N"
+            raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' has a sign, which would set the value, not "
+                                              f"change it: write {where}+={n} to add {n} (-= to subtract, *= to "
+                                              f"multiply), or {where}={n} for the value {n}")
         try:
-            value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+            value = tomllib.loads(f"v = {a.value_text}")["v"]
         except (tomllib.TOMLDecodeError, ValueError, RecursionError):
-            raise ScenarioError(file, f"--set {where}", f"'{shorten(value_text)}' is not a TOML value (a number, a "
-                                                       "string in quotes, a range {uniform = [lo, hi]}, ...)") from None
-        keys = tuple(where.split("."))
+            raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' is not a TOML value (a number, a string in "
+                                              "quotes, a range {uniform = [lo, hi]}, ...); to change the value "
+                                              "write PATH+=N, PATH-=N or PATH*=F") from None
         node: Any = raw
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node, dict) or key not in node:
                 have = ", ".join(map(str, node)) if isinstance(node, dict) else "none"
-                raise ScenarioError(file, f"--set {where}", f"no '{key}' at {path_str(keys[:depth]) or 'the top'} "
-                                                           f"(there are: {shorten(have, 160)})")
+                raise ScenarioError(file, field_, f"no '{key}' at {path_str(keys[:depth]) or 'the top'} "
+                                                  f"(there are: {shorten(have, 160)})")
             node = node[key]
         if not isinstance(node, dict) or is_range(node):
-            raise ScenarioError(file, f"--set {where}", f"{path_str(keys[:-1])} holds a value, not a table")
+            raise ScenarioError(file, field_, f"{path_str(keys[:-1])} holds a value, not a table")
         target = out
         for depth, key in enumerate(keys[:-1]):
             target = target.setdefault(key, Keyed() if keyed_at(keys[:depth + 1]) else {})
+        if a.relative:
+            operand = value
+            value = _relative_change(a, operand, target.get(keys[-1], node.get(keys[-1])), file)
+            relative.append((where, a.op, float(operand)))
+        else:
+            absolute.add(where)
         target[keys[-1]] = to_keyed(value, file, keys)
-    return Layer(f"{file} (--set)", out)
+    return Layer(f"{file} (--set)", out, tuple((w, op, v) for w, op, v in relative if w not in absolute))
+
+
+def _relative_change(a: "Assignment", operand: Any, current: Any, file: str) -> Any:
+    """The value at ``a.where`` after ``a``'s change (``+=``, ``-=``, ``*=``) of ``current``."""
+    field_ = f"--set {a.where}"
+    if isinstance(operand, bool) or not isinstance(operand, (int, float)) or not math.isfinite(operand):
+        raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' after {a.op} must be a finite number")
+    if a.op == "*=" and not operand > 0:
+        raise ScenarioError(file, field_, f"a factor after *= must be above 0 (got {operand:g})")
+    if current is None:
+        raise ScenarioError(file, field_, f"has no value to change: give one with {a.where}=VALUE")
+    changed = changed_by(current, a.op, operand)
+    if changed is None:
+        what = "a table (a distribution: change one of its numbers, such as .mean)" if isinstance(current, dict) \
+            else f"{type(current).__name__} {shorten(repr(current), 60)}"
+        raise ScenarioError(file, field_, f"holds {what}; {a.op} changes a number or both ends of a range")
+    return changed
 
 
 # ---------------------------------------------------------------- the scenario
@@ -355,7 +396,8 @@ def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None,
     ensemble, overridden = None, ()
     if ensemble_file is not None:
         overridden = _set_after_ensemble(layers or [], ensemble_file)
-        ensemble_file, ensemble = _load_ensemble(ensemble_file, raw, ranges, path, base_dir, overridden)
+        ensemble_file, ensemble = _load_ensemble(ensemble_file, raw, ranges, path, base_dir, overridden,
+                                                 _relative_after_ensemble(layers or [], ensemble_file))
     return Scenario(path=path, raw=raw, ranges=tuple(ranges), nominal=nominal, ensemble=ensemble,
                     ensemble_file=ensemble_file, overridden=overridden, layers=tuple(layers or ()))
 
@@ -412,16 +454,28 @@ def _set_after_ensemble(layers: list[Layer], ensemble_file: str) -> tuple[str, .
     first = (named[-1] + 1) if named else len(layers)
     out = []
     for layer in layers[first:]:
+        changed_only = {name for name, _op, _v in layer.relative}  # the column changes with them
         for p, _value in leaves(layer.raw):
-            out.append(path_str(p[:-1] if p and p[-1] in MERGE_KEYS else p))
+            name = path_str(p[:-1] if p and p[-1] in MERGE_KEYS else p)
+            if name not in changed_only:
+                out.append(name)
     return tuple(dict.fromkeys(out))
 
 
+def _relative_after_ensemble(layers: list[Layer], ensemble_file: str) -> list[tuple[str, str, float]]:
+    """The relative --set changes made after the file naming the ensemble, in order: they change
+    its columns row by row."""
+    named = [i for i, layer in enumerate(layers) if layer.raw.get("ensemble") == ensemble_file]
+    first = (named[-1] + 1) if named else len(layers)
+    return [change for layer in layers[first:] for change in layer.relative]
+
+
 def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Path | None,
-                   overridden: tuple[str, ...] = ()):
+                   overridden: tuple[str, ...] = (), changes: list[tuple[str, str, float]] = ()):
     """Read and check an ensemble CSV: one column per uncertain input it sets (by range name),
     columns starting with '_' are notes (distance, simulated outputs); every row must give a
-    valid scenario."""
+    valid scenario once ``changes`` (relative --set changes: name, operator, operand) are made
+    to their columns."""
     import pandas as pd
 
     if not isinstance(name, str):
@@ -459,6 +513,9 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
             shown = repr(cell) if isinstance(cell, str) else str(cell)
             raise ScenarioError(str(file), f"row {i + 1}: {c}", f"needs a finite number (got {shorten(shown)})")
     values = pd.DataFrame(dict(zip(params, cells)), dtype=float)
+    for name_, op, operand in changes:
+        if name_ in values.columns:
+            values[name_] = [changed_by(v, op, operand) for v in values[name_]]
     for i in range(len(table)):
         try:
             row = {r.path: r.nominal() for r in ranges}  # the ranges the row does not set, at their middle
@@ -485,6 +542,22 @@ def load(path: str | Path, sets: list[str] | None = None) -> Scenario:
     and validate it."""
     p = Path(path)
     layers = _load_layers(p)
-    if sets:
-        layers.append(set_layer(sets, merge_layers(layers), str(p)))
-    return from_dict(merge_layers(layers), str(p), base_dir=p.resolve().parent, layers=layers)
+    if not sets:
+        return from_dict(merge_layers(layers), str(p), base_dir=p.resolve().parent, layers=layers)
+    layers.append(set_layer(sets, merge_layers(layers), str(p)))
+    try:
+        return from_dict(merge_layers(layers), str(p), base_dir=p.resolve().parent, layers=layers)
+    except ScenarioError as exc:  # a value --set gave: name the --set, not the file it changed
+        row, _, where = str(exc.field).rpartition(": ")  # an ensemble's "row 3: <field>"
+        a = next((a for a in map(parse_assignment, reversed(sets)) if a and _names(where, a.keys)), None)
+        if a is None:
+            raise
+        raise ScenarioError(str(p), f"--set {a.where}{a.op}{shorten(a.value_text, 60)}",
+                            f"{exc.message} (in the ensemble's {row})" if row else exc.message) from None
+
+
+def _names(field_: str, keys: tuple) -> bool:
+    """Whether an error's field is the input at ``keys`` or inside it (pydantic inserts a
+    distribution's kind: ``service_min.lognormal.mean`` for ``service_min.mean``)."""
+    parts = iter(field_.split("."))
+    return all(any(k == part for part in parts) for k in keys)

@@ -346,3 +346,42 @@ def test_a_class_turned_away_by_date_waits_outside_until_the_refusal_ends():
     result = replicate(from_dict(raw), 4, 0)
     assert metric(result, "g", "exit", "wait_mean_h", vclass="fruit") > metric(
         replicate(from_dict(_one_gate()), 4, 0), "g", "exit", "wait_mean_h", vclass="fruit")
+
+
+def test_set_changes_a_value_relatively_and_refuses_a_sign_after_a_plain_equals(tmp_path, capsys):
+    """A planner's --set is a change: lanes+=1 adds a lane to today's 2 (lanes=+1 set 1 lane, half
+    of today's, and is now refused in one line); *= multiplies both ends of a range; -= subtracts."""
+    lanes = "gates.mong_cai.exit.stages.customs.lanes"
+    before = load(FITTED).nominal.gates["mong_cai"].exit.stages[0].lanes
+    assert load(FITTED, sets=[f"{lanes}+=1"]).nominal.gates["mong_cai"].exit.stages[0].lanes == before + 1
+    assert load(FITTED, sets=[f"{lanes}+=1", f"{lanes}*=2"]).nominal.gates["mong_cai"].exit.stages[0].lanes == \
+        2 * (before + 1)  # in order, each on the value the one before left
+    limit = "gates.bac_luan_2.exit.acceptance_limit"
+    ranged = load(SMALL, sets=[f"{limit}={{uniform = [100, 120]}}", f"{limit}-=10"])
+    assert [r.values for r in ranged.ranges if r.name() == limit] == [(90.0, 110.0)]
+    out = tmp_path / "out"
+    for bad, said in ((f"{lanes}=+1", f"{lanes}+=1 to add 1"), (f"{lanes}=-1", "-= to subtract"),
+                      (f"{lanes}*=0", "above 0"), (f"{lanes}+=abc", "not a TOML value"),
+                      (f"{lanes}-=5", f"--set {lanes}-=5"),
+                      ("gates.mong_cai.exit.stages.customs.service_min*=0.7", "such as .mean"),
+                      ("gates.mong_cai.name+=1", "changes a number or both ends of a range")):
+        rc = main(["run", str(FITTED), "--reps", "2", "--quiet", "--out", str(out), "--set", bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and said in err, (bad, err)
+        assert not out.exists()
+
+
+def test_a_relative_set_of_a_fitted_input_changes_every_ensemble_row(capsys):
+    """Bắc Luân II's customs time is fitted: *= 0.7 must scale the value each replication takes
+    from its ensemble row (the same row as without the change: common random numbers), not
+    replace the fitted values by the prior's range."""
+    col = "gates.bac_luan_2.exit.stages.customs.service_min.mean"
+    base, faster = load(FITTED), load(FITTED, sets=[f"{col}*=0.7"])
+    assert col in faster.ensemble.columns and col not in faster.overridden
+    for i in range(4):
+        assert replicate(faster, 3, i).inputs[col] == pytest.approx(0.7 * replicate(base, 3, i).inputs[col])
+    other = "demand_steps.exit_level.factor"
+    assert replicate(faster, 3, 0).inputs[other] == replicate(base, 3, 0).inputs[other]
+    from sim.adjust import set_warnings
+    warned = set_warnings(base.nominal, ["gates.bac_luan_2.exit.acceptance_limit*=1.2"])
+    assert len(warned) == 1 and "adjust.bac_luan_2_limit_winter" in warned[0]
