@@ -921,7 +921,7 @@ def _ensemble_facts(use: dict | None) -> list[tuple[str, str]]:
         return []
     from .sweep import ensemble_lines
 
-    first, *rest = ensemble_lines(use)
+    first, *rest = ensemble_lines(use, limit=None)
     return [("fitted ensemble", "; ".join([first.removeprefix("fitted ensemble ")] + [r.strip() for r in rest]))]
 
 

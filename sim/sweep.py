@@ -4,8 +4,10 @@ A sweep varies some inputs of a scenario, named as the scenario names them
 (``gates.km3_4.exit.stages.customs.lanes``, ``demand_steps.exit_level.factor``), over a design
 (a full grid, a Latin hypercube, Saltelli's design for Sobol indices or Morris trajectories),
 runs replications 0..R-1 of every point with the same seeds (replication i draws every input
-the design does not fix identically at every point: common random numbers), and summarises
-each point's outputs as ``bordersim run`` does (mean, 95 % interval, spread).
+the design does not fix identically at every point: common random numbers; in a calibrated
+scenario, the same parameter set of its fitted ensemble), and summarises each point's outputs
+as ``bordersim run`` does (mean, 95 % interval, spread). A calibrated scenario's fitted inputs
+are swept only when named, over the ensemble's 5-95 % range (derive, ensemble_use).
 
 How an input becomes a sweep parameter: the scenario is derived once, with every swept path
 turned into an uncertain range spanning its values (a ``--set`` layer ``{uniform = [lo, hi]}``,
@@ -349,12 +351,11 @@ def ensemble_use(base: Scenario, derived: Scenario, params: Sequence[Param]) -> 
     (``--param PATH``), and those given values by ``--param PATH=SPEC`` instead of its."""
     if base.ensemble is None:
         return None
-    swept = {p.name for p in params}
+    kinds = {p.name: p.kind for p in params}
     return {"file": ensemble_name(base), "parameter_sets": len(base.ensemble),
-            "kept": [c for c in _fitted_inputs(derived) if c not in swept],
+            "kept": [c for c in _fitted_inputs(derived) if c not in kinds],
             "fitted_range": [p.name for p in params if p.kind == "fitted"],
-            "replaced": [c for c in _fitted_inputs(base) if c in swept
-                         and next(p for p in params if p.name == c).kind != "fitted"]}
+            "replaced": [c for c in _fitted_inputs(base) if c in kinds and kinds[c] != "fitted"]}
 
 
 def _mark_integers(scenario: Scenario, params: list[Param]) -> list[Param]:
@@ -714,8 +715,8 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
     PATH of an uncertain input (its own range; for an input a fitted ensemble sets, the
     ensemble's 5-95 % range); none: every uncertain input of the scenario over its range, but
     those its fitted ensemble sets (they keep its parameter sets, as every input the sweep does
-    not vary: replication i takes the same set at every point). design: grid, lhs, sobol or morris (default: grid for lists, sobol
-    otherwise); points: its size (lhs: points; sobol: base N, a power of two, giving N x (D+2)
+    not vary: replication i takes the same set at every point). design: grid, lhs, sobol or
+    morris (default: grid for lists, sobol otherwise); points: its size (lhs: points; sobol: base N, a power of two, giving N x (D+2)
     points; morris: trajectories, N x (D+1) points). out: a folder to write to and resume from
     (None: nothing written). scheduler ``local`` (a pool of ``workers`` processes) or ``dask``
     (the cluster at ``address``, or a LocalCluster of ``workers`` processes); executor: any
@@ -927,11 +928,11 @@ def interval_words(kind: str, tested: int) -> str:
 def interval_meta(dsg: Design) -> dict:
     """What metadata.json records of the sensitivity intervals: their level (None for a grid,
     which has none) and the number of inputs it is corrected for."""
-    from .sensitivity import interval_level, tested_inputs
+    from .sensitivity import CONF_LEVEL, interval_level, tested_inputs
 
     tested = tested_inputs(dsg)
     return {"level": None if dsg.kind == "grid" else interval_level(tested), "inputs_tested": tested,
-            "correction": "Bonferroni: each input's interval at 1 - 0.05 / inputs_tested"}
+            "correction": f"Bonferroni: each input's interval at 1 - {1 - CONF_LEVEL:g} / inputs_tested"}
 
 
 def sweep_report(result: SweepResult, top: int = 5) -> str:
@@ -966,8 +967,9 @@ def sweep_report(result: SweepResult, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def ensemble_lines(use: Mapping | None) -> list[str]:
-    """What a sweep took from a fitted ensemble (ensemble_use), as printed lines."""
+def ensemble_lines(use: Mapping | None, limit: int | None = 3) -> list[str]:
+    """What a sweep took from a fitted ensemble (ensemble_use), as printed lines, each naming
+    at most ``limit`` inputs (None: all)."""
     if not use:
         return []
     out = [f"fitted ensemble {use['file']} ({use['parameter_sets']} parameter sets): replication i takes the same "
@@ -977,8 +979,9 @@ def ensemble_lines(use: Mapping | None) -> list[str]:
                       ("replaced", "swept over --param values instead of its")):
         names = use.get(key) or []
         if names:
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more (metadata.json lists them)"
-                                            if len(names) > 3 else "")
+            cut = len(names) if limit is None else limit
+            shown = ", ".join(names[:cut]) + (f" and {len(names) - cut} more (metadata.json lists them)"
+                                              if len(names) > cut else "")
             out.append(f"  {len(names)} input{'s' if len(names) > 1 else ''} {what}: {shown}")
     return out
 
