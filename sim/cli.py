@@ -119,15 +119,17 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("scenario", nargs="?", help=f"scenario TOML file (default: {DEFAULT}, the calibrated 2022 baseline)")
     sw.add_argument("--param", action="append", default=[], metavar="PATH=SPEC",
                     help="an input to vary, by its name (as validate lists them), SPEC a list 1,2,3, an integer "
-                         "range 1..4 or an interval 5:40; PATH alone: an uncertain input over its own range; "
-                         "repeatable; none: every uncertain input of the scenario over its range")
+                         "range 1..4 or an interval 5:40; PATH alone: an uncertain input over its own range (one "
+                         "a fitted ensemble sets: over the ensemble's 5-95 %% range); repeatable; none: every "
+                         "uncertain input of the scenario over its range, but those a fitted ensemble sets, which "
+                         "keep its parameter sets")
     sw.add_argument("--design", choices=("grid", "lhs", "sobol", "morris"),
                     help="grid (every combination of the lists; the default when every SPEC is a list), lhs "
                          "(Latin hypercube), sobol (Saltelli's design, Sobol indices; the default otherwise), "
                          "morris (Morris screening)")
     sw.add_argument("--points", type=_whole_number(1),
                     help="lhs: points (default 100); sobol: base N, a power of two, giving N x (params + 2) points "
-                         "(default 16); morris: trajectories, N x (params + 1) points (default 10)")
+                         "(default 32); morris: trajectories, N x (params + 1) points (default 10)")
     sw.add_argument("--reps", type=_whole_number(1), default=20, help="replications per point (default 20)")
     sw.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED,
                     help=f"root seed of the replications and of the design (default {DEFAULT_SEED})")

@@ -819,10 +819,12 @@ SWEEP_OUTPUTS = [("time_in_system_mean_h", "mean time in system h", 2), ("wait_m
                  ("crossings_per_day", "crossings per day", 1)]  # what a folder without its outputs shows
 SWEEP_METHODS = {
     "sobol": "Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the design "
-             "that an input explains alone, ST alone and with the others; [low, high] is each index's 95 % "
-             "bootstrap interval. An input whose ST interval reaches 0 may not matter at all.",
+             "that an input explains alone, ST alone and with the others; [low, high] is each index's bootstrap "
+             "interval, cut to [0, 1] (the range of a share). An estimate can itself fall below 0 or above 1: "
+             "the estimator's noise, marked where it happens.",
     "morris": "Morris screening (SALib): mu* is the mean absolute effect of moving an input over its range, sigma "
-              "how much that effect depends on the other inputs; [low, high] is mu*'s 95 % interval.",
+              "how much that effect depends on the other inputs; [low, high] is mu*'s bootstrap interval, cut at "
+              "0 (a mean of absolute effects cannot be negative).",
     "grid": "Main effects over the grid: an input's main effect is the range (highest minus lowest) of the "
             "output's mean over the input's levels, each level's mean taken over every combination of the other "
             "inputs' levels, in the output's unit. It has no interval: the sweep keeps each point's summary, not "
@@ -830,11 +832,15 @@ SWEEP_METHODS = {
             "intervals in the response plot. An input that acts only together with another can show a small "
             "main effect: the plot draws a line per combination of the others.",
     "lhs": "Spearman's rank correlation rho between an input's values over the Latin hypercube and the output, "
-           "with Fisher's 95 % interval [low, high]; inputs are ranked by |rho|. rho near +1 or -1: the output "
-           "rises or falls with the input; an effect that rises and then falls over the range shows as a small "
-           "rho (a Sobol or Morris design measures those). An input whose interval reaches across 0 may not "
-           "matter at all.",
+           "with Fisher's interval [low, high] (inside [-1, 1] by construction); inputs are ranked by |rho|. rho "
+           "near +1 or -1: the output rises or falls with the input; an effect that rises and then falls over the "
+           "range shows as a small rho (a Sobol or Morris design measures those). An input with no effect still "
+           "correlates with the output by chance, and with many inputs some chance correlations are large: "
+           "only the inputs whose corrected interval excludes 0 are significant.",
 }
+SWEEP_LEVEL = ("Each input's interval is at level {level}: corrected for the {tested} inputs tested (Bonferroni), so "
+               "that all of an output's intervals hold together with 95 % confidence. An input is significant when "
+               "its interval excludes 0; the others may not matter at all.")
 
 
 def _sweep_table(folder: Folder) -> pd.DataFrame | None:
@@ -869,10 +875,15 @@ def _sweep_outputs(rows: pd.DataFrame, outputs: list[str] | None):
 
 def _sensitivity_rows(sens: pd.DataFrame, limit: int = 15) -> dict[tuple, Table]:
     """Per output (method, metric, gate, direction): its parameters by rank, each index with
-    its confidence interval."""
+    its interval (an estimate outside its index's range marked as the estimator's noise), and
+    whether the ranked index's interval excludes 0 (a column, where the index has intervals)."""
+    from .sensitivity import RANKED_INDEX, outside_range
+
     tables = {}
     for key, grp in sens.groupby(["method", "metric", "gate", "direction"], sort=False):
         indices = list(dict.fromkeys(grp["index"]))
+        ranked = RANKED_INDEX.get(str(key[0]))
+        flags = "significant" in grp and grp.loc[grp["index"] == ranked, "significant"].notna().any()
         rows = []
         for (rank, param), rgrp in grp.groupby(["rank", "param"], sort=True):
             by = rgrp.set_index("index")
@@ -882,18 +893,42 @@ def _sensitivity_rows(sens: pd.DataFrame, limit: int = 15) -> dict[tuple, Table]
                     cells.append("–")
                     continue
                 r = by.loc[ix]
+                where = outside_range(str(ix), float(r.estimate)) if pd.notna(r.estimate) else None
+                noise = f" ({where}: the estimator's noise)" if where else ""
                 ci = (f" [{num(r.ci_low, 3)}, {num(r.ci_high, 3)}]"
                       if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")) else "")
-                cells.append(num(r.estimate, 3) + ci)
+                cells.append(num(r.estimate, 3) + noise + ci)
+            if flags:
+                sig = by.loc[ranked, "significant"] if ranked in by.index else None
+                cells.append("–" if sig is None or pd.isna(sig) else "yes" if _truthy(sig) else "no")
             rows.append([str(int(rank)), str(param)] + cells)
             if len(rows) >= limit:
                 break
-        tables[key] = Table(["rank", "input"] + indices, rows, numeric=set(range(2, 2 + len(indices))))
+        head = ["rank", "input"] + indices + ([f"significant ({ranked})"] if flags else [])
+        tables[key] = Table(head, rows, numeric=set(range(2, 2 + len(indices))))
     return tables
+
+
+def _truthy(value: Any) -> bool:
+    """A flag read back from a CSV: True, 'True' or 1."""
+    return str(value).strip().lower() in ("true", "1", "1.0", "yes")
+
+
+def _ensemble_facts(use: dict | None) -> list[tuple[str, str]]:
+    """The facts row of what a sweep took from the scenario's fitted ensemble (metadata.json's
+    ``ensemble``), as sim.sweep prints it; none for a scenario without one."""
+    if not use:
+        return []
+    from .sweep import ensemble_lines
+
+    first, *rest = ensemble_lines(use, limit=None)
+    return [("fitted ensemble", "; ".join([first.removeprefix("fitted ensemble ")] + [r.strip() for r in rest]))]
 
 
 @kind("sweep")
 def sweep_page(folder: Folder) -> Page:
+    from .sweep import describe_param
+
     try:
         spec = json.loads((folder.path / "sweep.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -915,6 +950,7 @@ def sweep_page(folder: Folder) -> Page:
         ("outputs", ", ".join(str(o).replace("@", " at ") for o in meta["outputs"]) + " (--output)"
          if meta.get("outputs") else "not recorded (an older sweep): the table below shows "
          + ", ".join(label for _m, label, _d in SWEEP_OUTPUTS) + " at every gate"),
+        *_ensemble_facts(meta.get("ensemble")),
         ("seed", str(cmd.get("seed", "?"))), ("engine", str(cmd.get("engine", "?"))),
         ("run on", f"{meta.get('scheduler', '?')}, {meta.get('workers', '?')} workers; "
                    f"{meta.get('computed_this_run', '?')} points computed in the last run, "
@@ -923,14 +959,7 @@ def sweep_page(folder: Folder) -> Page:
         ("bordersim", str(meta.get("bordersim_version", spec.get("version", "?"))))])
     rows = []
     for p in params:
-        vals = p.get("values", [])
-        if p.get("kind") == "interval":
-            text = f"interval {vals[0]:g} to {vals[-1]:g}"
-        elif p.get("kind") == "range":
-            text = f"its own {p.get('dist', '')} range {', '.join(f'{v:g}' for v in vals)}"
-        else:
-            text = ", ".join(f"{v:g}" for v in vals)
-        rows.append([p.get("name", "?"), p.get("kind", "?"), text])
+        rows.append([p.get("name", "?"), p.get("kind", "?"), describe_param(p)])
     what.add("table", Table(["input", "kind", "values swept"], rows, caption="The parameters (by their stable names)"))
 
     sections = [what]
@@ -938,6 +967,10 @@ def sweep_page(folder: Folder) -> Page:
     if sens is not None and not sens.empty:
         st = Section("sensitivity", "Which inputs matter")
         st.text(SWEEP_METHODS.get(str(sens["method"].iloc[0]), ""))
+        intervals = meta.get("intervals") or {}
+        if intervals.get("level") is not None:
+            st.text(SWEEP_LEVEL.format(level=f"{100 * float(intervals['level']):.4g} %",
+                                       tested=intervals.get("inputs_tested", "?")))
         for (m, metric, gate, direction), tab in _sensitivity_rows(sens).items():
             tab.caption = f"{metric} at {gate} ({direction}), inputs by rank ({m})"
             st.add("table", tab)

@@ -4,8 +4,10 @@ A sweep varies some inputs of a scenario, named as the scenario names them
 (``gates.km3_4.exit.stages.customs.lanes``, ``demand_steps.exit_level.factor``), over a design
 (a full grid, a Latin hypercube, Saltelli's design for Sobol indices or Morris trajectories),
 runs replications 0..R-1 of every point with the same seeds (replication i draws every input
-the design does not fix identically at every point: common random numbers), and summarises
-each point's outputs as ``bordersim run`` does (mean, 95 % interval, spread).
+the design does not fix identically at every point: common random numbers; in a calibrated
+scenario, the same parameter set of its fitted ensemble), and summarises each point's outputs
+as ``bordersim run`` does (mean, 95 % interval, spread). A calibrated scenario's fitted inputs
+are swept only when named, over the ensemble's 5-95 % range (derive, ensemble_use).
 
 How an input becomes a sweep parameter: the scenario is derived once, with every swept path
 turned into an uncertain range spanning its values (a ``--set`` layer ``{uniform = [lo, hi]}``,
@@ -59,7 +61,18 @@ from .workers import resolve_workers
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
 SCHEDULERS = ("local", "dask")
-DEFAULT_POINTS = {"lhs": 100, "sobol": 16, "morris": 10}  # lhs: points; sobol: base N; morris: trajectories
+DEFAULT_POINTS = {"lhs": 100, "sobol": 32, "morris": 10}  # lhs: points; sobol: base N; morris: trajectories
+# The fewest points each design needs for its ranking (design_warning says why, each time it warns).
+# assumption (this project's rules, from what each index is a mean of): Sobol's indices and
+# their normal bootstrap intervals are ratios of means over the N base points, which wants some
+# 30 of them (the usual rule for reading a mean as normal; SALib's and Saltelli et al. 2010's
+# examples use hundreds); Morris's mu* is a plain mean of each input's r absolute effects, for
+# which 10 trajectories is the usual screening size (Campolongo, Cariboni and Saltelli 2007);
+# a hypercube's rule is lhs_points_needed.
+MIN_SOBOL_BASE = 32
+MIN_MORRIS_TRAJECTORIES = 10
+MIN_LHS_POINTS = 10
+FITTED_QUANTILES = (0.05, 0.95)  # an ensemble input swept alone: the central 90 % of its fitted values
 MORRIS_LEVELS = 4
 MAX_POINTS = 100_000  # a table row per point and output: 100,000 points are some 40 M rows
 MAX_REPS = 1_000_000
@@ -89,9 +102,11 @@ class Param:
     """One swept input: its stable name and the values the design may give it.
 
     kind: ``list`` (the values given), ``int_range`` (a..b, every whole number between),
-    ``interval`` (lo:hi, continuous) or ``range`` (the scenario's own uncertain range:
-    ``dist`` uniform or triangular, ``values`` as in the file). integer: the field takes whole
-    numbers (set from the scenario when the sweep is derived)."""
+    ``interval`` (lo:hi, continuous), ``range`` (the scenario's own uncertain range: ``dist``
+    uniform or triangular, ``values`` as in the file) or ``fitted`` (an input the scenario's
+    fitted ensemble sets: uniform over the 5-95 % range of its fitted values, ``prior`` the
+    range the fit started from). integer: the field takes whole numbers (set from the scenario
+    when the sweep is derived)."""
 
     name: str
     kind: str
@@ -99,6 +114,7 @@ class Param:
     spec: str = ""
     integer: bool = False
     dist: str = "uniform"
+    prior: tuple[float, ...] = ()
 
     @property
     def discrete(self) -> bool:
@@ -136,15 +152,29 @@ class Param:
         return np.array([float(round(v)) for v in out]) if self.integer else out
 
     def identity(self) -> dict:
-        """What the sweep's identity (sweep.json) records of it."""
-        return {"name": self.name, "kind": self.kind, "values": list(self.values), "dist": self.dist}
+        """What the sweep's identity (sweep.json) records of it (and the report shows)."""
+        out = {"name": self.name, "kind": self.kind, "values": list(self.values), "dist": self.dist}
+        if self.kind == "fitted":
+            out["prior"] = list(self.prior)
+        return out
 
     def describe_values(self) -> str:
-        if self.kind == "range":
-            return f"{self.dist} {list(self.values)} (the scenario's range)"
-        if self.kind == "interval":
-            return f"{self.values[0]:g}:{self.values[1]:g}"
-        return ",".join(f"{v:g}" for v in self.values)
+        return describe_param(self.identity())
+
+
+def describe_param(identity: Mapping) -> str:
+    """The values a parameter is swept over, in words, from what sweep.json records of it
+    (Param.identity): the report and the messages say it alike."""
+    vals = identity.get("values", [])
+    kind = identity.get("kind")
+    if kind == "interval":
+        return f"interval {vals[0]:g} to {vals[-1]:g}"
+    if kind == "range":
+        return f"its own {identity.get('dist', '')} range {', '.join(f'{v:g}' for v in vals)}"
+    if kind == "fitted":
+        return (f"{vals[0]:.4g} to {vals[-1]:.4g}, the fitted ensemble's 5-95 % range (its prior: "
+                f"{identity.get('dist', '')} {', '.join(f'{v:g}' for v in identity.get('prior', []))})")
+    return ", ".join(f"{v:g}" for v in vals)
 
 
 def parse_param(text: str) -> tuple[str, str | None]:
@@ -206,15 +236,23 @@ def _finite(text: str, where: str) -> float:
 
 def derive(scenario: Scenario, params: Sequence[tuple[str, str | None]]) -> tuple[Scenario, list[Param]]:
     """The scenario in which every swept input is an uncertain range over its values, and the
-    parameters with their kinds settled (a PATH alone: its own range) and integer fields
-    marked. Without params: the scenario's own uncertain inputs over their ranges. Each bad
-    path or spec is one SweepError naming ``--param PATH``."""
+    parameters with their kinds settled (a PATH alone: its own range, or for an input the
+    scenario's fitted ensemble sets, the ensemble's 5-95 % range) and integer fields marked.
+    Without params: the scenario's own uncertain inputs over their ranges, but those its fitted
+    ensemble sets, which keep the ensemble's parameter sets. Each bad path or spec is one
+    SweepError naming ``--param PATH``."""
     if not params:
         if not scenario.ranges:
             raise SweepError(scenario.path, "--param", "the scenario has no uncertain inputs to sweep; name inputs "
                                                        "with --param PATH=SPEC")
-        out = [_own_range(scenario, r.name()) for r in scenario.ranges]
-        return scenario, _mark_integers(scenario, out)
+        fitted = _fitted_inputs(scenario)
+        free = [r.name() for r in scenario.ranges if r.name() not in fitted]
+        if not free:
+            raise SweepError(scenario.path, "--param", f"every uncertain input of the scenario comes from its fitted "
+                                                       f"ensemble ({ensemble_name(scenario)}), whose parameter sets "
+                                                       "a sweep keeps; name the inputs to vary with --param PATH=SPEC, "
+                                                       "or --param PATH for an input over the ensemble's 5-95 % range")
+        return scenario, _mark_integers(scenario, [_own_range(scenario, n) for n in free])
     names = [p for p, _ in params]
     dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if dup is not None:
@@ -272,15 +310,52 @@ def _param_error(path: str, exc: ScenarioError) -> SweepError:
 
 
 def _own_range(scenario: Scenario, name: str) -> Param:
+    """An uncertain input named alone: over its own range, or, where the scenario's fitted
+    ensemble sets it, over the 5-95 % range of its fitted values. The fitted range is what the
+    calibration left of the prior (which it ruled out in part: a sweep over the prior explores
+    values the observations contradict); uniform over the central 90 %, so that a few outlying
+    parameter sets do not stretch it."""
     r: Range | None = scenario._by_name.get(name)
     if r is None:
         have = ", ".join(scenario._by_name) or "none"
         raise SweepError(None, f"--param {shorten(name, 120)}",
                          f"is not an uncertain input of the scenario, so it needs values: PATH=SPEC, SPEC a list "
                          f"(1,2,3), an integer range (1..4) or an interval (5:40) (uncertain inputs: {shorten(have, 200)})")
+    if name in _fitted_inputs(scenario):
+        lo, hi = (float(q) for q in np.quantile(scenario.ensemble[name].to_numpy(float), FITTED_QUANTILES))
+        return Param(name, "fitted", (lo, hi), "", dist=r.kind, prior=tuple(r.values))
     if r.kind == "uniform" and r.values[0] == r.values[1] or r.kind == "triangular" and r.values[0] == r.values[2]:
         return Param(name, "list", (r.values[0],), "", dist=r.kind)
     return Param(name, "range", tuple(r.values), "", dist=r.kind)
+
+
+def _fitted_inputs(scenario: Scenario) -> list[str]:
+    """The uncertain inputs the scenario's fitted ensemble sets (its columns, less those a later
+    file or a --param sets itself)."""
+    return [] if scenario.ensemble is None else [str(c) for c in scenario.ensemble.columns]
+
+
+def ensemble_name(scenario: Scenario) -> str:
+    """The scenario's ensemble file, relative to the scenario file's folder (as a scenario names it)."""
+    file = Path(scenario.ensemble_file or "")
+    try:
+        return os.path.relpath(file.resolve(), Path(scenario.path).resolve().parent)
+    except ValueError:  # pragma: no cover - another drive (Windows)
+        return file.name
+
+
+def ensemble_use(base: Scenario, derived: Scenario, params: Sequence[Param]) -> dict | None:
+    """What a sweep takes from the scenario's fitted ensemble (None: it has none): the file and
+    its parameter sets (replication i takes the same set at every point: common random
+    numbers), the inputs that keep its values (not swept), those swept over its 5-95 % range
+    (``--param PATH``), and those given values by ``--param PATH=SPEC`` instead of its."""
+    if base.ensemble is None:
+        return None
+    kinds = {p.name: p.kind for p in params}
+    return {"file": ensemble_name(base), "parameter_sets": len(base.ensemble),
+            "kept": [c for c in _fitted_inputs(derived) if c not in kinds],
+            "fitted_range": [p.name for p in params if p.kind == "fitted"],
+            "replaced": [c for c in _fitted_inputs(base) if c in kinds and kinds[c] != "fitted"]}
 
 
 def _mark_integers(scenario: Scenario, params: list[Param]) -> list[Param]:
@@ -403,7 +478,8 @@ def make_design(kind: str | None, params: Sequence[Param], size: int | None = No
     if kind == "grid":
         cont = [p for p in params if not p.discrete]
         if cont:
-            what = "its range" if cont[0].kind == "range" else f"the interval {cont[0].describe_values()}"
+            what = {"range": "its range", "fitted": "its fitted range"}.get(
+                cont[0].kind, f"the interval {cont[0].low():g}:{cont[0].high():g}")
             raise SweepError(None, "--design grid", f"needs a list or an integer range for every parameter; "
                                                    f"{shorten(cont[0].name, 120)} has {what} (give values 1,2,3 or "
                                                    "a..b, or use --design lhs, sobol or morris)")
@@ -448,6 +524,50 @@ def make_design(kind: str | None, params: Sequence[Param], size: int | None = No
     unit = np.asarray(unit, dtype=float).reshape(total, len(params))
     values = np.column_stack([p.from_unit(unit[:, j]) for j, p in enumerate(params)])
     return Design(kind, params, values, unit, size, seed)
+
+
+def lhs_points_needed(inputs: int) -> int:
+    """The fewest points of a Latin hypercube whose rank correlations can rank ``inputs`` inputs:
+    1 + 2 D ln D, and 10 at least. Over n points an input with no effect still correlates with
+    the output by chance (rho of standard deviation 1 / sqrt(n - 1): its values are a random
+    permutation, independent of the inputs that drive the output), and the largest of D such
+    chance correlations is about sqrt(2 ln D / (n - 1)); an input that has an even share of an
+    additive output's variance has |rho| of about 1 / sqrt(D). With fewer points the largest
+    chance correlation exceeds that, and inputs that do nothing outrank inputs that matter.
+    Below 10 points any interval of rho spans most of [-1, 1]."""
+    d = max(1, int(inputs))
+    return max(MIN_LHS_POINTS, math.ceil(1 + 2 * d * math.log(d)))
+
+
+def design_warning(dsg: Design) -> str | None:
+    """One line when a design has too few points for its ranking, saying the rule and why; None
+    when it has enough (a grid has no rule: its main effects are its points' own arithmetic)."""
+    from .sensitivity import tested_inputs
+
+    d = tested_inputs(dsg)
+    if dsg.kind == "lhs" and dsg.points < lhs_points_needed(d):
+        n, need = dsg.points, lhs_points_needed(d)
+        if n < 2 or need == MIN_LHS_POINTS and n < MIN_LHS_POINTS:
+            return (f"--design lhs: {n} points are too few: a rank correlation over fewer than {MIN_LHS_POINTS} "
+                    f"points has an interval spanning most of [-1, 1]; use --points {MIN_LHS_POINTS} or more")
+        chance = math.sqrt(2 * math.log(d) / (n - 1))
+        return (f"--design lhs: {n} points are too few to rank {d} inputs: an input with no effect still has a "
+                f"chance rank correlation with the output (standard deviation 1/sqrt(n - 1) = "
+                f"{1 / math.sqrt(n - 1):.2f}), the largest of {d} such is about sqrt(2 ln D / (n - 1)) = "
+                f"{chance:.2f}, above the |rho| of about 1/sqrt(D) = {1 / math.sqrt(d):.2f} of an input with an "
+                f"even share of the output's variance, so inputs that do nothing can outrank inputs that matter; "
+                f"use --points {need} or more (1 + 2 D ln D), or fewer inputs")
+    if dsg.kind == "sobol" and dsg.size < MIN_SOBOL_BASE:
+        return (f"--design sobol: a base N of {dsg.size} is too small: the Sobol indices and their bootstrap "
+                f"intervals are ratios of means over the N base points, which want {MIN_SOBOL_BASE} or more for "
+                f"their normal intervals to hold; use --points {MIN_SOBOL_BASE} or more "
+                f"({MIN_SOBOL_BASE * (len(dsg.params) + 2):,} points)")
+    if dsg.kind == "morris" and dsg.size < MIN_MORRIS_TRAJECTORIES:
+        return (f"--design morris: {dsg.size} trajectories are too few: mu* and its bootstrap interval are a mean "
+                f"over each input's {dsg.size} elementary effects, and screening wants "
+                f"{MIN_MORRIS_TRAJECTORIES} or more; use --points {MIN_MORRIS_TRAJECTORIES} or more "
+                f"({MIN_MORRIS_TRAJECTORIES * (len(dsg.params) + 1):,} points)")
+    return None
 
 
 # ------------------------------------------------------------------ outputs
@@ -554,6 +674,7 @@ class SweepResult:
     warnings: list[str]
     workers: int = 1
     scheduler: str = "local"
+    ensemble: dict | None = None  # what the sweep takes from the scenario's fitted ensemble (ensemble_use)
 
     @property
     def points(self) -> pd.DataFrame:
@@ -591,9 +712,11 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
     """Run a sweep (the Python form of ``bordersim sweep``) and return its tables.
 
     params: ``PATH=SPEC`` (SPEC a list 1,2,3, an integer range 1..4 or an interval 5:40) or a
-    PATH of an uncertain input (its own range); none: every uncertain input of the scenario
-    over its range. design: grid, lhs, sobol or morris (default: grid for lists, sobol
-    otherwise); points: its size (lhs: points; sobol: base N, a power of two, giving N x (D+2)
+    PATH of an uncertain input (its own range; for an input a fitted ensemble sets, the
+    ensemble's 5-95 % range); none: every uncertain input of the scenario over its range, but
+    those its fitted ensemble sets (they keep its parameter sets, as every input the sweep does
+    not vary: replication i takes the same set at every point). design: grid, lhs, sobol or
+    morris (default: grid for lists, sobol otherwise); points: its size (lhs: points; sobol: base N, a power of two, giving N x (D+2)
     points; morris: trajectories, N x (D+1) points). out: a folder to write to and resume from
     (None: nothing written). scheduler ``local`` (a pool of ``workers`` processes) or ``dask``
     (the cluster at ``address``, or a LocalCluster of ``workers`` processes); executor: any
@@ -632,6 +755,9 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
     for w in set_warnings(derived.nominal, list(sets)):
         _warn(w)
     dsg = make_design(design, plist, points, seed)
+    too_few = design_warning(dsg)
+    if too_few:
+        _warn(too_few)
     outs = parse_outputs(outputs, derived)
     _validate_points(derived, dsg, allow_overload, _warn)
     spec = identity(derived, dsg, reps, seed, engine)
@@ -663,7 +789,7 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
 
         sens = analyse(dsg, output_matrix(table, outs, dsg.points), seed, warn=_warn)
         result = SweepResult(derived, dsg, reps, seed, engine, outs, table, sens, target, len(todo_points), n_done,
-                             time.perf_counter() - t0, warnings, n_workers, scheduler)
+                             time.perf_counter() - t0, warnings, n_workers, scheduler, ensemble_use(base, derived, plist))
         if folder is not None:
             folder.write_outputs(result, make_plots, report)
     return result
@@ -682,17 +808,22 @@ def _tidy(table: pd.DataFrame, dsg: Design) -> pd.DataFrame:
 
 
 def _validate_points(scenario: Scenario, dsg: Design, allow_overload: bool, warn) -> None:
-    """Build every point's scenario (the other uncertain inputs at their middle) and check its
-    load, before any work: an invalid point is one error naming it and its values. As for
-    ``bordersim run``, a scenario whose nominal load exceeds a stage's capacity over the horizon
-    is an error unless allow_overload; points of the design that do (where a system tips over,
-    as some replications of a run with uncertain inputs do) are counted in one warning, which
-    names the first such point's overloaded gate, direction and stage. A point is built once
-    however often the design repeats it (a design over lists or integer fields repeats
-    points), so the warning counts distinct points, and says so when there are repeats."""
-    for w in capacity.check(scenario, allow_overload=allow_overload):
-        warn(w)
+    """Build every point's scenario and check its load, before any work: an invalid point is
+    one error naming it and its values. The inputs a point does not fix are at their middle,
+    and those a fitted ensemble sets at the median of its values (the fit's, not the prior's:
+    its middle may be a value the fit ruled out). As for ``bordersim run``, a scenario whose
+    nominal load exceeds a stage's capacity over the horizon is an error unless allow_overload;
+    points of the design that do (where a system tips over, as some replications of a run with
+    uncertain inputs do) are counted in one warning, which names the first such point's
+    overloaded gate, direction and stage. A point is built once however often the design
+    repeats it (a design over lists or integer fields repeats points), so the warning counts
+    distinct points, and says so when there are repeats."""
     nominal = {r.name(): r.nominal() for r in scenario.ranges}
+    fitted = {c: float(np.median(scenario.ensemble[c].to_numpy(float))) for c in _fitted_inputs(scenario)}
+    nominal.update(fitted)
+    middle = dataclasses.replace(scenario, nominal=scenario.model_for(nominal)) if fitted else scenario
+    for w in capacity.check(middle, allow_overload=allow_overload):
+        warn(w)
     overloaded: list[tuple[int, list[capacity.Load]]] = []
     seen: dict[tuple, None] = {}
     for i in range(dsg.points):
@@ -772,27 +903,57 @@ def _run_points(scenario, dsg, reps, seed, engine, executor, workers, progress, 
 
 
 RANKING_HEADS = {
-    "sobol": "Sobol total index ST and first-order S1, with 95 % intervals",
-    "morris": "Morris mu* (mean |effect|), with 95 % intervals",
+    "sobol": "Sobol total index ST and first-order S1",
+    "morris": "Morris mu* (mean |effect|)",
     "grid": "main effect (the range of the output's mean over the parameter's levels, the others' levels "
             "averaged over; no interval)",
-    "lhs": "Spearman's rank correlation rho with the output (ranked by |rho|), with 95 % intervals",
+    "lhs": "Spearman's rank correlation rho with the output (ranked by |rho|)",
 }
+NOT_SIGNIFICANT = "not significant"  # the printed mark of an input whose interval reaches 0
+
+
+def interval_words(kind: str, tested: int) -> str:
+    """How a design's intervals are read, in a few words: their level, corrected for the inputs
+    tested (sim.sensitivity.interval_level), kept within each index's range."""
+    from .sensitivity import CONF_LEVEL, interval_level
+
+    if kind == "grid":
+        return ""
+    level = f"{100 * interval_level(tested):.4g} %"
+    together = (f" ({100 * CONF_LEVEL:g} % for the {tested} inputs together, Bonferroni)" if tested > 1 else "")
+    within = {"sobol": ", cut to [0, 1]", "morris": ", cut at 0"}.get(kind, "")
+    return f"with {level} intervals{together}{within}"
+
+
+def interval_meta(dsg: Design) -> dict:
+    """What metadata.json records of the sensitivity intervals: their level (None for a grid,
+    which has none) and the number of inputs it is corrected for."""
+    from .sensitivity import CONF_LEVEL, interval_level, tested_inputs
+
+    tested = tested_inputs(dsg)
+    return {"level": None if dsg.kind == "grid" else interval_level(tested), "inputs_tested": tested,
+            "correction": f"Bonferroni: each input's interval at 1 - {1 - CONF_LEVEL:g} / inputs_tested"}
 
 
 def sweep_report(result: SweepResult, top: int = 5) -> str:
-    """What the CLI prints: the sweep, where it went, and per output its most influential
-    parameters (Sobol ST and S1, Morris mu*, a grid's main effects or a hypercube's Spearman rho,
-    with 95 % intervals where the measure has one)."""
+    """What the CLI prints: the sweep, where it went, what it took from a fitted ensemble, and
+    per output its most influential parameters (Sobol ST and S1, Morris mu*, a grid's main
+    effects or a hypercube's Spearman rho, with their intervals where the measure has one;
+    those whose interval reaches 0 marked not significant)."""
+    from .sensitivity import tested_inputs
+
     d = result.design
     lines = [f"sweep of {result.scenario.name}: {d.kind} design, {d.points} points x {result.reps} replications "
              f"(seed {result.seed}, engine {result.engine}), {result.workers} workers ({result.scheduler}), "
              f"{result.wall_s:.1f} s; {result.computed} points run now, {result.resumed} found done"]
+    lines += ensemble_lines(result.ensemble)
     sens = result.sensitivity
     if sens is not None and not sens.empty:
         from .sensitivity import ranking
 
-        lines.append(f"most influential parameters, {RANKING_HEADS[d.kind]}:")
+        words = interval_words(d.kind, tested_inputs(d))
+        mark = f"; '{NOT_SIGNIFICANT}': its interval reaches 0" if words else ""
+        lines.append(f"most influential parameters, {RANKING_HEADS[d.kind]}{', ' + words if words else ''}{mark}:")
         for o in result.outputs:
             r = ranking(sens, o.gate, o.metric)
             if r.empty:
@@ -806,21 +967,51 @@ def sweep_report(result: SweepResult, top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def ensemble_lines(use: Mapping | None, limit: int | None = 3) -> list[str]:
+    """What a sweep took from a fitted ensemble (ensemble_use), as printed lines, each naming
+    at most ``limit`` inputs (None: all)."""
+    if not use:
+        return []
+    out = [f"fitted ensemble {use['file']} ({use['parameter_sets']} parameter sets): replication i takes the same "
+           "set at every point"]
+    for key, what in (("kept", "from its parameter sets, not swept"),
+                      ("fitted_range", "swept over its 5-95 % range, not the prior"),
+                      ("replaced", "swept over --param values instead of its")):
+        names = use.get(key) or []
+        if names:
+            cut = len(names) if limit is None else limit
+            shown = ", ".join(names[:cut]) + (f" and {len(names) - cut} more (metadata.json lists them)"
+                                              if len(names) > cut else "")
+            out.append(f"  {len(names)} input{'s' if len(names) > 1 else ''} {what}: {shown}")
+    return out
+
+
 def _ranking_stats(kind: str, row: pd.Series) -> str:
-    """One parameter's indices in a printed ranking (a row of sim.sensitivity.ranking)."""
+    """One parameter's indices in a printed ranking (a row of sim.sensitivity.ranking): each
+    with its interval, an estimate outside its index's range said to be the estimator's noise,
+    and the mark of one whose ranked index's interval reaches 0."""
+    from .sensitivity import RANKED_INDEX, outside_range
+
+    def shown(index: str, label: str, fmt: str) -> str:
+        est = row[index]
+        text = f"{label} {est:{fmt}} [{row[index + '_low']:{fmt}}, {row[index + '_high']:{fmt}}]"
+        where = outside_range(index, est)
+        return text + (f" ({where}: the estimator's noise)" if where else "")
+
     if kind == "sobol":
-        return (f"ST {row.ST:.3f} [{row.ST - row.ST_conf:.3f}, {row.ST + row.ST_conf:.3f}]  "
-                f"S1 {row.S1:.3f} [{row.S1 - row.S1_conf:.3f}, {row.S1 + row.S1_conf:.3f}]")
-    if kind == "morris":
-        return f"mu* {row.mu_star:.4g} [{row.mu_star - row.mu_star_conf:.4g}, " \
-               f"{row.mu_star + row.mu_star_conf:.4g}]  sigma {row.sigma:.4g}"
-    if kind == "grid":
+        text = f"{shown('ST', 'ST', '.3f')}  {shown('S1', 'S1', '.3f')}"
+    elif kind == "morris":
+        text = f"{shown('mu_star', 'mu*', '.4g')}  sigma {row.sigma:.4g}"
+    elif kind == "grid":
         return f"main effect {row.main_effect:.4g}"
-    if pd.isna(row.get("spearman")):
+    elif pd.isna(row.get("spearman")):
         return "rho – (the parameter has one value)"
-    if pd.isna(row.get("spearman_low")):
+    elif pd.isna(row.get("spearman_low")):
         return f"rho {row.spearman:.3f} (no interval: too few points)"
-    return f"rho {row.spearman:.3f} [{row.spearman_low:.3f}, {row.spearman_high:.3f}]"
+    else:
+        text = shown("spearman", "rho", ".3f")
+    significant = row.get(f"{RANKED_INDEX[kind]}_significant")
+    return text + (f"  {NOT_SIGNIFICANT}" if pd.notna(significant) and not significant else "")
 
 
 # ------------------------------------------------------------------ the folder
@@ -949,7 +1140,8 @@ class _SweepFolder:
                     draw(tmp)
         meta = {"scenario_file": result.scenario.path, "points": result.design.points, "reps": result.reps,
                 "computed_this_run": result.computed, "found_done": result.resumed,
-                "outputs": [o.label for o in result.outputs],
+                "outputs": [o.label for o in result.outputs], "ensemble": result.ensemble,
+                "intervals": interval_meta(result.design),
                 "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),
                 "warnings": result.warnings, "bordersim_version": version()}
         with atomic_file(self.out / "metadata.json") as tmp:

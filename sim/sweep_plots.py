@@ -6,7 +6,8 @@
 - ``heatmap.png``: for a grid of two parameters, each output's mean over the two, a panel per gate.
 - ``sensitivity.png``: per output, Sobol S1 and ST (Morris mu*, a grid's main effect, a Latin
   hypercube's Spearman rho) of each parameter with their intervals (a grid's main effects
-  have none), the most influential on top.
+  have none), the most influential on top; an input whose interval reaches 0 (not
+  significant, sim.sensitivity) pale.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -33,10 +35,10 @@ BARS = {  # the bars of sensitivity.png per design: (index, label, colour)
     "lhs": [("spearman", "Spearman rho", "tab:blue")],
 }
 TITLES = {
-    "sobol": "Sobol indices (Saltelli design); 95 % intervals",
-    "morris": "Morris screening (mu*: mean |effect| over the range); 95 % intervals",
+    "sobol": "Sobol indices (Saltelli design)",
+    "morris": "Morris screening (mu*: mean |effect| over the range)",
     "grid": "Main effects (range of the mean over each input's levels); no intervals",
-    "lhs": "Spearman's rank correlation with the output; 95 % intervals",
+    "lhs": "Spearman's rank correlation with the output",
 }
 
 
@@ -163,21 +165,32 @@ def sensitivity(result, path: Path) -> None:
         h = 0.8 / len(pairs)
         for m, (index, label, color) in enumerate(pairs):
             v = s[s["index"] == index].set_index("param").reindex(params)
-            # the interval from its ends: a hypercube's rho has one that is not centred on it
-            err = np.vstack([v["estimate"] - v["ci_low"], v["ci_high"] - v["estimate"]]).astype(float)
-            ax.barh(y + (m - (len(pairs) - 1) / 2) * h, v["estimate"], height=h,
-                    xerr=err if np.isfinite(err).any() else None, color=color, label=label,
-                    error_kw={"elinewidth": 0.7, "capsize": 1.5})
+            at = y + (m - (len(pairs) - 1) / 2) * h
+            bars = ax.barh(at, v["estimate"], height=h, color=color, label=label)
+            for bar, flag in zip(bars, v["significant"].astype(object)):
+                if pd.notna(flag) and not flag:  # its interval reaches 0: it may not matter at all
+                    bar.set_alpha(0.35)
+            # the interval from its ends, not as +- errors: a hypercube's rho is not centred in its
+            # interval, and an estimate outside its index's range lies outside its cut interval
+            ok = v["ci_low"].notna().to_numpy() & v["ci_high"].notna().to_numpy()
+            if ok.any():
+                ax.hlines(at[ok], v["ci_low"][ok], v["ci_high"][ok], color="0.15", lw=0.7)
         ax.set_yticks(y, [_short(p) for p in params], fontsize=6)
         ax.axvline(0, color="0.3", lw=0.6)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(f"{o.metric} @ {o.gate}", fontsize=8, loc="left")
-        if k == 0:
-            ax.legend(fontsize=7, loc="lower right")
+        if k == 0:  # handles of their own: a bar of the first input may be pale
+            ax.legend(handles=[Patch(color=color, label=label) for _i, label, color in pairs], fontsize=7,
+                      loc="lower right")
     for k in range(len(outs), nrows * ncols):
         axes[k // ncols, k % ncols].axis("off")
-    fig.suptitle(f"{TITLES[kind]}, {result.design.points} points x {result.reps} replications", fontsize=9,
+    from .sensitivity import tested_inputs
+    from .sweep import interval_words
+
+    words = interval_words(kind, tested_inputs(result.design))
+    fig.suptitle(f"{TITLES[kind]}{'; ' + words + ', pale: not significant' if words else ''}; "
+                 f"{result.design.points} points x {result.reps} replications", fontsize=9,
                  wrap=True)  # one panel is narrower than the title
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
