@@ -8,10 +8,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
-from sim import fast, load
+from sim import fast, load, run
 from sim.inputs import replication_inputs
 from sim.rng import replication_seed
+from sim.targets import BOARD_RATIO, Target, target_values
 
 ROOT = Path(__file__).parent.parent
 FITTED = ROOT / "calibration" / "fitted_2022.toml"
@@ -36,3 +39,33 @@ def test_hoanh_mo_carries_no_goods_from_the_stop_of_24_february_2022():
             assert rec.inputs.calendar.next_open(stop) == math.inf
             crossed = rec.depart[~np.isnan(rec.depart)]
             assert crossed.size > 300 and np.all(crossed < stop)
+
+
+def test_normal_operations_2023_reads_its_counts_in_its_own_unit_and_has_no_standing_queue():
+    """Its demand is set from board counts with one ratio of crossings per board vehicle, the
+    fitted 2022 one, which also reads its crossings back as board vehicles: Bắc Luân II's
+    nine months then come out at 2023's count. And, as no queue was reported in 2023, the
+    Móng Cái crossings keep none: few wait over the day, customs lanes are not near full, and
+    few trucks give up."""
+    scen = load(SCENARIOS / "normal_operations_2023.toml")
+    fitted_ratio = pd.read_csv(ROOT / "calibration" / "fitted_2022_ensemble.csv")[BOARD_RATIO].mean()
+    assert scen.nominal.observation.crossings_per_board_vehicle == pytest.approx(fitted_ratio, abs=0.005)
+    res = run(scen, reps=8, seed=20221130, workers=1, progress=False)
+    nine_months = Target(
+        name="bac_luan_2_9m_2023", observed=32569, unit="board_vehicles", tolerance=0.08,
+        source="thoibaotaichinhvietnam.vn 2023-10-06 (9M 2023 at Bắc Luân II: 32,569 vehicles)",
+        period=(dt.date(2023, 1, 1), dt.date(2023, 9, 30)),
+        output={"gate": "bac_luan_2", "direction": "all", "metric": "crossings"})
+    simulated = target_values(res.results, [nine_months], scen)[:, 0].mean()
+    assert abs(simulated / nine_months.observed - 1) <= nine_months.tolerance, simulated
+    s = res.summary
+    for gate in ("bac_luan_2", "km3_4"):
+        for direction in ("exit", "entry"):
+            waiting = np.mean([r.daily_queue_mean[(gate, direction)].mean() for r in res.results])
+            assert waiting < 30, (gate, direction, waiting)
+            rows = s[(s.gate == gate) & (s.direction == direction) & (s["class"] == "")]
+            busy = rows[(rows.metric == "utilisation") & (rows.stage == "customs")]["mean"].item()
+            assert busy < 0.7, (gate, direction, busy)
+            gave_up, crossed = (rows[(rows.metric == m) & (rows.stage == "")]["mean"].item()
+                                for m in ("gave_up", "crossings"))
+            assert gave_up < 0.01 * crossed, (gate, direction, gave_up, crossed)
