@@ -69,3 +69,18 @@ def test_normal_operations_2023_reads_its_counts_in_its_own_unit_and_has_no_stan
             gave_up, crossed = (rows[(rows.metric == m) & (rows.stage == "")]["mean"].item()
                                 for m in ("gave_up", "crossings"))
             assert gave_up < 0.01 * crossed, (gate, direction, gave_up, crossed)
+
+
+def test_bac_luan_2_more_lanes_adds_one_or_two_customs_lanes_each_way():
+    """Its header promises one or two more customs lanes each way than the calibrated baseline."""
+    base = load(FITTED)
+    alt = load(SCENARIOS / "bac_luan_2_more_lanes_longer_hours.toml")
+    added = set()
+    for i in range(16):
+        rep_base = replication_inputs(base, replication_seed(7, i))
+        rep_alt = replication_inputs(alt, replication_seed(7, i))
+        for direction in ("exit", "entry"):
+            f_base, f_alt = _flow(rep_base, "bac_luan_2", direction), _flow(rep_alt, "bac_luan_2", direction)
+            k = f_base.stage_names.index("customs")
+            added.add(f_alt.lanes[k] - f_base.lanes[k])
+    assert added == {1, 2}
