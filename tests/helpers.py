@@ -30,6 +30,31 @@ def single_queue(per_hour: float, lanes: int, service: dict, days: int = 200, wa
     }
 
 
+def deadlines_in_service(stage_b: dict | None = None) -> dict:
+    """Patience shorter than the services (green 43 min, trucks 72 min), two lane stages and the
+    far side's daily limit after them: many deadlines pass while a vehicle is in service, and
+    the next step then can or cannot start at the instant it is reached. Deterministic services
+    at the first stage make simultaneous events."""
+    return {
+        "name": "deadlines_in_service",
+        "horizon": {"start": "2022-03-01", "end": "2022-03-10"},
+        "classes": {"green": {"priority": 0, "patience_days": 0.03},
+                    "truck": {"priority": 1, "patience_days": 0.05, "patience_cv": 0.3}},
+        "gates": {"g": {
+            "name": "g", "classes": ["green", "truck"], "hours": {"default": ["06:00-12:00", "13:00-18:00"]},
+            "exit": {
+                "demand": {"green": 30.0, "truck": 60.0},
+                "acceptance_limit": 30,
+                "stages": [
+                    {"name": "a", "lanes": 2, "service_min": {"dist": "deterministic", "value": 20.0}},
+                    {"name": "b", "lanes": 1, "service_min": stage_b or {"dist": "triangular", "low": 2.0,
+                                                                         "mode": 5.0, "high": 20.0}},
+                ],
+            },
+        }},
+    }
+
+
 def _date_after(start: str, days: int) -> str:
     import datetime as dt
 

@@ -53,8 +53,9 @@ def scenarios(draw):
     start = dt.date(2022, 3, 1) + dt.timedelta(days=draw(st.integers(0, 6)))
     # three priority levels (green lane, trucks, bulk last) and classes sharing one level
     classes = {"green": {"priority": 0}, "truck": {"priority": 1}, "fruit": {"priority": 0}, "bulk": {"priority": 2}}
-    for c in classes:  # some classes give up waiting: patience from a couple of hours to days
-        patience = draw(st.sampled_from([None, None, 0.08, 0.4, 2.0]))
+    for c in classes:  # some classes give up waiting: patience from half an hour (shorter than
+        # some services: deadlines that pass in service) to days
+        patience = draw(st.sampled_from([None, None, 0.02, 0.08, 0.4, 2.0]))
         if patience is not None:
             classes[c]["patience_days"] = patience
             if draw(st.booleans()):  # lognormal rather than exponential

@@ -4,7 +4,8 @@ Fed identical inputs (same arrivals, service times, closures and sampled paramet
 give the same start and end time for every vehicle at every stage, to float rounding, on
 random scenarios that use every feature (priorities, multi-lane stages, split opening hours,
 fixed and random closures, daily acceptance limits before or after the stages, backlogs,
-deterministic services that create simultaneous events, classes that give up waiting).
+deterministic services that create simultaneous events, classes that give up waiting, among
+them vehicles whose patience runs out in service).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from sim import des, fast, from_dict, load, run
 from sim.inputs import replication_inputs
 from sim.rng import replication_seed
 
+from .helpers import deadlines_in_service
 from .strategies import scenarios
 
 SMALL = Path(__file__).parent / "data" / "small_2022.toml"
@@ -71,6 +74,20 @@ def test_engines_identical_with_simultaneous_events():
         }},
     }
     assert_same_records(replication_inputs(from_dict(raw), replication_seed(1, 0)))
+
+
+@pytest.mark.parametrize("stage_b", [None, {"dist": "deterministic", "value": 10.0}])
+def test_engines_identical_when_deadlines_pass_in_service(stage_b):
+    """Patience shorter than the services: vehicles whose deadline passed in service reach the
+    next stage or the acceptance step and start at that instant or give up then, among ties
+    (deterministic services at both stages in the second case)."""
+    raw = deadlines_in_service(stage_b)
+    for seed in range(4):
+        rep = replication_inputs(from_dict(raw), replication_seed(seed, 0))
+        assert_same_records(rep)
+        rec = fast.simulate(rep)[0]
+        late = rec.inputs.deadline[:, None] < rec.end[:, :2]  # deadlines passed in service at a or b
+        assert late.sum() > 20 and np.sum(rec.start[:, 1:][late] == rec.end[:, :2][late]) > 5
 
 
 def test_engines_agree_statistically_on_independent_streams():

@@ -19,20 +19,29 @@ from sim.metrics import replication_metrics
 from sim.rng import replication_seed
 from sim.run import run_replication
 
-from .helpers import metric, single_queue
+from .helpers import deadlines_in_service, metric, single_queue
 
 
-def erlang_a(lam: float, mu: float, theta: float, n_max: int = 400) -> tuple[float, float]:
-    """M/M/1+M (exponential patience of rate theta while queued): the probability that an
+def erlang_a(lam: float, mu: float, theta: float, servers: int = 1, n_max: int = 400) -> tuple[float, float]:
+    """M/M/c+M (exponential patience of rate theta while queued): the probability that an
     arrival gives up and the mean number queued, from the birth-death chain (birth lam, death
-    mu + (n - 1) theta in state n >= 1), truncated where its terms are negligible."""
+    min(n, c) mu + max(n - c, 0) theta in state n), truncated where its terms are negligible."""
     logp = [0.0]
     for n in range(1, n_max):
-        logp.append(logp[-1] + math.log(lam / (mu + (n - 1) * theta)))
+        logp.append(logp[-1] + math.log(lam / (min(n, servers) * mu + max(n - servers, 0) * theta)))
     p = np.exp(np.array(logp) - max(logp))
     p /= p.sum()
-    queued = float(np.sum(np.maximum(np.arange(n_max) - 1, 0) * p))
+    queued = float(np.sum(np.maximum(np.arange(n_max) - servers, 0) * p))
     return theta * queued / lam, queued
+
+
+def _assert_inside_t_interval(name: str, xs: list[float], expected: float) -> None:
+    """The replications' mean within their 99 % t-interval of the closed form, and the interval
+    informative (under a tenth of the value), or the check could not fail."""
+    xs = np.array(xs)
+    half = stats.t.ppf(0.995, xs.size - 1) * xs.std(ddof=1) / math.sqrt(xs.size)
+    assert abs(xs.mean() - expected) <= half, f"{name}: simulated {xs.mean():.4f} +- {half:.4f}, chain {expected:.4f}"
+    assert half < 0.1 * expected
 
 
 def _patient(raw: dict, days: float) -> dict:
@@ -55,16 +64,54 @@ def test_single_lane_with_patience_matches_erlang_a(engine, days, reps):
         share.append(metric(res, "g", "exit", "gave_up") / metric(res, "g", "exit", "arrivals"))
         queue.append(float(np.mean(res.daily_queue_mean[("g", "exit")])))
     p_expected, q_expected = erlang_a(lam, mu, 1.0 / patience_h)
-    for name, xs, expected in (("share giving up", share, p_expected), ("mean queue", queue, q_expected)):
-        xs = np.array(xs)
-        half = stats.t.ppf(0.995, reps - 1) * xs.std(ddof=1) / math.sqrt(reps)
-        assert abs(xs.mean() - expected) <= half, f"{name}: simulated {xs.mean():.4f} +- {half:.4f}, chain {expected:.4f}"
-        assert half < 0.1 * expected  # informative, or the check could not fail
+    _assert_inside_t_interval("share giving up", share, p_expected)
+    _assert_inside_t_interval("mean queue", queue, q_expected)
     # without patience the same queue is critically loaded: far longer (the mechanism matters)
     res = run_replication(from_dict(single_queue(lam, 1, {"dist": "exponential", "mean": 60.0}, days=days,
                                                  warmup_days=0)), 31, 0, engine)
     assert metric(res, "g", "exit", "gave_up") == 0
     assert float(np.mean(res.daily_queue_mean[("g", "exit")])) > 3 * q_expected
+
+
+@pytest.mark.parametrize("engine,days,reps", [("fast", 150, 12), ("des", 50, 8)])
+def test_patience_runs_out_only_while_waiting_with_an_acceptance_step_after_the_stage(engine, days, reps):
+    """M/M/2+M followed by the far side's acceptance step (no time, no lanes, a limit never
+    reached): a truck whose deadline passes while it is in service finishes it and crosses, so
+    the share that gives up is Erlang-A's (27 % here), not that of trucks whose deadline falls
+    before their service ends (64 %, when they gave up as their service ended)."""
+    lam, mu, patience_h, lanes = 2.0, 1.0, 1.0, 2
+    raw = _patient(single_queue(lam, lanes, {"dist": "exponential", "mean": 60.0}, days=days, warmup_days=0),
+                   patience_h / 24.0)
+    raw["gates"]["g"]["exit"]["acceptance_limit"] = 100_000
+    raw["gates"]["g"]["exit"]["acceptance_position"] = "last"
+    scen = from_dict(raw)
+    assert scen.nominal.gates["g"].exit.acceptance_limit == 100_000  # the step is there, with no lanes to wait for
+    share = []
+    for i in range(reps):
+        res = run_replication(scen, 32, i, engine)
+        share.append(metric(res, "g", "exit", "gave_up") / metric(res, "g", "exit", "arrivals"))
+    _assert_inside_t_interval("share giving up", share, erlang_a(lam, mu, 1.0 / patience_h, lanes)[0])
+
+
+def test_a_deadline_in_service_gives_up_only_if_the_next_step_cannot_start_at_once():
+    """Patience shorter than the services: many deadlines pass in service. Such a vehicle starts
+    its next step (a lane stage, or the acceptance step with its daily limit) the instant it
+    reaches it, or gives up at that instant; both happen at both kinds of step, in both engines."""
+    rep = replication_inputs(from_dict(deadlines_in_service()), replication_seed(3, 0))
+    for rec in (des.simulate(rep)[0], fast.simulate(rep)[0]):
+        deadline = rec.inputs.deadline
+        for k in (1, 2):  # stage b, then the acceptance step
+            reached = ~np.isnan(rec.end[:, k - 1])
+            since = rec.end[:, k - 1]
+            late = reached & (deadline < np.where(reached, since, -np.inf))
+            went_on = late & (rec.start[:, k] == since)
+            gave_up = late & np.isnan(rec.start[:, k]) & (rec.left == since)
+            np.testing.assert_array_equal(went_on | gave_up, late)  # at once, one way or the other
+            assert went_on.sum() >= 5 and gave_up.sum() >= 5, (k, went_on.sum(), gave_up.sum())
+        # nobody leaves in service: one that gave up did so after the last service it started
+        for i in np.flatnonzero(~np.isnan(rec.left)):
+            started = np.flatnonzero(~np.isnan(rec.start[i]))
+            assert started.size == 0 or rec.left[i] >= rec.end[i, started[-1]], i
 
 
 def test_at_a_closed_gate_each_vehicle_leaves_after_its_exponential_patience():

@@ -15,9 +15,11 @@ Rules (the fast engine implements the same ones):
 - The acceptance step has unlimited lanes and takes no time.
 - A vehicle of a class with a patience gives up at its deadline (``FlowInputs.deadline``) if it
   has not started the stage it waits for by then, at any stage up to the far side's acceptance
-  (or while turned away before the first); one in service then gives up when that service
-  ends, on reaching the next stage's queue. Giving up happens before the stages dispatch at
-  that instant, and it takes nothing from the vehicles behind.
+  (or while turned away before the first): patience runs out only while waiting. One whose
+  deadline passes in service finishes it and goes on if it starts its next step at the instant
+  it reaches it (after that stage's dispatch at the instant); otherwise it gives up then.
+  Giving up at a deadline happens before the stages dispatch at that instant, and it takes
+  nothing from the vehicles behind.
 - The run stops at the horizon's end; vehicles still inside are left as they are.
 """
 
@@ -110,14 +112,25 @@ class StagePool:
             return drawn
         return drawn * self.factor[vclass, min(day_of(self.env.now), self.factor.shape[1] - 1)]
 
+    def _at_dispatch_priority(self) -> simpy.Event:
+        """A triggered event at this instant, at the stage's dispatch priority: after every
+        ordinary event of the instant and after what was scheduled at that priority before it."""
+        ev = simpy.Event(self.env)
+        ev._ok, ev._value = True, None
+        self.env.schedule(ev, priority=self.dispatch_priority)
+        return ev
+
     def _schedule_dispatch(self) -> None:
         if self.dispatch_pending:
             return
         self.dispatch_pending = True
-        ev = simpy.Event(self.env)
-        ev._ok, ev._value = True, None  # a triggered event, scheduled at our own priority
-        ev.callbacks.append(self._dispatch)
-        self.env.schedule(ev, priority=self.dispatch_priority)
+        self._at_dispatch_priority().callbacks.append(self._dispatch)
+
+    def after_dispatch(self) -> simpy.Event:
+        """An event after this instant's dispatch, for a vehicle that has just requested (so a
+        dispatch is pending): by then it has started if it starts at this instant at all (later
+        events of the instant only start vehicles that join later)."""
+        return self._at_dispatch_priority()
 
     def next_allowed(self, t: float) -> tuple[float, int | None]:
         """The earliest time >= t a start may happen, and on which lane (None: lanes alike)."""
@@ -175,13 +188,13 @@ def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, jo
         yield env.timeout(joins - env.now)
     for k, pool in enumerate(pools):
         since = came if k == 0 else env.now
-        if k < patient and deadline <= env.now:  # gave up in the service before, or while turned away
-            left[i] = max(deadline, since)
-            return
         req = pool.request(priority, i if k == 0 else rank)
         if k < patient and deadline < math.inf:
-            yield req | env.timeout(deadline - env.now)
-            if not req.triggered:  # the deadline came first
+            if deadline < since:  # its patience ran out in the service before: it goes on if it starts now
+                yield pool.after_dispatch()
+            elif deadline > env.now:
+                yield req | env.timeout(deadline - env.now)
+            if not req.triggered:  # it has not started by max(deadline, since): it gives up then
                 pool.withdraw(req)
                 left[i] = max(deadline, since)
                 return

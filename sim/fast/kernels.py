@@ -39,6 +39,17 @@ def day_of(t):
 
 
 @nb.njit(cache=True)
+def gave_up(deadline, since, t):
+    """Whether a vehicle whose turn at a stage comes at t has given up by then. Patience runs out
+    only while waiting: it gives up at max(deadline, since) (since: when it came to the stage's
+    queue) if it has not started by then, before any start at its deadline; one whose deadline
+    passed in the service before (since > deadline) goes on if it starts the instant it comes."""
+    if since > deadline:
+        return t > since
+    return deadline <= t
+
+
+@nb.njit(cache=True)
 def ready_order(ready, started):
     """The vehicles that reach the next stage, by ready time, ties in this stage's start order.
 
@@ -78,9 +89,9 @@ def stage_pass(ready, o_ready, level, n_levels, service, lanes, quota_day, start
     start]; empty: none). Start and end times stay NaN for vehicles that do not start (or end)
     within the horizon; started[:count] lists the vehicles in start order; returns count. A
     stage with a calendar per lane records the lane each vehicle took in lane_out.
-    deadline (empty: none): when each vehicle gives up; one whose turn comes at or after it has
-    left, at max(deadline, since) (since: when it came to this stage's queue), which goes to
-    left_out; it takes no lane and no quota.
+    deadline (empty: none): when each vehicle's patience runs out; one whose turn comes after
+    it has given up (gave_up), at max(deadline, since) (since: when it came to this stage's
+    queue), which goes to left_out; it takes no lane and no quota.
     """
     m = o_ready.size
     if n_levels == 1:  # one class of priority: the ready order is the service order
@@ -192,8 +203,8 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
     line for line, as _pass: the next start is the earliest time a lane is free and open (the
     lowest such lane), given to the best level with a vehicle ready by then, and pushed to the
     next day with quota left. A daily limit goes with the flow's calendar only (it is the
-    acceptance step's, which has no lanes). With deadlines, a vehicle whose turn comes at or
-    after its deadline has given up: it is passed over (nothing it would have used is taken)
+    acceptance step's, which has no lanes). With deadlines, a vehicle whose turn comes after it
+    has given up (gave_up) is passed over (nothing it would have used is taken)
     and the next start is worked out afresh; those still waiting at the end are passed over
     the same way if they gave up within the horizon."""
     ptr = lo.copy()
@@ -282,7 +293,7 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
         p += 1
         ptr[chosen] = p
         heads[chosen] = ready[o[p]] if p < hi[chosen] else np.inf
-        if patient and deadline[i] <= t:  # it left before its turn: the start goes to the next one
+        if patient and gave_up(deadline[i], since[i], t):  # it left before its turn: the start goes to the next one
             left_out[i] = max(deadline[i], since[i])
             # nothing was taken, so no start can come before t: keeping t as the floor keeps the
             # day and calendar positions, which assume start times only grow, valid
