@@ -136,7 +136,8 @@ def scenario_metadata(scenario) -> dict:
 
 
 def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Path:
-    """Write summary.csv, daily.csv, per_replication.csv, the plot tables, PNGs and metadata.json.
+    """Write summary.csv, daily.csv, monthly.csv, per_replication.csv, per_replication_monthly.csv,
+    the plot tables, PNGs and metadata.json.
 
     They go to a temporary folder beside ``out_dir`` that replaces it only when complete; an
     ``out_dir`` bordersim did not write is refused (sim.outdir.check_target).
@@ -159,7 +160,9 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
         with drawing(jobs if make_plots else [], result.workers):
             result.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
             write_large_csv(result.per_replication, tmp / "per_replication.csv")
+            write_large_csv(result.per_replication_monthly, tmp / "per_replication_monthly.csv")
             daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
+            result.monthly.to_csv(tmp / "monthly.csv", index=False, float_format="%.6g")
             qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
         meta = {

@@ -48,7 +48,8 @@ def _gate_names(names: dict[str, str], gate: str) -> str:
 
 
 def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
-    """Mean number of vehicles waiting at each hour of day, one panel per gate."""
+    """Mean number of vehicles waiting at each hour of day, one panel per gate, over the days
+    each gate and direction opens at all (a day it is closed throughout is left out)."""
     gates = list(dict.fromkeys(table["gate"]))
     fig, axes = plt.subplots(len(gates), 1, figsize=(8, 2.2 * len(gates) + 0.6), sharex=True, squeeze=False)
     for ax, g in zip(axes[:, 0], gates):
@@ -61,7 +62,7 @@ def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> Non
         ax.legend(fontsize=8, loc="upper right")
     axes[-1, 0].set_xlabel("hour of day (local time)")
     axes[-1, 0].set_xticks(range(0, 25, 3))
-    fig.suptitle("Mean queue by hour of day (mean over replications)", fontsize=10)
+    fig.suptitle("Mean queue by hour of day, over the days the gate opens (mean over replications)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
