@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from sim import compare, from_dict, load
 from sim.cli import main
 from sim.experiment import replicate
-from sim.metrics import MONTHLY_METRICS
 
 from .helpers import metric
 
@@ -167,15 +166,24 @@ def _alternative(tmp_path: Path, name: str, body: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_alternatives(tmp_path_factory):
-    """The small baseline against a higher winter limit at Bắc Luân II and a lane more at Km3+4's
-    exit customs, 5 replications."""
-    tmp = tmp_path_factory.mktemp("alts")
-    limit = _alternative(tmp, "higher_limit",
-                         '[[adjust]]\nid = "bac_luan_2_limit_winter"\nset = {uniform = [400, 500]}\n')
-    return compare(load(SMALL), [load(limit)], reps=5, seed=4, workers=1, progress=False,
-                   sets=None), compare(load(SMALL), [load(limit), load(SMALL)], reps=5, seed=4, workers=1,
-                                       progress=False, sets=["gates.km3_4.exit.stages.customs.lanes=4"])
+def higher_limit(tmp_path_factory) -> Path:
+    """The small baseline with a higher winter limit at Bắc Luân II."""
+    return _alternative(tmp_path_factory.mktemp("alts"), "higher_limit",
+                        '[[adjust]]\nid = "bac_luan_2_limit_winter"\nset = {uniform = [400, 500]}\n')
+
+
+@pytest.fixture(scope="module")
+def one_alternative(higher_limit):
+    """The small baseline against its higher limit, 5 replications."""
+    return compare(load(SMALL), [load(higher_limit)], reps=5, seed=4, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_alternatives(higher_limit):
+    """The small baseline against its higher limit and against itself with a lane more at Km3+4's
+    exit customs (--set on every alternative), 5 replications."""
+    return compare(load(SMALL), [load(higher_limit), load(SMALL)], reps=5, seed=4, workers=1, progress=False,
+                   sets=["gates.km3_4.exit.stages.customs.lanes=4"])
 
 
 def _paired(values_base: np.ndarray, values_alt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,10 +195,10 @@ def _paired(values_base: np.ndarray, values_alt: np.ndarray) -> tuple[np.ndarray
     return d.mean(axis=0), d.mean(axis=0) - half, d.mean(axis=0) + half
 
 
-def test_compare_gives_time_in_system_queue_and_truck_hours_with_paired_intervals(two_alternatives):
+def test_compare_gives_time_in_system_queue_and_truck_hours_with_paired_intervals(one_alternative):
     """compare.csv has, per gate and both directions, the mean and 95th percentile time in system,
     the mean queue and the waiting truck-hours, each with its paired difference and interval."""
-    cmp = two_alternatives[0]
+    cmp = one_alternative
     t = cmp.table
     for metric in ("time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours"):
         i = cmp.results[0][0].labels.index(("bac_luan_2", "all", metric, "", ""))
@@ -209,7 +217,9 @@ def test_differences_by_month_and_by_day_are_paired_replication_by_replication(t
     """compare_monthly.csv and compare_daily.csv: per alternative, each month's (day's) difference
     alt - base with the t-interval of the replications' paired differences; the months' crossings
     add up to the whole horizon's difference."""
-    cmp = two_alternatives[1]
+    from sim.metrics import MONTHLY_METRICS
+
+    cmp = two_alternatives
     assert cmp.names == ["small_2022", "higher_limit", "small_2022_set"]
     for k, alt in ((1, "higher_limit"), (2, "small_2022_set")):
         monthly = cmp.monthly_differences[cmp.monthly_differences.scenario == alt]
@@ -235,12 +245,12 @@ def test_differences_by_month_and_by_day_are_paired_replication_by_replication(t
                            rtol=1e-6, atol=1e-6, equal_nan=True)
 
 
-def test_compare_writes_its_monthly_and_daily_tables_and_reads_back_as_the_api_gives_them(two_alternatives, tmp_path):
+def test_compare_writes_its_monthly_and_daily_tables_and_reads_back_as_the_api_gives_them(one_alternative, tmp_path):
     """monthly.csv (each scenario's), compare_monthly.csv and compare_daily.csv are written; a
     table read back with sim.read_table equals the API's, an empty stage or class "" in both."""
     from sim import read_table, write_comparison
 
-    cmp = two_alternatives[0]
+    cmp = one_alternative
     out = tmp_path / "cmp"
     write_comparison(cmp, out, make_plots=False, report=False)
     monthly = read_table(out / "monthly.csv")
@@ -262,7 +272,7 @@ def test_compare_writes_its_monthly_and_daily_tables_and_reads_back_as_the_api_g
     assert list(daily.columns[:5]) == ["scenario", "gate", "direction", "date", "metric"]
 
 
-def test_compare_queue_by_date_draws_each_alternatives_paired_difference(two_alternatives, tmp_path, monkeypatch):
+def test_compare_queue_by_date_draws_each_alternatives_paired_difference(one_alternative, tmp_path, monkeypatch):
     """queue_by_date.png: per gate, a line per alternative (not per scenario) at its paired
     difference to the base on each day, inside a band of its 95 % interval."""
     from matplotlib.figure import Figure
@@ -277,7 +287,7 @@ def test_compare_queue_by_date_draws_each_alternatives_paired_difference(two_alt
         return save(fig, path, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", keep)
-    cmp = two_alternatives[1]
+    cmp = one_alternative
     write_comparison(cmp, tmp_path / "cmp", report=False)
     fig = drawn["queue_by_date.png"]
     d = cmp.daily_differences

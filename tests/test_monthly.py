@@ -12,7 +12,7 @@ from scipy import stats
 
 from sim import from_dict, load, run
 from sim.cli import main
-from sim.metrics import MONTHLY_METRICS, monthly_table, per_replication_monthly
+from sim import metrics
 from sim.run import run_replication
 
 from .helpers import metric, run_one, single_queue
@@ -61,7 +61,7 @@ def test_monthly_figures_match_brute_force_over_the_vehicles(warmup_days):
     assert set(result.monthly_groups) >= {k for k, _ in groups}
     for key, recs in groups:
         got = result.monthly[result.monthly_groups.index(key)]
-        assert got.shape == (len(MONTHLY_METRICS), len(months))
+        assert got.shape == (len(metrics.MONTHLY_METRICS), len(months))
         total_area = 0.0
         for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             dep = np.concatenate([r.depart for r in recs])
@@ -80,12 +80,12 @@ def test_monthly_figures_match_brute_force_over_the_vehicles(warmup_days):
                 "queue_mean": area / hours if hours else np.nan,
                 "waiting_truck_hours": area if hours else np.nan,
             }
-            for i, m in enumerate(MONTHLY_METRICS):
+            for i, m in enumerate(metrics.MONTHLY_METRICS):
                 np.testing.assert_allclose(got[i, j], expected[m], rtol=1e-9, atol=1e-7,
                                            err_msg=f"{key} {months[j]} {m}")
         g, d = key
         assert np.isclose(metric(result, g, d, "waiting_truck_hours"), total_area, rtol=1e-9)
-        assert np.nansum(got[MONTHLY_METRICS.index("crossings")]) == metric(result, g, d, "crossings")
+        assert np.nansum(got[metrics.MONTHLY_METRICS.index("crossings")]) == metric(result, g, d, "crossings")
     if warmup_days >= 12:  # January lies wholly in the warm-up: no steady vehicle, no hours
         assert np.isnan(result.monthly[0][:, 0][1:]).all()
 
@@ -112,11 +112,11 @@ def test_monthly_tables_are_the_replications_monthly_figures():
     scen = load(SMALL)
     result = run(scen, reps=4, seed=2, workers=1, progress=False)
     start = scen.nominal.horizon.start
-    table = monthly_table(result.results, start)
-    per_rep = per_replication_monthly(result.results, start)
+    table = metrics.monthly_table(result.results, start)
+    per_rep = metrics.per_replication_monthly(result.results, start)
     assert list(table.columns) == ["gate", "direction", "month", "metric", "mean", "ci_low", "ci_high", "p05", "p95"]
     assert list(per_rep.columns) == ["gate", "direction", "month", "metric", "value", "rep"]
-    assert sorted(set(table.month)) == ["2022-01", "2022-02"] and set(table.metric) == set(MONTHLY_METRICS)
+    assert sorted(set(table.month)) == ["2022-01", "2022-02"] and set(table.metric) == set(metrics.MONTHLY_METRICS)
     keys = ["gate", "direction", "month", "metric"]
     by_rep = per_rep.groupby(keys, sort=False)["value"]
     merged = table.set_index(keys).join(by_rep.mean().rename("value_mean")).join(by_rep.std().rename("value_std"))
