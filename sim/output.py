@@ -223,7 +223,7 @@ def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: 
         daily_differences = cmp.daily_differences
         jobs = [("compare_differences", cmp.table, names, tmp / "compare_differences.png"),
                 ("compare_time_in_system", tis, names, tmp / "time_in_system.png"),
-                ("compare_queue_by_date", daily_differences, names, tmp / "queue_by_date.png")]
+                ("compare_queue_differences", daily_differences, names, tmp / "queue_by_date.png")]
         with drawing(jobs if make_plots else [], cmp.workers):
             cmp.table.to_csv(tmp / "compare.csv", index=False, float_format="%.6g")
             cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")

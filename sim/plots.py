@@ -333,7 +333,29 @@ def compare_time_in_system(table: pd.DataFrame, names: dict[str, str], path: Pat
     plt.close(fig)
 
 
-def compare_queue_by_date(differences: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Mean number waiting on each calendar day, one panel per gate, a line per scenario (each
+    scenario's own daily.csv rows; the comparison's queue_by_date.png draws the paired differences
+    instead: compare_queue_differences)."""
+    sel = daily[(daily["direction"] == ALL) & (daily["gate"] != ALL) & (daily["metric"] == "queue_mean")]
+    gates = list(dict.fromkeys(sel["gate"]))
+    fig, axes = plt.subplots(len(gates), 1, figsize=(10, 1.9 * len(gates) + 0.8), sharex=True, squeeze=False)
+    for ax, g in zip(axes[:, 0], gates):
+        for s, (scen, grp) in enumerate(sel[sel["gate"] == g].groupby("scenario", sort=False)):
+            dates = pd.to_datetime(grp["date"])
+            ax.fill_between(dates, grp["p05"], grp["p95"], color=f"C{s}", alpha=0.15, lw=0)
+            ax.plot(dates, grp["mean"], color=f"C{s}", lw=1, label=scen)
+        _queue_panel(ax, _gate_names(names, g))
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    _date_axis(axes[-1, 0])
+    fig.suptitle("Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare_queue_differences(differences: pd.DataFrame, names: dict[str, str], path: Path) -> None:
     """Each alternative's paired difference to the base (alternative - base) in the mean number
     waiting on each calendar day, one panel per gate (both directions), with its 95 % interval
     as a band (from compare_daily.csv: the interval of the replications' paired daily
