@@ -333,26 +333,42 @@ def compare_time_in_system(table: pd.DataFrame, names: dict[str, str], path: Pat
     plt.close(fig)
 
 
-def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
-    """Mean number waiting on each calendar day, one panel per gate, a line per scenario (each
-    scenario's own daily.csv rows; the comparison's queue_by_date.png draws the paired differences
-    instead: compare_queue_differences)."""
-    sel = daily[(daily["direction"] == ALL) & (daily["gate"] != ALL) & (daily["metric"] == "queue_mean")]
+def _queue_lines_by_date(table: pd.DataFrame, names: dict[str, str], path: Path, columns: tuple[str, str, str],
+                         alpha: float, panel, title: str) -> None:
+    """The mean number waiting each calendar day (queue_mean, both directions), one panel per
+    gate, a line per scenario of the table: columns (line, band's low, band's high)."""
+    line, low, high = columns
+    sel = table[(table["direction"] == ALL) & (table["gate"] != ALL) & (table["metric"] == "queue_mean")]
     gates = list(dict.fromkeys(sel["gate"]))
     fig, axes = plt.subplots(len(gates), 1, figsize=(10, 1.9 * len(gates) + 0.8), sharex=True, squeeze=False)
     for ax, g in zip(axes[:, 0], gates):
         for s, (scen, grp) in enumerate(sel[sel["gate"] == g].groupby("scenario", sort=False)):
             dates = pd.to_datetime(grp["date"])
-            ax.fill_between(dates, grp["p05"], grp["p95"], color=f"C{s}", alpha=0.15, lw=0)
-            ax.plot(dates, grp["mean"], color=f"C{s}", lw=1, label=scen)
-        _queue_panel(ax, _gate_names(names, g))
+            ax.fill_between(dates, grp[low], grp[high], color=f"C{s}", alpha=alpha, lw=0)
+            ax.plot(dates, grp[line], color=f"C{s}", lw=1, label=scen)
+        panel(ax, _gate_names(names, g))
     axes[0, 0].legend(fontsize=7, loc="upper right")
     _date_axis(axes[-1, 0])
-    fig.suptitle("Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)",
-                 fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Mean number waiting on each calendar day, one panel per gate, a line per scenario (each
+    scenario's own daily.csv rows; the comparison's queue_by_date.png draws the paired differences
+    instead: compare_queue_differences)."""
+    _queue_lines_by_date(daily, names, path, ("mean", "p05", "p95"), 0.15, _queue_panel,
+                         "Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)")
+
+
+def _difference_panel(ax, title: str) -> None:
+    """A gate's panel of a difference plot: the zero line drawn (a difference has either sign)."""
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_ylabel("difference in\nvehicles waiting")
+    ax.grid(alpha=0.3)
 
 
 def compare_queue_differences(differences: pd.DataFrame, names: dict[str, str], path: Path) -> None:
@@ -360,23 +376,6 @@ def compare_queue_differences(differences: pd.DataFrame, names: dict[str, str], 
     waiting on each calendar day, one panel per gate (both directions), with its 95 % interval
     as a band (from compare_daily.csv: the interval of the replications' paired daily
     differences)."""
-    sel = differences[(differences["direction"] == ALL) & (differences["gate"] != ALL)
-                      & (differences["metric"] == "queue_mean")]
-    gates = list(dict.fromkeys(sel["gate"]))
-    fig, axes = plt.subplots(len(gates), 1, figsize=(10, 1.9 * len(gates) + 0.8), sharex=True, squeeze=False)
-    for ax, g in zip(axes[:, 0], gates):
-        for a, (scen, grp) in enumerate(sel[sel["gate"] == g].groupby("scenario", sort=False)):
-            dates = pd.to_datetime(grp["date"])
-            ax.fill_between(dates, grp["diff_ci_low"], grp["diff_ci_high"], color=f"C{a}", alpha=0.25, lw=0)
-            ax.plot(dates, grp["diff_mean"], color=f"C{a}", lw=1, label=scen)
-        ax.axhline(0, color="0.3", lw=0.8)
-        ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
-        ax.set_ylabel("difference in\nvehicles waiting")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="upper right")
-    _date_axis(axes[-1, 0])
-    fig.suptitle("Mean number waiting each day: alternative - base, paired by replication (bands: 95 % interval)",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _queue_lines_by_date(differences, names, path, ("diff_mean", "diff_ci_low", "diff_ci_high"), 0.25,
+                         _difference_panel, "Mean number waiting each day: alternative - base, paired by replication "
+                                            "(bands: 95 % interval)")
