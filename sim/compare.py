@@ -21,7 +21,7 @@ import pandas as pd
 from . import capacity
 from .errors import BordersimError
 from .experiment import Point, run_design
-from .formats import difference, number, percent
+from .formats import difference, number, percent, signed
 from .metrics import (
     ALL,
     SHARES,
@@ -265,6 +265,9 @@ def headline_table(cmp: Comparison, alt: str) -> str:
         diff = difference(m.diff_mean, m.diff_ci_low, m.diff_ci_high, digits, share=m.metric in SHARES)
         lines.append(f"  {head:<{LABEL_WIDTH}}{b:>{width}}{a:>{width}}  {diff}")
     return "\n".join(lines)
+
+
+_s = signed  # the signed figures sim.report prints with (sim.formats.signed)
 
 
 def _cell(value: float, digits: int, metric: str) -> str:

@@ -42,20 +42,30 @@ def _signed(value: float, digits: int) -> str:
     return "~0" if round(abs(value), digits) == 0 else f"{value:+,.{digits}f}"
 
 
+def _shows(values, digits: int) -> int:
+    """`digits`, or up to EXTRA_DIGITS more, until none of the values that are not 0 prints as 0."""
+    d = digits
+    while d < digits + EXTRA_DIGITS and any(not _missing(v) and v != 0 and round(abs(v), d) == 0 for v in values):
+        d += 1
+    return d
+
+
+def signed(value: float, digits: int) -> str:
+    """A signed value with `digits` decimals, or more where it would print as 0 (a difference of
+    0.3 crossings is not "+0", nor one of -0.2 "-0"): "0" only when it is 0."""
+    return _signed(value, _shows([value], digits))
+
+
 def difference(mean: float, low: float, high: float, digits: int, share: bool = False) -> str:
     """A paired difference with its 95 % interval, "mean [low, high]", and " *" where the
     interval excludes 0. All three carry the same decimals: `digits`, or up to EXTRA_DIGITS more
-    where the difference or a bound of an interval that excludes 0 would print as 0 (a difference
-    of 0.3 crossings is not "+0"); the star goes with the interval as printed, so an interval
-    that still reads as 0 at a bound gets none. A share's difference is in percentage points."""
+    where the difference or a bound of an interval that excludes 0 would print as 0; the star goes
+    with the interval as printed, so an interval that still reads as 0 at a bound gets none. A
+    share's difference is in percentage points."""
     if share:
         mean, low, high = (v * 100 if not _missing(v) else v for v in (mean, low, high))
     excludes = not _missing(low) and not _missing(high) and (low > 0 or high < 0)
-    d = digits
-    while d < digits + EXTRA_DIGITS and (
-            (not _missing(mean) and mean != 0 and round(abs(mean), d) == 0)
-            or (excludes and min(round(abs(low), d), round(abs(high), d)) == 0)):
-        d += 1
+    d = _shows([mean, low, high] if excludes else [mean], digits)
     text = _signed(mean, d) + (" pp" if share and not _missing(mean) else "")
     if not _missing(low):
         text += f" [{_signed(low, d)}, {_signed(high, d)}]"

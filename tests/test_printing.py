@@ -178,3 +178,12 @@ def test_time_axis_labels_do_not_overlap(plot, table, tmp_path, monkeypatch):
     for axis in boxes:
         assert len(axis) >= 3
         assert all(a.x1 <= b.x0 for a, b in zip(axis, axis[1:])), [(b.x0, b.x1) for b in axis]
+
+
+def test_a_signed_figure_never_reads_as_a_signed_zero():
+    """A difference of -0.2 crossings printed "-0", and one of +0.3 "+0", as if there were none."""
+    from sim.formats import signed
+
+    assert signed(-0.2, 0) == "-0.2" and signed(0.3, 0) == "+0.3" and signed(0.04, 1) == "+0.04"
+    assert signed(0.0, 0) == "0" and signed(-1e-9, 0) == "~0" and signed(float("nan"), 1) == "-"
+    assert signed(12.34, 1) == "+12.3" and signed(-1234.0, 0) == "-1,234"
