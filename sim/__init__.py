@@ -10,7 +10,7 @@ The public API, also what the ``bordersim`` command calls:
 from .compare import Comparison, compare
 from .errors import BordersimError, OverloadError, ScenarioError
 from .experiment import Point, replicate, run_design
-from .output import write_comparison, write_results
+from .output import read_table, write_comparison, write_results
 from .run import RunResult, run, run_replication
 from .scenario import Scenario, from_dict, load
 
@@ -28,6 +28,7 @@ __all__ = [
     "ScenarioError",
     "from_dict",
     "load",
+    "read_table",
     "run",
     "run_replication",
     "write_results",

@@ -16,15 +16,22 @@ from .run import DEFAULT_REPS, DEFAULT_SEED
 
 DEFAULT = "calibration/fitted_2022.toml"  # sim.library.DEFAULT: the calibrated 2022 baseline
 TARGETS = "targets_2022.toml"
+# what the printed run table shows per gate, the figures a planner reads first: (metric, heading
+# of at most 20 characters, decimals, unit factor); the rest is in the files ELSEWHERE names
 TABLE_METRICS = [
-    ("arrivals", "arrivals", 0),
-    ("crossings", "crossings", 0),
-    ("gave_up", "gave up", 0),
-    ("in_system_end", "in system at end", 0),
-    ("wait_mean_h", "mean wait h", 2),
-    ("time_in_system_p95_h", "p95 time in system h", 1),
-    ("queue_max", "max queue", 0),
+    ("crossings", "crossings", 0, 1),
+    ("gave_up", "gave up", 0, 1),
+    ("wait_mean_h", "mean wait h", 1, 1),
+    ("time_in_system_mean_h", "time in system h", 1, 1),
+    ("time_in_system_p95_h", "p95 time in system h", 0, 1),
+    ("queue_mean", "mean queue", 1, 1),
+    ("waiting_truck_hours", "1000 truck-h waiting", 1, 1e-3),
+    ("held_by_limit_share", "held by the limit", 1, 1),
 ]
+ELSEWHERE = ("arrivals, in system at the end, max queue, waits by stage and class: summary.csv; "
+             "by month: monthly.csv; by day: daily.csv")
+WIDTH = 100  # columns of the printed text
+DIRECTIONS = {"exit": "exit", "entry": "entry", "all": "both directions"}
 
 
 SET_HELP = "change one input for this run, PATH an input's name (as validate lists them, e.g. " \
@@ -191,33 +198,48 @@ def _warn_overridden(scen, sets: list[str]) -> None:
         _warn(w)
 
 
-def _fmt(value: float, digits: int) -> str:
-    return "-" if pd.isna(value) else f"{value:,.{digits}f}"
+def wrapped(text: str) -> str:
+    """A printed line cut into lines of at most WIDTH columns, the later ones indented."""
+    import textwrap
+
+    return textwrap.fill(text, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
 
 
 def summary_table(summary: pd.DataFrame, scenario=None) -> str:
-    """Key metrics per gate and direction as 'mean [95 % CI]', gates first and totals last; with
-    the scenario, a note on any gate whose mean wait is far above the others' and what drives it."""
-    rows = []
+    """The headline metrics per gate (a block each, all gates last), one line each, a column per
+    direction and both together, as 'mean [95 % CI]' (shares as percentages); with the scenario,
+    a note on any gate whose mean wait is far above the others' and what drives it."""
+    from .compare import QUIET_WHEN_ZERO
+    from .formats import estimate
+    from .metrics import SHARES
+
     main = summary[(summary["stage"] == "") & (summary["class"] == "")]
-    for (g, d), grp in main.groupby(["gate", "direction"], sort=False):
-        vals = grp.set_index("metric")
-        row = {"gate": g, "direction": d}
-        for metric, label, digits in TABLE_METRICS:
-            if metric not in vals.index:
+    directions = [d for d in DIRECTIONS if d in set(main["direction"])]
+    cells = dict(main.set_index(["gate", "direction", "metric"]).iterrows())
+    rows = []  # (a gate, None) heads its block; (heading, cells) is a metric's line
+    for g in dict.fromkeys(main["gate"]):
+        rows.append((g, None))
+        for metric, head, digits, factor in TABLE_METRICS:
+            present = [cells.get((g, d, metric)) for d in directions]
+            shown = [m for m in present if m is not None]
+            if not shown or (metric in QUIET_WHEN_ZERO and all(m["mean"] == 0 for m in shown)):
                 continue
-            m = vals.loc[metric]
-            ci = "" if pd.isna(m["ci_low"]) else f" [{_fmt(m['ci_low'], digits)}, {_fmt(m['ci_high'], digits)}]"
-            row[label] = _fmt(m["mean"], digits) + ci
-        rows.append(row)
-    table = pd.DataFrame(rows).to_string(index=False)
+            rows.append((head, ["-" if m is None else estimate(m["mean"] * factor, m["ci_low"] * factor,
+                                                                m["ci_high"] * factor, digits, metric in SHARES)
+                                for m in present]))
+    widths = [max([len(DIRECTIONS[d])] + [len(r[1][i]) for r in rows if r[1]]) + 1 for i, d in enumerate(directions)]
+    lines = [" " * 22 + "".join(f"{DIRECTIONS[d]:>{w}}" for d, w in zip(directions, widths))]
+    for head, row in rows:
+        lines.append(("all gates" if head == "all" else head) if row is None else
+                     f"  {head:<20}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
+    lines.append(wrapped(f"more: {ELSEWHERE}"))
     if scenario is None:
-        return table
+        return "\n".join(lines)
     from .findings import closures_of, extreme_notes
 
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
     notes = extreme_notes(summary, names, closures_of(scenario.nominal))
-    return "\n".join([table] + [f"note: {n}" for n in notes])
+    return "\n".join(lines + [wrapped(f"note: {n}") for n in notes])
 
 
 def _cmd_run(args) -> int:
@@ -238,8 +260,8 @@ def _cmd_run(args) -> int:
     )
     written = write_run(result, out, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
-        print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
-              f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
+        print(wrapped(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
+                      f"{result.wall_s:.1f} s; per gate, the mean with its 95 % confidence interval"))
         print(summary_table(result.summary, scen))
         print(f"written to {out}/")
     if written.replaced:
@@ -257,30 +279,31 @@ def compare_folder(names: list[str]) -> Path:
 
 def _cmd_compare(args) -> int:
     from . import scenario as sc
-    from .compare import compare, headline_table
+    from .compare import ELSEWHERE as COMPARE_ELSEWHERE
+    from .compare import compare, distinct_names, headline_table
     from .outdir import check_target
     from .output import write_comparison
 
     base = sc.load(scenario_path(args.base))
-    alts = [sc.load(scenario_path(p), sets=args.set) for p in args.alternatives]
-    if alts:  # the same inputs in every alternative: said once
-        _warn_overridden(alts[0], args.set)
-    if args.set:  # an alternative changed on the command line is another scenario: say so in its name
-        alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
-    out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
+    alts = [sc.load(scenario_path(p)) for p in args.alternatives]
+    sets = args.set  # applied to the alternatives by compare(), which names them as distinct_names does
+    out = Path(args.out) if args.out else compare_folder(distinct_names([base.name, *(a.name for a in alts)],
+                                                                        bool(sets)))
     check_target(out)  # refuse now, not after the replications
     cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
-                  allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn)
+                  allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn, sets=sets)
     written = write_comparison(cmp, out, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
-        print(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
-              f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s")
-        print("per gate, both directions: base -> alternative (difference [95 % interval]); "
-              "* the interval excludes 0")
+        print(wrapped(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
+                      f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s"))
+        print(wrapped("per gate, both directions: base, alternative and the difference alternative - base with "
+                      "its 95 % interval; * the interval excludes 0; shares in %, their differences in "
+                      "percentage points (pp)"))
         for alt in cmp.names[1:]:
-            print(f"\n{alt} against {base.name}:")
+            print(f"\n{alt} against {cmp.base.name}:")
             print(headline_table(cmp, alt))
-        print(f"\nwritten to {out}/")
+        print(wrapped(f"\nmore: {COMPARE_ELSEWHERE}"))
+        print(f"written to {out}/")
     if written.replaced:
         print(f"replaced earlier results in {out}/")
     return 0

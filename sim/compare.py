@@ -4,7 +4,9 @@ Every scenario runs replications 0..reps-1 with the same root seed, so replicati
 sees the same arrivals, service draws and closures wherever the scenarios agree (the streams
 are named by gate, direction, class and stage); the difference alt_i - base_i then holds only
 what the change did, and its interval over replications is much tighter than the difference
-of two independent means.
+of two independent means. The same pairing gives the differences of every metric (compare.csv),
+of each month's figures (compare_monthly.csv) and of each day's (compare_daily.csv): one
+function, ``paired``, for all three.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import pandas as pd
 from . import capacity
 from .errors import BordersimError
 from .experiment import Point, run_design
+from .formats import difference, number, percent, signed
 from .metrics import (
+    ALL,
+    SHARES,
     SUMMARY_COLUMNS,
     ReplicationResult,
+    daily_matrix,
     daily_table,
     describe,
+    monthly_matrix,
+    monthly_table,
     queue_by_hour_table,
     summarise,
     tis_hist_table,
@@ -32,12 +40,17 @@ from .scenario import Scenario
 from .workers import resolve_workers
 
 KEYS = ["gate", "direction", "metric", "stage", "class"]
-COMPARE_COLUMNS = ["scenario", *KEYS, "base_mean", "alt_mean", "diff_mean", "diff_ci_low", "diff_ci_high",
-                   "rel_diff", "excludes_zero", "n"]
-# what the printed table shows per gate: (metric, heading, digits)
-HEADLINE = [("wait_mean_h", "mean wait h", 2), ("time_in_system_p95_h", "p95 time in system h", 1),
-            ("crossings", "crossings", 0), ("gave_up", "gave up", 0), ("held_by_limit_share", "held by limit", 3)]
+DIFF_COLUMNS = ["base_mean", "alt_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "rel_diff", "excludes_zero", "n"]
+COMPARE_COLUMNS = ["scenario", *KEYS, *DIFF_COLUMNS]
+# what the printed table shows per gate, the metrics a planner reads first: (metric, heading, digits)
+HEADLINE = [("wait_mean_h", "mean wait h", 2), ("time_in_system_mean_h", "mean time in system h", 2),
+            ("time_in_system_p95_h", "p95 time in system h", 1), ("queue_mean", "mean queue", 1),
+            ("waiting_truck_hours", "waiting truck-hours", 0), ("crossings", "crossings", 0),
+            ("gave_up", "gave up", 0), ("held_by_limit_share", "held by the limit", 1)]
 QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
+# where the printed table's rest is (the CLI prints it under the tables)
+ELSEWHERE = ("every metric, each direction, stage and class: compare.csv; by month: compare_monthly.csv; "
+             "by day: compare_daily.csv")
 
 
 class CompareError(BordersimError):
@@ -69,10 +82,9 @@ class Comparison:
     def table(self) -> pd.DataFrame:
         """compare.csv: per alternative and metric, base and alternative means and the paired
         difference (alt - base) with its 95 % interval, relative to the base mean, and whether
-        the interval excludes 0."""
-        base = _values(self.results[0])
-        frames = [paired(base, _values(res), scen.name) for scen, res in zip(self.scenarios[1:], self.results[1:])]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COMPARE_COLUMNS)
+        the interval excludes 0. An empty stage or class is "" (``sim.read_table`` reads the
+        CSV back so)."""
+        return self._differences(lambda res, _scen: _values(res), COMPARE_COLUMNS)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -84,12 +96,38 @@ class Comparison:
         return _stacked(self, lambda res, scen: daily_table(res, scen.nominal.horizon.start))
 
     @cached_property
+    def monthly(self) -> pd.DataFrame:
+        """monthly.csv: each scenario's figures by calendar month (sim.metrics.monthly_table)."""
+        return _stacked(self, lambda res, scen: monthly_table(res, scen.nominal.horizon.start))
+
+    @cached_property
+    def monthly_differences(self) -> pd.DataFrame:
+        """compare_monthly.csv: per alternative, gate, direction, month and monthly metric, the
+        paired difference (alt - base, replication by replication) with its 95 % interval."""
+        return self._differences(lambda res, scen: _frame(*monthly_matrix(res, scen.nominal.horizon.start)),
+                                 ["scenario", "gate", "direction", "month", "metric", *DIFF_COLUMNS])
+
+    @cached_property
+    def daily_differences(self) -> pd.DataFrame:
+        """compare_daily.csv: the same per calendar day, for the daily table's metrics (the
+        queue_by_date plot draws its differences and bands from it)."""
+        return self._differences(lambda res, scen: _frame(*daily_matrix(res, scen.nominal.horizon.start)),
+                                 ["scenario", "gate", "direction", "date", "metric", *DIFF_COLUMNS])
+
+    @cached_property
     def queue_by_hour(self) -> pd.DataFrame:
         return _stacked(self, lambda res, _scen: queue_by_hour_table(res))
 
     @cached_property
     def time_in_system_hist(self) -> pd.DataFrame:
         return _stacked(self, lambda res, _scen: tis_hist_table(res))
+
+    def _differences(self, values, columns: list[str]) -> pd.DataFrame:
+        """Each alternative's paired differences to the base of the replications' values
+        (values(results, scenario): replications x labelled columns)."""
+        base = values(self.results[0], self.scenarios[0])
+        frames = [paired(base, values(res, scen), scen.name) for scen, res in zip(self.scenarios[1:], self.results[1:])]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def _stacked(cmp: Comparison, make) -> pd.DataFrame:
@@ -108,14 +146,21 @@ def _values(results: list[ReplicationResult]) -> pd.DataFrame:
     return pd.DataFrame(np.vstack([r.values for r in results]), columns=pd.MultiIndex.from_tuples(labels, names=KEYS))
 
 
+def _frame(labels: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """Replications x labelled columns, from a table of labels and a (replications x labels) matrix."""
+    return pd.DataFrame(values, columns=pd.MultiIndex.from_frame(labels))
+
+
 def paired(base: pd.DataFrame, alt: pd.DataFrame, name: str) -> pd.DataFrame:
-    """The paired differences alt - base of every metric both report (replication by
-    replication), and the metrics only one of them has (their other side NaN)."""
+    """The paired differences alt - base of every column both report (replication by
+    replication), and the columns only one of them has (their other side NaN); the columns'
+    labels (their MultiIndex levels) lead each row, after the scenario."""
     cols = base.columns.union(alt.columns, sort=False)
     b = base.reindex(columns=cols).to_numpy(dtype=float)
     a = alt.reindex(columns=cols).to_numpy(dtype=float)
     diff = describe(a - b)  # NaN where either is: pairs only where both have a value
-    out = pd.DataFrame(list(cols), columns=KEYS)
+    keys = list(cols.names)
+    out = pd.DataFrame(list(cols), columns=keys)
     out.insert(0, "scenario", name)
     out["base_mean"] = describe(b)["mean"]
     out["alt_mean"] = describe(a)["mean"]
@@ -126,25 +171,66 @@ def paired(base: pd.DataFrame, alt: pd.DataFrame, name: str) -> pd.DataFrame:
         out["rel_diff"] = np.where(out["base_mean"] != 0, out["diff_mean"] / out["base_mean"], np.nan)
     out["excludes_zero"] = (out["diff_ci_low"] > 0) | (out["diff_ci_high"] < 0)
     out["n"] = diff["n"]
-    return out[COMPARE_COLUMNS]
+    return out[["scenario", *keys, *DIFF_COLUMNS]]
+
+
+def with_sets(scenario: Scenario, sets: list[str]) -> Scenario:
+    """The scenario with ``--set PATH=VALUE`` changes on top (sim.scenario.load's ``sets``), under
+    its own name."""
+    from pathlib import Path
+
+    from .scenario import Layer, from_dict, merge_layers, set_layer
+
+    layers = list(scenario.layers)
+    if not layers:  # built from a dict: the dict is its one layer (its ensemble, resolved, too)
+        raw = dict(scenario.raw, **({"ensemble": scenario.ensemble_file} if scenario.ensemble_file else {}))
+        layers = [Layer(scenario.path, raw)]
+    layers.append(set_layer(list(sets), merge_layers(layers), scenario.path))
+    changed = from_dict(merge_layers(layers), scenario.path, base_dir=Path(scenario.path).resolve().parent,
+                        layers=layers)
+    return changed if changed.name == scenario.name else changed.renamed(scenario.name)
+
+
+def distinct_names(names: list[str], sets_suffix: bool = False) -> list[str]:
+    """Names of a comparison's scenarios, each its own, as its tables tell them apart: the base
+    keeps its name; an alternative whose name is taken gets ``_set`` (where ``--set`` changed
+    it: sets_suffix) or else ``_2``, ``_3``, ... (still a plain name, as a folder's must be)."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        mine = f"{name}_set" if i and sets_suffix and name in out else name
+        k = 2
+        while mine in out:
+            mine = f"{name}_{k}"
+            k += 1
+        out.append(mine)
+    return out
 
 
 def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: int = 20221130,
             engine: str = "fast", workers: int | None = None, allow_overload: bool = False,
-            progress: bool | None = None, warn=None, executor=None) -> Comparison:
+            progress: bool | None = None, warn=None, executor=None, sets: list[str] | None = None) -> Comparison:
     """Run the base and each alternative on common random numbers (replication i of each with
-    the same seed)."""
-    scenarios = [base, *alternatives]
-    names = [s.name for s in scenarios]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise CompareError(None, "name", f"two scenarios are both named '{dup}'; give each a name of its own")
+    the same seed).
+
+    ``sets``: ``PATH=VALUE`` changes (as ``bordersim compare --set``, e.g.
+    ``["gates.km3_4.exit.stages.customs.lanes=3"]``) applied to every alternative, not the base:
+    ``compare(base, [base], sets=[...])`` is a quick what-if. Scenarios that share a name are told
+    apart: an alternative named as an earlier scenario is named ``NAME_set`` where ``sets``
+    changed it, else ``NAME_2``, ``NAME_3``, ... (``Comparison.names``). ``warn``, if given, is
+    called with each warning as soon as it is known (they are also in the result). ``executor``:
+    any ``concurrent.futures.Executor`` (default: a local pool of ``workers`` processes)."""
     if not alternatives:
         raise CompareError(None, None, "needs at least one alternative to compare with the base")
+    from .adjust import set_warnings
     from .run import check_reps, ensemble_warning
 
-    check_reps(scenarios, reps)  # before anything that grows with reps
     warnings = []
+    if sets:
+        alternatives = [with_sets(a, sets) for a in alternatives]
+        warnings += list(dict.fromkeys(w for a in alternatives for w in set_warnings(a.nominal, list(sets))))
+    scenarios = [s if name == s.name else s.renamed(name) for s, name in
+                 zip([base, *alternatives], distinct_names([base.name, *(a.name for a in alternatives)], bool(sets)))]
+    check_reps(scenarios, reps)  # before anything that grows with reps
     for s in scenarios:
         warnings += capacity.check(s, allow_overload=allow_overload)
     warnings += list(dict.fromkeys(w for s in scenarios if (w := ensemble_warning(s, reps))))
@@ -159,46 +245,45 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
     return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
 
 
+LABEL_WIDTH = 24  # a headline's heading, indented by two under its gate
+
+
 def headline_table(cmp: Comparison, alt: str) -> str:
     """Per gate (both directions), for one alternative: base and alternative means and the
-    paired difference with its 95 % interval (* where it excludes 0), for the headline
-    metrics, one line each: narrow enough for a terminal."""
-    lines = [f"{'gate':<16}{'metric':<22}{'base':>10}{'alt':>10}  difference [95 % interval]"]
-    for g, head, digits, m in headline_rows(cmp.table, alt):
-        mark = " *" if m.excludes_zero else ""
-        lines.append(f"{g:<16}{head:<22}{_f(m.base_mean, digits):>10}{_f(m.alt_mean, digits):>10}  "
-                     f"{_s(m.diff_mean, digits)} [{_s(m.diff_ci_low, digits)}, {_s(m.diff_ci_high, digits)}]{mark}")
+    paired difference with its 95 % interval (* where the printed interval excludes 0; shares as
+    percentages, their differences in percentage points) for the headline metrics, a line each
+    under the gate's name: narrow enough for a terminal of 100 columns."""
+    rows = list(headline_rows(cmp.table, alt))
+    cells = [(_cell(m.base_mean, digits, m.metric), _cell(m.alt_mean, digits, m.metric)) for _g, _h, digits, m in rows]
+    width = max([len(c) for pair in cells for c in pair] + [len("alternative")]) + 2
+    lines = [f"{'':<{LABEL_WIDTH + 2}}{'base':>{width}}{'alternative':>{width}}  difference [95 % interval]"]
+    gate = None
+    for (g, head, digits, m), (b, a) in zip(rows, cells):
+        if g != gate:
+            lines.append("all gates" if g == ALL else g)
+            gate = g
+        diff = difference(m.diff_mean, m.diff_ci_low, m.diff_ci_high, digits, share=m.metric in SHARES)
+        lines.append(f"  {head:<{LABEL_WIDTH}}{b:>{width}}{a:>{width}}  {diff}")
     return "\n".join(lines)
+
+
+_s = signed  # the signed figures sim.report prints with (sim.formats.signed)
+
+
+def _cell(value: float, digits: int, metric: str) -> str:
+    return percent(value, digits) if metric in SHARES else number(value, digits)
 
 
 def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE):
     """(gate, heading, digits, row of compare.csv) of one alternative's headline metrics, both
     directions together: per gate first, all gates last."""
     t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
-    for g in [g for g in dict.fromkeys(t.gate) if g != "all"] + ["all"]:
+    for g in [g for g in dict.fromkeys(t.gate) if g != ALL] + [ALL]:
         for metric, head, digits in metrics:
             m = t[(t.gate == g) & (t.metric == metric)]
             if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
                 continue
             yield g, head, digits, m.iloc[0]
-
-
-def _f(v: float, digits: int) -> str:
-    return "-" if pd.isna(v) else f"{v:,.{digits}f}"
-
-
-def _s(v: float, digits: int) -> str:
-    """A signed difference: with up to three more decimals where it would round to 0 (a
-    difference of 0.3 crossings is not "+0", and one of -0.2 not "-0"); "0" when it is exactly 0,
-    "~0" when it is smaller than that."""
-    if pd.isna(v):
-        return "-"
-    if v == 0:
-        return "0"
-    d = digits
-    while round(abs(v), d) == 0 and d < digits + 3:
-        d += 1
-    return "~0" if round(abs(v), d) == 0 else f"{v:+,.{d}f}"
 
 
 __all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "compare", "headline_table", "paired", "SUMMARY_COLUMNS"]

@@ -2,8 +2,9 @@
 
 Both engines hand their per-vehicle times to these kernels, so they report the same
 statistics by construction. What leaves a flow is small and of fixed size, whatever the
-horizon: counts and sums, crossings per day, busy hours per stage, fine histograms of wait
-and time in system (quantiles of a group of flows come from the sum of their histograms).
+horizon: counts and sums, crossings per day, the crossings' waits and times in system summed
+by calendar month, busy hours per stage, fine histograms of wait and time in system (quantiles
+of a group of flows come from the sum of their histograms).
 The same pass puts the flow's queue events into hourly buckets for ``sim.queue_profile``.
 
 Quantiles from the histogram: bins are 1/500 of a decade wide (0.46 %) from 1e-4 h (0.36 s)
@@ -131,6 +132,8 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
 # their time-in-system sum, how many of them the far side's daily limit held back, and the
 # vehicles that gave up waiting within the horizon
 N_COUNTS = 7
+# per calendar month (of the crossing): steady crossings, their wait sum, their time-in-system sum
+N_MONTHLY = 3
 EPS_H = 1e-9  # as sim.calendar.EPS_H: the day of a time is that of t + EPS_H, as the engines count it
 
 
@@ -141,14 +144,17 @@ def _day(t):
 
 @nb.njit(cache=True)
 def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, horizon_h, days, cal_starts, cal_ends,
-              day_first, counts, stage_wait, daily, busy, wait_hist, tis_hist, plus, net, area, warm, table, edges):
+              day_first, counts, stage_wait, daily, busy, wait_hist, tis_hist, month_of_day, monthly, plus, net, area,
+              warm, table, edges):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
     counts (classes x N_COUNTS) and stage_wait (classes x stages: time waiting for each stage,
     summed over the steady crossings); daily: crossings per day; busy: lane-hours busy per stage
     within opening hours (a service that runs past closing counts up to the closing, so busy
     never exceeds lanes x open hours); wait_hist, tis_hist: the steady crossings' waits and
-    times in system in the fine bins (table, edges: BIN_TABLE, BIN_EDGES).
+    times in system in the fine bins (table, edges: BIN_TABLE, BIN_EDGES); monthly (months x
+    N_MONTHLY): the steady crossings, their waits and their times in system summed by the month
+    (month_of_day: each day's) of the day they crossed.
     acc_k: the acceptance step's column (-1: none), with quota_day its limit on each day; a
     vehicle is held by the limit when a day on which the limit was used up passed between the
     time it was ready for the step and the day it passed it.
@@ -212,8 +218,8 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
         if not dep < horizon_h:  # NaN: not crossed
             continue
         counts[c, 1] += 1
-        d = int(dep / 24.0)  # dep >= 0: truncation is the floor (// on floats is slow here)
-        daily[min(d, days - 1)] += 1
+        d = min(int(dep / 24.0), days - 1)  # dep >= 0: truncation is the floor (// on floats is slow here)
+        daily[d] += 1
         a = arrival[i]
         if a >= warmup_h or warmup_h <= 0.0:  # with no warm-up, the backlog's history counts too
             tis = dep - a
@@ -221,6 +227,10 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
             counts[c, 2] += 1
             counts[c, 3] += wait
             counts[c, 4] += tis
+            m = month_of_day[d]
+            monthly[m, 0] += 1
+            monthly[m, 1] += wait
+            monthly[m, 2] += tis
             wait_hist[hist_bin(wait, buf, ibuf, table, edges)] += 1
             tis_hist[hist_bin(tis, buf, ibuf, table, edges)] += 1
             ready = a

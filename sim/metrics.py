@@ -9,12 +9,24 @@ Per replication, for each gate x direction and the totals (gate ``all``, directi
   from a fine histogram, to within 0.46 %: see ``sim.flowstats``);
 - ``time_in_system_mean_h`` / ``time_in_system_p95_h``: departure - arrival, same vehicles;
 - ``queue_max``: most vehicles waiting at once (in the system, not in service);
-- queue by hour of day (for the plot): the time-average number waiting in each hour of day;
+- ``queue_mean``: the time-average number of vehicles waiting (in the system, not in service:
+  before a stage, for the far side's acceptance, turned away) over the horizon after the
+  warm-up, everyone counted: those who crossed, gave up or are still waiting at the end;
+- ``waiting_truck_hours``: the vehicle-hours spent waiting within the horizon after the
+  warm-up, the same vehicles: ``queue_mean`` x those hours (``waiting_truck_hours()``);
+- queue by hour of day (for the plot): the time-average number waiting in each hour of day,
+  over the days the flow opens at all (see ``sim.queue_profile``);
 - ``crossings_per_day``: crossings / days in the horizon;
 - ``gave_up``: vehicles that gave up waiting within the horizon (a class with a patience:
   ``sim.schema.VehicleClass.patience_days``); they are not crossings, and not in the waits;
 - ``utilisation`` (per stage): lane-hours busy / (lanes x hours the stage could serve).
 Across replications: mean and a 95 % t-interval for the mean.
+
+By calendar month (``MONTHLY_METRICS``, ``monthly_table``), per group: ``crossings`` (those
+that crossed in the month), ``queue_mean`` and ``waiting_truck_hours`` (the month's hours after
+the warm-up), and ``wait_mean_h`` and ``time_in_system_mean_h`` over the vehicles that crossed
+in the month (and arrived after the warm-up), whenever they came: a month's mean wait is that of
+its crossings, so a long wait shows in the month it ends.
 """
 
 from __future__ import annotations
@@ -28,8 +40,8 @@ import pandas as pd
 
 from .des.engine import FlowRecord
 from .inputs import ReplicationInputs
-from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, flow_pass, hist_edges, hist_quantile
-from .queue_profile import candidate_events, queue_summary
+from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile
+from .queue_profile import candidate_events, hours_after_warmup, queue_summary
 
 ALL = "all"
 # the time-in-system table (for plots): [0, 36 s), ten bins a decade from 36 s to 10^6 h (beyond
@@ -37,8 +49,10 @@ ALL = "all"
 TIS_BINS_H = np.concatenate([[0.0], np.logspace(-2, 6, 81), [np.inf]])
 GROUP_METRICS = (
     "arrivals", "crossings", "in_system_end", "wait_mean_h", "wait_p95_h", "time_in_system_mean_h",
-    "time_in_system_p95_h", "initial_backlog", "queue_max", "crossings_per_day", "gave_up",
+    "time_in_system_p95_h", "initial_backlog", "queue_max", "crossings_per_day", "gave_up", "queue_mean",
+    "waiting_truck_hours",
 )
+MONTHLY_METRICS = ("crossings", "queue_mean", "waiting_truck_hours", "wait_mean_h", "time_in_system_mean_h")
 
 
 def _coarse_of_fine() -> np.ndarray:
@@ -68,6 +82,9 @@ class ReplicationResult:
     queue_by_hour: dict[tuple[str, str], np.ndarray]  # mean queue at each hour of day, per flow
     tis_hist: dict[str, np.ndarray]  # time-in-system histogram per gate (and 'all')
     inputs: dict[str, float] = field(default_factory=dict)  # the uncertain inputs' values, by name
+    # per group (monthly_groups, the daily tables' groups), MONTHLY_METRICS x calendar months
+    monthly: np.ndarray | None = None
+    monthly_groups: tuple[tuple[str, str], ...] = ()
 
     @property
     def rows(self) -> list[tuple]:
@@ -82,8 +99,8 @@ TABLE_BYTES_PER_VALUE = 28  # per_replication's row of a value, measured with tr
 def result_bytes(model) -> int:
     """About how many bytes a run holds per replication of this scenario (a ScenarioModel):
     its ReplicationResult (values; crossings, mean queue and end-of-day queue per day per group,
-    in float32; queue by hour per flow; histogram per gate), its inputs and its rows of the
-    per-replication table; checked against tracemalloc by the tests."""
+    in float32; the monthly figures per group; queue by hour per flow; histogram per gate), its
+    inputs and its rows of the per-replication table; checked against tracemalloc by the tests."""
     from .inputs import stage_layout
 
     flows = tuple((g, d, tuple(model.gates[g].classes), *_names_acc(stage_layout(model.gates[g].spec(d), d)))
@@ -93,8 +110,10 @@ def result_bytes(model) -> int:
     n_labels = n_util + len(lay.labels)
     n_hist = sum(1 for _g, d, _k in lay.group_list if d == ALL)
     n_groups = len(lay.group_list)
-    values = 8 * (n_labels + 24 * len(flows) + (TIS_BINS_H.size - 1) * n_hist) + 4 * 3 * model.horizon.days * n_groups
-    n_arrays = 1 + len(flows) + n_hist + 3 * n_groups
+    n_months = len(calendar_months(model.horizon.start, model.horizon.days)[1])
+    values = (8 * (n_labels + 24 * len(flows) + (TIS_BINS_H.size - 1) * n_hist + len(MONTHLY_METRICS) * n_months
+                   * n_groups) + 4 * 3 * model.horizon.days * n_groups)
+    n_arrays = 2 + len(flows) + n_hist + 3 * n_groups
     return values + ARRAY_OVERHEAD_BYTES * n_arrays + TABLE_BYTES_PER_VALUE * n_labels
 
 
@@ -193,6 +212,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         raise ValueError(f"the horizon must be whole hours for the queue buckets, not {H} h")
     plus, net, area = np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets)), np.zeros((n_flows, n_buckets))
     warm_parts = np.zeros((n_flows, 2))
+    month_of_day, months = calendar_months(rep.model.horizon.start, days)
+    n_months = len(months)
+    monthly = np.zeros((n_flows, n_months, N_MONTHLY))
+    open_day = np.zeros((n_flows, days), np.bool_)
     util_labels, util_values = [], []
     for fi, rec in enumerate(records):
         f = rec.inputs
@@ -202,10 +225,13 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         busy = np.zeros(k_stages)
         cal = f.calendar
         day_first = np.searchsorted(cal.ends, 24.0 * np.arange(days), side="right")
+        if cal.starts.size:  # the first open interval that ends after a day begins starts before it ends
+            open_day[fi] = cal.starts[np.minimum(day_first, cal.starts.size - 1)] < 24.0 * np.arange(1, days + 1)
+            open_day[fi] &= day_first < cal.starts.size
         quota_day = _NO_QUOTA if f.acceptance < 0 else f.quota[f.acceptance]
         flow_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, f.acceptance, quota_day, warm, H, days, cal.starts,
-                  cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], plus[fi], net[fi],
-                  area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
+                  cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], month_of_day,
+                  monthly[fi], plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
         row = sums[fi]
         row[:N_COUNTS] = counts.sum(axis=0)
         for c_local, c in enumerate(lay.class_of[fi]):
@@ -228,18 +254,26 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         return [candidate_events(r.inputs.arrival, r.start, r.end, r.left, r.inputs.acceptance, slot, H, m)
                 for r, m in zip(records, sizes)]
 
-    peaks, hour_mean, day_queue, day_end = queue_summary(plus, net, area, warm_parts, lay.membership, H, warm,
-                                                         events_in)
-    g, g_wait, g_tis, g_day = (group_sums(lay.membership, a) for a in (sums, wait_h, tis_h, day))
+    q = queue_summary(plus, net, area, warm_parts, lay.membership, H, warm, events_in, open_day, month_of_day)
+    g, g_wait, g_tis, g_day, g_area = (group_sums(lay.membership, a) for a in (sums, wait_h, tis_h, day, q.month_area))
+    g_monthly = group_sums(lay.membership, monthly.reshape(n_flows, -1)).reshape(-1, n_months, N_MONTHLY)
     table = np.full((len(lay.membership), len(_MAIN) + n_st + n_cls * len(_PER_CLASS)), np.nan)
+    at = {m: j for j, m in enumerate(_MAIN)}  # each group metric's column
     with np.errstate(invalid="ignore", divide="ignore"):  # no steady crossing: NaN, as the table says
         steady = np.where(g[:, 2] > 0, g[:, 2], np.nan)
-        table[:, 0], table[:, 1], table[:, 2] = g[:, 0], g[:, 1], g[:, 0] - g[:, 1] - g[:, 6]
-        table[:, 3], table[:, 4] = g[:, 3] / steady, [hist_quantile(h, 0.95) for h in g_wait]
-        table[:, 5], table[:, 6] = g[:, 4] / steady, [hist_quantile(h, 0.95) for h in g_tis]
-        table[:, 7], table[:, 8], table[:, 9] = g[:, -1], peaks, g[:, 1] / days
-        table[:, 10] = g[:, 6]
-        table[:, 11] = g[:, 5] / steady
+        table[:, at["arrivals"]], table[:, at["crossings"]] = g[:, 0], g[:, 1]
+        table[:, at["in_system_end"]] = g[:, 0] - g[:, 1] - g[:, 6]
+        table[:, at["wait_mean_h"]] = g[:, 3] / steady
+        table[:, at["wait_p95_h"]] = [hist_quantile(h, 0.95) for h in g_wait]
+        table[:, at["time_in_system_mean_h"]] = g[:, 4] / steady
+        table[:, at["time_in_system_p95_h"]] = [hist_quantile(h, 0.95) for h in g_tis]
+        table[:, at["initial_backlog"]], table[:, at["queue_max"]] = g[:, -1], q.peaks
+        table[:, at["crossings_per_day"]] = g[:, 1] / days
+        table[:, at["gave_up"]] = g[:, 6]
+        after_h = H - warm
+        table[:, at["queue_mean"]] = g_area.sum(axis=1) / after_h
+        table[:, at["waiting_truck_hours"]] = waiting_truck_hours(table[:, at["queue_mean"]], after_h)
+        table[:, at["held_by_limit_share"]] = g[:, 5] / steady
         first_wait = N_COUNTS * (1 + n_cls)
         table[:, len(_MAIN):len(_MAIN) + n_st] = g[:, first_wait:first_wait + n_st] / steady[:, None]
         for c in range(n_cls):
@@ -249,21 +283,61 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             table[:, col], table[:, col + 1], table[:, col + 2] = cc[:, 1], cc[:, 3] / c_steady, cc[:, 4] / c_steady
             table[:, col + 3] = cc[:, 5] / c_steady
             table[:, col + 4] = cc[:, 6]
+    month_table = by_month(g_day, g_area, g_monthly, month_of_day, hours_after_warmup(days, warm, month_of_day))
     daily, queue_mean, queue_end, tis_hist = {}, {}, {}, {}
     for gi, (gate, d, _keys) in enumerate(lay.group_list):
         row = lay.same[gi]
         daily[(gate, d)] = g_day[row].astype(np.float32)  # whole vehicles: exact in float32
-        queue_mean[(gate, d)] = day_queue[row].astype(np.float32)
-        queue_end[(gate, d)] = day_end[row].astype(np.float32)
+        queue_mean[(gate, d)] = q.day_mean[row].astype(np.float32)
+        queue_end[(gate, d)] = q.day_end[row].astype(np.float32)
         if d == ALL:
             tis_hist[gate] = np.bincount(_COARSE, weights=g_tis[row], minlength=TIS_BINS_H.size - 1)
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     return ReplicationResult(
         labels=_interned(tuple(util_labels) + lay.labels),
         values=np.concatenate([util_values, table[lay.pick]]), daily=daily, daily_queue_mean=queue_mean,
-        daily_queue_end=queue_end, queue_by_hour={k: hour_mean[i] for i, k in enumerate(flow_keys)},
-        tis_hist=tis_hist,
+        daily_queue_end=queue_end, queue_by_hour={k: q.hour_mean[i] for i, k in enumerate(flow_keys)},
+        tis_hist=tis_hist, monthly=month_table[lay.same],
+        monthly_groups=_interned(tuple((gate, d) for gate, d, _k in lay.group_list)),
     )
+
+
+def waiting_truck_hours(queue_mean, hours):
+    """The vehicle-hours spent waiting over a span: the time-average number waiting times its
+    hours (the one definition of waiting_truck_hours, overall and by month)."""
+    return queue_mean * hours
+
+
+def by_month(g_day, g_area, g_monthly, month_of_day, month_hours) -> np.ndarray:
+    """Per distinct group, MONTHLY_METRICS x months: crossings (of the days in each month), the
+    mean number waiting and the vehicle-hours waiting after the warm-up (NaN for a month wholly
+    in it), the mean wait and time in system of the steady vehicles that crossed in the month."""
+    n_months = month_hours.size
+    crossings = np.stack([np.bincount(month_of_day, weights=row, minlength=n_months) for row in g_day])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hours = np.where(month_hours > 0, month_hours, np.nan)
+        queue = g_area / hours
+        steady = np.where(g_monthly[:, :, 0] > 0, g_monthly[:, :, 0], np.nan)
+        columns = {"crossings": crossings, "queue_mean": queue,
+                   "waiting_truck_hours": waiting_truck_hours(queue, hours),
+                   "wait_mean_h": g_monthly[:, :, 1] / steady, "time_in_system_mean_h": g_monthly[:, :, 2] / steady}
+    return np.stack([columns[m] for m in MONTHLY_METRICS], axis=1)
+
+
+@lru_cache(maxsize=16)
+def calendar_months(start, days: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each day's calendar month (from 0) over a horizon, and the months' names (YYYY-MM)."""
+    dates = pd.date_range(start, periods=days, freq="D")
+    key = dates.year * 12 + dates.month - 1
+    index = np.asarray(key - key[0], dtype=np.int64)
+    index.setflags(write=False)
+    return index, month_names(start, int(index[-1]) + 1)
+
+
+def month_names(start, n: int) -> tuple[str, ...]:
+    """The names (YYYY-MM) of n calendar months from the one a date falls in."""
+    first = pd.Timestamp(start).to_period("M")
+    return tuple(str(first + k) for k in range(n))
 
 
 def lane_busy(start: np.ndarray, end: np.ndarray, lane: np.ndarray, calendars, horizon_h: float) -> tuple[float, float]:
@@ -385,33 +459,81 @@ def per_replication(results: list[ReplicationResult]) -> pd.DataFrame:
 DAILY_METRICS = (("crossings", "daily"), ("queue_mean", "daily_queue_mean"), ("queue_end", "daily_queue_end"))
 
 
+def daily_matrix(results: list[ReplicationResult], start) -> tuple[pd.DataFrame, np.ndarray]:
+    """The daily figures of every replication: their labels (gate, direction, date, metric) and
+    values (replications x labels), in one matrix: one pass of statistics, not one per series."""
+    keys = list(results[0].daily)
+    days = len(next(iter(results[0].daily.values())))
+    dates = pd.date_range(start, periods=days, freq="D").date
+    m = np.stack([np.concatenate([getattr(r, attr)[k] for k in keys for _metric, attr in DAILY_METRICS])
+                  for r in results])
+    n_series = len(keys) * len(DAILY_METRICS)
+    labels = pd.DataFrame({
+        "gate": np.repeat([g for g, _d in keys], len(DAILY_METRICS) * days),
+        "direction": np.repeat([d for _g, d in keys], len(DAILY_METRICS) * days),
+        "date": np.tile(dates, n_series),
+        "metric": np.tile(np.repeat([metric for metric, _a in DAILY_METRICS], days), len(keys)),
+    })
+    return labels, m
+
+
 def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
     """Per calendar day, gate and direction (tidy): crossings, the mean number waiting
     (queue_mean) and the number waiting at the day's end (queue_end), each with the mean over
     replications, its 95 % interval and the replications' 5th and 95th percentiles."""
-    keys = list(results[0].daily)
-    days = len(next(iter(results[0].daily.values())))
-    dates = pd.date_range(start, periods=days, freq="D").date
-    # one (replications x (groups x metrics x days)) matrix: one pass of statistics, not one per series
-    m = np.stack([np.concatenate([getattr(r, attr)[k] for k in keys for _metric, attr in DAILY_METRICS])
-                  for r in results])
+    labels, m = daily_matrix(results, start)
+    out = labels[["date", "gate", "direction", "metric"]].copy()
     stats_ = describe(m, low=0.0)
-    n_series = len(keys) * len(DAILY_METRICS)
-    out = pd.DataFrame({
-        "date": np.tile(dates, n_series),
-        "gate": np.repeat([g for g, _d in keys], len(DAILY_METRICS) * days),
-        "direction": np.repeat([d for _g, d in keys], len(DAILY_METRICS) * days),
-        "metric": np.tile(np.repeat([metric for metric, _a in DAILY_METRICS], days), len(keys)),
-    })
     for k in ("mean", "ci_low", "ci_high", "p05", "p95"):
         out[k] = stats_[k]
     return out
 
 
+MONTHLY_COLUMNS = ["gate", "direction", "month", "metric", "mean", "ci_low", "ci_high", "p05", "p95"]
+
+
+def monthly_matrix(results: list[ReplicationResult], start) -> tuple[pd.DataFrame, np.ndarray]:
+    """The monthly figures of every replication: their labels (gate, direction, month, metric)
+    and values (replications x labels)."""
+    groups = results[0].monthly_groups
+    if any(r.monthly_groups != groups for r in results):
+        raise ValueError("replications report different groups; they come from different scenarios")
+    n_groups, n_metrics, n_months = results[0].monthly.shape
+    labels = pd.DataFrame({
+        "gate": np.repeat([g for g, _d in groups], n_metrics * n_months),
+        "direction": np.repeat([d for _g, d in groups], n_metrics * n_months),
+        "month": np.tile(month_names(start, n_months), n_groups * n_metrics),
+        "metric": np.tile(np.repeat(MONTHLY_METRICS, n_months), n_groups),
+    })
+    return labels, np.stack([r.monthly.ravel() for r in results])
+
+
+def monthly_table(results: list[ReplicationResult], start) -> pd.DataFrame:
+    """Per calendar month, gate and direction (tidy): each of MONTHLY_METRICS with the mean over
+    replications, its 95 % interval and the replications' 5th and 95th percentiles."""
+    out, m = monthly_matrix(results, start)
+    stats_ = describe(m, low=0.0)
+    for k in MONTHLY_COLUMNS[4:]:
+        out[k] = stats_[k]
+    return out
+
+
+def per_replication_monthly(results: list[ReplicationResult], start) -> pd.DataFrame:
+    """Every replication's monthly figures (per_replication_monthly.csv): gate, direction,
+    month, metric, value, rep."""
+    labels, m = monthly_matrix(results, start)
+    out = pd.concat([labels] * m.shape[0], ignore_index=True)
+    out["value"] = m.ravel()
+    out["rep"] = np.repeat(np.arange(m.shape[0]), len(labels))
+    return out
+
+
 def queue_by_hour_table(results: list[ReplicationResult]) -> pd.DataFrame:
+    """Per flow, the mean number waiting at each hour of day over the days it opens at all (see
+    sim.queue_profile), averaged over the replications that have such days."""
     out = []
     for g, d in results[0].queue_by_hour:
-        arr = np.vstack([r.queue_by_hour[(g, d)] for r in results]).mean(axis=0)
+        arr = describe(np.vstack([r.queue_by_hour[(g, d)] for r in results]))["mean"]
         out.append(pd.DataFrame({"gate": g, "direction": d, "hour": np.arange(24), "queue_mean": arr}))
     return pd.concat(out, ignore_index=True)
 

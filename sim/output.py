@@ -32,6 +32,21 @@ def write_large_csv(table, path: Path) -> None:
     pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), path)
 
 
+TEXT_COLUMNS = ("scenario", "gate", "direction", "metric", "stage", "class", "month")
+
+
+def read_table(path: str | Path):
+    """A CSV table bordersim wrote, read back as the Python API gives it: the text columns as
+    text, an empty stage or class as "" (pandas' default reads it as NaN, and a scenario named
+    "NA" as NaN too), an empty number as NaN."""
+    import pandas as pd
+
+    header = pd.read_csv(path, nrows=0).columns
+    text = [c for c in header if c in TEXT_COLUMNS]
+    return pd.read_csv(path, keep_default_na=False, dtype={c: str for c in text},
+                       na_values={c: [""] for c in header if c not in text})
+
+
 def _draw(plot: str, table, names: dict, path: Path) -> None:
     from . import plots  # matplotlib is imported only when plots are drawn
 
@@ -136,7 +151,8 @@ def scenario_metadata(scenario) -> dict:
 
 
 def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Path:
-    """Write summary.csv, daily.csv, per_replication.csv, the plot tables, PNGs and metadata.json.
+    """Write summary.csv, daily.csv, monthly.csv, per_replication.csv, per_replication_monthly.csv,
+    the plot tables, PNGs and metadata.json.
 
     They go to a temporary folder beside ``out_dir`` that replaces it only when complete; an
     ``out_dir`` bordersim did not write is refused (sim.outdir.check_target).
@@ -159,7 +175,9 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
         with drawing(jobs if make_plots else [], result.workers):
             result.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
             write_large_csv(result.per_replication, tmp / "per_replication.csv")
+            write_large_csv(result.per_replication_monthly, tmp / "per_replication_monthly.csv")
             daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
+            result.monthly.to_csv(tmp / "monthly.csv", index=False, float_format="%.6g")
             qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
         meta = {
@@ -193,21 +211,26 @@ def _write_report(staged: Staged) -> None:
 
 
 def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
-    """compare.csv, each scenario's summary and daily tables (stacked, with a scenario column),
-    the comparison plots, metadata.json and (with ``report``) report.html, into one folder
-    written atomically."""
+    """compare.csv, compare_monthly.csv and compare_daily.csv (the paired differences), each
+    scenario's summary, daily and monthly tables (stacked, with a scenario column), the
+    comparison plots, metadata.json and (with ``report``) report.html, into one folder written
+    atomically."""
     with atomic_dir(out_dir, "compare") as staged:
         tmp = staged.dir
         tis = cmp.time_in_system_hist
         names = {g: gate.name for s in cmp.scenarios for g, gate in s.nominal.gates.items()}
         names["all"] = "all gates"
+        daily_differences = cmp.daily_differences
         jobs = [("compare_differences", cmp.table, names, tmp / "compare_differences.png"),
                 ("compare_time_in_system", tis, names, tmp / "time_in_system.png"),
-                ("compare_queue_by_date", cmp.daily, names, tmp / "queue_by_date.png")]
+                ("compare_queue_differences", daily_differences, names, tmp / "queue_by_date.png")]
         with drawing(jobs if make_plots else [], cmp.workers):
             cmp.table.to_csv(tmp / "compare.csv", index=False, float_format="%.6g")
             cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
             cmp.daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
+            cmp.monthly.to_csv(tmp / "monthly.csv", index=False, float_format="%.6g")
+            cmp.monthly_differences.to_csv(tmp / "compare_monthly.csv", index=False, float_format="%.6g")
+            daily_differences.to_csv(tmp / "compare_daily.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
         meta = {
             "kind": "compare",

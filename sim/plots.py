@@ -48,7 +48,8 @@ def _gate_names(names: dict[str, str], gate: str) -> str:
 
 
 def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
-    """Mean number of vehicles waiting at each hour of day, one panel per gate."""
+    """Mean number of vehicles waiting at each hour of day, one panel per gate, over the days
+    each gate and direction opens at all (a day it is closed throughout is left out)."""
     gates = list(dict.fromkeys(table["gate"]))
     fig, axes = plt.subplots(len(gates), 1, figsize=(8, 2.2 * len(gates) + 0.6), sharex=True, squeeze=False)
     for ax, g in zip(axes[:, 0], gates):
@@ -61,7 +62,7 @@ def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> Non
         ax.legend(fontsize=8, loc="upper right")
     axes[-1, 0].set_xlabel("hour of day (local time)")
     axes[-1, 0].set_xticks(range(0, 25, 3))
-    fig.suptitle("Mean queue by hour of day (mean over replications)", fontsize=10)
+    fig.suptitle("Mean queue by hour of day, over the days the gate opens (mean over replications)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -69,6 +70,39 @@ def queue_by_hour(table: pd.DataFrame, names: dict[str, str], path: Path) -> Non
 
 TIME_TICKS_H = [(1 / 6, "10 min"), (1, "1 h"), (6, "6 h"), (24, "1 day"), (24 * 7, "1 week"),
                 (24 * 30, "1 month"), (24 * 182, "6 months"), (24 * 365, "1 year"), (24 * 365 * 4, "4 years")]
+# which time ticks give way where labels would overlap: the round ones are kept first
+TICK_PRIORITY = ["1 h", "1 day", "1 week", "1 month", "1 year", "10 min", "6 h", "6 months", "4 years"]
+
+
+def _time_axis(ax, lo_x: float, hi_x: float, fontsize: float) -> None:
+    """A log time axis from lo_x to hi_x hours, labelled in minutes, hours, days and months."""
+    ax.set_xscale("log")
+    ax.set_xlim(lo_x, hi_x)
+    ticks = [(x, lab) for x, lab in TIME_TICKS_H if lo_x <= x <= hi_x]
+    ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks], fontsize=fontsize)
+    ax.minorticks_off()
+
+
+def _thin_time_ticks(ax) -> None:
+    """Drop the time labels that would overlap another (the rounder ones stay, TICK_PRIORITY), with
+    the axis where the figure's layout has put it: call it after tight_layout."""
+    from matplotlib.font_manager import FontProperties
+
+    renderer = ax.figure.canvas.get_renderer()
+    gap = renderer.points_to_pixels(4)
+    spans = {}
+    for x, label in zip(ax.get_xticks(), ax.get_xticklabels()):
+        width = renderer.get_text_width_height_descent(label.get_text(), FontProperties(size=label.get_fontsize()),
+                                                       ismath=False)[0]
+        centre = ax.transData.transform((x, 1.0))[0]
+        spans[label.get_text()] = (x, centre - width / 2 - gap / 2, centre + width / 2 + gap / 2)
+    kept = []
+    for name in sorted(spans, key=lambda n: TICK_PRIORITY.index(n) if n in TICK_PRIORITY else len(TICK_PRIORITY)):
+        _x, lo, hi = spans[name]
+        if all(hi <= spans[k][1] or lo >= spans[k][2] for k in kept):
+            kept.append(name)
+    kept.sort(key=lambda n: spans[n][0])
+    ax.set_xticks([spans[n][0] for n in kept], kept)
 
 
 def time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
@@ -87,12 +121,10 @@ def time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> No
         used = edge[keep][grp["vehicles"].to_numpy()[keep] > 0]
         if used.size:
             lo_x, hi_x = min(lo_x, used.min() / 10 ** 0.1), max(hi_x, used.max())
-    ax.set_xscale("log")
     if hi_x > 0:
-        ax.set_xlim(max(lo_x, 1 / 60), hi_x * 1.5)
-        ticks = [(t, lab) for t, lab in TIME_TICKS_H if max(lo_x, 1 / 60) <= t <= hi_x * 1.5]
-        ax.set_xticks([t for t, _ in ticks], [lab for _, lab in ticks])
-        ax.minorticks_off()
+        _time_axis(ax, max(lo_x, 1 / 60), hi_x * 1.5, 10)
+    else:
+        ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("time from arrival to crossing (log scale)")
     ax.set_ylabel("share of vehicles that crossed\nwithin that time")
@@ -100,6 +132,8 @@ def time_in_system(table: pd.DataFrame, names: dict[str, str], path: Path) -> No
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
+    if hi_x > 0:
+        _thin_time_ticks(ax)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -279,12 +313,10 @@ def compare_time_in_system(table: pd.DataFrame, names: dict[str, str], path: Pat
             ax.plot(edge[keep], share[keep], drawstyle="steps-post", color=f"C{s}", label=scen)
             used = edge[keep][grp["vehicles"].to_numpy()[keep] > 0]
             hi_x = max(hi_x, used.max() if used.size else 0.0)
-        ax.set_xscale("log")
         if hi_x > 0:
-            ax.set_xlim(1 / 60, hi_x * 1.5)
-            ticks = [(x, lab) for x, lab in TIME_TICKS_H if 1 / 60 <= x <= hi_x * 1.5]
-            ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks], fontsize=7)
-            ax.minorticks_off()
+            _time_axis(ax, 1 / 60, hi_x * 1.5, 7)
+        else:
+            ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
         ax.set_title(_gate_names(names, g), fontsize=9, loc="left")
         ax.grid(alpha=0.3)
@@ -294,25 +326,56 @@ def compare_time_in_system(table: pd.DataFrame, names: dict[str, str], path: Pat
     fig.supylabel("share of vehicles that crossed within that time", fontsize=9)
     fig.suptitle("Time from arrival to crossing, per scenario", fontsize=10)
     fig.tight_layout()
+    for ax in axes.ravel()[:len(gates)]:
+        if ax.get_xticks().size:
+            _thin_time_ticks(ax)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
-    """Mean number waiting on each calendar day, one panel per gate, a line per scenario."""
-    sel = daily[(daily["direction"] == ALL) & (daily["gate"] != ALL) & (daily["metric"] == "queue_mean")]
+def _queue_lines_by_date(table: pd.DataFrame, names: dict[str, str], path: Path, columns: tuple[str, str, str],
+                         alpha: float, panel, title: str) -> None:
+    """The mean number waiting each calendar day (queue_mean, both directions), one panel per
+    gate, a line per scenario of the table: columns (line, band's low, band's high)."""
+    line, low, high = columns
+    sel = table[(table["direction"] == ALL) & (table["gate"] != ALL) & (table["metric"] == "queue_mean")]
     gates = list(dict.fromkeys(sel["gate"]))
     fig, axes = plt.subplots(len(gates), 1, figsize=(10, 1.9 * len(gates) + 0.8), sharex=True, squeeze=False)
     for ax, g in zip(axes[:, 0], gates):
         for s, (scen, grp) in enumerate(sel[sel["gate"] == g].groupby("scenario", sort=False)):
             dates = pd.to_datetime(grp["date"])
-            ax.fill_between(dates, grp["p05"], grp["p95"], color=f"C{s}", alpha=0.15, lw=0)
-            ax.plot(dates, grp["mean"], color=f"C{s}", lw=1, label=scen)
-        _queue_panel(ax, _gate_names(names, g))
+            ax.fill_between(dates, grp[low], grp[high], color=f"C{s}", alpha=alpha, lw=0)
+            ax.plot(dates, grp[line], color=f"C{s}", lw=1, label=scen)
+        panel(ax, _gate_names(names, g))
     axes[0, 0].legend(fontsize=7, loc="upper right")
     _date_axis(axes[-1, 0])
-    fig.suptitle("Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)",
-                 fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Mean number waiting on each calendar day, one panel per gate, a line per scenario (each
+    scenario's own daily.csv rows; the comparison's queue_by_date.png draws the paired differences
+    instead: compare_queue_differences)."""
+    _queue_lines_by_date(daily, names, path, ("mean", "p05", "p95"), 0.15, _queue_panel,
+                         "Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)")
+
+
+def _difference_panel(ax, title: str) -> None:
+    """A gate's panel of a difference plot: the zero line drawn (a difference has either sign)."""
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_ylabel("difference in\nvehicles waiting")
+    ax.grid(alpha=0.3)
+
+
+def compare_queue_differences(differences: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Each alternative's paired difference to the base (alternative - base) in the mean number
+    waiting on each calendar day, one panel per gate (both directions), with its 95 % interval
+    as a band (from compare_daily.csv: the interval of the replications' paired daily
+    differences)."""
+    _queue_lines_by_date(differences, names, path, ("diff_mean", "diff_ci_low", "diff_ci_high"), 0.25,
+                         _difference_panel, "Mean number waiting each day: alternative - base, paired by replication "
+                                            "(bands: 95 % interval)")

@@ -15,7 +15,9 @@ from .experiment import ENGINES, Point, replicate, run_design
 from .metrics import (
     ReplicationResult,
     daily_table,
+    monthly_table,
     per_replication,
+    per_replication_monthly,
     queue_by_hour_table,
     result_bytes,
     summarise,
@@ -110,6 +112,16 @@ class RunResult:
     @cached_property
     def daily(self) -> pd.DataFrame:
         return daily_table(self.results, self.scenario.nominal.horizon.start)
+
+    @cached_property
+    def monthly(self) -> pd.DataFrame:
+        """monthly.csv: per calendar month, gate and direction, sim.metrics.MONTHLY_METRICS."""
+        return monthly_table(self.results, self.scenario.nominal.horizon.start)
+
+    @cached_property
+    def per_replication_monthly(self) -> pd.DataFrame:
+        """per_replication_monthly.csv: every replication's monthly figures."""
+        return per_replication_monthly(self.results, self.scenario.nominal.horizon.start)
 
     @cached_property
     def queue_by_hour(self) -> pd.DataFrame:

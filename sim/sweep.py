@@ -962,8 +962,11 @@ def sweep_report(result: SweepResult, top: int = 5) -> str:
             for _, row in r.head(top).iterrows():
                 lines.append(f"    {int(row['rank']):>2}. {row.param}  {_ranking_stats(d.kind, row)}")
     if result.out is not None:
-        files = ["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else []) + (["report.html"] if (Path(result.out) / "report.html").exists() else [])
-        lines.append(f"written to {result.out}/ ({', '.join(files)}, plots)")
+        out = Path(result.out)
+        files = (["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else [])
+                 + (["report.html"] if (out / "report.html").exists() else [])
+                 + (["plots"] if any(out.glob("*.png")) else []))
+        lines.append(f"written to {result.out}/ ({', '.join(files)})")
     return "\n".join(lines)
 
 

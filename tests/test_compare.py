@@ -159,11 +159,171 @@ def test_each_library_scenario_changes_what_its_header_promises(path):
         assert (row.diff_mean < 0) if e.change == "decrease" else (row.diff_mean > 0), (e, row.to_dict())
 
 
-def test_a_small_difference_is_printed_with_its_sign_and_never_as_minus_zero():
-    """The headline table rounds crossings to whole vehicles: a paired difference of -0.2 printed
-    "-0", and one of +0.3 "+0", as if there were none."""
-    from sim.compare import _s
+def _alternative(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'extends = "{SMALL}"\nname = "{name}"\n\n{body}', encoding="utf-8")
+    return path
 
-    assert _s(-0.2, 0) == "-0.2" and _s(0.3, 0) == "+0.3" and _s(0.04, 1) == "+0.04"
-    assert _s(0.0, 0) == "0" and _s(-1e-9, 0) == "~0" and _s(float("nan"), 1) == "-"
-    assert _s(12.34, 1) == "+12.3" and _s(-1234.0, 0) == "-1,234"
+
+@pytest.fixture(scope="module")
+def higher_limit(tmp_path_factory) -> Path:
+    """The small baseline with a higher winter limit at Bắc Luân II."""
+    return _alternative(tmp_path_factory.mktemp("alts"), "higher_limit",
+                        '[[adjust]]\nid = "bac_luan_2_limit_winter"\nset = {uniform = [400, 500]}\n')
+
+
+@pytest.fixture(scope="module")
+def one_alternative(higher_limit):
+    """The small baseline against its higher limit, 5 replications."""
+    return compare(load(SMALL), [load(higher_limit)], reps=5, seed=4, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_alternatives(higher_limit):
+    """The small baseline against its higher limit and against itself with a lane more at Km3+4's
+    exit customs (--set on every alternative), 5 replications."""
+    return compare(load(SMALL), [load(higher_limit), load(SMALL)], reps=5, seed=4, workers=1, progress=False,
+                   sets=["gates.km3_4.exit.stages.customs.lanes=4"])
+
+
+def _paired(values_base: np.ndarray, values_alt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95 % t-interval of the paired differences (replications on axis 0)."""
+    from scipy import stats
+
+    d = values_alt - values_base
+    half = stats.t.ppf(0.975, d.shape[0] - 1) * d.std(axis=0, ddof=1) / np.sqrt(d.shape[0])
+    return d.mean(axis=0), d.mean(axis=0) - half, d.mean(axis=0) + half
+
+
+def test_compare_gives_time_in_system_queue_and_truck_hours_with_paired_intervals(one_alternative):
+    """compare.csv has, per gate and both directions, the mean and 95th percentile time in system,
+    the mean queue and the waiting truck-hours, each with its paired difference and interval."""
+    cmp = one_alternative
+    t = cmp.table
+    for metric in ("time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours"):
+        i = cmp.results[0][0].labels.index(("bac_luan_2", "all", metric, "", ""))
+        base = np.array([r.values[i] for r in cmp.results[0]])
+        alt = np.array([r.values[i] for r in cmp.results[1]])
+        row = t[(t.gate == "bac_luan_2") & (t.direction == "all") & (t.metric == metric) & (t.stage == "")
+                & (t["class"] == "")].iloc[0]
+        assert np.allclose([row.diff_mean, row.diff_ci_low, row.diff_ci_high], _paired(base, alt), rtol=1e-9)
+        assert row.diff_mean < 0, (metric, row.to_dict())  # a higher limit: less waiting
+        assert row.excludes_zero or metric == "time_in_system_p95_h", (metric, row.to_dict())
+    for g in ("mong_cai", "bac_luan_2", "km3_4", "hoanh_mo", "bac_phong_sinh", "all"):
+        assert {"time_in_system_mean_h", "queue_mean", "waiting_truck_hours"} <= set(t[t.gate == g].metric)
+
+
+def test_differences_by_month_and_by_day_are_paired_replication_by_replication(two_alternatives):
+    """compare_monthly.csv and compare_daily.csv: per alternative, each month's (day's) difference
+    alt - base with the t-interval of the replications' paired differences; the months' crossings
+    add up to the whole horizon's difference."""
+    from sim.metrics import MONTHLY_METRICS
+
+    cmp = two_alternatives
+    assert cmp.names == ["small_2022", "higher_limit", "small_2022_set"]
+    for k, alt in ((1, "higher_limit"), (2, "small_2022_set")):
+        monthly = cmp.monthly_differences[cmp.monthly_differences.scenario == alt]
+        gi = cmp.results[0][0].monthly_groups.index(("km3_4", "exit"))
+        for j, month in enumerate(["2022-01", "2022-02"]):
+            for mi, metric in enumerate(MONTHLY_METRICS):
+                base = np.array([r.monthly[gi, mi, j] for r in cmp.results[0]])
+                other = np.array([r.monthly[gi, mi, j] for r in cmp.results[k]])
+                row = monthly[(monthly.gate == "km3_4") & (monthly.direction == "exit") & (monthly.month == month)
+                              & (monthly.metric == metric)].iloc[0]
+                assert np.allclose([row.diff_mean, row.diff_ci_low, row.diff_ci_high], _paired(base, other),
+                                   rtol=1e-9, equal_nan=True), (alt, month, metric)
+        crossings = monthly[(monthly.gate == "all") & (monthly.direction == "all") & (monthly.metric == "crossings")]
+        whole = cmp.table[(cmp.table.scenario == alt) & (cmp.table.gate == "all") & (cmp.table.direction == "all")
+                          & (cmp.table.metric == "crossings") & (cmp.table.stage == "") & (cmp.table["class"] == "")]
+        assert np.isclose(crossings.diff_mean.sum(), whole.diff_mean.iloc[0])
+        daily = cmp.daily_differences[(cmp.daily_differences.scenario == alt) & (cmp.daily_differences.gate == "km3_4")
+                                      & (cmp.daily_differences.direction == "all")
+                                      & (cmp.daily_differences.metric == "queue_mean")]
+        base = np.array([r.daily_queue_mean[("km3_4", "all")] for r in cmp.results[0]], dtype=float)
+        other = np.array([r.daily_queue_mean[("km3_4", "all")] for r in cmp.results[k]], dtype=float)
+        assert np.allclose(np.array([daily.diff_mean, daily.diff_ci_low, daily.diff_ci_high]), _paired(base, other),
+                           rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+def test_compare_writes_its_monthly_and_daily_tables_and_reads_back_as_the_api_gives_them(one_alternative, tmp_path):
+    """monthly.csv (each scenario's), compare_monthly.csv and compare_daily.csv are written; a
+    table read back with sim.read_table equals the API's, an empty stage or class "" in both."""
+    from sim import read_table, write_comparison
+
+    cmp = one_alternative
+    out = tmp_path / "cmp"
+    write_comparison(cmp, out, make_plots=False, report=False)
+    monthly = read_table(out / "monthly.csv")
+    assert list(monthly.columns) == ["scenario", "gate", "direction", "month", "metric", "mean", "ci_low", "ci_high",
+                                     "p05", "p95"]
+    assert set(monthly.scenario) == {"small_2022", "higher_limit"} and set(monthly.month) == {"2022-01", "2022-02"}
+    for name, table in (("compare.csv", cmp.table), ("compare_monthly.csv", cmp.monthly_differences),
+                        ("summary.csv", cmp.summary), ("monthly.csv", cmp.monthly)):
+        back = read_table(out / name)
+        assert list(back.columns) == list(table.columns), name
+        for c in table.columns:
+            if not pd.api.types.is_numeric_dtype(table[c]):
+                assert back[c].tolist() == table[c].tolist(), (name, c)
+            else:
+                np.testing.assert_allclose(back[c].to_numpy(dtype=float), table[c].to_numpy(dtype=float),
+                                           rtol=1e-5, equal_nan=True, err_msg=f"{name} {c}")
+    assert (read_table(out / "compare.csv")["stage"] == "").any()
+    daily = read_table(out / "compare_daily.csv")
+    assert list(daily.columns[:5]) == ["scenario", "gate", "direction", "date", "metric"]
+
+
+def test_compare_queue_by_date_draws_each_alternatives_paired_difference(one_alternative, tmp_path, monkeypatch):
+    """queue_by_date.png: per gate, a line per alternative (not per scenario) at its paired
+    difference to the base on each day, inside a band of its 95 % interval."""
+    from matplotlib.figure import Figure
+
+    from sim import write_comparison
+
+    drawn = {}
+    save = Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):
+        drawn[Path(path).name] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    cmp = one_alternative
+    write_comparison(cmp, tmp_path / "cmp", report=False)
+    fig = drawn["queue_by_date.png"]
+    d = cmp.daily_differences
+    assert len(fig.axes) == 5
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_label() in cmp.names]
+        assert [ln.get_label() for ln in lines] == cmp.names[1:]
+        gate = {g.name: gid for gid, g in cmp.base.nominal.gates.items()}[ax.get_title(loc="left")]
+        bands = ax.collections
+        assert len(bands) == len(lines)
+        for ln, band in zip(lines, bands):
+            sel = d[(d.scenario == ln.get_label()) & (d.gate == gate) & (d.direction == "all")
+                    & (d.metric == "queue_mean")]
+            np.testing.assert_allclose(ln.get_ydata(), sel.diff_mean.to_numpy(), rtol=1e-9)
+            y = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+            assert np.isclose(y.min(), sel.diff_ci_low.min()) and np.isclose(y.max(), sel.diff_ci_high.max())
+
+
+def test_two_scenarios_of_one_name_are_told_apart():
+    """The same file twice (or two files with one name) compare; the second is NAME_2."""
+    tiny = load(DATA / "tiny.toml")
+    cmp = compare(tiny, [load(DATA / "tiny.toml"), tiny], reps=2, seed=1, workers=1, progress=False)
+    assert cmp.names == ["tiny", "tiny_2", "tiny_3"]
+    assert set(cmp.table.scenario) == {"tiny_2", "tiny_3"}
+    assert (cmp.table.diff_mean.fillna(0) == 0).all()  # the same scenario: no difference at all
+
+
+def test_compare_applies_sets_to_the_alternatives_only():
+    """compare(..., sets=[...]) changes every alternative, not the base, as `compare --set` does;
+    an alternative so changed that has the base's name is NAME_set."""
+    tiny = load(DATA / "tiny.toml")
+    cmp = compare(tiny, [tiny], reps=3, seed=1, workers=1, progress=False,
+                  sets=["gates.hoanh_mo.exit.stages.customs.lanes=3"])
+    assert cmp.names == ["tiny", "tiny_set"]
+    assert [s.nominal.gates["hoanh_mo"].exit.stages[0].lanes for s in cmp.scenarios] == [1, 3]
+    row = cmp.table[(cmp.table.gate == "hoanh_mo") & (cmp.table.direction == "exit")
+                    & (cmp.table.metric == "wait_mean_h") & (cmp.table.stage == "")].iloc[0]
+    assert row.diff_mean < 0
+    assert "sets" in compare.__doc__

@@ -167,6 +167,10 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
     H, warm = rep.horizon_h, rep.warmup_h
     for g, d, recs in [(r.inputs.gate, r.inputs.direction, [r]) for r in records] + [("all", "all", records)]:
         assert metric(result, g, d, "queue_max") == _brute_queue_max(recs, H)
+        # waiting vehicle-hours after the warm-up, everyone counted (crossed, gave up, still waiting)
+        area = brute_queue_area(recs, warm, H, H)
+        assert np.isclose(metric(result, g, d, "queue_mean"), area / (H - warm), rtol=1e-9, atol=1e-9)
+        assert np.isclose(metric(result, g, d, "waiting_truck_hours"), area, rtol=1e-9, atol=1e-7)
         waits = np.concatenate([_steady_waits(r, warm) for r in recs])
         if waits.size:
             assert np.isclose(metric(result, g, d, "wait_mean_h"), waits.mean())
@@ -245,8 +249,9 @@ def _check_where_the_waiting_happens(rec, result, rep) -> None:
         assert np.isclose(util, busy / sum(c.open_hours() for c in cals))
 
 
-def _brute_queue_max(records, horizon_h) -> float:
-    """Most vehicles waiting at once (after all events of an instant), by sorting every event."""
+def queue_events(records, horizon_h) -> tuple[np.ndarray, np.ndarray]:
+    """Every queue event of the flows' per-vehicle records within the horizon, in time order:
+    (time, +1 joins a queue / -1 leaves it)."""
     t, dl = [], []
     for r in records:
         f = r.inputs
@@ -255,11 +260,24 @@ def _brute_queue_max(records, horizon_h) -> float:
         dl += [np.ones(f.n), -np.ones(r.start.size), np.ones(r.end[:, :-1].size), -np.ones(r.left.size)]
     t, dl = np.concatenate(t), np.concatenate(dl)
     ok = t < horizon_h
-    t, dl = t[ok], dl[ok]
+    o = np.argsort(t[ok], kind="stable")
+    return t[ok][o], dl[ok][o]
+
+
+def brute_queue_area(records, lo: float, hi: float, horizon_h: float) -> float:
+    """Vehicle-hours waiting between lo and hi: the number waiting, a step function of the
+    sorted events, integrated."""
+    t, dl = queue_events(records, horizon_h)
+    level = np.cumsum(dl)  # from t[i] to t[i + 1]
+    ends = np.r_[t[1:], horizon_h]
+    return float(np.sum(level * np.clip(np.minimum(ends, hi) - np.maximum(t, lo), 0.0, None)))
+
+
+def _brute_queue_max(records, horizon_h) -> float:
+    """Most vehicles waiting at once (after all events of an instant), by sorting every event."""
+    t, dl = queue_events(records, horizon_h)
     if t.size == 0:  # no vehicle at all: nothing ever waits
         return 0.0
-    o = np.argsort(t, kind="stable")
-    t, dl = t[o], dl[o]
     last = np.r_[t[1:] != t[:-1], True]
     return float(max(0.0, np.cumsum(dl)[last].max(initial=0.0)))
 

@@ -25,7 +25,7 @@ from sim.run import RunResult
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.toml"
 TABLES = {"summary.csv", "per_replication.csv", "daily.csv", "queue_by_hour.csv", "time_in_system_hist.csv",
-          "metadata.json"}
+          "metadata.json", "monthly.csv", "per_replication_monthly.csv"}
 REPORT = {"report.html", ".bordersim-files.json"}  # the report, listed in the folder's manifest of written files
 MARKER = ".bordersim"  # the documented marker (spelt out: these tests also run on code without sim.outdir)
 
