@@ -584,7 +584,9 @@ def _targets_fit(folder: Folder, scen: dict) -> tuple[Section, str] | None:
     section.add("table", Table(["figure", "source"], [[r.target, r.source] for r in table.itertuples()],
                                caption="Where each observed figure comes from"))
     fails = table[~table.holds]
-    summary = (f"Against the observed figures it was fitted to ({targets_file}): {int(fit.holds.sum())} of {len(fit)} "
+    against = (f"This scenario changes {fitted}, fitted to the observed figures of {targets_file}; against them"
+               if changed else f"Against the observed figures it was fitted to ({targets_file})")
+    summary = (f"{against}: {int(fit.holds.sum())} of {len(fit)} "
                f"within their tolerance; of the {len(check)} kept to check the fit, "
                f"{int((check.holds & (check.known_miss == '')).sum())} inside the range of the replications"
                + (f", {len(known)} a known miss" if len(known) else "") + "."
