@@ -16,9 +16,10 @@ Reproducible: each task of a generation draws with a seed derived from the calib
 the generation and the task (``SeededMappingSampler``), so the result depends only on the seed,
 not on the number of workers.
 
-``check`` runs the fitted scenario and tests each target: a fit target's mean over
-replications within its tolerance, a validation target's observed value inside the 90 % band of
-single replications (5 % to 95 %). Validation targets are never used by the fit.
+``check`` runs the fitted scenario and tests each target as ``sim.targets`` defines it (a fit
+target's mean over replications within its tolerance, a validation target's observed value
+inside the 90 % band of single replications, 5 % to 95 %), as a run of a fitted scenario does for
+its report. Validation targets are never used by the fit.
 """
 
 from __future__ import annotations
@@ -39,7 +40,17 @@ from .errors import OutputError, shorten
 from .experiment import replicate
 from .run import check_reps, run
 from .scenario import Scenario, load
-from .targets import CalibrationError, Target, Targets, check_against, load_targets, target_values  # noqa: F401
+from .targets import (  # noqa: F401 - the calibration's names, for callers of sim.calibrate
+    BAND,
+    CalibrationError,
+    CheckRow,
+    Target,
+    Targets,
+    check_against,
+    load_targets,
+    target_rows,
+    target_values,
+)
 
 INFORMED = 0.7  # a posterior 90 % interval under this share of the prior's: the data pinned it down
 DEFAULT_POPULATION = 200
@@ -49,7 +60,6 @@ DEFAULT_REPS_PER_DRAW = 2
 DEFAULT_QUANTILE = 0.3  # each generation's threshold: this quantile of the last one's distances
 DEFAULT_CHECK_REPS = 200
 ENSEMBLE_ROWS = 200
-BAND = (0.05, 0.95)  # the band of single replications a validation target must fall in
 
 
 # ------------------------------------------------------------------ the model pyabc runs
@@ -278,42 +288,6 @@ class _maybe_pool:
 # ------------------------------------------------------------------ check
 
 
-@dataclass
-class CheckRow:
-    target: Target
-    simulated_mean: float
-    band_low: float
-    band_high: float
-
-    @property
-    def relative_error(self) -> float:
-        return (self.simulated_mean - self.target.observed) / self.target.observed
-
-    @property
-    def within_tolerance(self) -> bool:
-        return abs(self.relative_error) <= self.target.tolerance
-
-    @property
-    def inside_band(self) -> bool:
-        return self.band_low <= self.target.observed <= self.band_high
-
-    def ok(self) -> bool:
-        """A fit target: its mean within its tolerance; a validation target: the observed value
-        inside the 90 % band of single replications, or outside it where the targets file
-        records that the model misses it (``known_miss``), and not inside then."""
-        if self.target.use == "fit":
-            return self.within_tolerance
-        return self.inside_band != (self.target.known_miss is not None)
-
-    def verdict(self) -> str:
-        if self.target.use == "fit":
-            return "ok" if self.ok() else "FAIL: mean off by more than the tolerance"
-        if self.target.known_miss is None:
-            return "ok (inside the band)" if self.ok() else "FAIL: observed outside the 90 % band"
-        return ("MISS, known: outside the 90 % band (known_miss)" if self.ok()
-                else "FAIL: inside the band now; remove its known_miss")
-
-
 def check(targets: Targets, scenario_path: str | Path | None = None, reps: int = DEFAULT_CHECK_REPS,
           seed: int | None = None, engine: str = "fast", workers: int | None = None,
           progress: bool | None = None) -> list[CheckRow]:
@@ -322,9 +296,7 @@ def check(targets: Targets, scenario_path: str | Path | None = None, reps: int =
     check_against(targets, scen)
     seed = targets.spec.seed + 1 if seed is None else seed  # not the calibration's own draws
     result = run(scen, reps=reps, seed=seed, workers=workers, engine=engine, allow_overload=True, progress=progress)
-    values = target_values(result.results, targets.targets, scen)
-    return [CheckRow(t, float(values[:, j].mean()), *np.quantile(values[:, j], BAND))
-            for j, t in enumerate(targets.targets)]
+    return target_rows(result.results, targets.targets, scen)
 
 
 def check_table(rows: list[CheckRow]) -> str:

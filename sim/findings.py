@@ -53,6 +53,12 @@ def wait_without(summary: pd.DataFrame, left_out: list[str], direction: str = AL
     return float(sum(waits[g] * crossings[g] for g in keep) / total) if total else float("nan")
 
 
+def stage_label(stage: str) -> str:
+    """A stage as a reader says it: the far side's acceptance (its daily limit) by that name,
+    a stage's name with spaces."""
+    return "far side's acceptance" if stage == "acceptance" else stage.replace("_", " ")
+
+
 def wait_shares(summary: pd.DataFrame, gate: str, direction: str = ALL) -> list[tuple[str, float, float]]:
     """Where the waiting happens at a gate: (stage or 'acceptance', mean wait h, share of the
     total wait), largest first."""
@@ -107,7 +113,8 @@ def extreme_notes(summary: pd.DataFrame, names: dict[str, str] | None = None,
             text += f" It was closed {spans}: vehicles that came while it was closed waited for it to reopen."
         shares = wait_shares(summary, g)
         if shares:
-            text += " Its wait is at " + ", ".join(f"{stage} {share:.0%}" for stage, _h, share in shares[:2]) + "."
+            text += " Its wait: " + ", ".join(f"{stage_label(stage)} {share:.0%}"
+                                              for stage, _h, share in shares[:2]) + "."
         notes.append(text)
     label = ", ".join(names.get(g, g) for g in gates)
     all_wait = main_rows(summary)

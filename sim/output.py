@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .outdir import Staged, atomic_dir, version
 from .run import RunResult
+from .targets import targets_table
 from .workers import available_cores, local_pool
 
 
@@ -180,6 +181,9 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
             result.monthly.to_csv(tmp / "monthly.csv", index=False, float_format="%.6g")
             qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+            fit = targets_table(result.scenario, result.results)  # a fitted scenario: its targets, for the report
+            if fit is not None:
+                fit.to_csv(tmp / "targets.csv", index=False)  # full precision: the report rounds as --check does
         meta = {
             "kind": "run",
             "scenario": result.scenario.name,

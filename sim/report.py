@@ -25,15 +25,16 @@ from typing import Any
 import pandas as pd
 
 from .errors import BordersimError
-from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, wait_shares, wait_without
+from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, stage_label, wait_shares, wait_without
 from .outdir import MARKER, version
 
 TEXT_KEYS = ("name", "description", "source", "reason", "note", "id")
 HIGH_UTILISATION = 0.9  # a stage busier than this is near its capacity: the report warns
 INTERVALS = ("Two kinds of interval. [low, high] after a mean is its 95 % confidence interval: how sure "
-             "the mean over replications is (more replications narrow it). p05–p95 is the spread of the "
-             "replications themselves: the range in which nine runs of this scenario in ten fall, with "
-             "input uncertainty and day-to-day randomness together.")
+             "the mean over replications is (more replications narrow it). 5–95 % of replications is their "
+             "spread: the range in which nine runs of this scenario in ten fall, with input uncertainty and "
+             "day-to-day randomness together.")
+NBSP = "\u00a0"  # inside a figure, so that a narrow column breaks a cell between a mean and its interval only
 
 
 class ReportError(BordersimError):
@@ -189,7 +190,8 @@ def render(page: Page) -> str:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["cell"] = _cell
     template = env.get_template("report.html.j2")
-    return template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    return template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                           findings=any(s.id == "findings" for s in page.sections))
 
 
 def _cell(value: Any) -> str:
@@ -207,13 +209,20 @@ def num(value: Any, digits: int = 1) -> str:
     return f"{float(value):,.{digits}f}"
 
 
+def percent(value: Any, digits: int = 0) -> str:
+    """A share (0 to 1) in per cent."""
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{float(value) * 100:,.{digits}f}{NBSP}%"
+
+
 def with_ci(row: pd.Series | None, digits: int) -> str:
     """'mean [low, high]' of a summary row."""
     if row is None:
         return "–"
     text = num(row["mean"], digits)
     if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
-        text += f" [{num(row['ci_low'], digits)}, {num(row['ci_high'], digits)}]"
+        text += f" [{num(row['ci_low'], digits)},{NBSP}{num(row['ci_high'], digits)}]"
     return text
 
 
@@ -382,58 +391,80 @@ def _run_facts(meta: dict, scen: dict) -> list[tuple[str, str]]:
     horizon = scen.get("horizon") or {}
     facts = [("scenario", f"{scen.get('name', meta.get('scenario', '?'))}: {scen.get('description', '')}".strip(": "))]
     if horizon:
-        facts.append(("horizon", f"{horizon['start']} to {horizon['end']}"
-                      + (f", warm-up {horizon['warmup_days']:g} days" if horizon.get("warmup_days") else "")))
-    facts += [("seed", str(meta.get("seed", "?"))), ("replications", f"{meta.get('reps', '?'):,}"
-                                                     if isinstance(meta.get("reps"), int) else "?"),
+        facts.append(("period simulated", f"{horizon['start']} to {horizon['end']}"
+                      + (f", the first {horizon['warmup_days']:g} days left out of the waits (warm-up)"
+                         if horizon.get("warmup_days") else "")))
+    facts += [("replications", f"{meta.get('reps', '?'):,}" if isinstance(meta.get("reps"), int) else "?"),
+              ("seed", f"{meta.get('seed', '?')} (the same seed gives the same results)"),
               ("engine", str(meta.get("engine", "?"))),
               ("bordersim", str(meta.get("bordersim_version", "?"))),
               ("simulation time", f"{meta['wall_time_s']:.1f} s" if "wall_time_s" in meta else "?")]
     ens = scen.get("ensemble")
     if ens:
-        facts.append(("ensemble", f"{ens['file']}: {ens['rows']:,} parameter sets of {len(ens['inputs'])} inputs; "
-                                  "each replication takes one whole set at random"))
+        facts.append(("fitted inputs", f"{Path(ens['file']).name}: {ens['rows']:,} sets of values of "
+                                       f"{len(ens['inputs'])} inputs, fitted to observed figures; each "
+                                       "replication takes one whole set at random"))
     return facts
 
 
-def _derived_warnings(meta: dict, scens: list[dict], summaries: list[tuple[str, pd.DataFrame]]) -> list[str]:
-    """The run's own warnings and those a reader should see: a stage near capacity, an ensemble
-    with fewer parameter sets than replications."""
+REPLICATIONS = ("A replication is one simulation of the whole period, with its own random arrivals, clearance times "
+                "and closures and its own draw of every uncertain input; the figures are means over the "
+                "replications, and their spread shows what could happen.")
+
+
+def _derived_warnings(meta: dict, scens: list[dict], summaries: list[tuple[str, pd.DataFrame]],
+                      names: dict[str, str] | None = None) -> list[str]:
+    """The run's own warnings and those a reader should see: a stage near capacity, fitted inputs
+    with fewer sets of values than replications."""
+    names = names or {}
     out = list(meta.get("warnings") or [])
     reps = meta.get("reps")
     for scen in scens:
         ens = scen.get("ensemble")
         if ens and isinstance(reps, int) and reps > ens["rows"] and not any("parameter sets" in w for w in out):
-            out.append(f"{scen['name']}: {reps:,} replications but {ens['rows']:,} parameter sets in its ensemble: "
-                       "sets are reused")
+            out.append(f"{scen['name']}: {reps:,} replications but {ens['rows']:,} sets of fitted inputs: sets are "
+                       "reused")
     for label, summary in summaries:
         util = summary[(summary.metric == "utilisation") & (summary["mean"] >= HIGH_UTILISATION)]
         for r in util.itertuples():
-            out.append(f"{label + ': ' if label else ''}{r.gate} {r.direction} {r.stage}: lanes busy {r.mean:.0%} of "
-                       "their open hours: near capacity, queues there grow quickly with demand")
+            out.append(f"{label + ': ' if label else ''}{names.get(r.gate, r.gate)} {r.direction} "
+                       f"{stage_label(r.stage)}: lanes busy {r.mean:.0%} of their open hours: near capacity, queues "
+                       "there grow quickly with demand")
     return out
+
+
+OPTIONAL = ("queue_mean", "waiting_truck_hours")  # metrics a summary may lack (written by later versions)
 
 
 def _headline_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
     """Per gate (both directions) first, then all gates, then all gates without an extreme gate."""
     gates = [g for g in dict.fromkeys(main_rows(summary).gate) if g != ALL] + [ALL]
+    present = set(summary.metric)
+    columns = [("crossings", "crossings", lambda r: num(r["mean"], 0)),
+               ("wait_mean_h", "mean wait h [95 % CI]", lambda r: with_ci(r, 1)),
+               ("wait_mean_h", "mean wait h, 5–95 % of replications", lambda r: spread(r, 1)),
+               ("time_in_system_mean_h", "mean time in system h [95 % CI]", lambda r: with_ci(r, 1)),
+               ("queue_mean", "mean number waiting", lambda r: num(r["mean"], 0)),
+               ("queue_max", "most waiting at once", lambda r: num(r["mean"], 0)),
+               ("waiting_truck_hours", "truck-hours waiting", lambda r: num(r["mean"], 0)),
+               ("held_by_limit_share", "held by the daily limit", lambda r: percent(r["mean"]))]
+    columns = [c for c in columns if c[0] not in OPTIONAL or c[0] in present]
     rows, emphasis = [], set()
     for g in gates:
-        get = lambda metric: _lookup(summary, g, ALL, metric)  # noqa: E731
-        rows.append([names.get(g, g), num(get("crossings")["mean"] if get("crossings") is not None else None, 0),
-                     with_ci(get("wait_mean_h"), 1), spread(get("wait_mean_h"), 1),
-                     with_ci(get("time_in_system_p95_h"), 1), with_ci(get("queue_max"), 0),
-                     num(get("held_by_limit_share")["mean"] * 100, 0) + " %"
-                     if get("held_by_limit_share") is not None and pd.notna(get("held_by_limit_share")["mean"])
-                     else "–"])
+        cells = [names.get(g, g)]
+        for metric, _head, show in columns:
+            row = _lookup(summary, g, ALL, metric)
+            cells.append("–" if row is None else show(row))
+        rows.append(cells)
         if g == ALL:
             emphasis.add(len(rows) - 1)
     extreme = extreme_gates(summary)
     if extreme:
         label = ", ".join(names.get(g, g) for g in extreme)
-        rows.append([f"all gates without {label}", "", f"≈ {num(wait_without(summary, extreme), 1)}", "", "", "", ""])
-    return Table(["gate", "crossings", "mean wait h [95 % CI]", "wait p05–p95", "p95 time in system h",
-                  "max queue", "held by the daily limit"], rows, numeric={1, 2, 3, 4, 5, 6}, emphasis=emphasis)
+        rows.append([f"all gates without {label}", "", f"≈ {num(wait_without(summary, extreme), 1)}"]
+                    + [""] * (len(columns) - 2))
+    return Table(["gate"] + [head for _m, head, _s in columns], rows, numeric=set(range(1, len(columns) + 1)),
+                 emphasis=emphasis, caption="Per gate, both directions; all gates last")
 
 
 def _direction_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
@@ -445,8 +476,8 @@ def _direction_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
         rows.append([names.get(g, g), d, with_ci(get("crossings"), 0), with_ci(get("gave_up"), 0),
                      with_ci(get("wait_mean_h"), 1), with_ci(get("time_in_system_p95_h"), 1),
                      num(get("in_system_end")["mean"], 0) if get("in_system_end") is not None else "–"])
-    return Table(["gate", "direction", "crossings", "gave up waiting", "mean wait h", "p95 time in system h",
-                  "in system at the end"], rows, numeric={2, 3, 4, 5, 6},
+    return Table(["gate", "direction", "crossings", "gave up waiting", "mean wait h", "95 % crossed within h",
+                  "still there at the end"], _grouped(rows), numeric={2, 3, 4, 5, 6},
                  caption="Per gate and direction (exit: to China; entry: to Vietnam); 95 % confidence intervals")
 
 
@@ -458,13 +489,14 @@ def _waiting_table(summary: pd.DataFrame, names: dict[str, str]) -> Table:
         total = _lookup(summary, g, d, "wait_mean_h")
         for stage, hours, share in wait_shares(summary, g, d):
             util = _lookup(summary, g, d, "utilisation", stage)
-            rows.append([names.get(g, g), d, stage, with_ci(_lookup(summary, g, d, "wait_mean_h", stage), 2),
-                         f"{share:.0%}" if pd.notna(share) else "–",
-                         "far side's daily limit" if stage == "acceptance" else
-                         (f"{util['mean']:.0%}" if util is not None and pd.notna(util["mean"]) else "–"),
+            rows.append([names.get(g, g), d, stage_label(stage),
+                         with_ci(_lookup(summary, g, d, "wait_mean_h", stage), 2),
+                         percent(share) if pd.notna(share) else "–",
+                         "daily limit" if stage == "acceptance" else
+                         (percent(util["mean"]) if util is not None and pd.notna(util["mean"]) else "–"),
                          num(total["mean"], 2) if total is not None else "–"])
-    return Table(["gate", "direction", "stage", "wait for it h [95 % CI]", "share of the wait", "lanes busy",
-                  "total wait h"], rows, numeric={3, 4, 5, 6},
+    return Table(["gate", "direction", "waiting for", "wait h [95 % CI]", "share of the wait", "lanes busy",
+                  "total wait h"], _grouped(rows, 2), numeric={3, 4, 5, 6},
                  caption="The wait for each stage and for the far side's acceptance adds up to the total wait")
 
 
@@ -486,59 +518,128 @@ def _time_in_system_table(summary: pd.DataFrame, names: dict[str, str]) -> Table
         mean = _lookup(summary, g, ALL, "time_in_system_mean_h")
         p95 = _lookup(summary, g, ALL, "time_in_system_p95_h")
         rows.append([names.get(g, g), with_ci(mean, 1), _days(mean), with_ci(p95, 1), _days(p95)])
-    return Table(["gate", "mean h [95 % CI]", "mean in days", "95th percentile h", "in days"], rows,
+    return Table(["gate", "mean h [95 % CI]", "mean in days", "95 % crossed within h", "in days"], rows,
                  numeric={1, 2, 3, 4}, emphasis={len(rows) - 1})
 
 
 def _days(row: pd.Series | None) -> str:
-    return "–" if row is None or pd.isna(row["mean"]) else f"{row['mean'] / 24:,.1f} d"
+    return "–" if row is None or pd.isna(row["mean"]) else f"{row['mean'] / 24:,.1f}{NBSP}d"
 
 
-def _calibration_fit(summary: pd.DataFrame, daily: pd.DataFrame | None, scen: dict) -> Section | None:
-    """Where the scenario takes a fitted ensemble: the targets it was fitted to, observed against
-    this run's simulated figures."""
-    ens = scen.get("ensemble")
-    if not ens:
+UNITS = {"crossings": "crossings", "board_vehicles": "board vehicles", "vehicles": "vehicles waiting"}
+
+
+def _period(start: str, end: str) -> str:
+    """A target's period, its dates kept whole (non-breaking hyphens) in a narrow column."""
+    first, last = (str(d).replace("-", "\u2011") for d in (start, end))
+    return first if first == last else f"{first} to {last}"
+
+
+def _targets_fit(folder: Folder, scen: dict) -> tuple[Section, str] | None:
+    """Where a targets file fitted the scenario (the run wrote targets.csv): each observed figure
+    against this run, with the verdict sim.targets gives it, and a sentence for the findings."""
+    from .calibrate import DEFAULT_CHECK_REPS
+
+    from .targets import TABLE_COLUMNS
+
+    table = folder.csv("targets.csv")
+    if table is None or table.empty:
         return None
-    folder = Path(ens["file"]).parent
-    from .calibrate import CalibrationError, load_targets
+    missing = [c for c in TABLE_COLUMNS if c not in table]
+    if missing:
+        raise ReportError(str(folder.path / "targets.csv"), None, f"lacks the columns {', '.join(missing)}")
+    for col in ("observed", "simulated_mean", "band_low", "band_high", "relative_error", "tolerance"):
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    table["holds"] = table.holds.astype(str).str.lower() == "true"
+    reps = folder.meta.get("reps", "?")
+    targets_file, fitted = str(table.targets_file.iloc[0]), str(table.fitted_scenario.iloc[0])
+    table["known_miss"] = table.known_miss.fillna("").astype(str)
+    fit, check = table[table.use == "fit"], table[table.use == "validate"]
+    known = check[check.known_miss != ""]
+    own = [Path(layer.get("file") or "").name for layer in scen.get("layers") or []]
+    changed = bool(own) and own[-1] != fitted
+    section = Section("observed", "Against the observed figures")
+    section.text(
+        f"The scenario takes inputs fitted ({fitted}) to the observed figures of {targets_file}. Each figure against "
+        f"this run's {reps} replications, tested as `bordersim calibrate --check` tests them: a figure the inputs "
+        "were fitted to holds when the run's mean is within its tolerance; a figure kept out of the fit to check it "
+        "holds when the observed value lies inside the range of nine replications in ten (5–95 %). The check runs "
+        f"{DEFAULT_CHECK_REPS} replications; with {reps} these verdicts are this run's own, and noisier."
+        + (f" This scenario changes {fitted}: the figures show how far the change moves them from what was "
+           "observed, not whether the fit holds." if changed else ""))
+    for part, caption, tolerance in ((fit, "Figures the inputs were fitted to", True),
+                                     (check, "Figures kept out of the fit, to check it", False)):
+        if part.empty:
+            continue
+        rows = [[r.target, _period(r.period_start, r.period_end), num(r.observed, 0), UNITS.get(r.unit, r.unit),
+                 num(r.simulated_mean, 0), f"{num(r.band_low, 0)}–{num(r.band_high, 0)}",
+                 _signed_percent(r.relative_error)]
+                + ([f"±{percent(r.tolerance)}"] if tolerance else []) + [r.verdict] for r in part.itertuples()]
+        section.add("table", Table(["figure", "period", "observed", "unit", "this run's mean",
+                                    "5–95 % of replications", "difference"] + (["tolerance"] if tolerance else [])
+                                   + ["verdict"], rows, numeric={2, 4, 5, 6, 7} if tolerance else {2, 4, 5, 6},
+                                   caption=caption))
+    if not known.empty:
+        section.add("notes", [f"{r.target}: the model is known to miss it: {r.known_miss}" for r in known.itertuples()])
+    section.add("table", Table(["figure", "source"], [[r.target, r.source] for r in table.itertuples()],
+                               caption="Where each observed figure comes from"))
+    fails = table[~table.holds]
+    against = (f"This scenario changes {fitted}, fitted to the observed figures of {targets_file}; against them"
+               if changed else f"Against the observed figures it was fitted to ({targets_file})")
+    summary = (f"{against}: {int(fit.holds.sum())} of {len(fit)} "
+               f"within their tolerance; of the {len(check)} kept to check the fit, "
+               f"{int((check.holds & (check.known_miss == '')).sum())} inside the range of the replications"
+               + (f", {len(known)} a known miss" if len(known) else "") + "."
+               + (f" Not holding in this run: {', '.join(fails.target)}." if len(fails) else ""))
+    return section, summary
 
-    layer_files = {str(Path(layer["file"]).resolve()) for layer in scen.get("layers") or [] if layer.get("file")}
-    for path in sorted(folder.glob("targets*.toml")):
-        try:
-            targets = load_targets(path)
-        except CalibrationError:
-            continue
-        if str(targets.fitted_path.resolve()) not in layer_files:
-            continue
-        section = Section("calibration", "The calibration's fit")
-        section.text(f"This scenario takes its inputs from the ensemble fitted to {path.name}. Each target against "
-                     "this run: the mean over replications and the range of nine replications in ten (p05–p95).")
-        horizon = scen.get("horizon") or {}
-        rows = []
-        for t in targets.targets:
-            whole = horizon and str(t.period[0]) == horizon.get("start") and str(t.period[1]) == horizon.get("end")
-            row = _lookup(summary, t.output.gate, t.output.direction, "crossings")
-            if whole and row is not None:
-                mean, band = row["mean"], spread(row, 0)
-            elif daily is not None:
-                sel = daily[(daily.gate == t.output.gate) & (daily.direction == t.output.direction)
-                            & (daily.metric == "crossings") & (daily.date >= str(t.period[0]))
-                            & (daily.date <= str(t.period[1]))]
-                mean, band = sel["mean"].sum(), "–"
-            else:
-                continue
-            rel = (mean - t.observed) / t.observed
-            rows.append([t.name, num(t.observed, 0), num(mean, 0), band, f"{rel:+.1%}", f"±{t.tolerance:.0%}",
-                         "within" if abs(rel) <= t.tolerance else "outside", t.source])
-        section.add("table", Table(["target", "observed", "simulated mean", "p05–p95", "relative error", "tolerance",
-                                    "", "source"], rows, numeric={1, 2, 3, 4, 5}))
-        fit_png = folder / f"{targets.fitted_path.stem.replace('fitted', 'report')}_fit.png"
-        if fit_png.exists():
-            section.add("figure", Figure("The calibration", "Observed against simulated in the calibration itself "
-                                         "(prior and ensemble, 95 % intervals)", _data_uri(fit_png.read_bytes())))
-        return section
-    return None
+
+def _signed_percent(share: float) -> str:
+    """A relative difference in per cent, with its sign (as `calibrate --check` prints it)."""
+    return "–" if pd.isna(share) else f"{share:+.1%}"
+
+
+def _grouped(rows: list[list[Any]], depth: int = 1) -> list[list[Any]]:
+    """Rows with their first ``depth`` cells (a gate, a direction) shown only where they change,
+    as a reader scans them."""
+    out, last = [], None
+    for row in rows:
+        same = 0
+        while last is not None and same < depth and row[:same + 1] == last[:same + 1]:
+            same += 1
+        out.append([""] * same + row[same:])
+        last = row
+    return out
+
+
+def _run_findings(summary: pd.DataFrame, names: dict[str, str]) -> list[str]:
+    """The answer in a few sentences: all gates' crossings, wait and time in system (and queue
+    and truck-hours where the summary has them), the gates by mean wait, who gave up."""
+    get = lambda metric: _lookup(summary, ALL, ALL, metric)  # noqa: E731
+    out = []
+    crossings, per_day = get("crossings"), get("crossings_per_day")
+    wait, tis = get("wait_mean_h"), get("time_in_system_mean_h")
+    if crossings is not None and wait is not None:
+        text = (f"All gates: {num(crossings['mean'], 0)} crossings"
+                + (f" ({num(per_day['mean'], 0)} a day)" if per_day is not None else "")
+                + f"; a vehicle that crossed waited {with_ci(wait, 1)} h on average")
+        if tis is not None:
+            text += f" and took {with_ci(tis, 1)} h from arrival to crossing"
+        queue, hours = get("queue_mean"), get("waiting_truck_hours")
+        if queue is not None:
+            text += f"; {num(queue['mean'], 0)} vehicles were waiting on average"
+        if hours is not None:
+            text += f"; {num(hours['mean'], 0)} truck-hours were spent waiting"
+        out.append(text + ".")
+    waits = gate_value(summary, "wait_mean_h").dropna().sort_values(ascending=False)
+    if len(waits):
+        out.append("Mean wait by gate, longest first: "
+                   + ", ".join(f"{names.get(g, g)} {num(w, 1)}{NBSP}h" for g, w in waits.items()) + ".")
+    gave_up = get("gave_up")
+    if gave_up is not None and gave_up["mean"] > 0:
+        out.append(f"{num(gave_up['mean'], 0)} vehicles gave up waiting and turned back (not counted in the crossings "
+                   "nor in the waits).")
+    return out
 
 
 # ------------------------------------------------------------------ a run
@@ -556,18 +657,21 @@ def run_page(folder: Folder) -> Page:
     daily = folder.csv("daily.csv")
     tis = folder.csv("time_in_system_hist.csv")
     qbh = folder.csv("queue_by_hour.csv")
+    observed = _targets_fit(folder, scen)
 
-    what = Section("what", "What was run")
-    what.add("facts", _run_facts(meta, scen))
-    _layer_blocks(what, scen, show_first=True)
+    findings = Section("findings", "Findings")
+    findings.text(f"Means over {meta.get('reps', '?')} replications. {REPLICATIONS}")
+    notes = _run_findings(summary, names)
+    closures = {g: info.get("closures", []) for g, info in (scen.get("gates") or {}).items()}
+    notes += extreme_notes(summary, names, closures)
+    if observed is not None:
+        notes.append(observed[1])
+    findings.add("notes", notes)
+    findings.text(INTERVALS)
+    findings.add("table", _headline_table(summary, names))
 
-    head = Section("headline", "Results per gate")
-    head.text(f"Means over {meta.get('reps', '?')} replications. {INTERVALS}")
-    head.add("table", _headline_table(summary, names))
-    notes = extreme_notes(summary, names, {g: info.get("closures", []) for g, info in (scen.get("gates") or {}).items()})
-    if notes:
-        head.add("notes", notes)
-    head.add("table", _direction_table(summary, names))
+    directions = Section("directions", "Per gate and direction")
+    directions.add("table", _direction_table(summary, names))
 
     waiting = Section("waiting", "Where the waiting happens")
     waiting.text("Per gate and direction, the time spent waiting for each stage and for the far side's acceptance "
@@ -592,41 +696,101 @@ def run_page(folder: Folder) -> Page:
                                         "Share of vehicles that crossed within a given time of arriving, per gate",
                                         _plot("time_in_system", tis, names)))
 
-    sections = [what, head, waiting, dates, time_in]
-    fit = _calibration_fit(summary, daily, scen)
-    if fit is not None:
-        sections.append(fit)
-    sections.append(_sources_section(scen))
+    what = Section("what", "What was run")
+    what.add("facts", _run_facts(meta, scen))
+    _layer_blocks(what, scen, show_first=True)
+
+    sections = [findings, directions, waiting, dates, time_in]
+    if observed is not None:
+        sections.append(observed[0])
+    sections += [what, _sources_section(scen)]
     return Page(f"bordersim: {scen.get('name') or meta.get('scenario')}", scen.get("description") or "", sections,
-                _derived_warnings(meta, [scen], [("", summary)]))
+                _derived_warnings(meta, [scen], [("", summary)], names))
 
 
 # ------------------------------------------------------------------ a comparison
 
 
-def _expectations(table: pd.DataFrame, scen: dict) -> list[list[str]]:
+METRIC_LABELS = {"wait_mean_h": "mean wait h", "time_in_system_mean_h": "mean time in system h",
+                 "time_in_system_p95_h": "95 % crossed within h", "queue_mean": "mean number waiting",
+                 "waiting_truck_hours": "truck-hours waiting", "crossings_per_day": "crossings per day",
+                 "crossings": "crossings", "gave_up": "gave up waiting", "queue_max": "most waiting at once",
+                 "held_by_limit_share": "held by the daily limit %"}
+# the differences a comparison shows per gate: (metric, heading, digits); metrics a comparison
+# written by an earlier version lacks are left out
+HEADLINE = [(m, METRIC_LABELS[m], d) for m, d in (
+    ("wait_mean_h", 2), ("time_in_system_mean_h", 1), ("time_in_system_p95_h", 1), ("queue_mean", 1),
+    ("waiting_truck_hours", 0), ("crossings_per_day", 1), ("held_by_limit_share", 1))]
+
+
+def _is_share(metric: str) -> bool:
+    return metric.endswith("_share")
+
+
+def _difference(m: pd.Series, metric: str, digits: int) -> str:
+    """A paired difference with its 95 % interval (* where it excludes 0); a share's in
+    percentage points."""
+    from .compare import _s as signed  # compare's signed figures (none rounds to "+0.0"); imported when used
+
+    if pd.isna(m.diff_mean):
+        return "–"
+    k = 100 if _is_share(metric) else 1
+    return (f"{signed(m.diff_mean * k, digits)} [{signed(m.diff_ci_low * k, digits)},{NBSP}"
+            f"{signed(m.diff_ci_high * k, digits)}]" + (f"{NBSP}*" if m.excludes_zero else ""))
+
+
+def _level(value: float, metric: str, digits: int) -> str:
+    return percent(value, digits) if _is_share(metric) else num(value, digits)
+
+
+def _expectations(table: pd.DataFrame, scen: dict, names: dict[str, str]) -> list[list[str]]:
     rows = []
     for e in scen.get("expect") or []:
         sel = table[(table.scenario == scen["name"]) & (table.gate == e["gate"]) & (table.direction == e["direction"])
                     & (table.metric == e["metric"]) & (table.stage == "") & (table["class"] == "")]
+        where = names.get(e["gate"], e["gate"]) + ("" if e["direction"] == ALL else f" {e['direction']}")
+        label = METRIC_LABELS.get(e["metric"], e["metric"])
         if sel.empty:
-            rows.append([scen["name"], e["gate"], e["metric"], e["change"], "–", "not in the results"])
+            rows.append([scen["name"], where, label, f"to {e['change']}", "–", "not in the results"])
             continue
         r = sel.iloc[0]
         holds = r.diff_ci_high < 0 if e["change"] == "decrease" else r.diff_ci_low > 0
         against = r.diff_ci_low > 0 if e["change"] == "decrease" else r.diff_ci_high < 0
         verdict = "holds" if holds else ("the opposite" if against else "not shown (the interval includes 0)")
-        rows.append([scen["name"], e["gate"], e["metric"], e["change"],
-                     f"{r.diff_mean:+,.2f} [{r.diff_ci_low:+,.2f}, {r.diff_ci_high:+,.2f}]", verdict])
+        rows.append([scen["name"], where, label, f"to {e['change']}", _difference(r, e["metric"], 2), verdict])
     return rows
 
 
-HEADLINE = [("wait_mean_h", "mean wait h", 2), ("time_in_system_p95_h", "p95 time in system h", 1),
-            ("crossings_per_day", "crossings per day", 1), ("held_by_limit_share", "share held by the limit", 3)]
+def _all_gates_finding(table: pd.DataFrame, alt: str, base: str) -> str:
+    """One sentence: what an alternative changes across all gates, the changes the replications
+    show clearly (the interval excludes 0) first."""
+    from .compare import _s as signed
+    from .compare import headline_rows
+
+    clear, unclear = [], []
+    for g, label, digits, m in headline_rows(table, alt, HEADLINE):
+        if g != ALL or pd.isna(m.diff_mean):
+            continue
+        if _is_share(str(m.metric)):
+            what, change = label.removesuffix(" %"), f"{signed(m.diff_mean * 100, digits)} percentage points"
+        else:
+            unit = f"{NBSP}h" if label.endswith(" h") else ""
+            what, change = label.removesuffix(" h"), f"{signed(m.diff_mean, digits)}{unit}"
+        if pd.notna(m.rel_diff):
+            change += f" ({m.rel_diff:+.0%})"
+        (clear if m.excludes_zero else unclear).append(f"{what} {change}")
+    if not clear and not unclear:
+        return ""
+    text = f"{alt} against {base}, all gates: " + ("; ".join(clear) if clear else "no clear change")
+    if unclear:
+        text += "; not clear (the interval includes 0): " + "; ".join(unclear)
+    return text + "."
 
 
 @kind("compare")
 def compare_page(folder: Folder) -> Page:
+    from .compare import headline_rows
+
     meta = folder.meta
     scens = meta.get("scenario_details") or [{"name": s["name"], "file": s.get("file")}
                                              for s in meta.get("scenarios", [])]
@@ -640,44 +804,38 @@ def compare_page(folder: Folder) -> Page:
     base = meta.get("base") or scens[0]["name"]
     alts = [s for s in scens if s["name"] != base]
 
-    what = Section("what", "What was compared")
-    what.add("facts", [("base", base), ("alternatives", ", ".join(s["name"] for s in alts)),
-                       ("replications", f"{meta.get('reps', '?')} of each, on common random numbers: replication i of "
-                                        "every scenario uses the same seed, so a difference is what the change did"),
-                       ("seed", str(meta.get("seed", "?"))), ("engine", str(meta.get("engine", "?"))),
-                       ("bordersim", str(meta.get("bordersim_version", "?"))),
-                       ("simulation time", f"{meta['wall_time_s']:.1f} s" if "wall_time_s" in meta else "?")])
-    shown: set[str] = set()
-    for s in scens:
-        what.add("subhead2", f"{s['name']}{' (base)' if s['name'] == base else ''}: {s.get('description', '')}")
-        _layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown)
-
-    head = Section("headline", "Differences per gate")
-    head.text("Alternative − base, paired replication by replication, with its 95 % confidence interval; "
-              "* where the interval excludes 0. Per gate first, all gates last.")
-    from .compare import headline_rows
-
+    head = Section("findings", "Findings: the differences per gate")
+    head.text(f"Each alternative against {base}, over {meta.get('reps', '?')} replications of each. {REPLICATIONS} "
+              "Replication i of every scenario uses the same random numbers, so a difference is what the change "
+              "did: alternative − base, paired replication by replication, with its 95 % confidence interval; "
+              "* where the interval excludes 0 (a difference the replications show clearly). Shares are in % and "
+              "their differences in percentage points.")
+    head.add("notes", [t for s in alts if (t := _all_gates_finding(table, s["name"], base))])
+    expect_rows = [r for s in alts for r in _expectations(table, s, names)]
+    if expect_rows:
+        head.add("table", Table(["scenario", "where", "metric", "expected", "difference [95 % CI]", "verdict"],
+                                expect_rows, caption="What each alternative's file says it should change, and "
+                                                     "whether it does"))
     for s in alts:
         rows, emphasis = [], set()
         for g, label, digits, m in headline_rows(table, s["name"], HEADLINE):
-            rows.append([names.get(g, g), label, num(m.base_mean, digits), num(m.alt_mean, digits),
-                         f"{m.diff_mean:+,.{digits}f} [{m.diff_ci_low:+,.{digits}f}, {m.diff_ci_high:+,.{digits}f}]"
-                         + (" *" if m.excludes_zero else "") if pd.notna(m.diff_mean) else "–",
+            metric = str(m.metric)
+            rows.append([names.get(g, g), label, _level(m.base_mean, metric, digits),
+                         _level(m.alt_mean, metric, digits), _difference(m, metric, digits),
                          f"{m.rel_diff:+.0%}" if pd.notna(m.rel_diff) else "–"])
             if g == ALL:
                 emphasis.add(len(rows) - 1)
-        head.add("table", Table(["gate", "metric", base, s["name"], "difference [95 % CI]", "relative"], rows,
-                                caption=f"{s['name']} against {base}", numeric={2, 3, 4, 5}, emphasis=emphasis))
-    expect_rows = [r for s in alts for r in _expectations(table, s)]
-    if expect_rows:
-        head.add("table", Table(["scenario", "gate", "metric", "promised", "difference [95 % CI]", "verdict"],
-                                expect_rows, caption="What each scenario promises against its parent ([[expect]])"))
+        head.add("table", Table(["gate", "metric", base, s["name"], "difference [95 % CI]", "relative"],
+                                _grouped(rows), caption=f"{s['name']} against {base}, per gate (all gates last)",
+                                numeric={2, 3, 4, 5}, emphasis=emphasis))
     for s in scens:
         own = summary[summary.scenario == s["name"]]
         notes = extreme_notes(own, names, {g: i.get("closures", []) for g, i in (s.get("gates") or {}).items()})
         if notes:
             head.add("notes", [f"{s['name']}: {n}" for n in notes])
-    head.add("figure", folder.figure("compare_differences.png", "Differences per gate",
+
+    plot = Section("plot", "The differences as a plot")
+    plot.add("figure", folder.figure("compare_differences.png", "Differences per gate",
                                      "Each alternative's difference to the base with its 95 % interval "
                                      "(filled: the interval excludes 0)", _plot("compare_differences", table, names)))
 
@@ -692,8 +850,8 @@ def compare_page(folder: Folder) -> Page:
             for s in scens:
                 r = _lookup(summary[summary.scenario == s["name"]], g, ALL, "wait_mean_h", st)
                 cells.append(num(r["mean"], 2) if r is not None else "–")
-            rows.append([names.get(g, g), st] + cells)
-    waiting.add("table", Table(["gate", "stage"] + [f"{s['name']} h" for s in scens], rows,
+            rows.append([names.get(g, g), stage_label(st)] + cells)
+    waiting.add("table", Table(["gate", "waiting for"] + [f"{s['name']} h" for s in scens], _grouped(rows),
                                numeric=set(range(2, 2 + len(scens))),
                                caption="Mean wait for each stage and for the far side's acceptance, both directions"))
 
@@ -707,14 +865,27 @@ def compare_page(folder: Folder) -> Page:
     time_in.add("figure", folder.figure("time_in_system.png", "Time in system", "Share of vehicles that crossed "
                                         "within a given time, per gate, a line per scenario",
                                         _plot("compare_time_in_system", tis, names)))
-    sections = [what, head, waiting, dates, time_in]
+
+    what = Section("what", "What was compared")
+    what.add("facts", [("base", base), ("alternatives", ", ".join(s["name"] for s in alts)),
+                       ("replications", f"{meta.get('reps', '?')} of each, on common random numbers: replication i of "
+                                        "every scenario uses the same seed, so a difference is what the change did"),
+                       ("seed", str(meta.get("seed", "?"))), ("engine", str(meta.get("engine", "?"))),
+                       ("bordersim", str(meta.get("bordersim_version", "?"))),
+                       ("simulation time", f"{meta['wall_time_s']:.1f} s" if "wall_time_s" in meta else "?")])
+    shown: set[str] = set()
+    for s in scens:
+        what.add("subhead2", f"{s['name']}{' (base)' if s['name'] == base else ''}: {s.get('description', '')}")
+        _layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown)
+
+    sections = [head, plot, waiting, dates, time_in, what]
     for s in alts:
         own = dict(s, layers=(s.get("layers") or [])[-1:])  # each alternative's own file
         sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}"))
     summaries = [(s["name"], summary[summary.scenario == s["name"]]) for s in scens]
     return Page(f"bordersim: {', '.join(s['name'] for s in alts)} against {base}",
                 "; ".join(s.get("description", "") for s in alts if s.get("description")), sections,
-                _derived_warnings(meta, scens, summaries))
+                _derived_warnings(meta, scens, summaries, names))
 
 
 # ------------------------------------------------------------------ a calibration

@@ -12,6 +12,10 @@ model counts crossings (each exit and each entry once, what the province reports
 ``board_vehicles`` (the gates' boards: Vietnamese vehicles out plus Chinese vehicles in, each
 once) are the crossings divided by the scenario's ``observation.crossings_per_board_vehicle``,
 an uncertain input like any other.
+
+Each target's simulated value (``target_values``) and its verdict (``CheckRow``) are defined here
+once: ``bordersim calibrate --check`` uses them, and so does a run of a scenario a targets file
+fitted, which writes them to its results folder (``targets.csv``) for its report.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import BordersimError, shorten
@@ -29,6 +34,7 @@ from .metrics import ALL, ReplicationResult
 from .scenario import Scenario, read_toml
 
 BOARD_RATIO = "observation.crossings_per_board_vehicle"
+BAND = (0.05, 0.95)  # the band of single replications a validation target must fall in
 
 
 class CalibrationError(BordersimError):
@@ -188,3 +194,94 @@ def target_values(results: list[ReplicationResult], targets: list[Target], scen:
                     v /= r.inputs.get(BOARD_RATIO, nominal_ratio)
             out[i, j] = v
     return out
+
+
+@dataclass
+class CheckRow:
+    """A target against replications of a scenario: their mean and the 90 % band of single
+    replications, and the verdict."""
+
+    target: Target
+    simulated_mean: float
+    band_low: float
+    band_high: float
+
+    @property
+    def relative_error(self) -> float:
+        return (self.simulated_mean - self.target.observed) / self.target.observed
+
+    @property
+    def within_tolerance(self) -> bool:
+        return abs(self.relative_error) <= self.target.tolerance
+
+    @property
+    def inside_band(self) -> bool:
+        return self.band_low <= self.target.observed <= self.band_high
+
+    def ok(self) -> bool:
+        """A fit target: its mean within its tolerance; a validation target: the observed value
+        inside the 90 % band of single replications, or outside it where the targets file
+        records that the model misses it (``known_miss``), and not inside then."""
+        if self.target.use == "fit":
+            return self.within_tolerance
+        return self.inside_band != (self.target.known_miss is not None)
+
+    def verdict(self) -> str:
+        if self.target.use == "fit":
+            return "ok" if self.ok() else "FAIL: mean off by more than the tolerance"
+        if self.target.known_miss is None:
+            return "ok (inside the band)" if self.ok() else "FAIL: observed outside the 90 % band"
+        return ("MISS, known: outside the 90 % band" if self.ok()
+                else "FAIL: inside the band now; remove its known_miss")
+
+
+def target_rows(results: list[ReplicationResult], targets: list[Target], scen: Scenario) -> list[CheckRow]:
+    """Each target against the replications: its verdict and the figures behind it."""
+    values = target_values(results, targets, scen)
+    return [CheckRow(t, float(values[:, j].mean()), *(float(q) for q in np.quantile(values[:, j], BAND)))
+            for j, t in enumerate(targets)]
+
+
+def fitted_by(scen: Scenario) -> Targets | None:
+    """The targets file that fitted this scenario, or a scenario it extends: a ``targets*.toml``
+    beside the scenario's ensemble whose fitted scenario is one of the scenario's files, and
+    whose targets the scenario can be measured against (gates there, periods in the horizon)."""
+    if scen.ensemble_file is None:
+        return None
+    files = set()
+    for layer in scen.layers:
+        try:
+            files.add(Path(layer.file).resolve())
+        except (OSError, RuntimeError):  # a --set layer's name, or a path that no longer resolves
+            continue
+    for path in sorted(Path(scen.ensemble_file).parent.glob("targets*.toml")):
+        try:
+            targets = load_targets(path)
+            if targets.fitted_path.resolve() in files:
+                check_against(targets, scen)
+                return targets
+        except (BordersimError, OSError, RuntimeError):  # not this scenario's targets, or not readable
+            continue
+    return None
+
+
+TABLE_COLUMNS = ["target", "use", "unit", "period_start", "period_end", "observed", "simulated_mean", "band_low",
+                 "band_high", "relative_error", "tolerance", "verdict", "holds", "known_miss", "source",
+                 "targets_file", "fitted_scenario"]
+
+
+def targets_table(scen: Scenario, results: list[ReplicationResult]) -> pd.DataFrame | None:
+    """targets.csv of a run: each target of the targets file that fitted the scenario (``fitted_by``)
+    against the run's replications, with its verdict; None for a scenario no targets file fitted."""
+    targets = fitted_by(scen)
+    if targets is None:
+        return None
+    rows = []
+    for r in target_rows(results, targets.targets, scen):
+        t = r.target
+        rows.append([t.name, t.use, t.unit, t.period[0].isoformat(), t.period[1].isoformat(), t.observed,
+                     r.simulated_mean, r.band_low, r.band_high, r.relative_error,
+                     t.tolerance if t.use == "fit" else float("nan"), r.verdict(), r.ok(), t.known_miss or "",
+                     t.source + (f" ({t.derived})" if t.derived else ""), targets.path.name,
+                     targets.fitted_path.name])
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -77,3 +77,56 @@ def metric(result, gate: str, direction: str, name: str, stage: str = "", vclass
 
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+def html_tables(html: str, section: str | None = None) -> list[dict]:
+    """The tables of a report page (of its section with that id): each a dict of its caption,
+    its header cells and its rows of cells, as text (runs of white space, no-break spaces
+    included, as one space)."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell, self.row, self.where, self.depth = [], None, None, None, 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                self.depth += 1
+                if dict(attrs).get("id") == section:
+                    self.where = self.depth
+            inside = section is None or self.where is not None
+            if tag == "table" and inside:
+                self.tables.append({"caption": "", "header": [], "rows": []})
+            elif tag == "tr" and inside and self.tables:
+                self.row = []
+            elif tag in ("td", "th", "caption") and inside and self.tables:
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag == "section":
+                if self.where == self.depth:
+                    self.where = None
+                self.depth -= 1
+            if self.cell is not None and tag in ("td", "th", "caption"):
+                text = " ".join("".join(self.cell).split())
+                if tag == "caption":
+                    self.tables[-1]["caption"] = text
+                else:
+                    self.row.append((tag, text))
+                self.cell = None
+            elif tag == "tr" and self.row is not None:
+                cells = [t for _, t in self.row]
+                if all(kind == "th" for kind, _ in self.row):
+                    self.tables[-1]["header"] = cells
+                else:
+                    self.tables[-1]["rows"].append(cells)
+                self.row = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Tables()
+    parser.feed(html)
+    return parser.tables

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from html import unescape
 from pathlib import Path
 
 import pandas as pd
@@ -15,9 +16,13 @@ from sim.findings import closures_of, extreme_gates, extreme_notes, wait_without
 from sim.sources import file_notes, notes_for
 from sim.scenario import _load_layers
 
+from .helpers import html_tables
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "results" / "examples" / "baseline_2022_calibrated"
 BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
+FITTED = ROOT / "calibration" / "fitted_2022.toml"
+TARGETS = ROOT / "calibration" / "targets_2022.toml"
 
 
 def _summary() -> pd.DataFrame:
@@ -107,7 +112,7 @@ def test_report_on_an_older_run_folder(tmp_path, capsys):
     (folder / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
     assert main(["report", str(folder)]) == 0
     html = (folder / "report.html").read_text(encoding="utf-8")
-    assert "Results per gate" in html and html.count('<img class="plot"') == 4
+    assert "Findings" in html and html.count('<img class="plot"') == 4
     assert main(["report", str(folder)]) == 0  # its own report, unchanged: replaced
     (folder / "report.html").write_text("my notes", encoding="utf-8")
     assert main(["report", str(folder)]) == 2
@@ -166,3 +171,69 @@ def test_the_sweep_report_shows_the_outputs_chosen_with_output(tmp_path):
     assert main(["report", str(out)]) == 0  # `bordersim report` on the folder: the same outputs
     again = (out / "report.html").read_text(encoding="utf-8")
     assert _response_rows(again) == _response_rows(html)
+
+
+def _check_rows(out: str) -> dict[str, list[str]]:
+    """`calibrate --check`'s table: per target, its observed, simulated, band, relative error and verdict."""
+    import re
+
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"(\S+)\s+(fit|validate)\s+([\d,]+)\s+([\d,]+)\s+\[([\d,]+), ([\d,]+)\]\s+([+-][\d.]+%)\s+"
+                     r"(?:[\d.]+%|-)\s+(.+)$", line)
+        if m:
+            rows[m[1]] = [m[3], m[4], f"{m[5]}–{m[6]}", m[7], m[8].strip()]
+    return rows
+
+
+def test_the_run_report_gives_each_target_the_checks_figures_and_verdict(tmp_path, capsys):
+    """The calibrated baseline's report and `bordersim calibrate --check`, at the same seed and
+    replications, agree target by target: the same simulated mean (in the target's unit: board
+    vehicles, not crossings, where the target counts board vehicles; a queue at the day's end as
+    the target defines it), the same 90 % band and the same verdict."""
+    out = tmp_path / "run"
+    assert main(["run", str(FITTED), "--reps", "4", "--seed", "5", "--workers", "2", "--quiet", "--no-plots",
+                 "--out", str(out)]) == 0
+    # with 4 replications a target may fail; the report must then fail it too
+    check_args = ["calibrate", "--check", str(TARGETS), "--reps", "4", "--seed", "5", "--workers", "2", "--quiet"]
+    assert main(check_args) in (0, 1)
+    check = _check_rows(capsys.readouterr().out)
+    assert len(check) == 17, check
+    html = (out / "report.html").read_text(encoding="utf-8")
+    report = {}
+    for table in html_tables(html, "observed"):
+        head = table["header"]
+        if "verdict" not in head:
+            continue
+        for row in table["rows"]:
+            cell = dict(zip(head, row))
+            report[cell["figure"]] = [cell["observed"], cell["this run's mean"], cell["5–95 % of replications"],
+                                      cell["difference"], cell["verdict"]]
+    assert report == check
+    assert report["bac_luan_2_q1"][1] != "7,533"  # the crossings of a target counted in board vehicles
+    # the run's verdicts are its own (4 replications, not the check's 200): the page says so
+    section = unescape(html[html.index('<section id="observed">'):])
+    assert "this run's 4 replications" in section and "The check runs 200 replications" in section
+    # targets.csv holds what the page shows, from the one definition in sim.targets
+    from sim.targets import load_targets
+
+    written = pd.read_csv(out / "targets.csv")
+    assert list(written.target) == [t.name for t in load_targets(TARGETS).targets]
+
+
+def test_the_targets_a_run_is_measured_against_are_those_that_fitted_its_scenario():
+    from sim.targets import fitted_by
+
+    assert fitted_by(load(FITTED)).path.name == "targets_2022.toml"
+    assert fitted_by(load(ROOT / "scenarios" / "faster_procedures.toml")).path.name == "targets_2022.toml"  # extends it
+    assert fitted_by(load(BASELINE)) is None  # the prior: no fitted inputs
+    assert fitted_by(load(ROOT / "scenarios" / "normal_operations_2023.toml")) is None  # 2023: no 2022 period in it
+
+
+def test_a_targets_table_without_its_columns_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / "targets.csv").write_text("target,observed\ncrossings_total,1\n", encoding="utf-8")
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "targets.csv" in err and "simulated_mean" in err

@@ -18,10 +18,12 @@ import pytest
 from sim.cli import main
 
 from .browser import Browser, find_chromium
+from .helpers import html_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "data" / "small_2022.toml"
 LAPTOP = (1366, 768)
+A4_PRINTED = 703  # px at 96 dpi: A4's 210 mm less the print style's margins of 12 mm each side
 SWEPT = "gates.hoanh_mo.exit.stages.customs.service_min.mean"
 
 
@@ -104,10 +106,12 @@ def test_the_report_loads_draws_its_plots_and_needs_nothing_outside_the_file(chr
 def test_the_run_report_says_what_was_run_and_where_each_input_comes_from(folders):
     html = (folders["run"] / "report.html").read_text(encoding="utf-8")
     for words in ("What was run", "small_2022.toml (extends baseline_2022.toml)", "horizon.end",
-                  "Results per gate", "95 % confidence interval", "p05–p95", "Where the waiting happens",
+                  "Findings", "95 % confidence interval", "5–95 % of replications", "Where the waiting happens",
                   "Vehicles waiting by calendar day", "Time in system", "assumptions and sources",
                   "assumption: two control lanes per direction on the older bridge", "uncertain"):
         assert words in html, words
+    # small_2022 extends the uncalibrated baseline: no targets file fitted it, no figures to meet
+    assert not (folders["run"] / "targets.csv").exists() and 'id="observed"' not in html
 
 
 def test_the_compare_report_shows_each_change_with_its_source(folders):
@@ -134,3 +138,98 @@ def test_the_sweep_report_ranks_the_inputs_with_their_intervals(folders):
     first = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[1], re.S)]
     assert first[:2] == ["1", SWEPT], first
     assert "interval 6 to 18" in html and "sobol, size 8: 32 points" in html
+
+
+# words of the code, not of a planner: none may head a section, a table, a column or a caption
+DEVELOPER_WORDS = ("layer", "ensemble", "marker", "p05", "p95", "metadata.json", "[[expect]]", ".csv", "ci_low",
+                   "wait_mean_h", "_share", "utilisation")
+
+
+def _headings(html: str) -> list[str]:
+    import html as html_lib
+
+    found = re.findall(r"<(h1|h2|h3|th|caption|figcaption)[^>]*>(.*?)</\1>", html, re.S)
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", text)) for _tag, text in found]
+
+
+@pytest.mark.parametrize("kind", ["run", "compare"])
+def test_the_report_opens_with_the_findings_and_ends_with_what_was_run(folders, kind):
+    html = (folders[kind] / "report.html").read_text(encoding="utf-8")
+    ids = re.findall(r'<section id="([^"]+)"', html)
+    assert ids[0] == "findings", ids
+    last = ["what", "sources"] if kind == "run" else ["what", "sources-small_2022_set"]
+    assert ids[-2:] == last, ids
+    findings = html_tables(html, "findings")
+    if kind == "run":  # the headline per gate, all gates last
+        assert findings[0]["header"][:3] == ["gate", "crossings", "mean wait h [95 % CI]"]
+        assert "all gates" in [row[0] for row in findings[0]["rows"][-2:]]
+    else:  # the differences per gate
+        assert findings[0]["header"][-2:] == ["difference [95 % CI]", "relative"]
+    for text in _headings(html):
+        for word in DEVELOPER_WORDS:
+            assert word not in text, (word, text)
+
+
+@pytest.mark.parametrize("kind", ["run", "compare"])
+def test_wide_tables_fit_the_screen_and_the_printed_page(chromium, folders, kind):
+    """On a laptop's screen the results' tables fit their column and any wider table (the
+    inputs) scrolls in its own box; printed on A4, every table wraps to the page's width."""
+    report = folders[kind] / "report.html"
+    boxes = """Array.from(document.querySelectorAll('div.table')).map(d => ({
+        caption: (d.querySelector('caption') || d.querySelector('th')).textContent.slice(0, 50),
+        results: !d.closest('#what') && !d.closest('[id^="sources"]'),
+        wide: d.scrollWidth > d.clientWidth + 1, scrolls: getComputedStyle(d).overflowX === 'auto'}))"""
+    for width in (1366, 1400):
+        with Browser(chromium, width, 900) as browser:
+            browser.open(report.resolve().as_uri())
+            tables = browser.evaluate(boxes)
+            assert tables and browser.evaluate("document.documentElement.scrollWidth") <= width
+            assert [t["caption"] for t in tables if t["results"] and t["wide"]] == [], width
+            assert all(t["scrolls"] for t in tables if t["wide"]), tables
+    with Browser(chromium, A4_PRINTED, 900) as browser:
+        browser.call("Emulation.setEmulatedMedia", media="print")
+        browser.open(report.resolve().as_uri())
+        tables = browser.evaluate(boxes)
+        assert [t["caption"] for t in tables if t["wide"]] == []
+        assert browser.evaluate("document.documentElement.scrollWidth") <= A4_PRINTED
+
+
+def _by_gate(table: dict) -> dict[str, dict[str, list[str]]]:
+    """A differences table's rows by gate (named in the first row of its group) and metric."""
+    out, gate = {}, None
+    for row in table["rows"]:
+        gate = row[0] or gate
+        out.setdefault(gate, {})[row[1]] = row
+    return out
+
+
+def test_the_compare_report_shows_time_in_system_and_shares_in_per_cent(folders, tmp_path):
+    """The differences per gate hold the time in system, and a share held by the daily limit in
+    per cent (its difference in percentage points), as the run's page shows it; the mean queue
+    and the waiting truck-hours where compare.csv has them, and a page without them where not."""
+    import pandas as pd
+
+    html = (folders["compare"] / "report.html").read_text(encoding="utf-8")
+    rows = _by_gate(html_tables(html, "findings")[0])["all gates"]
+    assert {"mean wait h", "mean time in system h", "95 % crossed within h", "held by the daily limit %"} <= set(rows)
+    assert "mean number waiting" not in rows and "truck-hours waiting" not in rows  # not in this compare.csv
+    compared = pd.read_csv(folders["compare"] / "compare.csv", dtype={"stage": str, "class": str})
+    totals = compared[compared.stage.isna() & compared["class"].isna() & (compared.gate == "all")
+                      & (compared.direction == "all")].set_index("metric")
+    share = totals.loc["held_by_limit_share"]
+    base, alt, diff = rows["held by the daily limit %"][2:5]
+    assert base == f"{share.base_mean * 100:.1f} %" and alt == f"{share.alt_mean * 100:.1f} %"
+    assert diff.startswith(f"{share.diff_mean * 100:+.1f} [")
+    assert rows["mean time in system h"][2] == f"{totals.loc['time_in_system_mean_h'].base_mean:,.1f}"
+
+    # a comparison whose compare.csv has the mean queue and the waiting truck-hours shows them
+    folder = tmp_path / "compare"
+    shutil.copytree(folders["compare"], folder)
+    waits = compared[compared.metric == "wait_mean_h"]
+    extra = pd.concat([waits.assign(metric="queue_mean"),
+                       waits.assign(metric="waiting_truck_hours", base_mean=waits.base_mean * 1000)])
+    pd.concat([compared, extra]).to_csv(folder / "compare.csv", index=False)
+    assert main(["report", str(folder)]) == 0
+    rows = _by_gate(html_tables((folder / "report.html").read_text(encoding="utf-8"), "findings")[0])["all gates"]
+    assert rows["mean number waiting"][2] == f"{totals.loc['wait_mean_h'].base_mean:,.1f}"
+    assert rows["truck-hours waiting"][2] == f"{totals.loc['wait_mean_h'].base_mean * 1000:,.0f}"
