@@ -21,7 +21,7 @@ import pandas as pd
 from . import capacity
 from .errors import BordersimError
 from .experiment import Point, run_design
-from .formats import difference, number, percent, signed
+from .formats import difference, number, percent
 from .metrics import (
     ALL,
     SHARES,
@@ -267,7 +267,6 @@ def headline_table(cmp: Comparison, alt: str) -> str:
     return "\n".join(lines)
 
 
-_s = signed  # the signed figures sim.report prints with (sim.formats.signed)
 
 
 def _cell(value: float, digits: int, metric: str) -> str:

@@ -355,14 +355,6 @@ def _queue_lines_by_date(table: pd.DataFrame, names: dict[str, str], path: Path,
     plt.close(fig)
 
 
-def compare_queue_by_date(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
-    """Mean number waiting on each calendar day, one panel per gate, a line per scenario (each
-    scenario's own daily.csv rows; the comparison's queue_by_date.png draws the paired differences
-    instead: compare_queue_differences)."""
-    _queue_lines_by_date(daily, names, path, ("mean", "p05", "p95"), 0.15, _queue_panel,
-                         "Vehicles waiting by calendar day (mean over replications; bands: 5-95 % of replications)")
-
-
 def _difference_panel(ax, title: str) -> None:
     """A gate's panel of a difference plot: the zero line drawn (a difference has either sign)."""
     ax.axhline(0, color="0.3", lw=0.8)

@@ -642,6 +642,68 @@ def _run_findings(summary: pd.DataFrame, names: dict[str, str]) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------ by month
+
+# what the tables by month show, both directions: (metric, heading, digits)
+MONTHLY = (("time_in_system_mean_h", "Mean time in system (h)", 1), ("queue_mean", "Mean number waiting", 0))
+MONTH_NOTE = ("A month's time in system is that of the vehicles that crossed in it; the number waiting is its "
+              "average over the month's hours.")
+
+
+def _month_label(month: str) -> str:
+    try:
+        return dt.date.fromisoformat(f"{month}-01").strftime("%b %Y")
+    except ValueError:
+        return month
+
+
+def _by_month(table: pd.DataFrame, names: dict[str, str], metric: str, cell) -> Table | None:
+    """A month per row and a gate per column (all gates last), both directions: cell(row of the
+    table) in each; None where the table has no such metric (a folder written before it)."""
+    sel = table[(table.metric == metric) & (table.direction == ALL)]
+    if sel.empty:
+        return None
+    gates = [g for g in dict.fromkeys(sel.gate) if g != ALL] + ([ALL] if (sel.gate == ALL).any() else [])
+    by = {(r.month, r.gate): r for r in sel.itertuples(index=False)}
+    rows = [[_month_label(str(month))] + [cell(by[(month, g)]) if (month, g) in by else "–" for g in gates]
+            for month in dict.fromkeys(sel.month)]
+    heads = [names.get(g, g) if g != ALL else "all gates" for g in gates]
+    return Table(["month"] + heads, rows, numeric=set(range(1, len(gates) + 1)))
+
+
+def _run_months(folder: Folder, names: dict[str, str]) -> Section | None:
+    monthly = folder.csv("monthly.csv")
+    if monthly is None:
+        return None
+    section = Section("months", "By month")
+    section.text(f"Means over the replications with their 95 % confidence intervals, both directions. {MONTH_NOTE} "
+                 "monthly.csv has every gate and direction, crossings, waits and truck-hours waiting too.")
+    for metric, heading, digits in MONTHLY:
+        t = _by_month(monthly, names, metric, lambda r, d=digits: with_ci(pd.Series(r._asdict()), d))
+        if t is not None:
+            t.caption = heading
+            section.add("table", t)
+    return section
+
+
+def _compare_months(folder: Folder, names: dict[str, str], alts: list[dict], base: str) -> Section | None:
+    monthly = folder.csv("compare_monthly.csv")
+    if monthly is None:
+        return None
+    section = Section("months", "The differences by month")
+    section.text(f"Each alternative minus {base}, paired replication by replication, with its 95 % confidence "
+                 f"interval (* where it excludes 0), both directions. {MONTH_NOTE} compare_monthly.csv has every "
+                 "gate, direction and metric.")
+    for s in alts:
+        own = monthly[monthly.scenario == s["name"]]
+        for metric, heading, digits in MONTHLY:
+            t = _by_month(own, names, metric, lambda r, m=metric, d=digits: _difference(r, m, d))
+            if t is not None:
+                t.caption = f"{s['name']} against {base}: {heading[0].lower()}{heading[1:]}"
+                section.add("table", t)
+    return section
+
+
 # ------------------------------------------------------------------ a run
 
 
@@ -678,7 +740,8 @@ def run_page(folder: Folder) -> Page:
                  "(its daily limit), and how busy each stage's lanes were within their opening hours.")
     waiting.add("table", _waiting_table(summary, names))
     waiting.add("figure", folder.figure("queue_by_hour.png", "Queue by hour of day",
-                                        "Mean number of vehicles waiting at each hour of day, per gate",
+                                        "Mean number of vehicles waiting at each hour of day, per gate, over the "
+                                        "days the gate is open (days closed all day are left out)",
                                         _plot("queue_by_hour", qbh, names)))
 
     dates = Section("dates", "Queues over the calendar")
@@ -701,6 +764,9 @@ def run_page(folder: Folder) -> Page:
     _layer_blocks(what, scen, show_first=True)
 
     sections = [findings, directions, waiting, dates, time_in]
+    months = _run_months(folder, names)
+    if months is not None:
+        sections.insert(1, months)
     if observed is not None:
         sections.append(observed[0])
     sections += [what, _sources_section(scen)]
@@ -728,15 +794,22 @@ def _is_share(metric: str) -> bool:
 
 
 def _difference(m: pd.Series, metric: str, digits: int) -> str:
-    """A paired difference with its 95 % interval (* where it excludes 0); a share's in
-    percentage points."""
-    from .compare import _s as signed  # compare's signed figures (none rounds to "+0.0"); imported when used
+    """A paired difference with its 95 % interval (* where the interval as printed excludes 0), as
+    the command line prints it (sim.formats.difference); a share's in percentage points. No break
+    inside it but between the mean and its interval."""
+    from .formats import difference
 
     if pd.isna(m.diff_mean):
         return "–"
-    k = 100 if _is_share(metric) else 1
-    return (f"{signed(m.diff_mean * k, digits)} [{signed(m.diff_ci_low * k, digits)},{NBSP}"
-            f"{signed(m.diff_ci_high * k, digits)}]" + (f"{NBSP}*" if m.excludes_zero else ""))
+    text = difference(m.diff_mean, m.diff_ci_low, m.diff_ci_high, digits, share=_is_share(metric))
+    return text.replace(", ", f",{NBSP}").replace(" *", f"{NBSP}*").replace(" pp", f"{NBSP}pp")
+
+
+def _relative(share: float) -> str:
+    """A relative difference in per cent, with the decimals that keep a small one from reading as 0."""
+    from .formats import signed
+
+    return "–" if pd.isna(share) else f"{signed(100 * share, 0)}{NBSP}%"
 
 
 def _level(value: float, metric: str, digits: int) -> str:
@@ -764,8 +837,8 @@ def _expectations(table: pd.DataFrame, scen: dict, names: dict[str, str]) -> lis
 def _all_gates_finding(table: pd.DataFrame, alt: str, base: str) -> str:
     """One sentence: what an alternative changes across all gates, the changes the replications
     show clearly (the interval excludes 0) first."""
-    from .compare import _s as signed
     from .compare import headline_rows
+    from .formats import signed
 
     clear, unclear = [], []
     for g, label, digits, m in headline_rows(table, alt, HEADLINE):
@@ -777,7 +850,7 @@ def _all_gates_finding(table: pd.DataFrame, alt: str, base: str) -> str:
             unit = f"{NBSP}h" if label.endswith(" h") else ""
             what, change = label.removesuffix(" h"), f"{signed(m.diff_mean, digits)}{unit}"
         if pd.notna(m.rel_diff):
-            change += f" ({m.rel_diff:+.0%})"
+            change += f" ({_relative(m.rel_diff)})"
         (clear if m.excludes_zero else unclear).append(f"{what} {change}")
     if not clear and not unclear:
         return ""
@@ -822,7 +895,7 @@ def compare_page(folder: Folder) -> Page:
             metric = str(m.metric)
             rows.append([names.get(g, g), label, _level(m.base_mean, metric, digits),
                          _level(m.alt_mean, metric, digits), _difference(m, metric, digits),
-                         f"{m.rel_diff:+.0%}" if pd.notna(m.rel_diff) else "–"])
+                         _relative(m.rel_diff)])
             if g == ALL:
                 emphasis.add(len(rows) - 1)
         head.add("table", Table(["gate", "metric", base, s["name"], "difference [95 % CI]", "relative"],
@@ -855,12 +928,13 @@ def compare_page(folder: Folder) -> Page:
                                numeric=set(range(2, 2 + len(scens))),
                                caption="Mean wait for each stage and for the far side's acceptance, both directions"))
 
-    daily = folder.csv("daily.csv")
     tis = folder.csv("time_in_system_hist.csv")
     dates = Section("dates", "Queues over the calendar")
-    dates.add("figure", folder.figure("queue_by_date.png", "Vehicles waiting by calendar day",
-                                      "Mean number waiting each day, a line per scenario (bands: 5–95 % of "
-                                      "replications); each axis starts at 0", _plot("compare_queue_by_date", daily, names)))
+    dates.add("figure", folder.figure("queue_by_date.png", "Change in the number waiting, by calendar day",
+                                      "Each alternative minus the base: the paired difference in the mean number "
+                                      "waiting each day, both directions, with its 95 % confidence band; below 0 "
+                                      "fewer wait", _plot("compare_queue_differences", folder.csv("compare_daily.csv"),
+                                                          names)))
     time_in = Section("time", "Time from arrival to crossing")
     time_in.add("figure", folder.figure("time_in_system.png", "Time in system", "Share of vehicles that crossed "
                                         "within a given time, per gate, a line per scenario",
@@ -879,6 +953,9 @@ def compare_page(folder: Folder) -> Page:
         _layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown)
 
     sections = [head, plot, waiting, dates, time_in, what]
+    months = _compare_months(folder, names, alts, base)
+    if months is not None:
+        sections.insert(2, months)
     for s in alts:
         own = dict(s, layers=(s.get("layers") or [])[-1:])  # each alternative's own file
         sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}"))

@@ -212,24 +212,47 @@ def test_the_compare_report_shows_time_in_system_and_shares_in_per_cent(folders,
     html = (folders["compare"] / "report.html").read_text(encoding="utf-8")
     rows = _by_gate(html_tables(html, "findings")[0])["all gates"]
     assert {"mean wait h", "mean time in system h", "95 % crossed within h", "held by the daily limit %"} <= set(rows)
-    assert "mean number waiting" not in rows and "truck-hours waiting" not in rows  # not in this compare.csv
     compared = pd.read_csv(folders["compare"] / "compare.csv", dtype={"stage": str, "class": str})
     totals = compared[compared.stage.isna() & compared["class"].isna() & (compared.gate == "all")
                       & (compared.direction == "all")].set_index("metric")
     share = totals.loc["held_by_limit_share"]
     base, alt, diff = rows["held by the daily limit %"][2:5]
     assert base == f"{share.base_mean * 100:.1f} %" and alt == f"{share.alt_mean * 100:.1f} %"
-    assert diff.startswith(f"{share.diff_mean * 100:+.1f} [")
+    assert diff.startswith(f"{share.diff_mean * 100:+.1f}") and diff.split("[")[0].strip().endswith("pp")
     assert rows["mean time in system h"][2] == f"{totals.loc['time_in_system_mean_h'].base_mean:,.1f}"
+    assert rows["mean number waiting"][2] == f"{totals.loc['queue_mean'].base_mean:,.1f}"
+    assert rows["truck-hours waiting"][2] == f"{totals.loc['waiting_truck_hours'].base_mean:,.0f}"
 
-    # a comparison whose compare.csv has the mean queue and the waiting truck-hours shows them
+    # a comparison written before the mean queue and the truck-hours (a compare.csv without them)
+    # still gets its page, without their rows
     folder = tmp_path / "compare"
     shutil.copytree(folders["compare"], folder)
-    waits = compared[compared.metric == "wait_mean_h"]
-    extra = pd.concat([waits.assign(metric="queue_mean"),
-                       waits.assign(metric="waiting_truck_hours", base_mean=waits.base_mean * 1000)])
-    pd.concat([compared, extra]).to_csv(folder / "compare.csv", index=False)
+    compared[~compared.metric.isin(["queue_mean", "waiting_truck_hours"])].to_csv(folder / "compare.csv", index=False)
     assert main(["report", str(folder)]) == 0
     rows = _by_gate(html_tables((folder / "report.html").read_text(encoding="utf-8"), "findings")[0])["all gates"]
-    assert rows["mean number waiting"][2] == f"{totals.loc['wait_mean_h'].base_mean:,.1f}"
-    assert rows["truck-hours waiting"][2] == f"{totals.loc['wait_mean_h'].base_mean * 1000:,.0f}"
+    assert "mean number waiting" not in rows and "truck-hours waiting" not in rows
+    assert "mean time in system h" in rows
+
+
+def test_the_reports_show_the_months_as_monthly_csv_and_compare_monthly_csv_give_them(folders):
+    """The run page's table by month holds monthly.csv's mean time in system (both directions,
+    every gate and all gates) and the compare page's the paired difference of compare_monthly.csv,
+    each month in its row: one set of numbers, the files', not a second computation."""
+    import pandas as pd
+
+    from sim.formats import difference
+
+    monthly = pd.read_csv(folders["run"] / "monthly.csv")
+    tis = monthly[(monthly.metric == "time_in_system_mean_h") & (monthly.direction == "all")]
+    table = html_tables((folders["run"] / "report.html").read_text(encoding="utf-8"), "months")[0]
+    assert table["header"][0] == "month" and table["header"][-1] == "all gates"
+    assert len(table["rows"]) == tis.month.nunique()
+    first = tis[tis.month == tis.month.iloc[0]].set_index("gate")
+    assert table["rows"][0][-1].split(" [")[0] == f"{first.loc['all', 'mean']:,.1f}"
+
+    diffs = pd.read_csv(folders["compare"] / "compare_monthly.csv")
+    queue = diffs[(diffs.metric == "queue_mean") & (diffs.direction == "all") & (diffs.gate == "all")]
+    tables = html_tables((folders["compare"] / "report.html").read_text(encoding="utf-8"), "months")
+    waiting = next(t for t in tables if "number waiting" in t["caption"])
+    assert [row[-1] for row in waiting["rows"]] == [
+        difference(r.diff_mean, r.diff_ci_low, r.diff_ci_high, 0) for r in queue.itertuples()]
