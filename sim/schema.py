@@ -231,7 +231,7 @@ class DemandStep(_Model):
     id: str = Field(description="names the step's inputs: demand_steps.<id>.factor")
     from_: Date = Field(alias="from")
     until: Date | None = None
-    factor: float = Field(gt=0, le=MAX_FACTOR)
+    factor: float = Field(ge=0, le=MAX_FACTOR)  # 0: no vehicles while it holds (a gate stopped for good)
     gates: list[str] | None = None
     directions: list[Literal["exit", "entry"]] | None = None
     classes: list[str] | None = None

@@ -27,18 +27,27 @@ def _flow(rep, gate: str, direction: str):
 
 def test_hoanh_mo_carries_no_goods_from_the_stop_of_24_february_2022():
     """Dongzhong stopped goods clearance on 24 February 2022 and resumed it on 8 January 2023
-    (vsrkeppt.cn; investinquangninh.vn, the Bình Liêu article): in the calibrated baseline
-    Hoành Mô is never open from the stop to the horizon's end, and every vehicle that crossed
-    there did so before it (it did through January and February)."""
+    (vsrkeppt.cn; investinquangninh.vn, the Bình Liêu article), letting only the stranded empty
+    vehicles go home on 26 April (producereport.com 2022-05-04): in the calibrated baseline no
+    vehicle comes to Hoành Mô after the stop, exits never open again, entries open on 26 April
+    alone, every vehicle that crossed came before the stop, and none is left queued at a gate
+    closed for the rest of the year (each crossed or gave up)."""
     scen = load(FITTED)
-    stop = 24.0 * (dt.date(2022, 2, 24) - scen.nominal.horizon.start).days
+    start = scen.nominal.horizon.start
+    stop, empties = (24.0 * (day - start).days for day in (dt.date(2022, 2, 24), dt.date(2022, 4, 26)))
     for i in range(3):
         rep = replication_inputs(scen, replication_seed(20221130, i))
         for direction in ("exit", "entry"):
             rec = fast.simulate_flow(_flow(rep, "hoanh_mo", direction), rep.horizon_h)
-            assert rec.inputs.calendar.next_open(stop) == math.inf
-            crossed = rec.depart[~np.isnan(rec.depart)]
-            assert crossed.size > 300 and np.all(crossed < stop)
+            cal = rec.inputs.calendar
+            if direction == "exit":
+                assert cal.next_open(stop) == math.inf
+            else:
+                assert empties <= cal.next_open(stop) < empties + 24 and cal.next_open(empties + 24) == math.inf
+            assert np.all(rec.inputs.arrival < stop)
+            crossed = ~np.isnan(rec.depart)
+            assert crossed.sum() > 300 and np.all(rec.depart[crossed] < (stop if direction == "exit" else empties + 24))
+            assert np.all(crossed | ~np.isnan(rec.left))
 
 
 def test_normal_operations_2023_reads_its_counts_in_its_own_unit_and_has_no_standing_queue():
