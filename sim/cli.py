@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import warnings
@@ -216,29 +217,44 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     return "\n".join([table] + [f"note: {n}" for n in notes])
 
 
+def _out_arg(text: str | None, option: str = "--out") -> Path | None:
+    """An --out or -o given on the command line (None: not given); an empty one is refused
+    rather than taken as the default."""
+    if text is None:
+        return None
+    if not text.strip():
+        from .errors import OutputError
+
+        raise OutputError(None, option, "is empty; give a folder (or file) name, e.g. results/my_run")
+    return Path(text)
+
+
 def _cmd_run(args) -> int:
     from . import scenario as sc
-    from .outdir import check_target
+    from .outdir import atomic_dir
     from .output import prepare_writing, write_run
     from .run import run
 
     path = scenario_path(args.scenario)
+    out = _out_arg(args.out)
     scen = sc.load(path, sets=args.set)
     _warn_overridden(scen, args.set)
-    out = Path(args.out) if args.out else Path("results") / scen.name
-    check_target(out)  # refuse now, not after the replications
-    result = run(
-        scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
-        allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
-        while_waiting=lambda: prepare_writing(not args.no_plots),
-    )
-    written = write_run(result, out, make_plots=not args.no_plots, report=not args.no_report)
+    out = out or Path("results") / scen.name
+    # the folder is this run's from now: refused now, not after the replications, and so is
+    # another command that would write there meanwhile
+    with atomic_dir(out, "run") as staged:
+        result = run(
+            scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
+            allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
+            while_waiting=lambda: prepare_writing(not args.no_plots),
+        )
+        write_run(result, staged, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
               f"{result.wall_s:.1f} s; 95 % confidence intervals in brackets")
         print(summary_table(result.summary, scen))
         print(f"written to {out}/")
-    if written.replaced:
+    if staged.replaced:
         print(f"replaced earlier results in {out}/")
     return 0
 
@@ -254,20 +270,21 @@ def compare_folder(names: list[str]) -> Path:
 def _cmd_compare(args) -> int:
     from . import scenario as sc
     from .compare import compare, headline_table
-    from .outdir import check_target
+    from .outdir import atomic_dir
     from .output import write_comparison
 
+    given_out = _out_arg(args.out)
     base = sc.load(scenario_path(args.base))
     alts = [sc.load(scenario_path(p), sets=args.set) for p in args.alternatives]
     if alts:  # the same inputs in every alternative: said once
         _warn_overridden(alts[0], args.set)
     if args.set:  # an alternative changed on the command line is another scenario: say so in its name
         alts = [a.renamed(f"{a.name}_set") if a.name == base.name else a for a in alts]
-    out = Path(args.out) if args.out else compare_folder([base.name] + [a.name for a in alts])
-    check_target(out)  # refuse now, not after the replications
-    cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
-                  allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn)
-    written = write_comparison(cmp, out, make_plots=not args.no_plots, report=not args.no_report)
+    out = given_out or compare_folder([base.name] + [a.name for a in alts])
+    with atomic_dir(out, "compare") as staged:  # this comparison's from now, as for run
+        cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
+                      allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn)
+        write_comparison(cmp, staged, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
               f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s")
@@ -277,7 +294,7 @@ def _cmd_compare(args) -> int:
             print(f"\n{alt} against {base.name}:")
             print(headline_table(cmp, alt))
         print(f"\nwritten to {out}/")
-    if written.replaced:
+    if staged.replaced:
         print(f"replaced earlier results in {out}/")
     return 0
 
@@ -286,7 +303,7 @@ def _cmd_sweep(args) -> int:
     from .sweep import sweep, sweep_report
 
     path = scenario_path(args.scenario)
-    out = Path(args.out) if args.out else None
+    out = _out_arg(args.out)
     if out is None:
         from . import scenario as sc
 
@@ -318,13 +335,19 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .outdir import atomic_file
+    from .outdir import atomic_file, holding, read_marker
     from .report import build_report
 
-    out = Path(args.out) if args.out else Path(args.folder) / "report.html"
-    html = build_report(args.folder)
-    with atomic_file(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    folder = Path(args.folder)
+    out = _out_arg(args.out, "-o") or folder / "report.html"
+    own = read_marker(folder) if folder.is_dir() else None
+    # the folder's own report.html may go into it, nothing else into a results folder; while it
+    # is written, the folder is held (a rerun that would replace it is refused meanwhile)
+    into_folder = own is not None and out.parent.is_dir() and out.parent.samefile(folder)
+    with holding(folder) if into_folder else contextlib.nullcontext():
+        html = build_report(folder)
+        with atomic_file(out, own.get("kind") if into_folder else None, record=False) as tmp:
+            tmp.write_text(html, encoding="utf-8")
     print(f"written to {out}")
     return 0
 

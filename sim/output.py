@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from .outdir import Staged, atomic_dir, version
@@ -144,10 +145,25 @@ def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = Tru
     return write_run(result, out_dir, make_plots, report).out
 
 
-def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
+@contextlib.contextmanager
+def _staged(out: str | Path | Staged, kind: str) -> Iterator[Staged]:
+    """The folder to write into: a Staged one the caller opened (with sim.outdir.atomic_dir, at
+    the start of its work, so that other writers are refused from then on), else one opened
+    now that replaces ``out`` when the block ends."""
+    if isinstance(out, Staged):
+        if out.kind != kind:
+            raise ValueError(f"a folder staged for a {out.kind}, not a {kind}")
+        yield out
+        return
+    with atomic_dir(out, kind) as staged:
+        yield staged
+
+
+def write_run(result: RunResult, out_dir: str | Path | Staged, make_plots: bool = True, report: bool = True) -> Staged:
     """write_results, also telling whether earlier results were replaced (the CLI says so); with
-    ``report``, report.html too (sim.report)."""
-    with atomic_dir(out_dir, "run") as staged:
+    ``report``, report.html too (sim.report). ``out_dir`` may be a folder staged by the caller
+    (sim.outdir.atomic_dir): it is filled, and replaces its target when the caller's block ends."""
+    with _staged(out_dir, "run") as staged:
         tmp = staged.dir
         daily, qbh, tis = result.daily, result.queue_by_hour, result.time_in_system_hist
         names = {g: gate.name for g, gate in result.scenario.nominal.gates.items()}
@@ -183,20 +199,18 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
 
 
 def _write_report(staged: Staged) -> None:
-    """report.html beside the tables (from them: sim.report), recorded in the folder's manifest
-    of files bordersim wrote, so that `bordersim report` may replace it later, and never a
-    report someone has edited since."""
+    """report.html beside the tables (from them: sim.report); it carries its own SHA-256, so
+    that `bordersim report` may replace it later, and never a report someone has edited since."""
     from .report import build_report
 
     (staged.dir / "report.html").write_text(build_report(staged.dir, draw_missing=False), encoding="utf-8")
-    staged.record("report.html")
 
 
-def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
+def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True, report: bool = True) -> Staged:
     """compare.csv, each scenario's summary and daily tables (stacked, with a scenario column),
     the comparison plots, metadata.json and (with ``report``) report.html, into one folder
-    written atomically."""
-    with atomic_dir(out_dir, "compare") as staged:
+    written atomically (``out_dir``: a folder, or one the caller staged, as for write_run)."""
+    with _staged(out_dir, "compare") as staged:
         tmp = staged.dir
         tis = cmp.time_in_system_hist
         names = {g: gate.name for s in cmp.scenarios for g, gate in s.nominal.gates.items()}

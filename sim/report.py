@@ -26,7 +26,7 @@ import pandas as pd
 
 from .errors import BordersimError
 from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, wait_shares, wait_without
-from .outdir import MARKER, version
+from .outdir import MARKER, sign_html, version
 
 TEXT_KEYS = ("name", "description", "source", "reason", "note", "id")
 HIGH_UTILISATION = 0.9  # a stage busier than this is near its capacity: the report warns
@@ -189,7 +189,8 @@ def render(page: Page) -> str:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["cell"] = _cell
     template = env.get_template("report.html.j2")
-    return template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    html = template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    return sign_html(html)  # bordersim knows its own unchanged report by this, wherever it is
 
 
 def _cell(value: Any) -> str:
