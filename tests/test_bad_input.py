@@ -202,11 +202,17 @@ COLUMN = "gates.hoanh_mo.exit.acceptance_limit"
 
 @pytest.mark.parametrize("ensemble,csv,field,words", [
     (".", None, "ensemble", "is a directory"),
-    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number (got 'lots')"),
+    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number"),
     ("ens.csv", f"{COLUMN}\n25\n1e300\n", f"row 2: {COLUMN}", "less than or equal to 100000"),
-    ("ens.csv", f"{COLUMN}\n25\n{'9' * 400}\n", f"row 2: {COLUMN}", "needs a finite number (got 999"),
-    ("ens.csv", f'{COLUMN}\n25\n""\n', f"row 2: {COLUMN}", "needs a finite number (got nan)"),
-], ids=["a directory", "text", "1e300 for an integer", "an integer of 400 digits", "an empty cell"])
+    ("ens.csv", f"{COLUMN}\n25\n{'9' * 400}\n", f"row 2: {COLUMN}", "needs a finite number"),
+    ("ens.csv", f'{COLUMN}\n25\n""\n', f"row 2: {COLUMN}", "needs a finite number"),
+    ("ens.csv", f"{COLUMN},{COLUMN}\n25,26\n", "column 2", f"has the same name as column 1 ({COLUMN})"),
+    ("ens.csv", f"\ufeff{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number"),
+    ("ens.csv", "gates.hoanh_mo.exit.acceptance_limt\n25\n", "column 1", f"not an input of the scenario; did you "
+                                                                       f"mean {COLUMN}?"),
+    ("ens.csv", "", "", "is empty"),
+], ids=["a directory", "text", "1e300 for an integer", "an integer of 400 digits", "an empty cell",
+        "a column twice", "a byte-order mark", "a misspelt column", "an empty file"])
 def test_a_bad_ensemble(tmp_path, capsys, ensemble, csv, field, words):
     path = _variant(tmp_path, "acceptance_limit = 28", RANGE)
     path.write_text(f'ensemble = "{ensemble}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
@@ -215,7 +221,7 @@ def test_a_bad_ensemble(tmp_path, capsys, ensemble, csv, field, words):
     rc = main(["run", str(path), "--reps", "2", "--out", str(tmp_path / "out"), "--quiet"])
     file = str(path) if csv is None else str(tmp_path / ensemble)
     _assert_one_line_error(rc, capsys.readouterr().err, file, field, words)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"] + (["ens.csv"] if csv else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"] + (["ens.csv"] if csv is not None else [])
 
 
 # ------------------------------------------------------------------ replications
@@ -379,3 +385,57 @@ def test_bad_command_line_value(capsys, argv, field):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and field in err and err.startswith("bordersim"), err
+
+
+# ------------------------------------------------------------------ files that are not what a field says
+
+SECRET = "s3cr3t-token-4f9a"  # a value that must never reach an error line
+
+
+@pytest.mark.parametrize("field", ["ensemble", "extends"])
+def test_an_error_never_quotes_a_file_a_field_points_at(tmp_path, field):
+    """`ensemble` or `extends` naming a file of someone's (the process's environment, a file of
+    tokens): the error names the file and what is wrong, and quotes none of its text."""
+    (tmp_path / "tokens.txt").write_text(f"GITHUB_TOKEN={SECRET}\nAWS_KEY,{SECRET}\n{SECRET}\n", encoding="utf-8")
+    for target in ("/proc/self/environ", str(tmp_path / "tokens.txt")):
+        path = tmp_path / "bad.toml"
+        head = f'ensemble = "{target}"\n' if field == "ensemble" else f'extends = "{target}"\n'
+        body = TINY.replace("acceptance_limit = 28", RANGE) if field == "ensemble" else ""
+        path.write_text(head + body, encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, BORDERSIM_TEST_SECRET=SECRET))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert SECRET not in proc.stderr and "TOKEN" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("field", ["ensemble", "extends"])
+def test_a_pipe_or_device_is_refused_without_waiting(tmp_path, capsys, field):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    path = tmp_path / "bad.toml"
+    head = f'ensemble = "{fifo}"\n' if field == "ensemble" else f'extends = "{fifo}"\n'
+    path.write_text(head + (TINY.replace("acceptance_limit = 28", RANGE) if field == "ensemble" else ""),
+                    encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "not a regular file" in proc.stderr, proc.stderr
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path, capsys):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + TINY.encode("utf-8"))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_extends_through_a_symlink_loop_says_so(tmp_path, capsys):
+    os.symlink("loop.toml", tmp_path / "loop.toml")
+    os.symlink("nowhere.toml", tmp_path / "dangling.toml")
+    path = tmp_path / "child.toml"
+    for parent, words in (("loop.toml", "is a loop of symbolic links"),
+                          ("dangling.toml", "is a symbolic link to a file that does not exist")):
+        path.write_text(f'extends = "{parent}"\nname = "child"\n', encoding="utf-8")
+        assert main(["validate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"child.toml: extends: {tmp_path / parent} {words}" in err, err
