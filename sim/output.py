@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,22 +113,73 @@ def _units(node, path: tuple = ()):
         yield path, node
 
 
-def scenario_metadata(scenario) -> dict:
+SCENARIO_FILES = "scenario_files"  # in a results folder: each scenario file as the run read it
+SET_LAYER = " (--set)"  # ends the name of a scenario's --set layer (sim.scenario.set_layer)
+
+
+def keep_scenario_files(scenarios, folder: Path) -> dict[str, str]:
+    """Copy each file of the scenarios' chains, as the run read it, into ``folder``/scenario_files/
+    (one copy of each; a name that two different files share gets a number), so that the report
+    reads the comments and sources behind each input from the results folder itself, never from
+    a path its metadata.json names. Returns each file -> its copy, relative to ``folder``."""
+    copies: dict[str, str] = {}
+    kept: dict[str, bytes] = {}
+    for scenario in scenarios:
+        for layer in scenario.layers:
+            if not layer.data or layer.file in copies:
+                continue
+            path = Path(layer.file)
+            name, k = path.name, 1
+            while name in kept and kept[name] != layer.data:
+                k += 1
+                name = f"{path.stem}-{k}{path.suffix}"
+            if name not in kept:
+                (folder / SCENARIO_FILES).mkdir(exist_ok=True)
+                (folder / SCENARIO_FILES / name).write_bytes(layer.data)
+                kept[name] = layer.data
+            copies[layer.file] = f"{SCENARIO_FILES}/{name}"
+    return copies
+
+
+def seen_from(folder: Path | None, path: str | None) -> str | None:
+    """A file's path as seen from a results folder, which metadata.json records (so that it names
+    no absolute path of this machine); as it is without a folder."""
+    if folder is None or not path:
+        return path
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+
+
+def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, str] | None = None) -> dict:
     """What a report needs of a scenario besides the tables: its files and what each changes,
-    its ensemble, its gates' names and fixed closures, its promises ([[expect]])."""
+    its ensemble, its gates' names and fixed closures, its promises ([[expect]]). With the
+    results ``folder``, paths are relative to it: each file's ``origin``, and as ``file`` its
+    copy in the folder (``copies``: keep_scenario_files) that the report reads."""
     from dataclasses import asdict
 
     from .findings import closures_of
 
     m = scenario.nominal
+    layers = layer_changes(scenario)
+    if folder is not None:
+        for entry in layers:
+            origin = entry["file"]
+            if origin.endswith(SET_LAYER):
+                entry["file"] = seen_from(folder, origin[:-len(SET_LAYER)]) + SET_LAYER
+                continue
+            entry["origin"] = seen_from(folder, origin)
+            entry["file"] = (copies or {}).get(origin, entry["origin"])
+            for change in entry.get("changes", []):
+                if change["input"] == "ensemble":
+                    change["before"], change["after"] = (seen_from(folder, change["before"]),
+                                                         seen_from(folder, change["after"]))
     return {
         "name": scenario.name,
-        "file": scenario.path,
+        "file": seen_from(folder, scenario.path),
         "description": m.description,
         "horizon": {"start": str(m.horizon.start), "end": str(m.horizon.end), "warmup_days": m.horizon.warmup_days},
-        "layers": layer_changes(scenario),
+        "layers": layers,
         "ensemble": None if scenario.ensemble is None else {
-            "file": scenario.ensemble_file, "rows": len(scenario.ensemble),
+            "file": seen_from(folder, scenario.ensemble_file), "rows": len(scenario.ensemble),
             "inputs": list(scenario.ensemble.columns)},
         "gates": {g: {"name": gate.name, "closures": [asdict(c) for c in closures_of(m)[g]]}
                   for g, gate in m.gates.items()},
@@ -178,10 +230,11 @@ def write_run(result: RunResult, out_dir: str | Path | Staged, make_plots: bool 
             daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
             qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+        copies = keep_scenario_files([result.scenario], tmp)
         meta = {
             "kind": "run",
             "scenario": result.scenario.name,
-            "scenario_file": result.scenario.path,
+            "scenario_file": seen_from(staged.out, result.scenario.path),
             "seed": result.seed,
             "reps": result.reps,
             "engine": result.engine,
@@ -190,7 +243,7 @@ def write_run(result: RunResult, out_dir: str | Path | Staged, make_plots: bool 
             "warnings": result.warnings,
             "wall_time_s": round(result.wall_s, 2),
             "plots": make_plots,
-            "scenario_details": scenario_metadata(result.scenario),
+            "scenario_details": scenario_metadata(result.scenario, staged.out, copies),
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if report:
@@ -223,10 +276,11 @@ def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True,
             cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
             cmp.daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+        copies = keep_scenario_files(cmp.scenarios, tmp)
         meta = {
             "kind": "compare",
             "base": cmp.base.name,
-            "scenarios": [{"name": s.name, "file": s.path} for s in cmp.scenarios],
+            "scenarios": [{"name": s.name, "file": seen_from(staged.out, s.path)} for s in cmp.scenarios],
             "seed": cmp.seed,
             "reps": cmp.reps,
             "engine": cmp.engine,
@@ -235,7 +289,7 @@ def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True,
             "warnings": cmp.warnings,
             "wall_time_s": round(cmp.wall_s, 2),
             "plots": make_plots,
-            "scenario_details": [scenario_metadata(s) for s in cmp.scenarios],
+            "scenario_details": [scenario_metadata(s, staged.out, copies) for s in cmp.scenarios],
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if report:

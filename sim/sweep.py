@@ -933,7 +933,7 @@ class _SweepFolder:
 
     def write_outputs(self, result: SweepResult, make_plots: bool, report: bool = True) -> None:
         """sweep.parquet, sweep.csv, sensitivity.csv, the plots and report.html, each written whole."""
-        from .output import write_large_csv
+        from .output import seen_from, write_large_csv
 
         with atomic_file(self.out / "sweep.parquet", "sweep") as tmp:
             result.table.to_parquet(tmp, index=False)
@@ -948,7 +948,8 @@ class _SweepFolder:
             for name, draw in sweep_plots.figures(result):
                 with atomic_file(self.out / name, "sweep") as tmp:
                     draw(tmp)
-        meta = {"scenario_file": result.scenario.path, "points": result.design.points, "reps": result.reps,
+        meta = {"scenario_file": seen_from(self.out, result.scenario.path), "points": result.design.points,
+                "reps": result.reps,
                 "computed_this_run": result.computed, "found_done": result.resumed,
                 "outputs": [o.label for o in result.outputs],
                 "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),

@@ -25,7 +25,7 @@ from sim.run import RunResult
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.toml"
 TABLES = {"summary.csv", "per_replication.csv", "daily.csv", "queue_by_hour.csv", "time_in_system_hist.csv",
-          "metadata.json"}
+          "metadata.json", "scenario_files"}  # scenario_files/: the scenario's files as the run read them
 REPORT = {"report.html", ".bordersim-files.json"}  # the report, listed in the folder's manifest of written files
 MARKER = ".bordersim"  # the documented marker (spelt out: these tests also run on code without sim.outdir)
 LANES = "gates.hoanh_mo.exit.stages.customs.lanes"
@@ -156,8 +156,8 @@ def test_results_follow_the_umask(tmp_path, results, umask, folder, file):
     finally:
         os.umask(earlier)
     assert out.stat().st_mode & 0o777 == folder
-    for p in out.iterdir():
-        assert p.stat().st_mode & 0o777 == file, p.name
+    for p in out.rglob("*"):
+        assert p.stat().st_mode & 0o777 == (folder if p.is_dir() else file), p.name
 
 
 # A writer that stops mid-write, in a process of its own: the test kills it there.
@@ -361,6 +361,7 @@ def test_a_folder_written_before_files_were_listed_is_replaced_but_not_a_users_f
     assert main(args) == 0
     (out / MARKER).write_text('{"written_by": "bordersim", "kind": "run", "version": "0.1.0"}\n', encoding="utf-8")
     (out / ".bordersim-files.json").unlink()
+    shutil.rmtree(out / "scenario_files")  # not kept then either
     (out / "notes.md").write_text("mine\n", encoding="utf-8")
     assert main(args) == 2
     assert "holds notes.md, which bordersim did not write" in capsys.readouterr().err
