@@ -162,7 +162,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="parameter sets per ABC-SMC generation (default 200)")
     c.add_argument("--generations", type=_whole_number(1), default=None, help="generations at most (default 8)")
     c.add_argument("--budget", type=_whole_number(10), default=None,
-                   help="simulated parameter sets at most, all generations (default 40,000)")
+                   help="simulated parameter sets at most, the prior sample and all generations (default "
+                        "40,000; at least 2 x --population)")
     c.add_argument("--reps-per-draw", type=_whole_number(1), default=None,
                    help="replications averaged for each parameter set (default 2)")
     c.add_argument("--quantile", type=float, default=None,

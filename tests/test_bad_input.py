@@ -245,14 +245,18 @@ def test_more_replications_than_allowed(tmp_path, capsys, no_work, reps):
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
 
 
-def test_a_calibration_budget_over_the_limit(tmp_path, capsys, no_work):
-    """calibrate --budget is a number of replications too: refused before any work, by name."""
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "100000000", "--reps-per-draw", "1"], ["100,000,000 replications", "at most 1,000,000 are allowed"]),
+    (["--budget", "10", "--population", "10"], ["is below one generation", "at least 2 x 10 = 20 simulations, got 10"]),
+], ids=["over the limit", "below one generation"])
+def test_a_calibration_budget_refused_before_any_work(tmp_path, capsys, no_work, args, words):
+    """calibrate --budget is a number of replications too, over the limit or not even enough for
+    the prior sample and one generation (rather than run past it): refused before any work."""
     (tmp_path / "prior.toml").write_text(TINY.replace("acceptance_limit = 28", RANGE), encoding="utf-8")
     path = tmp_path / "targets.toml"
     path.write_text(TARGETS, encoding="utf-8")
-    rc = main(["calibrate", str(path), "--budget", "100000000", "--reps-per-draw", "1", "--quiet"])
-    _assert_one_line_error(rc, capsys.readouterr().err, "--budget", "100,000,000 replications",
-                           "at most 1,000,000 are allowed")
+    rc = main(["calibrate", str(path), *args, "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "--budget", *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.toml", "targets.toml"]
 
 

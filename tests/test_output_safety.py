@@ -572,11 +572,12 @@ def test_concurrent_writers_never_mix_and_one_at_a_time_writes(tmp_path, results
 
 # ------------------------------------------------------------------ calibration outputs
 
-def _targets(path: Path, fitted: str) -> Path:
+def _targets(path: Path, fitted: str, scenario: str = f"{ROOT}/scenarios/baseline_2022.toml",
+             observed: int = 95370, period: str = "[2022-01-01, 2022-11-30]", tolerance: float = 0.02) -> Path:
     path.write_text(
-        f'scenario = "{ROOT}/scenarios/baseline_2022.toml"\nfitted = "{fitted}"\n\n[[targets]]\n'
-        'name = "crossings_total"\nobserved = 95370\nsource = "test"\nperiod = [2022-01-01, 2022-11-30]\n'
-        "tolerance = 0.02\n", encoding="utf-8")
+        f'scenario = "{scenario}"\nfitted = "{fitted}"\n\n[[targets]]\n'
+        f'name = "crossings_total"\nobserved = {observed}\nsource = "test"\nperiod = {period}\n'
+        f"tolerance = {tolerance}\n", encoding="utf-8")
     return path
 
 
@@ -605,3 +606,99 @@ def test_the_committed_calibration_outputs_are_bordersims():
     from sim import calibrate as cal
 
     cal.check_outputs(cal.load_targets(ROOT / "calibration" / "targets_2022.toml"))  # raises if not
+
+
+# ------------------------------------------------------------------ every file bordersim writes loads back
+
+# Names and texts that CSV, JSON and TOML must quote: commas, quotes, a line break, a backslash.
+AWKWARD = '''# A scenario whose names and texts hold what a writer must quote (assumption: test values only).
+name = "awkward"
+description = """A "quoted" description
+over two lines, with commas, a backslash \\\\ and ünïcödé"""
+
+[horizon]
+start = 2022-03-01
+end = 2022-03-07
+
+[classes."truck, \\"big\\""]
+priority = 1
+
+[gates."gate, \\"one\\""]
+name = "Hoành Mô, \\"the\\"\\ngate"
+classes = ["truck, \\"big\\""]
+hours = {default = ["07:30-11:30", "13:30-17:30"]}
+
+[gates."gate, \\"one\\"".exit]
+demand = {"truck, \\"big\\"" = 12}
+acceptance_limit = {uniform = [20, 30]}
+
+[[gates."gate, \\"one\\"".exit.stages]]
+name = "customs"
+lanes = 1
+service_min = {dist = "lognormal", mean = 12, cv = 0.5}
+'''
+
+def _same_table(path: Path, table) -> None:
+    """A CSV bordersim wrote, read back: the same text columns exactly, numbers as written (6 digits)."""
+    import numpy as np
+    import pandas as pd
+
+    back = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    assert list(back.columns) == [str(c) for c in table.columns], path.name
+    assert len(back) == len(table), path.name
+    for c in table.columns:
+        if table[c].dtype == object or str(table[c].dtype).startswith("str"):
+            assert back[str(c)].fillna("").astype(str).tolist() == table[c].fillna("").astype(str).tolist(), (path, c)
+        else:
+            np.testing.assert_allclose(back[str(c)].to_numpy(float), table[c].to_numpy(float), rtol=1e-5,
+                                       equal_nan=True, err_msg=f"{path.name}: {c}")
+
+
+def test_every_file_bordersim_writes_loads_back(tmp_path):
+    import tomllib
+
+    from sim import calibrate as cal
+    from sim.compare import compare
+    from sim.output import write_comparison
+    from sim.sweep import sweep
+
+    (tmp_path / "awkward.toml").write_text(AWKWARD, encoding="utf-8")
+    scen = load(tmp_path / "awkward.toml")
+    assert "\n" in scen.nominal.description and '"' in scen.nominal.description
+    result = run(scen, reps=2, seed=1, workers=1, progress=False)
+    out = write_results(result, tmp_path / "run", make_plots=False)
+    for name, table in (("summary.csv", result.summary), ("per_replication.csv", result.per_replication),
+                        ("daily.csv", result.daily), ("queue_by_hour.csv", result.queue_by_hour),
+                        ("time_in_system_hist.csv", result.time_in_system_hist)):
+        _same_table(out / name, table)
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert meta["scenario_details"]["description"] == scen.nominal.description
+    assert meta["scenario_details"]["gates"]['gate, "one"']["name"] == 'Hoành Mô, "the"\ngate'
+    for name in (MARKER, ".bordersim-files.json"):
+        json.loads((out / name).read_text(encoding="utf-8"))
+    assert tomllib.loads((out / "scenario_files" / "awkward.toml").read_text(encoding="utf-8"))["description"] == \
+        scen.nominal.description
+
+    other = load(tmp_path / "awkward.toml", sets=['gates.gate, "one".exit.stages.customs.lanes=2'])
+    cmp = compare(scen, [other.renamed("awkward.two")], reps=2, seed=1, workers=1, progress=False)
+    cmp_dir = write_comparison(cmp, tmp_path / "compare", make_plots=False).out
+    for name, table in (("compare.csv", cmp.table), ("summary.csv", cmp.summary), ("daily.csv", cmp.daily)):
+        _same_table(cmp_dir / name, table)
+    json.loads((cmp_dir / "metadata.json").read_text(encoding="utf-8"))
+
+    swept = sweep(tmp_path / "awkward.toml", params=['gates.gate, "one".exit.acceptance_limit=20,30'], reps=2,
+                  out=tmp_path / "sweep", workers=1, progress=False, make_plots=False)
+    _same_table(tmp_path / "sweep" / "sweep.csv", swept.table)
+    _same_table(tmp_path / "sweep" / "sensitivity.csv", swept.sensitivity)
+    for name in ("sweep.json", "metadata.json"):
+        json.loads((tmp_path / "sweep" / name).read_text(encoding="utf-8"))
+
+    targets = cal.load_targets(_targets(tmp_path / "targets.toml", "fitted.toml", "awkward.toml", observed=60,
+                                        period="[2022-03-01, 2022-03-07]", tolerance=0.5))
+    fit = cal.calibrate(targets, population=10, generations=1, budget=200, reps_per_draw=1, workers=1, progress=False)
+    written = cal.write_calibration(fit)
+    fitted = load(tmp_path / "fitted.toml")  # the TOML it wrote loads, and says what it was given
+    assert fitted.name == "awkward_calibrated"
+    assert fitted.nominal.description == f"{scen.nominal.description} - calibrated to crossings_total"
+    assert fitted.ensemble is not None and list(fitted.ensemble.columns) == [r.name() for r in scen.ranges]
+    _same_table(written[0], fit.ensemble)
