@@ -521,9 +521,10 @@ def _abandoned(path: Path) -> Iterator[int | None]:
 def scratch_dir(prefix: str, own: "re.Pattern[str]") -> Iterator[Path]:
     """A private folder in the system's temporary folder (``<prefix><random>``), flocked while in
     use and removed after. A kill -9 cannot be cleaned up after, so each call first removes the
-    folders of that prefix whose lock is free (their user is dead) and that hold only files whose
-    names ``own`` matches (what the user writes there); any other is left alone. A new folder is
-    locked before use; one that a concurrent sweep removed in between is made again."""
+    folders of that prefix whose lock is free (their user is dead) and that hold only entries
+    whose names ``own`` matches (what the user writes there: files, or folders removed whole);
+    any other is left alone. A new folder is locked before use; one that a concurrent sweep
+    removed in between is made again."""
     import tempfile
 
     root = Path(tempfile.gettempdir())
@@ -533,9 +534,7 @@ def scratch_dir(prefix: str, own: "re.Pattern[str]") -> Iterator[Path]:
         with _abandoned(folder) as mode, contextlib.suppress(OSError):
             names = os.listdir(folder) if mode is not None and stat.S_ISDIR(mode) else None
             if names is not None and all(own.fullmatch(n) for n in names):
-                for n in names:
-                    os.unlink(folder / n)
-                os.rmdir(folder)
+                shutil.rmtree(folder)  # links inside are removed, not followed
     for _ in range(100):
         tmp = Path(tempfile.mkdtemp(prefix=prefix))
         fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
