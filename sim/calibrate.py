@@ -203,7 +203,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     outdir.check_slug(fitted_name(prior), str(targets.scenario_path), "name (with '_calibrated' after it, the "
                                                                         "fitted scenario's)")
     check_against(targets, prior)
-    check_reps(prior, budget * reps_per_draw, "--budget")
+    check_reps(prior, budget * reps_per_draw, "--budget", writes_tables=False)
     names = targets.fitted_inputs(prior)
     given = given_inputs(prior)
     twice = [n for n in names if n in given]

@@ -453,6 +453,13 @@ def _dispatch(args) -> int:
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2
+    except MemoryError:  # the estimate before the work was short of what it took (an allocation failed)
+        from .run import memory_available
+
+        limit = memory_available()
+        print(f"bordersim: error: ran out of memory{f' ({limit[1]} at the end)' if limit else ''}; no results "
+              "written: run fewer replications", file=sys.stderr)
+        return 2
     except Terminated:
         print("bordersim: terminated; no results written", file=sys.stderr)
         return 143

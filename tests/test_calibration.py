@@ -399,7 +399,7 @@ def test_a_fit_removes_the_database_folders_that_killed_fits_left_and_no_other(t
         (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
         (tmp_path / "targets.toml").write_text(_targets_toml(
             {"g1_march": 5300, "g1_april": 3600, "g2_all": 7100, "total": 16000}, "prior.toml"), encoding="utf-8")
-        cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), population=10, generations=1, budget=20,
+        cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), population=10, generations=1, budget=200,
                       reps_per_draw=1, workers=1, progress=False)
     finally:
         os.close(fd)
