@@ -218,12 +218,12 @@ def check_files(paths: Iterable[str | Path], kind: str | None = None) -> None:
     """Refuse, before any work, to write over a file bordersim did not write: each path must be
     absent or hold exactly what bordersim recorded for it in its folder's FILES manifest (or be
     a report of bordersim's that certifies itself, unchanged); a file changed since is
-    someone's work, and kept. A file may go into a results folder only if that folder is of
-    ``kind`` (a sweep's own files, the folder's own report)."""
+    someone's work, and kept. A file may go into a results folder (not below it) only if that
+    folder is of ``kind`` (a sweep's own files, the folder's own report)."""
     for path in map(Path, paths):
-        marker = read_marker(path.parent) if os.path.isdir(path.parent) else None
-        if marker is not None and marker.get("kind") != kind:
-            raise OutputError(str(path), None, f"is inside {path.parent}, which {_kind_words(marker)}; "
+        results = next((d for d in path.parents if read_marker(d) is not None), None)
+        if results is not None and (results != path.parent or read_marker(results).get("kind") != kind):
+            raise OutputError(str(path), None, f"is inside {results}, which {_kind_words(read_marker(results))}; "
                                                "write elsewhere")
         try:
             st = os.lstat(path)

@@ -487,8 +487,9 @@ def test_report_o_leaves_nothing_but_the_report_and_knows_its_own(tmp_path, caps
     other = tmp_path / "other"
     assert main(["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(other)]) == 0
     before = _tree(other)
-    assert main(["report", str(run_dir), "-o", str(other / "report.html")]) == 2  # another results folder's report
-    assert "which holds the results of a bordersim run" in capsys.readouterr().err
+    for page in (other / "report.html", other / "scenario_files" / "page.html"):  # in another results folder
+        assert main(["report", str(run_dir), "-o", str(page)]) == 2
+        assert f"is inside {other}, which holds the results of a bordersim run" in capsys.readouterr().err
     assert _tree(other) == before
 
 
@@ -599,6 +600,20 @@ def test_calibration_never_replaces_a_file_bordersim_did_not_write(repo, capsys,
     assert rc == 2, err
     assert len(err.splitlines()) == 1 and "mine.toml: fitted:" in err and "not written by bordersim" in err, err
     assert Path(users_file).name in err
+    assert _tree(repo) == before
+
+
+@pytest.mark.parametrize("fitted", ["../results/examples/baseline_2022_calibrated/fitted.toml",
+                                    "../results/examples/baseline_2022_calibrated/sub/fitted.toml"])
+def test_calibration_never_writes_into_a_results_folder(repo, capsys, fitted):
+    """A run's folder is replaced only by a run: a targets file's `fitted` pointing into one is
+    refused (bordersim wrote the folder, but a rerun would then find files it did not list)."""
+    targets = _targets(repo / "calibration" / "mine.toml", fitted)
+    before = _tree(repo)
+    assert main(["calibrate", str(targets), "--budget", "400", "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mine.toml: fitted:" in err, err
+    assert "which holds the results of a bordersim run" in err, err
     assert _tree(repo) == before
 
 
