@@ -83,6 +83,9 @@ def check_target(out: str | Path, kind: str, own: Path | None = None) -> bool:
     out = Path(out)
     if out.name in ("", ".."):
         raise OutputError(str(out), None, "names no folder of its own; give a folder name, e.g. results/my_run")
+    outer = next((d for d in out.parents if read_marker(d) is not None), None)
+    if outer is not None:
+        raise OutputError(str(out), None, f"is inside {outer}, which {_kind_words(read_marker(outer))}; {_REMEDY}")
     try:
         st = os.lstat(out)
     except (FileNotFoundError, NotADirectoryError):

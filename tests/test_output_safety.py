@@ -84,6 +84,8 @@ DATA_LOSS = [
     ("name is ..", "..", None, ["name", "not a plain name"]),
     ("name is hidden", ".results", None, ["name", "not a plain name"]),
     ("name of the default out is a user's folder", "mine_too", None, ["results/mine_too", "not written by bordersim"]),
+    ("out is inside a results folder", None, "results/examples/baseline_2022_calibrated/again",
+     ["is inside results/examples/baseline_2022_calibrated", "holds the results of a bordersim run"]),
 ]
 
 
