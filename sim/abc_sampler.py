@@ -13,6 +13,7 @@ own, importing pyabc, because the worker processes must find the class by name t
 from __future__ import annotations
 
 import functools
+import math
 import random
 
 import numpy as np
@@ -21,40 +22,74 @@ from pyabc.transition import MultivariateNormalTransition
 
 
 class SeededMappingSampler(MappingSampler):
-    def __init__(self, seed: int, map_=map):
+    """``budget``: simulations at most over the whole calibration, the prior sample included.
+    pyabc checks its own budget only between generations, so a generation could run past it;
+    here a generation's tasks draw in rounds, each round giving every task still without an
+    accepted parameter set an equal share of the budget left, and each task goes on with its own
+    generator where it stopped. So the draws are those of a run without a budget, the result
+    depends on the seed alone (not on which worker was quicker), and a generation the budget
+    cannot complete stops short of it (pyabc then stops, and the fit is the generation before)."""
+
+    def __init__(self, seed: int, map_=map, budget: float = math.inf):
         super().__init__(map_=map_)
         self.seed = seed
+        self.budget = budget
+        self.used = 0  # simulations run so far, by every call
 
     def __getstate__(self):
-        return (*super().__getstate__(), self.seed)
+        return (*super().__getstate__(), self.seed, self.budget, self.used)
 
     def __setstate__(self, state):
-        super().__setstate__(state[:-1])
-        self.seed = state[-1]
+        super().__setstate__(state[:-3])
+        self.seed, self.budget, self.used = state[-3:]
 
-    def map_function(self, simulate_one, task_seed):
-        """One task: draw and simulate until one parameter set is accepted (as MappingSampler's),
-        from a generator seeded with task_seed."""
+    def map_function(self, simulate_one, share, task):
+        """One task: draw and simulate until one parameter set is accepted (as MappingSampler's)
+        or ``share`` simulations are done, from a generator seeded with the task's seed, or
+        where an earlier round left it. Returns the particles, the simulations done, and the
+        generators' states if none was accepted (None if one was)."""
+        task_seed, state = task
         simulate_one = self.unpickle(simulate_one)
-        np.random.seed(task_seed)
-        random.seed(int(task_seed))
+        if state is None:
+            np.random.seed(task_seed)
+            random.seed(int(task_seed))
+        else:
+            np.random.set_state(state[0])
+            random.setstate(state[1])
         n_sims = 0
         sample = self._create_empty_sample()
-        while True:
+        while n_sims < share:
             particle = simulate_one()
             n_sims += 1
             sample.append(particle)
             if particle.accepted:
-                return sample, n_sims
+                return sample, n_sims, None
+        return sample, n_sims, (np.random.get_state(), random.getstate())
 
     def sample_until_n_accepted(self, n, simulate_one, t, **_kwargs):
         seeds = np.random.SeedSequence([self.seed, t + 2]).generate_state(n)  # t is -1 for the first sample
-        task = functools.partial(self.map_function, self.pickle(simulate_one))
-        results = list(self.map_(task, [int(s) for s in seeds]))
-        self.nr_evaluations_ = sum(k for _s, k in results)
+        pickled = self.pickle(simulate_one)
+        samples = [self._create_empty_sample() for _ in range(n)]
+        states: list = [None] * n
+        todo, evaluations = list(range(n)), 0
+        while todo:
+            left = self.budget - self.used - evaluations
+            share = math.inf if math.isinf(left) else left // len(todo)
+            if share < 1:
+                break
+            task = functools.partial(self.map_function, pickled, share)
+            results = list(self.map_(task, [(int(seeds[i]), states[i]) for i in todo]))
+            for i, (s, k, state) in zip(todo, results):
+                samples[i] += s
+                evaluations += k
+                states[i] = state
+            todo = [i for i in todo if states[i] is not None]
+        self.nr_evaluations_ = evaluations
+        self.used += evaluations
         sample = self._create_empty_sample()
-        for s, _k in results:
+        for s in samples:
             sample += s
+        sample.ok = not todo  # else the budget ran out within this generation
         return sample
 
 

@@ -203,13 +203,17 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
         raise CalibrationError(None, "--quantile", f"must be between 0 and 1, got {quantile}")
     if population < 10:
         raise CalibrationError(None, "--population", f"needs at least 10 parameter sets, got {population}")
-    if budget < population:
-        raise CalibrationError(None, "--budget", f"needs at least one population ({population}), got {budget}")
+    if budget < 2 * population:
+        raise CalibrationError(None, "--budget", f"is below one generation: the prior sample that sets the first "
+                                                 f"threshold and one population need at least 2 x {population} = "
+                                                 f"{2 * population:,} simulations, got {budget:,}")
     prior = load(targets.scenario_path)
     if not prior.ranges:
         raise CalibrationError(str(targets.scenario_path), None, "has no uncertain inputs to calibrate")
+    outdir.check_slug(fitted_name(prior), str(targets.scenario_path), "name (with '_calibrated' after it, the "
+                                                                        "fitted scenario's)")
     check_against(targets, prior)
-    check_reps(prior, budget * reps_per_draw, "--budget")
+    check_reps(prior, budget * reps_per_draw, "--budget", writes_tables=False)
     names = targets.fitted_inputs(prior)
     given = given_inputs(prior)
     twice = [n for n in names if n in given]
@@ -233,8 +237,10 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     n_workers, _ = resolve_workers(workers, population)
     # pyabc's database: a folder a kill -9 leaves is removed by the next fit (outdir.scratch_dir)
     with outdir.scratch_dir(ABC_PREFIX, _ABC_FILES) as tmp, _maybe_pool(n_workers) as map_:
+        sampler = SeededMappingSampler(seed, map_, budget)
         abc = pyabc.ABCSMC(simulator, _prior(prior, names), _Distance(targets.targets), population_size=population,
-                           sampler=SeededMappingSampler(seed, map_), eps=pyabc.QuantileEpsilon(alpha=quantile),
+                           sampler=sampler,
+                           eps=pyabc.QuantileEpsilon(alpha=quantile),
                            transitions=TruncatedWeightTransition())
         np.random.seed(seed)  # pyabc draws its calibration sample and kernels from numpy's generator
         random.seed(seed)
@@ -251,13 +257,16 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
                                        "inputs or give --population more parameter sets") from None
             warnings.warn(f"ABC-SMC stopped in generation {history.max_t + 2} ({shorten(exc, 100)}); "
                           f"the fit is generation {history.max_t + 1}'s population")
+        if history.max_t < 0:
+            raise CalibrationError(None, "--budget", f"ran out within the first generation ({budget:,} simulations); "
+                                                     "give more, or a smaller --population")
         particles = history.get_population(t=history.max_t).particles  # parameters, weights and sums aligned
         scales = _scales(prior, names)
         pop = pd.DataFrame([_unscaled(pt.parameter, names, scales) for pt in particles])
         weights = truncated_weights(np.array([pt.weight for pt in particles], dtype=float))
         sims = pd.DataFrame([{t.name: float(pt.sum_stat[t.name]) for t in targets.targets} for pt in particles])
         eps = [float(e) for e in history.get_all_populations()["epsilon"].to_numpy() if np.isfinite(e)]
-        total = int(history.total_nr_simulations)
+        total = sampler.used  # those of a generation the budget cut short too
     return Calibration(targets, prior, seed, names, pop, weights, sims, prior_sim, eps, total, reps_per_draw,
                        time.perf_counter() - t0)
 
@@ -337,6 +346,31 @@ def check_outputs(targets: Targets) -> None:
         raise CalibrationError(str(targets.path), "fitted", f"would write {exc.one_line()}") from None
 
 
+def fitted_name(prior: Scenario) -> str:
+    return f"{prior.name}_calibrated"
+
+
+def fitted_toml(cal: Calibration, header: str) -> str:
+    """The fitted scenario: extends the prior and takes one whole parameter set of the ensemble per
+    replication. Written with tomlkit, so that any name or description (quotes, line breaks) is
+    quoted as TOML wants; comment lines are one line each."""
+    import tomlkit
+
+    t = cal.targets
+    ens_path, fitted = ensemble_path(t), t.fitted_path
+    doc = tomlkit.document()
+    for line in (f"Written by `bordersim calibrate {t.path.name}`: {header}.",
+                 f"Targets and their sources: {t.path.name}. Each replication takes one whole parameter set",
+                 f"of {ens_path.name} (the fitted ensemble, an approximate posterior); the uncertain inputs",
+                 "it does not list keep their ranges from the prior scenario."):
+        doc.add(tomlkit.comment(" ".join(line.split())))
+    doc.add("extends", os.path.relpath(t.scenario_path.resolve(), fitted.parent.resolve()))
+    doc.add("name", fitted_name(cal.prior))
+    doc.add("description", f"{cal.prior.nominal.description} - calibrated to {', '.join(x.name for x in t.fit)}")
+    doc.add("ensemble", ens_path.name)
+    return tomlkit.dumps(doc)
+
+
 def write_calibration(cal: Calibration) -> list[Path]:
     """The ensemble (CSV), the fitted scenario (TOML) and a report (Markdown + 2 PNGs), beside
     the fitted scenario's path; each file written whole or not at all, and none if any of them
@@ -353,21 +387,8 @@ def write_calibration(cal: Calibration) -> list[Path]:
 
     with outdir.atomic_file(ens_path) as tmp:
         cal.ensemble.to_csv(tmp, index=False, float_format="%.6g")
-    rel_prior = os.path.relpath(t.scenario_path.resolve(), fitted.parent.resolve())
-    fit_names = ", ".join(x.name for x in t.fit)
-    toml = "\n".join([
-        f"# Written by `bordersim calibrate {t.path.name}`: {header}.",
-        f"# Targets and their sources: {t.path.name}. Each replication takes one whole parameter set",
-        f"# of {ens_path.name} (the fitted ensemble, an approximate posterior); the uncertain inputs",
-        "# it does not list keep their ranges from the prior scenario.",
-        f'extends = "{rel_prior}"',
-        f'name = "{cal.prior.name}_calibrated"',
-        f'description = "{cal.prior.nominal.description} - calibrated to {fit_names}"',
-        f'ensemble = "{ens_path.name}"',
-        "",
-    ])
     with outdir.atomic_file(fitted) as tmp:
-        tmp.write_text(toml, encoding="utf-8")
+        tmp.write_text(fitted_toml(cal, header), encoding="utf-8")
     with outdir.atomic_file(fit_png) as tmp:
         plots.calibration_fit(cal, tmp)
     with outdir.atomic_file(marg_png) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import warnings
@@ -172,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="parameter sets per ABC-SMC generation (default 200)")
     c.add_argument("--generations", type=_whole_number(1), default=None, help="generations at most (default 8)")
     c.add_argument("--budget", type=_whole_number(10), default=None,
-                   help="simulated parameter sets at most, all generations (default 40,000)")
+                   help="simulated parameter sets at most, the prior sample and all generations (default "
+                        "40,000; at least 2 x --population)")
     c.add_argument("--reps-per-draw", type=_whole_number(1), default=None,
                    help="replications averaged for each parameter set (default 2)")
     c.add_argument("--quantile", type=float, default=None,
@@ -242,29 +244,44 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     return "\n".join(lines + [wrapped(f"note: {n}") for n in notes])
 
 
+def _out_arg(text: str | None, option: str = "--out") -> Path | None:
+    """An --out or -o given on the command line (None: not given); an empty one is refused
+    rather than taken as the default."""
+    if text is None:
+        return None
+    if not text.strip():
+        from .errors import OutputError
+
+        raise OutputError(None, option, "is empty; give a folder (or file) name, e.g. results/my_run")
+    return Path(text)
+
+
 def _cmd_run(args) -> int:
     from . import scenario as sc
-    from .outdir import check_target
+    from .outdir import atomic_dir
     from .output import prepare_writing, write_run
     from .run import run
 
     path = scenario_path(args.scenario)
+    out = _out_arg(args.out)
     scen = sc.load(path, sets=args.set)
     _warn_overridden(scen, args.set)
-    out = Path(args.out) if args.out else Path("results") / scen.name
-    check_target(out)  # refuse now, not after the replications
-    result = run(
-        scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
-        allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
-        while_waiting=lambda: prepare_writing(not args.no_plots),
-    )
-    written = write_run(result, out, make_plots=not args.no_plots, report=not args.no_report)
+    out = out or Path("results") / scen.name
+    # the folder is this run's from now: refused now, not after the replications, and so is
+    # another command that would write there meanwhile
+    with atomic_dir(out, "run") as staged:
+        result = run(
+            scen, reps=args.reps, seed=args.seed, workers=args.workers, engine=args.engine,
+            allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
+            while_waiting=lambda: prepare_writing(not args.no_plots),
+        )
+        write_run(result, staged, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(wrapped(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
                       f"{result.wall_s:.1f} s; per gate, the mean with its 95 % confidence interval"))
         print(summary_table(result.summary, scen))
         print(f"written to {out}/")
-    if written.replaced:
+    if staged.replaced:
         print(f"replaced earlier results in {out}/")
     return 0
 
@@ -281,18 +298,19 @@ def _cmd_compare(args) -> int:
     from . import scenario as sc
     from .compare import ELSEWHERE as COMPARE_ELSEWHERE
     from .compare import compare, distinct_names, headline_table
-    from .outdir import check_target
+    from .outdir import atomic_dir
     from .output import write_comparison
 
+    given_out = _out_arg(args.out)
     base = sc.load(scenario_path(args.base))
     alts = [sc.load(scenario_path(p)) for p in args.alternatives]
     sets = args.set  # applied to the alternatives by compare(), which names them as distinct_names does
-    out = Path(args.out) if args.out else compare_folder(distinct_names([base.name, *(a.name for a in alts)],
-                                                                        bool(sets)))
-    check_target(out)  # refuse now, not after the replications
-    cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
-                  allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn, sets=sets)
-    written = write_comparison(cmp, out, make_plots=not args.no_plots, report=not args.no_report)
+    out = given_out or compare_folder(distinct_names([base.name, *(a.name for a in alts)], bool(sets)))
+    with atomic_dir(out, "compare") as staged:  # this comparison's from now, as for run
+        cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
+                      allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
+                      sets=sets)
+        write_comparison(cmp, staged, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
         print(wrapped(f"{len(cmp.scenarios)} scenarios on common random numbers: {args.reps} replications each, "
                       f"seed {args.seed}, engine {args.engine}, {cmp.wall_s:.1f} s"))
@@ -304,7 +322,7 @@ def _cmd_compare(args) -> int:
             print(headline_table(cmp, alt))
         print(wrapped(f"\nmore: {COMPARE_ELSEWHERE}"))
         print(f"written to {out}/")
-    if written.replaced:
+    if staged.replaced:
         print(f"replaced earlier results in {out}/")
     return 0
 
@@ -313,7 +331,7 @@ def _cmd_sweep(args) -> int:
     from .sweep import sweep, sweep_report
 
     path = scenario_path(args.scenario)
-    out = Path(args.out) if args.out else None
+    out = _out_arg(args.out)
     if out is None:
         from . import scenario as sc
 
@@ -345,13 +363,19 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .outdir import atomic_file
+    from .outdir import atomic_file, holding, read_marker
     from .report import build_report
 
-    out = Path(args.out) if args.out else Path(args.folder) / "report.html"
-    html = build_report(args.folder)
-    with atomic_file(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    folder = Path(args.folder)
+    out = _out_arg(args.out, "-o") or folder / "report.html"
+    own = read_marker(folder) if folder.is_dir() else None
+    # the folder's own report.html may go into it, nothing else into a results folder; while it
+    # is written, the folder is held (a rerun that would replace it is refused meanwhile)
+    into_folder = own is not None and out.parent.is_dir() and out.parent.samefile(folder)
+    with holding(folder) if into_folder else contextlib.nullcontext():
+        html = build_report(folder)
+        with atomic_file(out, own.get("kind") if into_folder else None, record=False) as tmp:
+            tmp.write_text(html, encoding="utf-8")
     print(f"written to {out}")
     return 0
 
@@ -455,6 +479,13 @@ def _dispatch(args) -> int:
         return commands[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except MemoryError:  # the estimate before the work was short of what it took (an allocation failed)
+        from .run import memory_available
+
+        limit = memory_available()
+        print(f"bordersim: error: ran out of memory{f' ({limit[1]} at the end)' if limit else ''}; no results "
+              "written: run fewer replications", file=sys.stderr)
         return 2
     except Terminated:
         print("bordersim: terminated; no results written", file=sys.stderr)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .outdir import Staged, atomic_dir, version
@@ -127,22 +129,73 @@ def _units(node, path: tuple = ()):
         yield path, node
 
 
-def scenario_metadata(scenario) -> dict:
+SCENARIO_FILES = "scenario_files"  # in a results folder: each scenario file as the run read it
+SET_LAYER = " (--set)"  # ends the name of a scenario's --set layer (sim.scenario.set_layer)
+
+
+def keep_scenario_files(scenarios, folder: Path) -> dict[str, str]:
+    """Copy each file of the scenarios' chains, as the run read it, into ``folder``/scenario_files/
+    (one copy of each; a name that two different files share gets a number), so that the report
+    reads the comments and sources behind each input from the results folder itself, never from
+    a path its metadata.json names. Returns each file -> its copy, relative to ``folder``."""
+    copies: dict[str, str] = {}
+    kept: dict[str, bytes] = {}
+    for scenario in scenarios:
+        for layer in scenario.layers:
+            if not layer.data or layer.file in copies:
+                continue
+            path = Path(layer.file)
+            name, k = path.name, 1
+            while name in kept and kept[name] != layer.data:
+                k += 1
+                name = f"{path.stem}-{k}{path.suffix}"
+            if name not in kept:
+                (folder / SCENARIO_FILES).mkdir(exist_ok=True)
+                (folder / SCENARIO_FILES / name).write_bytes(layer.data)
+                kept[name] = layer.data
+            copies[layer.file] = f"{SCENARIO_FILES}/{name}"
+    return copies
+
+
+def seen_from(folder: Path | None, path: str | None) -> str | None:
+    """A file's path as seen from a results folder, which metadata.json records (so that it names
+    no absolute path of this machine); as it is without a folder."""
+    if folder is None or not path:
+        return path
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+
+
+def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, str] | None = None) -> dict:
     """What a report needs of a scenario besides the tables: its files and what each changes,
-    its ensemble, its gates' names and fixed closures, its promises ([[expect]])."""
+    its ensemble, its gates' names and fixed closures, its promises ([[expect]]). With the
+    results ``folder``, paths are relative to it: each file's ``origin``, and as ``file`` its
+    copy in the folder (``copies``: keep_scenario_files) that the report reads."""
     from dataclasses import asdict
 
     from .findings import closures_of
 
     m = scenario.nominal
+    layers = layer_changes(scenario)
+    if folder is not None:
+        for entry in layers:
+            origin = entry["file"]
+            if origin.endswith(SET_LAYER):
+                entry["file"] = seen_from(folder, origin[:-len(SET_LAYER)]) + SET_LAYER
+                continue
+            entry["origin"] = seen_from(folder, origin)
+            entry["file"] = (copies or {}).get(origin, entry["origin"])
+            for change in entry.get("changes", []):
+                if change["input"] == "ensemble":
+                    change["before"], change["after"] = (seen_from(folder, change["before"]),
+                                                         seen_from(folder, change["after"]))
     return {
         "name": scenario.name,
-        "file": scenario.path,
+        "file": seen_from(folder, scenario.path),
         "description": m.description,
         "horizon": {"start": str(m.horizon.start), "end": str(m.horizon.end), "warmup_days": m.horizon.warmup_days},
-        "layers": layer_changes(scenario),
+        "layers": layers,
         "ensemble": None if scenario.ensemble is None else {
-            "file": scenario.ensemble_file, "rows": len(scenario.ensemble),
+            "file": seen_from(folder, scenario.ensemble_file), "rows": len(scenario.ensemble),
             "inputs": list(scenario.ensemble.columns)},
         "gates": {g: {"name": gate.name, "closures": [asdict(c) for c in closures_of(m)[g]]}
                   for g, gate in m.gates.items()},
@@ -161,10 +214,25 @@ def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = Tru
     return write_run(result, out_dir, make_plots, report).out
 
 
-def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
+@contextlib.contextmanager
+def _staged(out: str | Path | Staged, kind: str) -> Iterator[Staged]:
+    """The folder to write into: a Staged one the caller opened (with sim.outdir.atomic_dir, at
+    the start of its work, so that other writers are refused from then on), else one opened
+    now that replaces ``out`` when the block ends."""
+    if isinstance(out, Staged):
+        if out.kind != kind:
+            raise ValueError(f"a folder staged for a {out.kind}, not a {kind}")
+        yield out
+        return
+    with atomic_dir(out, kind) as staged:
+        yield staged
+
+
+def write_run(result: RunResult, out_dir: str | Path | Staged, make_plots: bool = True, report: bool = True) -> Staged:
     """write_results, also telling whether earlier results were replaced (the CLI says so); with
-    ``report``, report.html too (sim.report)."""
-    with atomic_dir(out_dir, "run") as staged:
+    ``report``, report.html too (sim.report). ``out_dir`` may be a folder staged by the caller
+    (sim.outdir.atomic_dir): it is filled, and replaces its target when the caller's block ends."""
+    with _staged(out_dir, "run") as staged:
         tmp = staged.dir
         daily, qbh, tis = result.daily, result.queue_by_hour, result.time_in_system_hist
         names = {g: gate.name for g, gate in result.scenario.nominal.gates.items()}
@@ -184,10 +252,11 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
             fit = targets_table(result.scenario, result.results)  # a fitted scenario: its targets, for the report
             if fit is not None:
                 fit.to_csv(tmp / "targets.csv", index=False)  # full precision: the report rounds as --check does
+        copies = keep_scenario_files([result.scenario], tmp)
         meta = {
             "kind": "run",
             "scenario": result.scenario.name,
-            "scenario_file": result.scenario.path,
+            "scenario_file": seen_from(staged.out, result.scenario.path),
             "seed": result.seed,
             "reps": result.reps,
             "engine": result.engine,
@@ -196,7 +265,7 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
             "warnings": result.warnings,
             "wall_time_s": round(result.wall_s, 2),
             "plots": make_plots,
-            "scenario_details": scenario_metadata(result.scenario),
+            "scenario_details": scenario_metadata(result.scenario, staged.out, copies),
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if report:
@@ -205,21 +274,19 @@ def write_run(result: RunResult, out_dir: str | Path, make_plots: bool = True, r
 
 
 def _write_report(staged: Staged) -> None:
-    """report.html beside the tables (from them: sim.report), recorded in the folder's manifest
-    of files bordersim wrote, so that `bordersim report` may replace it later, and never a
-    report someone has edited since."""
+    """report.html beside the tables (from them: sim.report); it carries its own SHA-256, so
+    that `bordersim report` may replace it later, and never a report someone has edited since."""
     from .report import build_report
 
     (staged.dir / "report.html").write_text(build_report(staged.dir, draw_missing=False), encoding="utf-8")
-    staged.record("report.html")
 
 
-def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Staged:
+def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True, report: bool = True) -> Staged:
     """compare.csv, compare_monthly.csv and compare_daily.csv (the paired differences), each
     scenario's summary, daily and monthly tables (stacked, with a scenario column), the
     comparison plots, metadata.json and (with ``report``) report.html, into one folder written
-    atomically."""
-    with atomic_dir(out_dir, "compare") as staged:
+    atomically (``out_dir``: a folder, or one the caller staged, as for write_run)."""
+    with _staged(out_dir, "compare") as staged:
         tmp = staged.dir
         tis = cmp.time_in_system_hist
         names = {g: gate.name for s in cmp.scenarios for g, gate in s.nominal.gates.items()}
@@ -236,10 +303,11 @@ def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: 
             cmp.monthly_differences.to_csv(tmp / "compare_monthly.csv", index=False, float_format="%.6g")
             daily_differences.to_csv(tmp / "compare_daily.csv", index=False, float_format="%.6g")
             tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+        copies = keep_scenario_files(cmp.scenarios, tmp)
         meta = {
             "kind": "compare",
             "base": cmp.base.name,
-            "scenarios": [{"name": s.name, "file": s.path} for s in cmp.scenarios],
+            "scenarios": [{"name": s.name, "file": seen_from(staged.out, s.path)} for s in cmp.scenarios],
             "seed": cmp.seed,
             "reps": cmp.reps,
             "engine": cmp.engine,
@@ -248,7 +316,7 @@ def write_comparison(cmp, out_dir: str | Path, make_plots: bool = True, report: 
             "warnings": cmp.warnings,
             "wall_time_s": round(cmp.wall_s, 2),
             "plots": make_plots,
-            "scenario_details": [scenario_metadata(s) for s in cmp.scenarios],
+            "scenario_details": [scenario_metadata(s, staged.out, copies) for s in cmp.scenarios],
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if report:

@@ -1,9 +1,10 @@
 """``bordersim report``: one self-contained HTML page for a results folder, to open, read, print
 and pass on without Python or a network.
 
-A page is built from the folder alone (its tables, metadata.json and the kind its ``.bordersim``
-marker names) and from the scenario files metadata.json names, where they still exist, for the
-comments and ``source`` fields behind each input. Plots are the folder's PNGs, embedded as
+A page is built from the folder alone: its tables, metadata.json, the kind its ``.bordersim``
+marker names, and the copies of the scenario files a run keeps in it (``scenario_files/``) for
+the comments and ``source`` fields behind each input. A results folder may come from anyone, so
+no path it records is followed outside it, and a link in it is not read. Plots are the folder's PNGs, embedded as
 ``data:`` images (drawn from its tables in memory where the folder has none). Each kind of
 folder is one function that turns the folder into a :class:`Page` of sections; the Jinja2
 template (sim/templates/report.html.j2) lays out any page the same way. A kind is added by
@@ -17,6 +18,7 @@ import datetime as dt
 import io
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import BordersimError
+from .errors import BordersimError, shorten
 from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, stage_label, wait_shares, wait_without
-from .outdir import MARKER, version
+from .outdir import MARKER, sign_html, version
 
 TEXT_KEYS = ("name", "description", "source", "reason", "note", "id")
 HIGH_UTILISATION = 0.9  # a stage busier than this is near its capacity: the report warns
@@ -116,10 +118,14 @@ class Folder:
     draw_missing: bool
     meta: dict = field(default_factory=dict)
 
+    def file(self, name: str) -> Path | None:
+        """One of the folder's files (inside it, not a link), or None."""
+        return inside(self.path, name)
+
     def csv(self, name: str) -> pd.DataFrame | None:
         """One of the folder's tables (stage and class columns as text, '' where empty)."""
-        path = self.path / name
-        if not path.exists():
+        path = self.file(name)
+        if path is None:
             return None
         try:
             table = pd.read_csv(path, dtype={"stage": str, "class": str, "scenario": str, "gate": str})
@@ -133,8 +139,8 @@ class Folder:
     def figure(self, png: str, title: str, caption: str, draw: Callable[[Path | io.BytesIO], None] | None) -> Figure:
         """The folder's PNG as a data: URI; drawn now from the tables where it is missing (if
         asked to draw and the tables are there)."""
-        path = self.path / png
-        if path.exists():
+        path = self.file(png)
+        if path is not None:
             return Figure(title, caption, _data_uri(path.read_bytes()))
         if self.draw_missing and draw is not None:
             buffer = io.BytesIO()
@@ -142,6 +148,21 @@ class Folder:
             return Figure(title, caption, _data_uri(buffer.getvalue()))
         why = "not drawn: the run was made with --no-plots" if self.meta.get("plots") is False else f"{png} is missing"
         return Figure(title, caption, None, why)
+
+
+def inside(root: Path, recorded: str | None) -> Path | None:
+    """The regular file ``recorded`` (a path relative to the folder ``root``) names inside
+    ``root``, or None: an absolute path, one that climbs out, a link, or nothing there."""
+    if not recorded or Path(recorded).is_absolute():
+        return None
+    path = root / recorded
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(root.resolve(strict=True)) or path.is_symlink():
+            return None
+        return path if real.is_file() else None
+    except (OSError, RuntimeError):
+        return None
 
 
 def _data_uri(png: bytes) -> str:
@@ -159,9 +180,14 @@ def folder_kind(path: Path) -> str:
             data = None
         if isinstance(data, dict) and data.get("written_by") == "bordersim" and isinstance(data.get("kind"), str):
             return data["kind"]
-    if any(path.glob("targets*.toml")):
+    if _targets_files(path):
         return "calibration"
     raise ReportError(str(path), None, f"is not a bordersim results folder (no {MARKER} marker, no targets file)")
+
+
+def _targets_files(path: Path) -> list[Path]:
+    """A calibration folder's targets files (in it, not links)."""
+    return sorted(p for p in path.glob("targets*.toml") if inside(path, p.name) is not None)
 
 
 def build_report(folder: str | Path, draw_missing: bool = True) -> str:
@@ -174,11 +200,12 @@ def build_report(folder: str | Path, draw_missing: bool = True) -> str:
         raise ReportError(str(path), None, f"holds results of kind '{name}', which bordersim {version()} cannot "
                                            f"report on (it reports on: {', '.join(KINDS)})")
     meta = {}
-    if (path / "metadata.json").exists():
+    recorded = inside(path, "metadata.json")
+    if recorded is not None:
         try:
-            meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+            meta = json.loads(recorded.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ReportError(str(path / "metadata.json"), None, f"cannot be read: {exc}") from None
+            raise ReportError(str(recorded), None, f"cannot be read: {shorten(exc, 120)}") from None
     page = KINDS[name](Folder(path, name, draw_missing, meta))
     return render(page)
 
@@ -190,8 +217,9 @@ def render(page: Page) -> str:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["cell"] = _cell
     template = env.get_template("report.html.j2")
-    return template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    html = template.render(page=page, version=version(), made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
                            findings=any(s.id == "findings" for s in page.sections))
+    return sign_html(html)  # bordersim knows its own unchanged report by this, wherever it is
 
 
 def _cell(value: Any) -> str:
@@ -265,60 +293,89 @@ def _lookup(summary: pd.DataFrame, gate: str, direction: str, metric: str, stage
 # ------------------------------------------------------------------ sections shared by the kinds
 
 
-def _layer_blocks(section: Section, scen: dict, show_first: bool, shown: set[str] | None = None) -> None:
+def _layer_file(layer: dict, root: Path | None) -> tuple[Path | None, str]:
+    """Where a scenario file's comments are read from, or why they are not. In a results folder
+    (``root``), only from the copy the run kept in it: a path that leads outside the folder is
+    not followed (its metadata.json could name any file). Else (a calibration's prior, loaded
+    as a scenario) the file itself, where it still is."""
+    file = layer.get("file") or ""
+    if file.endswith("(--set)"):
+        return None, ""
+    if root is None:
+        return (Path(file), "") if Path(file).is_file() else (None, "no longer there")
+    path = inside(root, file)
+    if path is not None:
+        return path, ""
+    if Path(file).is_absolute() or not (root / file).resolve().is_relative_to(root.resolve()):
+        return None, "outside this results folder, which keeps no copy of it (an earlier bordersim's): not read"
+    return None, "its copy is missing from this results folder"
+
+
+def _layer_raw(path: Path) -> dict:
+    """One scenario file's own tree (its keyed lists by name), without the files it extends."""
+    from .ranges import to_keyed
+    from .scenario import read_toml
+
+    try:
+        raw = read_toml(path)
+    except BordersimError:
+        return {}
+    raw.pop("extends", None)
+    return to_keyed(raw, str(path))
+
+
+def _layer_blocks(section: Section, scen: dict, show_first: bool, shown: set[str] | None = None,
+                  root: Path | None = None) -> None:
     """A scenario's files, parent first: each with what it says it models (its opening comment)
     and, for each file after the first, the inputs it changes with their sources; files in
-    ``shown`` (described already, for another scenario) are named only."""
+    ``shown`` (described already, for another scenario) are named only. ``root``: the results
+    folder the files' copies are in (see _layer_file)."""
     from .sources import header_comment, notes_for, read_notes
-    from .scenario import _load_layers
 
     shown = set() if shown is None else shown
     layers = scen.get("layers") or [{"file": scen.get("file")}]
     for i, layer in enumerate(layers):
         if i == 0 and not show_first and len(layers) > 1:
             continue
-        if layer.get("file") in shown:
-            section.add("notes", [f"{Path(layer['file']).name}: as above"])
+        name = layer.get("origin") or layer.get("file") or ""
+        if name in shown:
+            section.add("notes", [f"{Path(name).name}: as above"])
             continue
-        shown.add(layer.get("file"))
-        file = layer.get("file") or ""
-        exists = Path(file).is_file()
-        title = f"{Path(file).name}" + (f" (extends {Path(layers[i - 1]['file']).name})" if i else "")
+        shown.add(name)
+        path, why = _layer_file(layer, root)
+        title = Path(name).name
+        if i:
+            title += f" (extends {Path(layers[i - 1].get('origin') or layers[i - 1].get('file') or '').name})"
         section.add("subhead", title)
-        facts = [("file", file + ("" if exists or file.endswith("(--set)") else " (no longer there: the changes "
-                                  "below are from metadata.json)"))]
+        facts = [("file", name + (f" ({why}; the changes below are from metadata.json)" if why else ""))]
         if layer.get("description"):
             facts.append(("description", layer["description"]))
         section.add("facts", facts)
-        if exists:
-            section.add("pre", header_comment(file))
+        if path is not None:
+            section.add("pre", header_comment(path))
         changes = layer.get("changes")
         if i == 0 or changes is None:
             continue
-        notes = read_notes(file) if exists else None
-        raw = {}
-        if exists:
-            try:
-                raw = _load_layers(Path(file))[-1].raw
-            except BordersimError:
-                raw = {}
+        notes = read_notes(path) if path is not None else None
+        raw = _layer_raw(path) if path is not None else {}
         rows = []
         for ch in changes:
-            path = tuple(ch["input"].split("."))
-            if path[-1] in TEXT_KEYS and path[-1] not in ("name",):
+            keys = tuple(ch["input"].split("."))
+            if keys[-1] in TEXT_KEYS and keys[-1] not in ("name",):
                 continue
-            comment, source = notes_for(path, notes, raw) if notes is not None else ("", "")
+            comment, source = notes_for(keys, notes, raw) if notes is not None else ("", "")
             rows.append([ch["input"], value_text(ch["before"]), value_text(ch["after"]),
                          "; ".join(t for t in (comment, source) if t)])
         section.add("table", Table(["input", "before (its parent)", "this file", "source or assumption"], rows,
-                                   caption=f"What {Path(file).name} changes against the scenario it extends"))
+                                   caption=f"What {Path(name).name} changes against the scenario it extends"))
 
 
-def _sources_section(scen: dict, title: str = "Inputs: assumptions and sources", sid: str = "sources") -> Section:
+def _sources_section(scen: dict, title: str = "Inputs: assumptions and sources", sid: str = "sources",
+                     root: Path | None = None) -> Section:
     """Every input each file of the scenario sets, with its value and the comment and source
-    the file gives it; uncertain inputs (ranges) marked, and those the ensemble supplies."""
-    from .ranges import leaves, path_str
-    from .scenario import _load_layers
+    the file gives it; uncertain inputs (ranges) marked, and those the ensemble supplies.
+    ``root``: the results folder the files' copies are in (see _layer_file)."""
+    from .ranges import path_str
     from .sources import notes_for, read_notes
 
     section = Section(sid, title)
@@ -330,36 +387,34 @@ def _sources_section(scen: dict, title: str = "Inputs: assumptions and sources",
     ensemble = set((scen.get("ensemble") or {}).get("inputs") or [])
     for layer in scen.get("layers") or [{"file": scen.get("file")}]:
         file = layer.get("file") or ""
-        section.add("subhead", Path(file).name or file)
+        name = layer.get("origin") or file
+        section.add("subhead", Path(name).name or name)
         if file.endswith("(--set)"):
             rows = [[c["input"], value_text(c["after"]), "", "set on the command line (--set)"]
                     for c in layer.get("changes") or []]
             section.add("table", Table(["input", "value", "", "comment"], rows))
             continue
-        if not Path(file).is_file():
-            section.add("notes", [f"{file} is no longer there: its comments and sources cannot be shown."])
+        path, why = _layer_file(layer, root)
+        if path is None:
+            section.add("notes", [f"{name}: {why}; its comments and sources cannot be shown."])
             continue
-        try:
-            raw = _load_layers(Path(file))[-1].raw
-        except BordersimError as exc:
-            section.add("notes", [f"{file} cannot be read now: {exc.one_line()}"])
-            continue
-        notes = read_notes(file) or {}
+        raw = _layer_raw(path)
+        notes = read_notes(path) or {}
         rows, last = [], ("", "")
-        for path, value in _inputs_as_written(raw, notes):
-            if not path or path[-1] in TEXT_KEYS or path[0] in ("expect", "extends", "ensemble"):
+        for keys, value in _inputs_as_written(raw, notes):
+            if not keys or keys[-1] in TEXT_KEYS or keys[0] in ("expect", "extends", "ensemble"):
                 continue
-            name = path_str(path)
-            comment, source = notes_for(path, notes, raw)
-            inside = [u for u in uncertain if u == name or u.startswith(name + ".")]
+            input_name = path_str(keys)
+            comment, source = notes_for(keys, notes, raw)
+            within = [u for u in uncertain if u == input_name or u.startswith(input_name + ".")]
             status = ""
-            if inside:
-                status = "uncertain" + (", from the ensemble" if all(u in ensemble for u in inside) and ensemble else "")
+            if within:
+                status = "uncertain" + (", from the ensemble" if all(u in ensemble for u in within) and ensemble else "")
             shown = [comment if comment != last[0] else "″"]
             if source:
                 shown.append(f"source: {source}" if source != last[1] else "source ″")
             last = (comment, source)
-            rows.append([name, value_text(value), status, " — ".join(t for t in shown if t)])
+            rows.append([input_name, value_text(value), status, " — ".join(t for t in shown if t)])
         if rows:
             section.add("table", Table(["input", "value", "", "comment in the file — source field"], rows,
                                        caption="″: as in the row above"))
@@ -761,7 +816,7 @@ def run_page(folder: Folder) -> Page:
 
     what = Section("what", "What was run")
     what.add("facts", _run_facts(meta, scen))
-    _layer_blocks(what, scen, show_first=True)
+    _layer_blocks(what, scen, show_first=True, root=folder.path)
 
     sections = [findings, directions, waiting, dates, time_in]
     months = _run_months(folder, names)
@@ -769,7 +824,7 @@ def run_page(folder: Folder) -> Page:
         sections.insert(1, months)
     if observed is not None:
         sections.append(observed[0])
-    sections += [what, _sources_section(scen)]
+    sections += [what, _sources_section(scen, root=folder.path)]
     return Page(f"bordersim: {scen.get('name') or meta.get('scenario')}", scen.get("description") or "", sections,
                 _derived_warnings(meta, [scen], [("", summary)], names))
 
@@ -950,7 +1005,7 @@ def compare_page(folder: Folder) -> Page:
     shown: set[str] = set()
     for s in scens:
         what.add("subhead2", f"{s['name']}{' (base)' if s['name'] == base else ''}: {s.get('description', '')}")
-        _layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown)
+        _layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown, root=folder.path)
 
     sections = [head, plot, waiting, dates, time_in, what]
     months = _compare_months(folder, names, alts, base)
@@ -958,7 +1013,8 @@ def compare_page(folder: Folder) -> Page:
         sections.insert(2, months)
     for s in alts:
         own = dict(s, layers=(s.get("layers") or [])[-1:])  # each alternative's own file
-        sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}"))
+        sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}",
+                                         root=folder.path))
     summaries = [(s["name"], summary[summary.scenario == s["name"]]) for s in scens]
     return Page(f"bordersim: {', '.join(s['name'] for s in alts)} against {base}",
                 "; ".join(s.get("description", "") for s in alts if s.get("description")), sections,
@@ -987,22 +1043,25 @@ def calibration_page(folder: Folder) -> Page:
     from .scenario import load
     from .sources import header_comment
 
-    candidates = sorted(folder.path.glob("targets*.toml"))
+    candidates = _targets_files(folder.path)
     try:
         targets = load_targets(candidates[0])
     except CalibrationError as exc:
         raise ReportError(str(candidates[0]), None, exc.one_line()) from None
-    ens_file = ensemble_path(targets)
+    # the fitted scenario and its ensemble are read only inside the folder (the targets file's
+    # `fitted` could name any file); the prior is read as `calibrate` reads it, as a scenario
+    ens_file = inside(folder.path, os.path.relpath(ensemble_path(targets), folder.path))
+    fitted = inside(folder.path, os.path.relpath(targets.fitted_path, folder.path))
     what = Section("what", "What was calibrated")
     facts = [("targets", str(targets.path)), ("prior scenario", str(targets.scenario_path)),
-             ("fitted scenario", str(targets.fitted_path))]
-    ensemble = pd.read_csv(ens_file) if ens_file.exists() else None
+             ("fitted scenario", str(targets.fitted_path) + ("" if fitted else " (not in this folder: not read)"))]
+    ensemble = pd.read_csv(ens_file) if ens_file is not None else None
     if ensemble is not None:
         facts.append(("ensemble", f"{ens_file.name}: {len(ensemble):,} parameter sets kept"))
     what.add("facts", facts)
     what.add("pre", header_comment(targets.path))
-    if targets.fitted_path.exists():
-        what.add("pre", header_comment(targets.fitted_path))
+    if fitted is not None:
+        what.add("pre", header_comment(fitted))
 
     fit = Section("fit", "Targets: observed against the fitted ensemble")
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,7 +30,11 @@ from .workers import resolve_workers, tune_allocator
 DEFAULT_REPS = 10
 DEFAULT_SEED = 20221130
 MAX_REPS = 1_000_000  # a run's results stay in memory until its tables are written
-MEMORY_SHARE = 0.5  # of the machine's physical memory, for one run's results
+MEMORY_SHARE = 0.5  # of the memory this process may use, for one run
+# A run's memory at its peak, computing its tables (daily.csv's quantiles over the replications),
+# per byte of results it holds: measured on the baseline, 0.53 MB more per replication at that
+# step against 113 kB held (tests/test_bad_input.py checks that it still covers the peak).
+WRITE_PEAK = 6
 
 
 def physical_memory() -> int | None:
@@ -38,6 +43,69 @@ def physical_memory() -> int | None:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def cgroup_memory_limit(proc: Path = Path("/proc/self/cgroup"), fs: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit of this process's control group: the smallest memory.max (cgroup v2) or
+    memory.limit_in_bytes (v1) on its path up to the root, as /proc/self/cgroup names it; None
+    where there is none ('max', or no cgroup file system)."""
+    try:
+        lines = proc.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _id, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            root, name = fs, "memory.max"
+        elif "memory" in controllers.split(","):
+            root, name = fs / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        rel = Path(path.lstrip("/"))
+        for folder in (rel, *rel.parents):
+            try:
+                text = (root / folder / name).read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if text.isdigit():
+                limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def address_space_left() -> tuple[int, int] | None:
+    """(bytes of address space this process may still map, its limit) under RLIMIT_AS
+    (``ulimit -v``), or None without a limit. What it maps already (the interpreter, numba, the
+    libraries: over a GiB) counts against the limit."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        used = 0
+    return max(0, limit - used), limit
+
+
+def memory_available() -> tuple[int, str] | None:
+    """The memory this process may use and what limits it, in words: the smallest of the
+    machine's physical memory, its control group's limit and what is left of its address-space
+    limit; None where none is known."""
+    found = []
+    physical = physical_memory()
+    if physical:
+        found.append((physical, f"this machine's {_binary_size(physical)}"))
+    group = cgroup_memory_limit()
+    if group:
+        found.append((group, f"the {_binary_size(group)} this process's control group allows (its cgroup memory "
+                             "limit)"))
+    space = address_space_left()
+    if space is not None:
+        found.append((space[0], f"the {_binary_size(space[0])} left of this process's address-space limit "
+                                f"(ulimit -v) of {_binary_size(space[1])}"))
+    return min(found) if found else None
 
 
 def _binary_size(n: float) -> str:
@@ -55,19 +123,22 @@ def _round_down(n: int) -> int:
     return n // step * step
 
 
-def check_reps(scenarios: Scenario | list[Scenario], reps: int, option: str = "--reps") -> None:
+def check_reps(scenarios: Scenario | list[Scenario], reps: int, option: str = "--reps",
+               writes_tables: bool = True) -> None:
     """Refuse, before any work, a number of replications (of each scenario) over MAX_REPS or
-    whose results would not fit in MEMORY_SHARE of this machine's memory (``option`` names the
-    input in the error)."""
+    whose results would not fit in MEMORY_SHARE of the memory this process may use
+    (memory_available), at the peak of computing the tables where the run ``writes_tables``
+    (a calibration keeps no replication's results). ``option`` names the input in the error."""
     scenarios = [scenarios] if isinstance(scenarios, Scenario) else list(scenarios)
-    per_rep = sum(result_bytes(s.nominal) for s in scenarios)
-    memory = physical_memory()
-    fit = MAX_REPS if memory is None else int(MEMORY_SHARE * memory // per_rep)
+    per_rep = sum(result_bytes(s.nominal) for s in scenarios) * (WRITE_PEAK if writes_tables else 1)
+    memory = memory_available()
+    fit = MAX_REPS if memory is None else int(MEMORY_SHARE * memory[0] // per_rep)
     what = scenarios[0].name if len(scenarios) == 1 else f"{len(scenarios)} scenarios"
     if reps > fit and fit < MAX_REPS:
+        when = "at the peak of computing their tables" if writes_tables else "for their results"
         raise RunError(None, option, (
-            f"{reps:,} replications of {what} need about {_binary_size(reps * per_rep)} for their "
-            f"results; at most {_round_down(fit):,} fit in half of this machine's {_binary_size(memory)}"))
+            f"{reps:,} replications of {what} need about {_binary_size(reps * per_rep)} {when}; at most "
+            f"{_round_down(fit):,} fit in half of {memory[1]}"))
     if reps > MAX_REPS:
         raise RunError(None, option, f"{reps:,} replications asked; at most {MAX_REPS:,} are allowed in one run")
 

@@ -11,10 +11,13 @@ sets itself. Every problem is a :class:`ScenarioError` naming the file and the f
 
 from __future__ import annotations
 
-import functools
-
 import copy
+import errno
+import functools
 import math
+import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,30 +71,82 @@ def read_toml(path: Path, error: type[BordersimError] = ScenarioError, what: str
     """A TOML file as a dict, or ``error`` (one line naming the file) for anything that is not
     UTF-8 TOML text of at most MAX_FILE_BYTES, nested at most MAX_DEPTH deep. Shared by scenario
     and targets files."""
-    file = str(path)
+    return _read_toml(path, error, what)[0]
+
+
+def read_limited(path: Path, limit: int, error: type[BordersimError], what: str, field: str | None = None,
+                 file: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or ``error`` naming ``file`` (default:
+    the path) and ``field``: a missing file, a folder, a device or pipe (which could block a read
+    for ever or never end), a loop of links. Never the file's content in the message."""
+    where = str(path) if file is None else file
+    prefix = "" if file is None else f"{path}: "
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block an ordinary open
     except FileNotFoundError:
-        raise error(file, None, "file not found") from None
-    except IsADirectoryError:
-        raise error(file, None, f"is a directory, not a {what}") from None
-    except OSError as exc:  # a symlink loop (ELOOP), no permission, ...
-        raise error(file, None, f"cannot be read: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise error(file, None, f"is larger than {MAX_FILE_BYTES:,} bytes; a {what} is a few kB of text")
+        raise error(where, field, f"{prefix}file not found") from None
+    except OSError as exc:  # ELOOP, EACCES, ...
+        why = "a loop of symbolic links" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise error(where, field, f"{prefix}cannot be read: {why}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise error(where, field, f"{prefix}is a directory, not a {what}")
+        raise error(where, field, f"{prefix}is not a regular file (a device, pipe or socket), not a {what}")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise error(where, field, f"{prefix}cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(where, field, f"{prefix}is larger than {limit:,} bytes; a {what} is smaller")
+    return data
+
+
+def decode_text(data: bytes, file: str, error: type[BordersimError], field: str | None = None) -> str:
+    """UTF-8 text (a byte-order mark at its start, which some editors write, is dropped), or
+    ``error`` naming the first byte that is not UTF-8 by its position (not the text around it)."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise error(file, None, f"not UTF-8 text (byte {data[exc.start]:#04x} at position {exc.start})") from None
+        raise error(file, field, f"not UTF-8 text (byte {data[exc.start]:#04x} at position {exc.start})") from None
+
+
+def _read_toml(path: Path, error: type[BordersimError], what: str) -> tuple[dict, bytes]:
+    """read_toml's dict and the file's bytes as read."""
+    file = str(path)
+    data = read_limited(path, MAX_FILE_BYTES, error, what)
+    text = decode_text(data, file, error)
     try:
         raw = tomllib.loads(text)
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise error(file, None, f"nested too deeply: at most {MAX_DEPTH} levels of tables and arrays") from None
     except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4,300 digits
-        raise error(file, None, f"not valid TOML: {shorten(exc)}") from None
+        raise error(file, None, f"not valid TOML: {_toml_problem(exc)}") from None
     check_depth(raw, file, error)
-    return raw
+    return raw, data
+
+
+# tomllib's messages that quote the file (a character, a key): said without the quote
+_TOML_QUOTING = {"Found invalid character": "invalid character", "Illegal character": "illegal character in a string",
+                 "Unescaped": "unescaped character in a string",
+                 "Duplicate inline table key": "a key given twice in an inline table",
+                 "Cannot declare": "a table declared twice",
+                 "Cannot mutate immutable namespace": "a table or key defined twice",
+                 "Cannot redefine namespace": "a table or key defined twice"}
+
+
+def _toml_problem(exc: ValueError) -> str:
+    """What tomllib found wrong and where (line and column), without the file's text: the
+    messages that quote a character or key of the file are said in words."""
+    text = str(exc)
+    if not isinstance(exc, tomllib.TOMLDecodeError):
+        return "a number too long to read" if "digits" in text else "cannot be parsed"
+    where = re.search(r" \(at (?:line \d+, column \d+|end of document)\)$", text)
+    head = text[:where.start()] if where else text
+    head = next((words for prefix, words in _TOML_QUOTING.items() if head.startswith(prefix)), head)
+    return shorten(head + (where.group(0) if where else ""), 120)
 
 
 def check_depth(node: Any, file: str, error: type[BordersimError] = ScenarioError) -> None:
@@ -176,13 +231,16 @@ def _order_new(node: Keyed, file: str, path: tuple) -> Keyed:
 
 @dataclass(frozen=True)
 class Layer:
-    """One file of a scenario's chain (parent first), as read, with its keyed lists by name."""
+    """One file of a scenario's chain (parent first), as read, with its keyed lists by name, and
+    the file's bytes as read (a results folder keeps a copy: what the run read, not what the
+    file holds later); a --set layer has none."""
 
     file: str
     raw: dict
     # --set's relative changes (name, operator, operand) of inputs no '=' of the same layer gives:
     # where a fitted ensemble supplies such an input, its column changes too, row by row
     relative: tuple[tuple[str, str, float], ...] = ()
+    data: bytes = field(default=b"", repr=False, compare=False)
 
 
 def _load_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[Layer]:
@@ -193,18 +251,25 @@ def _load_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[Layer]:
     if path in chain:
         cycle = " -> ".join(p.name for p in chain + (path,))
         raise ScenarioError(str(chain[-1]), "extends", f"cycle: {cycle}")
-    raw = read_toml(path)
+    raw, data = _read_toml(path, ScenarioError, "scenario file")
     if isinstance(raw.get("ensemble"), str):  # relative to the file that names it
         raw["ensemble"] = str(path.parent / raw["ensemble"])
     parent = raw.pop("extends", None)
-    layer = Layer(str(path), to_keyed(raw, str(path)))
+    layer = Layer(str(path), to_keyed(raw, str(path)), data=data)
     if parent is None:
         return [layer]
     if not isinstance(parent, str):
         raise ScenarioError(str(path), "extends", "must be a file name (string), relative to this file")
     parent_path = path.parent / parent
-    if not parent_path.exists():
-        raise ScenarioError(str(path), "extends", f"file not found: {parent_path}")
+    try:
+        os.stat(parent_path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ScenarioError(str(path), "extends", f"{parent_path} is a loop of symbolic links") from None
+        if os.path.islink(parent_path):
+            raise ScenarioError(str(path), "extends", f"{parent_path} is a symbolic link to a file that does not "
+                                                      "exist") from None
+        raise ScenarioError(str(path), "extends", f"file not found: {parent_path}") from None
     return _load_layers(parent_path, chain + (path,)) + [layer]
 
 
@@ -261,7 +326,7 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
         else:
             absolute.add(where)
         target[keys[-1]] = to_keyed(value, file, keys)
-    return Layer(f"{file} (--set)", out, tuple((w, op, v) for w, op, v in relative if w not in absolute))
+    return Layer(f"{file} (--set)", out, relative=tuple((w, op, v) for w, op, v in relative if w not in absolute))
 
 
 def _relative_change(a: "Assignment", operand: Any, current: Any, file: str) -> Any:
@@ -470,37 +535,59 @@ def _relative_after_ensemble(layers: list[Layer], ensemble_file: str) -> list[tu
     return [change for layer in layers[first:] for change in layer.relative]
 
 
+MAX_ENSEMBLE_BYTES = 200_000_000  # an ensemble CSV (the fitted one is 60 kB: 200 rows of some 30 numbers)
+
+
 def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Path | None,
                    overridden: tuple[str, ...] = (), changes: list[tuple[str, str, float]] = ()):
     """Read and check an ensemble CSV: one column per uncertain input it sets (by range name),
     columns starting with '_' are notes (distance, simulated outputs); every row must give a
     valid scenario once ``changes`` (relative --set changes: name, operator, operand) are made
-    to their columns."""
+    to their columns. An error names the file, the column (by its place, or by the input it
+    names) and the row, never the file's text: ``ensemble`` may name any file."""
+    import csv
+    import difflib
+    import io
+
     import pandas as pd
 
     if not isinstance(name, str):
         raise ScenarioError(path, "ensemble", "must be a CSV file name, relative to this file")
     file = (base_dir or Path(".")) / name
-    try:
-        table = pd.read_csv(file)
-    except FileNotFoundError:
-        raise ScenarioError(path, "ensemble", f"file not found: {file}") from None
-    except IsADirectoryError:
-        raise ScenarioError(path, "ensemble", f"{file} is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise ScenarioError(path, "ensemble", f"{file} cannot be read: {exc.strerror or exc}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ScenarioError(str(file), None, f"not a readable CSV: {shorten(exc)}") from None
+    data = read_limited(file, MAX_ENSEMBLE_BYTES, ScenarioError, "CSV file", "ensemble", file=path)
+    text = decode_text(data, str(file), ScenarioError)
     by_name = {r.name(): r for r in ranges}
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:
+        header = []
+    for j, c in enumerate(header):
+        first = header.index(c)
+        if first < j:
+            shown = f" ({c})" if c in by_name else ""
+            raise ScenarioError(str(file), f"column {j + 1}", f"has the same name as column {first + 1}{shown}; "
+                                                              "each input has one column")
+    try:
+        table = pd.read_csv(io.StringIO(text))
+    except pd.errors.EmptyDataError:
+        raise ScenarioError(str(file), None, "is empty: it needs a header line and at least one row") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        at = f" (line {line.group(1)} does not have the header's columns)" if line else ""
+        raise ScenarioError(str(file), None, f"not a readable CSV{at}") from None
     # inputs a scenario extending a fitted one sets itself (a later file's value or range, or a
     # plain number where the prior had a range): its own values win over the ensemble's
     fixed = {path_str(p) for p, v in leaves(raw) if isinstance(v, (int, float)) and not isinstance(v, bool)}
     params = [c for c in table.columns if not str(c).startswith("_") and c not in fixed
               and not any(str(c) == o or str(c).startswith(o + ".") for o in overridden)]
+    columns = list(table.columns)
     for c in params:
         if c not in by_name:
+            close = difflib.get_close_matches(str(c), list(by_name), n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
             allowed = ", ".join(by_name) or "none: the scenario has no uncertain inputs"
-            raise ScenarioError(str(file), c, f"not an input of the scenario (uncertain inputs: {allowed})")
+            raise ScenarioError(str(file), f"column {columns.index(c) + 1}",
+                                f"its name is not an input of the scenario{hint} (uncertain inputs: {allowed})")
     if table.empty or not params:
         if overridden and not table.empty:  # every column is set by the scenario itself
             return str(file), None
@@ -509,9 +596,8 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
     for j, c in enumerate(params):
         i = next((i for i, v in enumerate(cells[j]) if not math.isfinite(v)), None)
         if i is not None:
-            cell = table[c].iloc[i]
-            shown = repr(cell) if isinstance(cell, str) else str(cell)
-            raise ScenarioError(str(file), f"row {i + 1}: {c}", f"needs a finite number (got {shorten(shown)})")
+            raise ScenarioError(str(file), f"row {i + 1}: {c}", "needs a finite number (a number without text; "
+                                                                 "not empty, inf or nan)")
     values = pd.DataFrame(dict(zip(params, cells)), dtype=float)
     for name_, op, operand in changes:
         if name_ in values.columns:

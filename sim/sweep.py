@@ -54,7 +54,7 @@ from .adjust import override_warning, set_warnings
 from .errors import BordersimError, OutputError, ScenarioError, shorten
 from .experiment import ENGINES, Point, iter_design
 from .metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
-from .outdir import MARKER, _is_ours, atomic_dir, atomic_file, check_target, version
+from .outdir import MARKER, atomic_dir, atomic_file, check_target, read_marker, version
 from .ranges import Range
 from .scenario import Layer, Scenario, from_dict, load, merge_layers, set_layer
 from .workers import resolve_workers
@@ -1022,7 +1022,8 @@ def _ranking_stats(kind: str, row: pd.Series) -> str:
 
 class _SweepFolder:
     """A sweep's folder: its identity (sweep.json), its chunks, its final tables. Held under an
-    exclusive lock (on sweep.json) while the sweep runs, so two sweeps never write one folder."""
+    exclusive lock (on its marker, sim.outdir) while the sweep runs, so two sweeps never write
+    one folder and no other command replaces it meanwhile."""
 
     def __init__(self, out: Path, spec: dict, chunk_points: int, lock_fd: int):
         self.out = out
@@ -1034,8 +1035,9 @@ class _SweepFolder:
     def open(cls, out: Path, command: dict, dsg: Design, reps: int, chunk_points: int | None) -> "_SweepFolder":
         """Create the folder (atomically, with its marker and sweep.json) or reopen it to resume:
         refused if it holds anything but a sweep of this very command."""
-        if os.path.isdir(out) and not os.path.islink(out) and _is_ours(out):
-            kind = _marker_kind(out)
+        marker = read_marker(out) if os.path.isdir(out) and not os.path.islink(out) else None
+        if marker is not None:
+            kind = marker.get("kind")
             if kind != "sweep":
                 raise OutputError(str(out), None, f"holds a bordersim {kind or 'output'}, not a sweep; choose another "
                                                   "--out or remove it yourself")
@@ -1046,7 +1048,7 @@ class _SweepFolder:
                                                        "cannot be resumed: choose another --out") from None
             _same_command(out, spec.get("command", {}), command)
         else:
-            check_target(out)  # absent or empty: created below; anything else refused
+            check_target(out, "sweep")  # absent or empty: created below; anything else refused
             n = chunk_points or default_chunk(dsg.points, reps)
             spec = {"written_by": "bordersim", "kind": "sweep", "version": version(), "command": command,
                     "chunk_points": n, "chunks": -(-dsg.points // n),
@@ -1055,19 +1057,18 @@ class _SweepFolder:
                 (staged.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
                                                     encoding="utf-8")
                 (staged.dir / CHUNKS).mkdir()
-        fd = os.open(out / SPEC_FILE, os.O_RDONLY)
+        fd = os.open(out / MARKER, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # a sweep started at the same instant may have put its own folder in place meanwhile
-            if os.fstat(fd).st_ino != os.stat(out / SPEC_FILE).st_ino:
+            if os.fstat(fd).st_ino != os.stat(out / MARKER).st_ino:
                 raise OutputError(str(out), None, "another bordersim sweep started in this folder at the same time; "
                                                   "run again to resume it, or choose another --out")
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                _same_command(out, json.loads(fh.read()).get("command", {}), command)
+            _same_command(out, json.loads((out / SPEC_FILE).read_text(encoding="utf-8")).get("command", {}), command)
         except BlockingIOError:
             os.close(fd)
-            raise OutputError(str(out), None, "another bordersim sweep is running in this folder; wait for it or "
-                                              "choose another --out") from None
+            raise OutputError(str(out), None, "is in use by another bordersim process (a sweep running, or a report "
+                                              "being written); wait for it or choose another --out") from None
         except BaseException:
             os.close(fd)
             raise
@@ -1126,42 +1127,36 @@ class _SweepFolder:
 
     def write_outputs(self, result: SweepResult, make_plots: bool, report: bool = True) -> None:
         """sweep.parquet, sweep.csv, sensitivity.csv, the plots and report.html, each written whole."""
-        from .output import write_large_csv
+        from .output import seen_from, write_large_csv
 
-        with atomic_file(self.out / "sweep.parquet") as tmp:
+        with atomic_file(self.out / "sweep.parquet", "sweep") as tmp:
             result.table.to_parquet(tmp, index=False)
-        with atomic_file(self.out / "sweep.csv") as tmp:
+        with atomic_file(self.out / "sweep.csv", "sweep") as tmp:
             write_large_csv(result.table, tmp)
         if result.sensitivity is not None:
-            with atomic_file(self.out / "sensitivity.csv") as tmp:
+            with atomic_file(self.out / "sensitivity.csv", "sweep") as tmp:
                 result.sensitivity.to_csv(tmp, index=False, float_format="%.6g")
         if make_plots:
             from . import sweep_plots
 
             for name, draw in sweep_plots.figures(result):
-                with atomic_file(self.out / name) as tmp:
+                with atomic_file(self.out / name, "sweep") as tmp:
                     draw(tmp)
-        meta = {"scenario_file": result.scenario.path, "points": result.design.points, "reps": result.reps,
+        meta = {"scenario_file": seen_from(self.out, result.scenario.path), "points": result.design.points,
+                "reps": result.reps,
                 "computed_this_run": result.computed, "found_done": result.resumed,
                 "outputs": [o.label for o in result.outputs], "ensemble": result.ensemble,
                 "intervals": interval_meta(result.design),
                 "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),
                 "warnings": result.warnings, "bordersim_version": version()}
-        with atomic_file(self.out / "metadata.json") as tmp:
+        with atomic_file(self.out / "metadata.json", "sweep") as tmp:
             tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if report:
             from .report import build_report
 
             html = build_report(self.out, draw_missing=False)
-            with atomic_file(self.out / "report.html") as tmp:
+            with atomic_file(self.out / "report.html", "sweep", record=False) as tmp:
                 tmp.write_text(html, encoding="utf-8")
-
-
-def _marker_kind(out: Path) -> str | None:
-    try:
-        return json.loads((out / MARKER).read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _same_command(out: Path, had: dict, now: dict) -> None:

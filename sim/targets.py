@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BordersimError, shorten
 from .metrics import ALL, ReplicationResult
@@ -93,6 +93,15 @@ class TargetsFile(_Model):
     fit_inputs: list[str] | None = None
     targets: list[Target] = Field(min_length=1)
 
+    @field_validator("scenario", "fitted")
+    @classmethod
+    def _a_toml_file(cls, value: str) -> str:
+        """Each names a TOML file (the fitted one is written, with its ensemble and report beside it)."""
+        name = Path(value).name
+        if not value.strip() or name in ("", ".", "..") or not name.endswith(".toml"):
+            raise ValueError("must name a .toml file, relative to this targets file (e.g. fitted_2022.toml)")
+        return value
+
 
 @dataclass
 class Targets:
@@ -140,7 +149,7 @@ def load_targets(path: str | Path) -> Targets:
         # a misspelt key also makes its field "missing": name the misspelling first
         err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         where = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")  # a rule of this module's, said as it is
         if err["type"] == "extra_forbidden":
             model = Target if "targets" in err["loc"] else (Output if "output" in err["loc"] else TargetsFile)
             msg = f"unknown key '{shorten(err['loc'][-1], 40)}' (allowed: {', '.join(model.model_fields)})"

@@ -131,9 +131,13 @@ def local_pool(workers: int):
 
 
 def stop_now(pool: Executor) -> None:
-    """Cancel what has not started and kill the workers of a local process pool."""
-    # ProcessPoolExecutor keeps its workers in _processes (pid -> Process); no public API kills them
+    """Cancel what has not started, kill the workers of a local process pool, and wait for the
+    pool's manager thread to end."""
+    # ProcessPoolExecutor keeps its workers in _processes (pid -> Process), its manager thread
+    # and its result pipe in attributes of its own: no public API kills the workers
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    results = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         with contextlib.suppress(Exception):
@@ -141,3 +145,14 @@ def stop_now(pool: Executor) -> None:
     for proc in procs:
         with contextlib.suppress(Exception):
             proc.join(timeout=5)
+    # A worker killed while it sent a result leaves half a message in the result pipe, and the
+    # manager thread waits for the rest for ever (this process holds the pipe's write end too):
+    # the interpreter then hangs at exit, or its exit wakes the thread through a pipe the thread
+    # is closing ("Exception ignored in threading ... Bad file descriptor"). Every worker being
+    # dead, closing this process's write end ends that read (EOF): the thread marks the pool
+    # broken and ends, before this returns.
+    if results is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            results._writer.close()
+    if manager is not None:
+        manager.join(timeout=30)

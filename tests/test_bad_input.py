@@ -202,11 +202,17 @@ COLUMN = "gates.hoanh_mo.exit.acceptance_limit"
 
 @pytest.mark.parametrize("ensemble,csv,field,words", [
     (".", None, "ensemble", "is a directory"),
-    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number (got 'lots')"),
+    ("ens.csv", f"{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number"),
     ("ens.csv", f"{COLUMN}\n25\n1e300\n", f"row 2: {COLUMN}", "less than or equal to 100000"),
-    ("ens.csv", f"{COLUMN}\n25\n{'9' * 400}\n", f"row 2: {COLUMN}", "needs a finite number (got 999"),
-    ("ens.csv", f'{COLUMN}\n25\n""\n', f"row 2: {COLUMN}", "needs a finite number (got nan)"),
-], ids=["a directory", "text", "1e300 for an integer", "an integer of 400 digits", "an empty cell"])
+    ("ens.csv", f"{COLUMN}\n25\n{'9' * 400}\n", f"row 2: {COLUMN}", "needs a finite number"),
+    ("ens.csv", f'{COLUMN}\n25\n""\n', f"row 2: {COLUMN}", "needs a finite number"),
+    ("ens.csv", f"{COLUMN},{COLUMN}\n25,26\n", "column 2", f"has the same name as column 1 ({COLUMN})"),
+    ("ens.csv", f"\ufeff{COLUMN}\n25\nlots\n", f"row 2: {COLUMN}", "needs a finite number"),
+    ("ens.csv", "gates.hoanh_mo.exit.acceptance_limt\n25\n", "column 1", f"not an input of the scenario; did you "
+                                                                       f"mean {COLUMN}?"),
+    ("ens.csv", "", "", "is empty"),
+], ids=["a directory", "text", "1e300 for an integer", "an integer of 400 digits", "an empty cell",
+        "a column twice", "a byte-order mark", "a misspelt column", "an empty file"])
 def test_a_bad_ensemble(tmp_path, capsys, ensemble, csv, field, words):
     path = _variant(tmp_path, "acceptance_limit = 28", RANGE)
     path.write_text(f'ensemble = "{ensemble}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
@@ -215,7 +221,7 @@ def test_a_bad_ensemble(tmp_path, capsys, ensemble, csv, field, words):
     rc = main(["run", str(path), "--reps", "2", "--out", str(tmp_path / "out"), "--quiet"])
     file = str(path) if csv is None else str(tmp_path / ensemble)
     _assert_one_line_error(rc, capsys.readouterr().err, file, field, words)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"] + (["ens.csv"] if csv else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"] + (["ens.csv"] if csv is not None else [])
 
 
 # ------------------------------------------------------------------ replications
@@ -231,7 +237,8 @@ def no_work(monkeypatch):
 
 
 @pytest.mark.parametrize("reps", [1_000_000_000, 100_000_000])
-def test_more_replications_than_allowed(tmp_path, capsys, no_work, reps):
+def test_more_replications_than_allowed(tmp_path, capsys, monkeypatch, no_work, reps):
+    monkeypatch.setattr(sys.modules["sim.run"], "memory_available", lambda: (1 << 50, "a machine of 1 PiB"))
     path = _variant(tmp_path, "lanes = 1", "lanes = 1")
     rc = main(["run", str(path), "--reps", str(reps), "--out", str(tmp_path / "out"), "--quiet"])
     _assert_one_line_error(rc, capsys.readouterr().err, "--reps", f"{reps:,} replications",
@@ -239,27 +246,35 @@ def test_more_replications_than_allowed(tmp_path, capsys, no_work, reps):
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
 
 
-def test_a_calibration_budget_over_the_limit(tmp_path, capsys, no_work):
-    """calibrate --budget is a number of replications too: refused before any work, by name."""
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "100000000", "--reps-per-draw", "1"], ["100,000,000 replications", "at most 1,000,000 are allowed"]),
+    (["--budget", "10", "--population", "10"], ["is below one generation", "at least 2 x 10 = 20 simulations, got 10"]),
+], ids=["over the limit", "below one generation"])
+def test_a_calibration_budget_refused_before_any_work(tmp_path, capsys, no_work, args, words):
+    """calibrate --budget is a number of replications too, over the limit or not even enough for
+    the prior sample and one generation (rather than run past it): refused before any work."""
     (tmp_path / "prior.toml").write_text(TINY.replace("acceptance_limit = 28", RANGE), encoding="utf-8")
     path = tmp_path / "targets.toml"
     path.write_text(TARGETS, encoding="utf-8")
-    rc = main(["calibrate", str(path), "--budget", "100000000", "--reps-per-draw", "1", "--quiet"])
-    _assert_one_line_error(rc, capsys.readouterr().err, "--budget", "100,000,000 replications",
-                           "at most 1,000,000 are allowed")
+    rc = main(["calibrate", str(path), *args, "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, "--budget", *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.toml", "targets.toml"]
 
 
 def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_work):
     """The results of 100 million replications of the default scenario, the calibrated baseline
-    (some 120 kB each), would fill terabytes: refused before any work, naming how many fit."""
+    (some 120 kB each, six times that at the peak of computing the tables), would fill terabytes:
+    refused before any work, naming how many fit."""
     from sim import load
     from sim.metrics import result_bytes
+    from sim.run import WRITE_PEAK
 
     monkeypatch.setattr(sys.modules["sim.run"], "physical_memory", lambda: 24 << 30)
+    monkeypatch.setattr(sys.modules["sim.run"], "cgroup_memory_limit", lambda: None)
+    monkeypatch.setattr(sys.modules["sim.run"], "address_space_left", lambda: None)
     rc = main(["run", "--reps", "100000000", "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
-    per_rep = result_bytes(load(Path(__file__).parent.parent / "calibration" / "fitted_2022.toml").nominal)
+    per_rep = result_bytes(load(Path(__file__).parent.parent / "calibration" / "fitted_2022.toml").nominal) * WRITE_PEAK
     need = f"{100_000_000 * per_rep / 2**40:.1f} TiB"
     fit = (12 << 30) // per_rep
     fit = fit // 10 ** (len(str(fit)) - 2) * 10 ** (len(str(fit)) - 2)
@@ -268,10 +283,101 @@ def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_w
     assert list(tmp_path.iterdir()) == []
 
 
+# A command under an address-space limit (ulimit -v) of what it maps already and 1 GiB more: it
+# exits 99 if the run gets as far as its first piece of work (the capacity check).
+UNDER_ULIMIT = """
+import os, resource, sys
+from pathlib import Path
+import sim.capacity, sim.cli, sim.run, sim.scenario, numba, pandas
+
+def started(*args, **kwargs):
+    sys.exit(99)
+
+sim.capacity.check = started
+used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
+sys.exit(sim.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("reps, refused", [(20_000, True), (100, False)])
+def test_the_replications_must_fit_the_address_space_limit(tmp_path, reps, refused):
+    """Under `ulimit -v`, --reps 20,000 of the baseline (2 GiB of results, more at the peak) was let
+    through on the machine's physical memory, ran, and died with a numpy MemoryError traceback."""
+    script = tmp_path / "under_ulimit.py"
+    script.write_text(UNDER_ULIMIT, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script), "run", "--reps", str(reps), "--out", str(tmp_path / "out"),
+                           "--quiet"], capture_output=True, text=True, timeout=300)
+    if refused:
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"--reps: {reps:,} replications" in proc.stderr
+        assert "left of this process's address-space limit (ulimit -v)" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 99, proc.stderr  # let through, to the first piece of work
+    assert not (tmp_path / "out").exists()
+
+
+def test_running_out_of_memory_all_the_same_is_one_line_and_nothing_written(tmp_path, capsys, monkeypatch):
+    """Should the estimate fall short, a failed allocation (numpy's MemoryError) ends the command
+    with one line, not a traceback, and no results."""
+    import sim.output
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 3.2 GiB for an array")
+
+    monkeypatch.setattr(sim.output, "write_large_csv", no_memory)
+    path = _variant(tmp_path, "lanes = 1", "lanes = 1")
+    rc = main(["run", str(path), "--reps", "2", "--workers", "1", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("bordersim: error: ran out of memory ("), err
+    assert "run fewer replications" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+@pytest.mark.parametrize("cgroup, files, limit", [
+    ("0::/user.slice/job\n", {"user.slice/job/memory.max": "max\n", "user.slice/memory.max": "4294967296\n"}, 4 << 30),
+    ("4:memory:/docker/abc\n1:cpu:/docker/abc\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+                                                    "memory/docker/abc/memory.limit_in_bytes": "2147483648\n"}, 2 << 30),
+    ("0::/\n", {"memory.max": "max\n"}, None),
+], ids=["cgroup v2, a parent's limit", "cgroup v1", "no limit"])
+def test_the_control_groups_memory_limit_is_read(tmp_path, cgroup, files, limit):
+    from sim.run import cgroup_memory_limit
+
+    (tmp_path / "cgroup").write_text(cgroup, encoding="utf-8")
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text, encoding="utf-8")
+    assert cgroup_memory_limit(tmp_path / "cgroup", tmp_path / "fs") == limit
+
+
+@pytest.mark.slow
+def test_the_write_peak_covers_computing_the_tables():
+    """check_reps counts WRITE_PEAK bytes per byte of results held for a run that writes its
+    tables: the most memory computing them takes (over the results, per replication) must stay
+    within it, measured on the baseline."""
+    import tracemalloc
+
+    from sim import load, run
+    from sim.metrics import result_bytes
+    from sim.run import WRITE_PEAK
+
+    scen = load(Path(__file__).parent.parent / "calibration" / "fitted_2022.toml")
+    peaks = {}
+    for reps in (40, 120):
+        result = run(scen, reps=reps, workers=1, progress=False)
+        tracemalloc.start()
+        for table in ("summary", "per_replication", "daily", "queue_by_hour", "time_in_system_hist"):
+            getattr(result, table)
+        peaks[reps] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    per_rep = (peaks[120] - peaks[40]) / 80 + result_bytes(scen.nominal)  # the tables' and the results'
+    assert per_rep <= WRITE_PEAK * result_bytes(scen.nominal), per_rep / result_bytes(scen.nominal)
+
+
 def test_the_python_api_refuses_too_many_replications_before_any_work(no_work):
     from sim import BordersimError, load, run
 
-    with pytest.raises(BordersimError, match="at most 1,000,000"):
+    with pytest.raises(BordersimError, match=r"1,000,000,000 replications .*at most [0-9,]+ (are allowed|fit)"):
         run(load(Path(__file__).parent / "data" / "tiny.toml"), reps=10**9)
 
 
@@ -379,3 +485,57 @@ def test_bad_command_line_value(capsys, argv, field):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and field in err and err.startswith("bordersim"), err
+
+
+# ------------------------------------------------------------------ files that are not what a field says
+
+SECRET = "s3cr3t-token-4f9a"  # a value that must never reach an error line
+
+
+@pytest.mark.parametrize("field", ["ensemble", "extends"])
+def test_an_error_never_quotes_a_file_a_field_points_at(tmp_path, field):
+    """`ensemble` or `extends` naming a file of someone's (the process's environment, a file of
+    tokens): the error names the file and what is wrong, and quotes none of its text."""
+    (tmp_path / "tokens.txt").write_text(f"GITHUB_TOKEN={SECRET}\nAWS_KEY,{SECRET}\n{SECRET}\n", encoding="utf-8")
+    for target in ("/proc/self/environ", str(tmp_path / "tokens.txt")):
+        path = tmp_path / "bad.toml"
+        head = f'ensemble = "{target}"\n' if field == "ensemble" else f'extends = "{target}"\n'
+        body = TINY.replace("acceptance_limit = 28", RANGE) if field == "ensemble" else ""
+        path.write_text(head + body, encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, BORDERSIM_TEST_SECRET=SECRET))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert SECRET not in proc.stderr and "TOKEN" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("field", ["ensemble", "extends"])
+def test_a_pipe_or_device_is_refused_without_waiting(tmp_path, capsys, field):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    path = tmp_path / "bad.toml"
+    head = f'ensemble = "{fifo}"\n' if field == "ensemble" else f'extends = "{fifo}"\n'
+    path.write_text(head + (TINY.replace("acceptance_limit = 28", RANGE) if field == "ensemble" else ""),
+                    encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "sim.cli", "validate", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "not a regular file" in proc.stderr, proc.stderr
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path, capsys):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + TINY.encode("utf-8"))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_extends_through_a_symlink_loop_says_so(tmp_path, capsys):
+    os.symlink("loop.toml", tmp_path / "loop.toml")
+    os.symlink("nowhere.toml", tmp_path / "dangling.toml")
+    path = tmp_path / "child.toml"
+    for parent, words in (("loop.toml", "is a loop of symbolic links"),
+                          ("dangling.toml", "is a symbolic link to a file that does not exist")):
+        path.write_text(f'extends = "{parent}"\nname = "child"\n', encoding="utf-8")
+        assert main(["validate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"child.toml: extends: {tmp_path / parent} {words}" in err, err

@@ -248,13 +248,41 @@ def test_fitted_baseline_gives_the_same_counts_under_the_simpy_engine():
     (("tolerance = 0.03   # the source", "tolerances = 0.03   # the source"), "targets.0.tolerances"),
     (('use = "fit"', 'use = "fitted"'), "targets.0.use"),
     (('use = "fit"', 'use = "fit"\nknown_miss = "a fit target must hold"'), "targets.0"),
+    (('fitted = "fitted_2022.toml"', 'fitted = ""'), "fitted: must name a .toml file"),
+    (('fitted = "fitted_2022.toml"', 'fitted = "."'), "fitted: must name a .toml file"),
+    (('scenario = "stage1_2022.toml"', 'scenario = ""'), "scenario: must name a .toml file"),
 ])
 def test_bad_targets_file_is_a_one_line_error(tmp_path, capsys, edit, field):
+    assert edit[0] in TARGETS.read_text(encoding="utf-8")
     bad = TARGETS.read_text(encoding="utf-8").replace(*edit, 1)
     (tmp_path / "bad.toml").write_text(bad, encoding="utf-8")
-    assert main(["calibrate", "--check", str(tmp_path / "bad.toml")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and field in err and "bad.toml" in err
+    for command in (["calibrate", "--check", str(tmp_path / "bad.toml")],
+                    ["calibrate", str(tmp_path / "bad.toml"), "--quiet"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and field in err and "bad.toml" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+def test_the_budget_bounds_every_simulation_and_an_ample_one_changes_nothing(tmp_path):
+    """--budget counts every simulation, the prior sample's too, and a generation it cannot
+    complete stops short of it (the fit is the generation before); the draws are those of a fit
+    without a budget, so a budget that suffices gives the same fit."""
+    (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
+    (tmp_path / "targets.toml").write_text(_targets_toml(
+        {"g1_march": 5300, "g1_april": 3600, "g2_all": 7100, "total": 16000}, "prior.toml"), encoding="utf-8")
+    targets = cal.load_targets(tmp_path / "targets.toml")
+    kw = dict(population=20, generations=5, reps_per_draw=1, workers=1, progress=False)
+    ample = cal.calibrate(targets, budget=100_000, **kw)
+    assert ample.simulations < 100_000
+    for budget in (150, 300):
+        cut = cal.calibrate(targets, budget=budget, **kw)
+        assert cut.simulations <= budget
+        assert len(cut.epsilons) < len(ample.epsilons) and cut.epsilons == ample.epsilons[:len(cut.epsilons)]
+    with pytest.raises(cal.CalibrationError, match="ran out within the first generation"):
+        cal.calibrate(targets, budget=40, **kw)
+    with pytest.raises(cal.CalibrationError, match="is below one generation: .* at least 2 x 20 = 40 simulations"):
+        cal.calibrate(targets, budget=39, **kw)
 
 
 def test_an_ensemble_column_that_names_no_input_is_an_error(tmp_path):
@@ -263,7 +291,7 @@ def test_an_ensemble_column_that_names_no_input_is_an_error(tmp_path):
     (tmp_path / "ens.csv").write_text("gates.nowhere.exit.acceptance_limit\n10\n", encoding="utf-8")
     (tmp_path / "s.toml").write_text(f'extends = "{ROOT}/scenarios/baseline_2022.toml"\nensemble = "ens.csv"\n',
                                      encoding="utf-8")
-    with pytest.raises(ScenarioError, match="gates.nowhere.exit.acceptance_limit"):
+    with pytest.raises(ScenarioError, match="ens.csv: column 1: its name is not an input of the scenario"):
         load(tmp_path / "s.toml")
 
 
@@ -371,7 +399,7 @@ def test_a_fit_removes_the_database_folders_that_killed_fits_left_and_no_other(t
         (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
         (tmp_path / "targets.toml").write_text(_targets_toml(
             {"g1_march": 5300, "g1_april": 3600, "g2_all": 7100, "total": 16000}, "prior.toml"), encoding="utf-8")
-        cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), population=10, generations=1, budget=20,
+        cal.calibrate(cal.load_targets(tmp_path / "targets.toml"), population=10, generations=1, budget=200,
                       reps_per_draw=1, workers=1, progress=False)
     finally:
         os.close(fd)

@@ -237,3 +237,60 @@ def test_a_targets_table_without_its_columns_is_one_line(tmp_path, capsys):
     assert main(["report", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "targets.csv" in err and "simulated_mean" in err
+
+
+# ------------------------------------------------------------------ what a results folder can make the report read
+
+TINY = ROOT / "tests" / "data" / "tiny.toml"
+SECRET = "private-note-7c1e"
+
+
+def _run_of_a_copy(tmp_path: Path) -> Path:
+    """A run of a copy of tiny.toml, the copy removed after: the folder must be all the report needs."""
+    scenario = tmp_path / "scenarios" / "tiny.toml"
+    scenario.parent.mkdir()
+    shutil.copy(TINY, scenario)
+    out = tmp_path / "results" / "tiny"
+    assert main(["run", str(scenario), "--reps", "2", "--workers", "1", "--quiet", "--out", str(out)]) == 0
+    scenario.unlink()
+    return out
+
+
+def test_the_report_reads_the_scenario_files_the_run_kept(tmp_path):
+    out = _run_of_a_copy(tmp_path)
+    assert (out / "scenario_files" / "tiny.toml").read_bytes() == TINY.read_bytes()
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "A minimal valid scenario for the error tests" in html  # tiny's opening comment, from the copy
+    assert "assumption: chosen only to exercise the loader" in html
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    recorded = [meta["scenario_file"], meta["scenario_details"]["file"]] + [
+        v for layer in meta["scenario_details"]["layers"] for v in (layer["file"], layer["origin"])]
+    assert recorded == ["../../scenarios/tiny.toml"] * 2 + ["scenario_files/tiny.toml", "../../scenarios/tiny.toml"]
+    for text in ((out / "metadata.json").read_text(encoding="utf-8"), html):
+        assert str(tmp_path) not in text  # no absolute path of this machine
+
+
+def test_a_crafted_results_folder_cannot_make_the_report_read_another_file(tmp_path):
+    out = _run_of_a_copy(tmp_path)
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "notes.toml").write_text(f"# {SECRET}\n# {SECRET} again\n", encoding="utf-8")
+    (private / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + SECRET.encode() * 10)
+    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    layer = meta["scenario_details"]["layers"][0]
+    for recorded in (str(private / "notes.toml"), "../../private/notes.toml", "scenario_files/link.toml"):
+        layer["file"] = recorded
+        (out / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+        (out / "scenario_files" / "link.toml").unlink(missing_ok=True)
+        (out / "scenario_files" / "link.toml").symlink_to(private / "notes.toml")
+        (out / "queue_by_hour.png").unlink()
+        (out / "queue_by_hour.png").symlink_to(private / "photo.png")
+        page = tmp_path / "page.html"
+        assert main(["report", str(out), "-o", str(page)]) == 0
+        html = page.read_text(encoding="utf-8")
+        assert SECRET not in html, recorded
+        import base64
+
+        assert base64.b64encode(b"\x89PNG\r\n\x1a\n" + SECRET.encode() * 3)[:40].decode() not in html
+        assert "not read" in html or "missing from this results folder" in html, recorded

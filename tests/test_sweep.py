@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -105,12 +106,13 @@ def test_designs_have_their_sizes():
 
 
 @pytest.fixture(scope="module")
-def dask_cluster():
+def dask_cluster(tmp_path_factory):
     distributed = pytest.importorskip("distributed")
     import logging
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=logging.ERROR) as cluster:
+                                  silence_logs=logging.ERROR,
+                                  local_directory=str(tmp_path_factory.mktemp("dask"))) as cluster:
         yield cluster
 
 
@@ -205,6 +207,81 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
     assert not table.duplicated(["point", "gate", "direction", "metric", "stage", "class"]).any()
     leftovers = [p for p in killed.rglob(".*") if p.name not in (".bordersim", ".bordersim-files.json")]
     assert leftovers == []
+
+
+# ------------------------------------------------------------------ stopping a sweep on a Dask cluster
+
+DASK_SWEEP = ["sweep", str(SMALL), "--param", f"{SERVICE}=6:18", "--design", "lhs", "--points", "60", "--reps", "8",
+              "--scheduler", "dask", "--workers", "2", "--no-plots", "--quiet"]
+
+
+def _dask_sweep_until_a_chunk(tmp_path: Path, out: Path):
+    """A Dask sweep in a session of its own (as a terminal's foreground command, Ctrl-C not
+    ignored) with its own temporary folder; returned once its first chunk is written, with the
+    processes it started."""
+    import psutil
+
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    proc = subprocess.Popen(_bordersim() + DASK_SWEEP + ["--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not (out / "chunks").is_dir() or not any(p.name.startswith("chunk-") for p in (out / "chunks").iterdir()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the sweep did not write a chunk: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc, env, psutil.Process(proc.pid).children(recursive=True)
+
+
+def _gone(processes, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(p.is_running() and p.status() != "zombie" for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(p.is_running() and p.status() != "zombie" for p in processes)
+
+
+@pytest.mark.slow
+def test_a_dask_sweep_leaves_nothing_in_the_temporary_folder(tmp_path, monkeypatch):
+    """Dask's LocalCluster left dask-scratch-space/ in the system's temporary folder after every run."""
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # this process's and its workers' temporary folder
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    sweep(TINY, params=[f"{LANES}=1,2"], reps=2, scheduler="dask", workers=1, progress=False, make_plots=False)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_dask_sweep_with_one_line(tmp_path):
+    out = tmp_path / "s"
+    proc, _env, started = _dask_sweep_until_a_chunk(tmp_path, out)
+    assert started  # the cluster's worker processes
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: every process of the command
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [f"bordersim: interrupted; the points finished so far are kept in {out}/: "
+                                        "run the same command to resume"], err
+    assert _gone(started)
+    assert os.listdir(tmp_path / "tmp") == []  # Dask's scratch space was in a folder of bordersim's, removed
+
+
+@pytest.mark.slow
+def test_a_killed_dask_sweep_leaves_no_warning_or_process_and_the_next_cleans_up(tmp_path):
+    out = tmp_path / "s"
+    proc, env, started = _dask_sweep_until_a_chunk(tmp_path, out)
+    proc.kill()  # kill -9 of the command alone
+    _out, err = proc.communicate(timeout=120)  # when the last process holding its stderr is gone
+    assert proc.returncode == -signal.SIGKILL
+    assert err == "", err  # not "resource_tracker: There appear to be 12 leaked semaphore objects"
+    assert _gone(started)
+    left = os.listdir(tmp_path / "tmp")
+    assert len(left) == 1 and left[0].startswith("bordersim-dask-"), left  # the killed cluster's scratch space
+    resumed = subprocess.run(_bordersim() + DASK_SWEEP + ["--out", str(out)], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert os.listdir(tmp_path / "tmp") == []  # the dead one removed, and its own
 
 
 # ------------------------------------------------------------------ sensitivity

@@ -169,3 +169,49 @@ def test_a_replication_runs_no_native_thread_pool():
     main_ticks, other_ticks = map(int, proc.stdout.split())
     assert main_ticks > 0
     assert other_ticks <= 0.02 * main_ticks + 2, (main_ticks, other_ticks)
+
+
+# A pool interrupted while a worker is halfway through sending its result: the worker sends the
+# header of a message of 1 MB and stops there, as one killed mid-send does.
+HALF_SENT = """
+import inspect, struct, sys, threading, time
+from pathlib import Path
+from sim.workers import local_pool
+
+def half_a_result(flag):
+    frame = inspect.currentframe()
+    while "result_queue" not in frame.f_locals:  # the pool's worker loop, which sends the results
+        frame = frame.f_back
+    frame.f_locals["result_queue"]._writer._send(struct.pack("!i", 1 << 20))
+    Path(flag).touch()
+    time.sleep(600)
+
+if __name__ == "__main__":
+    try:
+        with local_pool(1) as pool:
+            pool.submit(half_a_result, sys.argv[1])
+            while not Path(sys.argv[1]).exists():
+                time.sleep(0.05)
+            time.sleep(0.5)  # the pool's manager thread is reading the message
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        print("threads left:", sorted(t.name for t in threading.enumerate() if not t.daemon), flush=True)
+"""
+
+
+def test_a_pool_stopped_while_a_result_is_half_sent_exits_at_once(tmp_path):
+    """Ctrl-C or SIGTERM at the end of a run could kill a worker while it sent its result: the
+    pool's manager thread then waited for the rest for ever (the process hung at exit) or met its
+    pipes closed at exit ("Exception ignored in threading ... Bad file descriptor")."""
+    script = tmp_path / "half_sent.py"
+    script.write_text(HALF_SENT, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "sent")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the process hung at its exit: {out} {err}")
+    assert proc.returncode == 0 and err == "", err
+    assert out.strip() == "threads left: ['MainThread']", out
