@@ -4,7 +4,7 @@ against four times a single run, end to end through the CLI, in one run of this 
     python bench/compare.py            # 200 replications each (a few minutes)
     python bench/compare.py --reps 20  # a smoke test
 
-Target (issue 10): the comparison of four scenarios takes no more than 4x one 200-replication run.
+Target: the comparison of four scenarios takes no more than 4x one 200-replication run.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ LocalCluster, in one run of this script (rounds interleaved, as this machine's s
     python bench/sweep.py                          # 200 points x 100 replications (about 40 min here)
     python bench/sweep.py --points 40 --reps 20    # a smaller size, same comparison
 
-Targets (issue 13): 2 workers >= 1.7x one worker; Dask within 10 % of the local pool (2 workers).
+Targets: 2 workers >= 1.7x one worker; Dask within 10 % of the local pool (2 workers).
 Each configuration writes to a fresh folder (a folder of the same command would be resumed);
 the script checks that the three tables are identical.
 """

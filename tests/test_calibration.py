@@ -359,7 +359,7 @@ def test_truncated_weights_cap_each_set_and_keep_the_order(w):
 
 
 def test_abc_weights_that_fall_on_one_set_are_truncated_in_the_proposal():
-    # a population whose raw weights sit on one set (as pyabc's did in the stop-19 fit): the
+    # a population whose raw weights sit on one set (as pyabc's did in the fit of commit cd919ff): the
     # proposal must spread over the population, not perturb that one set alone
     from sim.abc_sampler import TruncatedWeightTransition
 

@@ -32,7 +32,7 @@ def _summary() -> pd.DataFrame:
 
 def test_bac_phong_sinh_is_extreme_and_its_closure_drives_it():
     # the curated example (the calibrated baseline): Bắc Phong Sinh, closed seven months of
-    # 2022, has a wait far above the other gates' (calibration/README.md: since stop 19 no queue
+    # 2022, has a wait far above the other gates' (calibration/README.md: since the two-stage fit, commit cd919ff, no queue
     # builds at Bắc Luân II after June)
     summary, model = _summary(), load(BASELINE).nominal
     assert extreme_gates(summary) == ["bac_phong_sinh"]

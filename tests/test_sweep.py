@@ -216,7 +216,7 @@ DASK_SWEEP = ["sweep", str(SMALL), "--param", f"{SERVICE}=6:18", "--design", "lh
 
 
 def _dask_sweep_until_a_chunk(tmp_path: Path, out: Path):
-    """A Dask sweep in a session of its own (as a terminal's foreground command, Ctrl-C not
+    """A Dask sweep started by setsid (as a terminal's foreground command, Ctrl-C not
     ignored) with its own temporary folder; returned once its first chunk is written, with the
     processes it started."""
     import psutil
