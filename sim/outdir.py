@@ -52,7 +52,10 @@ WRITTEN_BEFORE_LISTS = {
 }
 SLUG_MAX = 200  # a file name has at most 255 bytes; the temporary names add 14
 _SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_REMEDY = "choose another --out or remove it yourself"
+_REMEDY = "choose another --out"
+# one line for every refusal because another bordersim process holds a folder, whatever it does there
+IN_USE = ("another bordersim command is using it now (writing its results, running a sweep or writing a "
+           "report); wait for it to end")
 
 
 def version() -> str:
@@ -146,12 +149,10 @@ def _check_no_writer(out: Path, own: Path | None) -> None:
     (the flock of its marker), or a run or compare writing its results (a temporary beside it
     whose flock is held)."""
     if _held(out / MARKER):
-        raise OutputError(str(out), None, "is in use by another bordersim process (a sweep running, or a report "
-                                          "being written); wait for it to end or choose another --out")
+        raise OutputError(str(out), None, f"{IN_USE} or choose another --out")
     for path in _temporaries(out):
         if path != own and _held(path):
-            raise OutputError(str(out), None, "another bordersim command is writing its results there now; wait for "
-                                              "it to end or choose another --out")
+            raise OutputError(str(out), None, f"{IN_USE} or choose another --out")
 
 
 def _temporaries(target: Path) -> list[Path]:
@@ -234,13 +235,13 @@ def check_files(paths: Iterable[str | Path], kind: str | None = None) -> None:
             _check_parent(path)
             continue
         if stat.S_ISLNK(st.st_mode):
-            raise OutputError(str(path), None, "is a symbolic link; write elsewhere or remove it yourself")
+            raise OutputError(str(path), None, "is a symbolic link; write elsewhere")
         if not stat.S_ISREG(st.st_mode):
-            raise OutputError(str(path), None, "exists and is not a file; write elsewhere or remove it yourself")
+            raise OutputError(str(path), None, "exists and is not a file; write elsewhere")
         _check_parent(path)
         if not is_own_report(path) and _recorded(path) != _sha256(path):
             raise OutputError(str(path), None, f"exists and was not written by bordersim (or was changed since: "
-                                               f"not as recorded in {FILES}); write elsewhere or remove it yourself")
+                                               f"not as recorded in {FILES}); write elsewhere")
 
 
 def _check_parent(path: Path) -> None:
@@ -373,8 +374,7 @@ def holding(folder: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(str(folder), None, "is in use by another bordersim process (a sweep running, or a "
-                                                 "report being written); wait for it to end") from None
+            raise OutputError(str(folder), None, IN_USE) from None
         yield
     finally:
         os.close(fd)

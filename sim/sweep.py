@@ -54,7 +54,7 @@ from .adjust import override_warning, set_warnings
 from .errors import BordersimError, OutputError, ScenarioError, shorten
 from .experiment import ENGINES, Point, iter_design
 from .metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
-from .outdir import MARKER, atomic_dir, atomic_file, check_target, read_marker, version
+from .outdir import IN_USE, MARKER, atomic_dir, atomic_file, check_target, read_marker, version
 from .ranges import Range
 from .scenario import Layer, Scenario, from_dict, load, merge_layers, set_layer
 from .workers import resolve_workers
@@ -1040,7 +1040,7 @@ class _SweepFolder:
             kind = marker.get("kind")
             if kind != "sweep":
                 raise OutputError(str(out), None, f"holds a bordersim {kind or 'output'}, not a sweep; choose another "
-                                                  "--out or remove it yourself")
+                                                  "--out")
             try:
                 spec = json.loads((out / SPEC_FILE).read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
@@ -1067,8 +1067,7 @@ class _SweepFolder:
             _same_command(out, json.loads((out / SPEC_FILE).read_text(encoding="utf-8")).get("command", {}), command)
         except BlockingIOError:
             os.close(fd)
-            raise OutputError(str(out), None, "is in use by another bordersim process (a sweep running, or a report "
-                                              "being written); wait for it or choose another --out") from None
+            raise OutputError(str(out), None, f"{IN_USE} or choose another --out") from None
         except BaseException:
             os.close(fd)
             raise

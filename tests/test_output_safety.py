@@ -280,7 +280,7 @@ def test_a_live_writers_temporary_refuses_another_writer(tmp_path, results):
     fd = os.open(live, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.raises(OutputError, match="another bordersim command is writing its results there now"):
+        with pytest.raises(OutputError, match="another bordersim command is using it now"):
             write_results(results[1], out, make_plots=False)
         assert _tree(tmp_path) == before
     finally:
@@ -453,7 +453,7 @@ def test_a_second_run_is_refused_while_the_first_writes(tmp_path, capsys):
         rc = main(["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(out)])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1, err
-        assert "another bordersim command is writing its results there now" in err, err
+        assert "another bordersim command is using it now" in err, err
         assert _tree(tmp_path) == before
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -568,7 +568,7 @@ def test_concurrent_writers_never_mix_and_one_at_a_time_writes(tmp_path, results
             if problem:
                 problems.append(problem)
         failures = [f for j in jobs for f in j.get()]
-    refused = [f for f in failures if "another bordersim command is writing its results there now" in f]
+    refused = [f for f in failures if "another bordersim command is using it now" in f]
     assert refused == failures, f"{len(failures)} of {4 * WRITES} writes failed, e.g. {failures[:3]}"
     assert len(failures) < 4 * WRITES  # some wrote
     assert problems == [], f"{len(problems)} of {reads} reads found a broken folder, e.g. {problems[:3]}"
