@@ -266,7 +266,9 @@ def _cmd_run(args) -> int:
     out = _out_arg(args.out)
     scen = sc.load(path, sets=args.set)
     _warn_overridden(scen, args.set)
-    out = out or Path("results") / scen.name
+    if args.set:  # another scenario than the file's: its own name, and a folder of its own
+        scen = scen.renamed(f"{scen.name}_set")
+    out = out or Path("results") / (scen.name + changes_tag(args.set))
     # the folder is this run's from now: refused now, not after the replications, and so is
     # another command that would write there meanwhile
     with atomic_dir(out, "run") as staged:
@@ -277,7 +279,8 @@ def _cmd_run(args) -> int:
         )
         write_run(result, staged, make_plots=not args.no_plots, report=not args.no_report)
     if not args.quiet:
-        print(wrapped(f"{scen.name}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
+        changed = f" ({path.name} with --set {'; '.join(args.set)})" if args.set else ""
+        print(wrapped(f"{scen.name}{changed}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "
                       f"{result.wall_s:.1f} s; per gate, the mean with its 95 % confidence interval"))
         print(summary_table(result.summary, scen))
         print(f"written to {out}/")
@@ -286,12 +289,23 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def compare_folder(names: list[str]) -> Path:
-    """results/compare_<base>_vs_<alt>[_vs_<alt> ...], shortened when the names are long."""
+def compare_folder(names: list[str], sets: list[str] | None = None) -> Path:
+    """results/compare_<base>_vs_<alt>[_vs_<alt> ...], shortened when the names are long; with
+    --set changes, tagged by them (changes_tag)."""
     name = "compare_" + "_vs_".join(names)
     if len(name) > 120:
         name = f"compare_{names[0][:60]}_vs_{len(names) - 1}_scenarios"
-    return Path("results") / name
+    return Path("results") / (name + changes_tag(sets))
+
+
+def changes_tag(sets: list[str] | None) -> str:
+    """'' without --set; else '-' and six hex digits of the changes, so that two what-ifs of one
+    scenario go to folders of their own by default, and the same one again to the same folder."""
+    if not sets:
+        return ""
+    import hashlib
+
+    return "-" + hashlib.sha256("\n".join(sets).encode()).hexdigest()[:6]
 
 
 def _cmd_compare(args) -> int:
@@ -305,7 +319,7 @@ def _cmd_compare(args) -> int:
     base = sc.load(scenario_path(args.base))
     alts = [sc.load(scenario_path(p)) for p in args.alternatives]
     sets = args.set  # applied to the alternatives by compare(), which names them as distinct_names does
-    out = given_out or compare_folder(distinct_names([base.name, *(a.name for a in alts)], bool(sets)))
+    out = given_out or compare_folder(distinct_names([base.name, *(a.name for a in alts)], bool(sets)), sets)
     with atomic_dir(out, "compare") as staged:  # this comparison's from now, as for run
         cmp = compare(base, alts, reps=args.reps, seed=args.seed, engine=args.engine, workers=args.workers,
                       allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,

@@ -13,6 +13,10 @@ from .run import RunResult
 from .targets import targets_table
 from .workers import available_cores, local_pool
 
+# the tables' numbers: ten significant digits, so that a count in the millions (truck-hours waiting)
+# reads whole and a mean keeps more digits than any interval of it needs
+FLOAT_FORMAT = "%.10g"
+
 
 def prepare_writing(make_plots: bool = True) -> None:
     """Import what writing results needs (interval quantiles, pyarrow, matplotlib): a second or
@@ -242,13 +246,13 @@ def write_run(result: RunResult, out_dir: str | Path | Staged, make_plots: bool 
                 ("crossings_per_day", daily, names, tmp / "crossings_per_day.png"),
                 ("queue_by_date", daily, names, tmp / "queue_by_date.png")]
         with drawing(jobs if make_plots else [], result.workers):
-            result.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+            result.summary.to_csv(tmp / "summary.csv", index=False, float_format=FLOAT_FORMAT)
             write_large_csv(result.per_replication, tmp / "per_replication.csv")
             write_large_csv(result.per_replication_monthly, tmp / "per_replication_monthly.csv")
-            daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
-            result.monthly.to_csv(tmp / "monthly.csv", index=False, float_format="%.6g")
-            qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format="%.6g")
-            tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+            daily.to_csv(tmp / "daily.csv", index=False, float_format=FLOAT_FORMAT)
+            result.monthly.to_csv(tmp / "monthly.csv", index=False, float_format=FLOAT_FORMAT)
+            qbh.to_csv(tmp / "queue_by_hour.csv", index=False, float_format=FLOAT_FORMAT)
+            tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format=FLOAT_FORMAT)
             fit = targets_table(result.scenario, result.results)  # a fitted scenario: its targets, for the report
             if fit is not None:
                 fit.to_csv(tmp / "targets.csv", index=False)  # full precision: the report rounds as --check does
@@ -296,13 +300,13 @@ def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True,
                 ("compare_time_in_system", tis, names, tmp / "time_in_system.png"),
                 ("compare_queue_differences", daily_differences, names, tmp / "queue_by_date.png")]
         with drawing(jobs if make_plots else [], cmp.workers):
-            cmp.table.to_csv(tmp / "compare.csv", index=False, float_format="%.6g")
-            cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
-            cmp.daily.to_csv(tmp / "daily.csv", index=False, float_format="%.6g")
-            cmp.monthly.to_csv(tmp / "monthly.csv", index=False, float_format="%.6g")
-            cmp.monthly_differences.to_csv(tmp / "compare_monthly.csv", index=False, float_format="%.6g")
-            daily_differences.to_csv(tmp / "compare_daily.csv", index=False, float_format="%.6g")
-            tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format="%.6g")
+            cmp.table.to_csv(tmp / "compare.csv", index=False, float_format=FLOAT_FORMAT)
+            cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format=FLOAT_FORMAT)
+            cmp.daily.to_csv(tmp / "daily.csv", index=False, float_format=FLOAT_FORMAT)
+            cmp.monthly.to_csv(tmp / "monthly.csv", index=False, float_format=FLOAT_FORMAT)
+            cmp.monthly_differences.to_csv(tmp / "compare_monthly.csv", index=False, float_format=FLOAT_FORMAT)
+            daily_differences.to_csv(tmp / "compare_daily.csv", index=False, float_format=FLOAT_FORMAT)
+            tis.to_csv(tmp / "time_in_system_hist.csv", index=False, float_format=FLOAT_FORMAT)
         copies = keep_scenario_files(cmp.scenarios, tmp)
         meta = {
             "kind": "compare",

@@ -320,6 +320,11 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
         for depth, key in enumerate(keys[:-1]):
             target = target.setdefault(key, Keyed() if keyed_at(keys[:depth + 1]) else {})
         if a.relative:
+            if keys[-1] not in node and keys[-1] not in target:  # misspelt, or a value the scenario leaves out
+                have = ", ".join(k for k in node if k not in MERGE_KEYS) or "none"
+                at = path_str(keys[:-1]) or "the top"
+                raise ScenarioError(file, field_, f"no '{shorten(keys[-1], 40)}' to change at {at} (there are: "
+                                                  f"{shorten(have, 160)}); to give it a value, write PATH=VALUE")
             operand = value
             value = _relative_change(a, operand, target.get(keys[-1], node.get(keys[-1])), file)
             relative.append((where, a.op, float(operand)))
@@ -336,8 +341,6 @@ def _relative_change(a: "Assignment", operand: Any, current: Any, file: str) -> 
         raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' after {a.op} must be a finite number")
     if a.op == "*=" and not operand > 0:
         raise ScenarioError(file, field_, f"a factor after *= must be above 0 (got {operand:g})")
-    if current is None:
-        raise ScenarioError(file, field_, f"has no value to change: give one with {a.where}=VALUE")
     changed = changed_by(current, a.op, operand)
     if changed is None:
         what = "a table (a distribution: change one of its numbers, such as .mean)" if isinstance(current, dict) \

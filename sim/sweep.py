@@ -1126,7 +1126,7 @@ class _SweepFolder:
 
     def write_outputs(self, result: SweepResult, make_plots: bool, report: bool = True) -> None:
         """sweep.parquet, sweep.csv, sensitivity.csv, the plots and report.html, each written whole."""
-        from .output import seen_from, write_large_csv
+        from .output import FLOAT_FORMAT, seen_from, write_large_csv
 
         with atomic_file(self.out / "sweep.parquet", "sweep") as tmp:
             result.table.to_parquet(tmp, index=False)
@@ -1134,7 +1134,7 @@ class _SweepFolder:
             write_large_csv(result.table, tmp)
         if result.sensitivity is not None:
             with atomic_file(self.out / "sensitivity.csv", "sweep") as tmp:
-                result.sensitivity.to_csv(tmp, index=False, float_format="%.6g")
+                result.sensitivity.to_csv(tmp, index=False, float_format=FLOAT_FORMAT)
         if make_plots:
             from . import sweep_plots
 

@@ -385,3 +385,42 @@ def test_a_relative_set_of_a_fitted_input_changes_every_ensemble_row(capsys):
     from sim.adjust import set_warnings
     warned = set_warnings(base.nominal, ["gates.bac_luan_2.exit.acceptance_limit*=1.2"])
     assert len(warned) == 1 and "adjust.bac_luan_2_limit_winter" in warned[0]
+
+
+def test_a_what_if_run_gets_a_name_and_folder_of_its_own(tmp_path, monkeypatch, capsys):
+    """`bordersim run --set ...` is another scenario than the file's: it must not replace the
+    plain run's folder (a planner lost a 10-replication baseline so), and two different what-ifs
+    must not replace each other; the same one again goes to the same folder. A misspelt input
+    with a relative change lists what is there (it told the planner to give it a value)."""
+    monkeypatch.chdir(tmp_path)
+    base = ["run", str(SMALL), "--reps", "2", "--workers", "1", "--quiet", "--no-plots", "--no-report"]
+    lanes = "gates.bac_luan_2.exit.stages.customs.lanes"
+    assert main(base) == 0
+    plain = tmp_path / "results" / "small_2022"
+    before = (plain / "summary.csv").read_bytes()
+    assert main(base + ["--set", f"{lanes}+=1"]) == 0
+    assert main(base + ["--set", f"{lanes}+=2"]) == 0
+    assert main(base + ["--set", f"{lanes}+=1"]) == 0
+    folders = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert len(folders) == 3 and "small_2022" in folders
+    assert all(f.startswith("small_2022_set-") for f in folders if f != "small_2022")
+    assert (plain / "summary.csv").read_bytes() == before
+    import json
+    changed = next(p for p in (tmp_path / "results").iterdir() if p.name != "small_2022")
+    assert json.loads((changed / "metadata.json").read_text())["scenario"] == "small_2022_set"
+    capsys.readouterr()
+    assert main(base + ["--set", "gates.bac_luan_2.exit.stages.customs.lane+=1"]) == 2
+    err = capsys.readouterr().err
+    assert "no 'lane' to change" in err and "lanes" in err and len(err.strip().splitlines()) == 1
+
+
+def test_two_what_if_comparisons_go_to_folders_of_their_own(tmp_path, monkeypatch):
+    """compare BASE BASE --set ... twice with different changes: two folders, not one replaced."""
+    monkeypatch.chdir(tmp_path)
+    base = ["compare", str(SMALL), str(SMALL), "--reps", "2", "--workers", "1", "--quiet", "--no-plots",
+            "--no-report"]
+    lanes = "gates.bac_luan_2.exit.stages.customs.lanes"
+    assert main(base + ["--set", f"{lanes}+=1"]) == 0
+    assert main(base + ["--set", f"{lanes}+=2"]) == 0
+    folders = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert len(folders) == 2 and all(f.startswith("compare_small_2022_vs_small_2022_set-") for f in folders)
