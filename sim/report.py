@@ -974,6 +974,15 @@ def _own_files(scen: dict) -> list[str]:
     return [layer.get("origin") or layer.get("file") or "" for layer in scen.get("layers") or [] if not _is_set(layer)]
 
 
+def _own_layers(scen: dict, base: dict) -> list[dict]:
+    """An alternative's own files, those the base is not made of, and its --set changes (its last
+    file where it is made of the base's files alone)."""
+    layers = scen.get("layers") or []
+    shared = set(_own_files(base))
+    own = [layer for layer in layers if _is_set(layer) or (layer.get("origin") or layer.get("file")) not in shared]
+    return own or layers[-1:]
+
+
 def _what_changes(scen: dict, base: dict) -> str:
     """What an alternative changes against the base, in a line: its own file's description where
     it is another scenario, and the --set lines it was made with (all its --set changes, input by
@@ -1142,7 +1151,8 @@ def compare_page(folder: Folder) -> Page:
                                 _grouped(rows), caption=f"{s['name']} against {base}, per gate (all gates last)",
                                 numeric={2, 3, 4, 5}, emphasis=emphasis))
         if same:
-            head.add("notes", [f"Unchanged: {', '.join(names.get(g, g) for g in same)} ({UNCHANGED})."])
+            which = f" ({s['name']})" if len(alts) > 1 else ""
+            head.add("notes", [f"Unchanged{which}: {', '.join(names.get(g, g) for g in same)} ({UNCHANGED})."])
     head.add("notes", _extreme_notes(summary, scens, base, names))
 
     plot = Section("plot", "The differences as a plot")
@@ -1195,7 +1205,7 @@ def compare_page(folder: Folder) -> Page:
     if months is not None:
         sections.insert(2, months)
     for s in alts:
-        own = dict(s, layers=(s.get("layers") or [])[-1:])  # each alternative's own file
+        own = dict(s, layers=_own_layers(s, base_scen))
         sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}",
                                          root=folder.path))
     summaries = [(s["name"], summary[summary.scenario == s["name"]]) for s in scens]

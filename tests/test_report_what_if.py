@@ -228,3 +228,18 @@ def test_inputs_show_at_most_twelve_significant_digits():
     assert value_text(12 * 0.8) == "9.6" and value_text({"uniform": [9.600000000000001, 16]}) == "uniform [9.6, 16]"
     assert value_text(0.1 + 0.2) == "0.3" and value_text(123456.789012345) == "123456.789012"
     assert value_text(3) == "3" and value_text([1.5, 2]) == "[1.5, 2]"
+
+
+def test_a_library_alternative_with_sets_says_both_and_shows_both_files_inputs(tmp_path):
+    """A library scenario compared with --set on top: the page says its description and its --set
+    line, and its inputs section shows its own file's inputs as well as the --set (it showed the
+    --set alone, as if the library file changed nothing)."""
+    bridge = load(ROOT / "scenarios" / "km3_4_permanent_bridge.toml")
+    line = "gates.hoanh_mo.exit.stages.customs.lanes+=1"
+    cmp = compare(load(FITTED), [bridge], reps=2, workers=1, progress=False, sets=[line])
+    write_comparison(cmp, tmp_path / "cmp", make_plots=False)
+    html = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
+    subtitle = _text(re.search(r'<p class="subtitle">(.*?)</p>', html, re.S).group(1))
+    assert subtitle == (f"km3_4_permanent_bridge changes: {bridge.nominal.description}; and {line} (with --set)")
+    inputs = [row[0] for t in html_tables(html, "sources-km3_4_permanent_bridge") for row in t["rows"]]
+    assert "gates.km3_4.exit.stages.customs.lanes" in inputs and "gates.hoanh_mo.exit.stages.customs.lanes" in inputs
