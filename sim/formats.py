@@ -34,7 +34,7 @@ class Metric:
 
 METRICS = {
     "wait_mean_h": Metric("mean wait h", 2),
-    "time_in_system_mean_h": Metric("mean time in system h", 2),
+    "time_in_system_mean_h": Metric("mean time in system h", 1),
     "time_in_system_p95_h": Metric("95 % crossed within h", 1),
     "queue_mean": Metric("mean number waiting", 1),
     "waiting_truck_hours": Metric("truck-hours waiting", 0),

@@ -28,7 +28,6 @@ import pandas as pd
 
 from .errors import BordersimError, shorten
 from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, stage_label, wait_shares, wait_without
-from .formats import METRICS
 from .outdir import MARKER, sign_html, version
 
 TEXT_KEYS = ("name", "description", "source", "reason", "note", "id")
@@ -1315,9 +1314,8 @@ def calibration_page(folder: Folder) -> Page:
 # ------------------------------------------------------------------ a sweep
 
 
-# what a folder without its outputs shows: (metric, label, digits), as sim.formats.METRICS has them
-SWEEP_OUTPUTS = [(m, METRICS[m].label, METRICS[m].digits) for m in ("time_in_system_mean_h", "wait_mean_h",
-                                                                    "crossings_per_day")]
+SWEEP_OUTPUTS = [("time_in_system_mean_h", "mean time in system h", 2), ("wait_mean_h", "mean wait h", 2),
+                 ("crossings_per_day", "crossings per day", 1)]  # what a folder without its outputs shows
 SWEEP_METHODS = {
     "sobol": "Sobol indices (SALib, Saltelli design): S1 is the share of an output's variance across the design "
              "that an input explains alone, ST alone and with the others; [low, high] is each index's bootstrap "

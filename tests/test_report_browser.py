@@ -219,7 +219,7 @@ def test_the_compare_report_shows_time_in_system_and_shares_in_per_cent(folders,
     base, alt, diff = rows["held by the daily limit"][2:5]
     assert base == f"{share.base_mean * 100:.1f} %" and alt == f"{share.alt_mean * 100:.1f} %"
     assert diff.startswith(f"{share.diff_mean * 100:+.1f}") and diff.split("[")[0].strip().endswith("pp")
-    assert rows["mean time in system h"][2] == f"{totals.loc['time_in_system_mean_h'].base_mean:,.2f}"
+    assert rows["mean time in system h"][2] == f"{totals.loc['time_in_system_mean_h'].base_mean:,.1f}"
     assert rows["mean number waiting"][2] == f"{totals.loc['queue_mean'].base_mean:,.1f}"
     assert rows["truck-hours waiting"][2] == f"{totals.loc['waiting_truck_hours'].base_mean:,.0f}"
 
