@@ -275,12 +275,13 @@ def value_text(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.{SIGNIFICANT}g}"  # 9.600000000000001 (12 × 0.8) reads 9.6; the value is not rounded
+    if isinstance(value, float):  # as the file writes it (2.0), but 9.600000000000001 (12 × 0.8) as 9.6
+        short = f"{value:.{SIGNIFICANT}g}"
+        return str(value) if float(short) == value else short
     return str(value)
 
 
-SIGNIFICANT = 12  # digits an input's number shows at most in the inputs tables
+SIGNIFICANT = 12  # digits an input's number shows at most in the inputs tables (the value is not rounded)
 
 
 def gate_names(meta_scenario: dict) -> dict[str, str]:

@@ -227,7 +227,8 @@ def test_inputs_show_at_most_twelve_significant_digits():
 
     assert value_text(12 * 0.8) == "9.6" and value_text({"uniform": [9.600000000000001, 16]}) == "uniform [9.6, 16]"
     assert value_text(0.1 + 0.2) == "0.3" and value_text(123456.789012345) == "123456.789012"
-    assert value_text(3) == "3" and value_text([1.5, 2]) == "[1.5, 2]"
+    assert value_text(3) == "3" and value_text([1.5, 2]) == "[1.5, 2]" and value_text({"uniform": [1.0, 2.0]}) == \
+        "uniform [1.0, 2.0]"  # a number as the file writes it where that is short
 
 
 def test_a_library_alternative_with_sets_says_both_and_shows_both_files_inputs(tmp_path):
