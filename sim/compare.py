@@ -21,7 +21,7 @@ import pandas as pd
 from . import capacity
 from .errors import BordersimError
 from .experiment import Point, run_design
-from .formats import difference, number, percent
+from .formats import METRICS, Metric, difference, number, percent, wrapped
 from .metrics import (
     ALL,
     SHARES,
@@ -42,12 +42,12 @@ from .workers import resolve_workers
 KEYS = ["gate", "direction", "metric", "stage", "class"]
 DIFF_COLUMNS = ["base_mean", "alt_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "rel_diff", "excludes_zero", "n"]
 COMPARE_COLUMNS = ["scenario", *KEYS, *DIFF_COLUMNS]
-# what the printed table shows per gate, the metrics a planner reads first: (metric, heading, digits)
-HEADLINE = [("wait_mean_h", "mean wait h", 2), ("time_in_system_mean_h", "mean time in system h", 2),
-            ("time_in_system_p95_h", "p95 time in system h", 1), ("queue_mean", "mean queue", 1),
-            ("waiting_truck_hours", "waiting truck-hours", 0), ("crossings", "crossings", 0),
-            ("gave_up", "gave up", 0), ("held_by_limit_share", "held by the limit", 1)]
+# what the printed table and the report show per gate, the metrics a planner reads first (their
+# labels and digits: sim.formats.METRICS)
+HEADLINE = ["wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours",
+            "crossings", "gave_up", "held_by_limit_share"]
 QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
+UNCHANGED = "every figure the same, replication by replication"  # what a gate of unchanged() is
 # where the printed table's rest is (the CLI prints it under the tables)
 ELSEWHERE = ("every metric, each direction, stage and class: compare.csv; by month: compare_monthly.csv; "
              "by day: compare_daily.csv")
@@ -174,18 +174,41 @@ def paired(base: pd.DataFrame, alt: pd.DataFrame, name: str) -> pd.DataFrame:
     return out[["scenario", *keys, *DIFF_COLUMNS]]
 
 
+SETS_SAID = " with --set "  # between a scenario's name and its --set lines, in sets_description
+
+
+def sets_description(name: str, sets: list[str]) -> str:
+    """How an alternative changed by ``sets`` describes itself: "NAME with --set A; --set B"
+    (metadata.json keeps it, so a report says what the alternative changes)."""
+    return name + SETS_SAID + "; --set ".join(sets)
+
+
+def sets_described(description: str | None) -> list[str] | None:
+    """The --set lines of a description sets_description wrote; None for any other."""
+    name, said, rest = (description or "").partition(SETS_SAID)
+    if not said or not name or " " in name:  # a scenario's name is a plain name, without spaces
+        return None
+    return rest.split("; --set ")
+
+
 def with_sets(scenario: Scenario, sets: list[str]) -> Scenario:
     """The scenario with ``--set PATH=VALUE`` changes on top (sim.scenario.load's ``sets``), under
-    its own name."""
+    its own name, described as "NAME with --set A; --set B" (sets_description) unless a set gives
+    the description itself."""
     from pathlib import Path
 
+    from .ranges import parse_assignment
     from .scenario import Layer, from_dict, merge_layers, set_layer
 
     layers = list(scenario.layers)
     if not layers:  # built from a dict: the dict is its one layer (its ensemble, resolved, too)
         raw = dict(scenario.raw, **({"ensemble": scenario.ensemble_file} if scenario.ensemble_file else {}))
         layers = [Layer(scenario.path, raw)]
-    layers.append(set_layer(list(sets), merge_layers(layers), scenario.path))
+    changes = set_layer(list(sets), merge_layers(layers), scenario.path)
+    if not any((a := parse_assignment(text)) is not None and a.where == "description" for text in sets):
+        changes = Layer(changes.file, {**changes.raw, "description": sets_description(scenario.name, list(sets))},
+                        relative=changes.relative)
+    layers.append(changes)
     changed = from_dict(merge_layers(layers), scenario.path, base_dir=Path(scenario.path).resolve().parent,
                         layers=layers)
     return changed if changed.name == scenario.name else changed.renamed(scenario.name)
@@ -252,37 +275,90 @@ def headline_table(cmp: Comparison, alt: str) -> str:
     """Per gate (both directions), for one alternative: base and alternative means and the
     paired difference with its 95 % interval (* where the printed interval excludes 0; shares as
     percentages, their differences in percentage points) for the headline metrics, a line each
-    under the gate's name: narrow enough for a terminal of 100 columns."""
-    rows = list(headline_rows(cmp.table, alt))
-    cells = [(_cell(m.base_mean, digits, m.metric), _cell(m.alt_mean, digits, m.metric)) for _g, _h, digits, m in rows]
+    under the gate's name; the gates where nothing changed named in one line: narrow enough for a
+    terminal of 100 columns."""
+    same = unchanged(cmp.table, alt)
+    rows = list(headline_rows(cmp.table, alt, skip=same))
+    cells = [(level(m.base_mean, shown), level(m.alt_mean, shown)) for _g, shown, m in rows]
     width = max([len(c) for pair in cells for c in pair] + [len("alternative")]) + 2
     lines = [f"{'':<{LABEL_WIDTH + 2}}{'base':>{width}}{'alternative':>{width}}  difference [95 % interval]"]
     gate = None
-    for (g, head, digits, m), (b, a) in zip(rows, cells):
+    for (g, shown, m), (b, a) in zip(rows, cells):
         if g != gate:
             lines.append("all gates" if g == ALL else g)
             gate = g
-        diff = difference(m.diff_mean, m.diff_ci_low, m.diff_ci_high, digits, share=m.metric in SHARES)
-        lines.append(f"  {head:<{LABEL_WIDTH}}{b:>{width}}{a:>{width}}  {diff}")
+        lines.append(f"  {shown.label:<{LABEL_WIDTH}}{b:>{width}}{a:>{width}}  {shown_difference(m, shown)}")
+    if same:
+        lines.append(wrapped(f"unchanged: {', '.join(same)} ({UNCHANGED})"))
     return "\n".join(lines)
 
 
+def level(value: float, shown: Metric) -> str:
+    """A scenario's figure of a metric, as the tables show it (a share in per cent)."""
+    return percent(value, shown.digits) if shown.share else number(value, shown.digits)
 
 
-def _cell(value: float, digits: int, metric: str) -> str:
-    return percent(value, digits) if metric in SHARES else number(value, digits)
+def shown_difference(row, shown: Metric) -> str:
+    """A row's paired difference with its interval, as the tables show it (sim.formats.difference)."""
+    return difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high, shown.digits, share=shown.share)
 
 
-def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE):
-    """(gate, heading, digits, row of compare.csv) of one alternative's headline metrics, both
-    directions together: per gate first, all gates last."""
+def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE, skip=()):
+    """(gate, how it is shown, row of compare.csv) of one alternative's headline metrics, both
+    directions together: per gate first, all gates last; the gates in ``skip`` left out."""
     t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
-    for g in [g for g in dict.fromkeys(t.gate) if g != ALL] + [ALL]:
-        for metric, head, digits in metrics:
+    for g in [g for g in dict.fromkeys(t.gate) if g != ALL and g not in skip] + [ALL]:
+        for metric in metrics:
             m = t[(t.gate == g) & (t.metric == metric)]
             if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
                 continue
-            yield g, head, digits, m.iloc[0]
+            yield g, METRICS[metric], m.iloc[0]
 
 
-__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "compare", "headline_table", "paired", "SUMMARY_COLUMNS"]
+def unchanged(table: pd.DataFrame, alt: str) -> list[str]:
+    """The gates (not all gates) where every figure of a differences table (compare.csv,
+    compare_monthly.csv) is the same in the alternative as in the base, replication by
+    replication: each difference and both bounds of its interval exactly 0 and the two means
+    equal, or no figure in either scenario (a wait where nobody crossed)."""
+    t = table[(table.scenario == alt) & (table.gate != ALL)]
+    zero = ((t.diff_mean == 0) & (t.diff_ci_low == 0) & (t.diff_ci_high == 0) & (t.base_mean == t.alt_mean))
+    none = t.diff_mean.isna() & t.base_mean.isna() & t.alt_mean.isna()
+    same = (zero | none).groupby(t.gate, sort=False).all()
+    return [g for g, yes in same.items() if yes]
+
+
+@dataclass(frozen=True)
+class Displaced:
+    """At a gate and direction, stages whose waits fell and others whose waits rose, each clearly
+    (its interval excludes 0): the wait saved at the first went, in part, to the second."""
+
+    gate: str
+    direction: str
+    fell: list[tuple[str, pd.Series]]  # (stage, its row of compare.csv), largest fall first
+    rose: list[tuple[str, pd.Series]]  # largest rise first
+
+    @property
+    def taken_up(self) -> float:
+        """The share of the fallen waits that the risen ones take up (above 1: more than all)."""
+        return sum(r.diff_mean for _s, r in self.rose) / -sum(r.diff_mean for _s, r in self.fell)
+
+
+def displaced_waits(table: pd.DataFrame, alt: str) -> list[Displaced]:
+    """Where the saved wait went: per gate and direction (a vehicle passes its direction's
+    stages), the stages whose mean wait (compare.csv's wait_mean_h by stage) clearly fell and
+    those whose wait clearly rose, where both happen."""
+    t = table[(table.scenario == alt) & (table.metric == "wait_mean_h") & (table.stage != "")
+              & (table["class"] == "") & (table.gate != ALL) & (table.direction != ALL)
+              & table.excludes_zero.astype(bool)]
+    out = []
+    for (gate, direction), rows in t.groupby(["gate", "direction"], sort=False):
+        rows = rows.sort_values("diff_mean", key=abs, ascending=False)
+        fell = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean < 0]
+        rose = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean > 0]
+        if fell and rose:
+            out.append(Displaced(str(gate), str(direction), fell, rose))
+    return out
+
+
+__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "Displaced", "compare", "displaced_waits", "headline_table",
+           "paired", "SUMMARY_COLUMNS", "unchanged"]

@@ -1,14 +1,55 @@
 """How bordersim prints a number: a value, a share, a mean with its interval, a paired difference.
 
-One formatter per kind, so a share reads as a percentage and a difference carries the same
-digits and the same rule for its star wherever the command line prints them.
+One formatter per kind, and one table of what each metric is called and how many decimals it
+shows (METRICS), so a share reads as a percentage and a difference carries the same label, the
+same digits and the same rule for its star in the printed tables and in the report.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 EXTRA_DIGITS = 4  # at most this many decimals more than asked, to show a small difference
+WIDTH = 100  # columns of the printed text
+
+
+def wrapped(text: str, width: int = WIDTH) -> str:
+    """A printed line cut into lines of at most ``width`` columns, the later ones indented."""
+    import textwrap
+
+    return textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is shown: its label (a row's or column's heading, unit last, at most 24
+    characters so the printed tables keep their width) and the decimals of its figures (a
+    difference carries up to EXTRA_DIGITS more where it needs them)."""
+
+    label: str
+    digits: int
+    share: bool = False  # a share: printed in per cent, its difference in percentage points
+
+
+METRICS = {
+    "wait_mean_h": Metric("mean wait h", 2),
+    "time_in_system_mean_h": Metric("mean time in system h", 1),
+    "time_in_system_p95_h": Metric("95 % crossed within h", 1),
+    "queue_mean": Metric("mean number waiting", 1),
+    "waiting_truck_hours": Metric("truck-hours waiting", 0),
+    "crossings": Metric("crossings", 0),
+    "crossings_per_day": Metric("crossings per day", 1),
+    "gave_up": Metric("gave up waiting", 0),
+    "queue_max": Metric("most waiting at once", 0),
+    "held_by_limit_share": Metric("held by the daily limit", 1, share=True),
+}
+
+
+def metric(name: str) -> Metric:
+    """How a metric is shown: METRICS' entry, or its own name with two decimals (a metric no
+    table heads, such as one a scenario's promise names)."""
+    return METRICS.get(name, Metric(name, 2, name.endswith("_share")))
 
 
 def _missing(value) -> bool:
@@ -42,10 +83,16 @@ def _signed(value: float, digits: int) -> str:
     return "~0" if round(abs(value), digits) == 0 else f"{value:+,.{digits}f}"
 
 
-def _shows(values, digits: int) -> int:
-    """`digits`, or up to EXTRA_DIGITS more, until none of the values that are not 0 prints as 0."""
+def _shows(values, digits: int, distinct=()) -> int:
+    """`digits`, or up to EXTRA_DIGITS more, until none of the values that are not 0 prints as 0
+    and each pair of ``distinct`` (two values that differ) prints as two figures."""
+    def unclear(d: int) -> bool:
+        return (any(not _missing(v) and v != 0 and round(abs(v), d) == 0 for v in values)
+                or any(not _missing(a) and not _missing(b) and a != b and round(a, d) == round(b, d)
+                       for a, b in distinct))
+
     d = digits
-    while d < digits + EXTRA_DIGITS and any(not _missing(v) and v != 0 and round(abs(v), d) == 0 for v in values):
+    while d < digits + EXTRA_DIGITS and unclear(d):
         d += 1
     return d
 
@@ -56,19 +103,37 @@ def signed(value: float, digits: int) -> str:
     return _signed(value, _shows([value], digits))
 
 
+def _difference_digits(mean: float, low: float, high: float, digits: int) -> int:
+    """The decimals a difference and its interval share (see difference)."""
+    excludes = not _missing(low) and not _missing(high) and (low > 0 or high < 0)
+    return _shows([mean, low, high] if excludes else [mean], digits, [(mean, low), (mean, high)])
+
+
+def _points(values, share: bool):
+    """A share's figures in percentage points (others as they are)."""
+    return [v * 100 if share and not _missing(v) else v for v in values]
+
+
 def difference(mean: float, low: float, high: float, digits: int, share: bool = False) -> str:
     """A paired difference with its 95 % interval, "mean [low, high]", and " *" where the
     interval excludes 0. All three carry the same decimals: `digits`, or up to EXTRA_DIGITS more
-    where the difference or a bound of an interval that excludes 0 would print as 0; the star goes
-    with the interval as printed, so an interval that still reads as 0 at a bound gets none. A
-    share's difference is in percentage points."""
-    if share:
-        mean, low, high = (v * 100 if not _missing(v) else v for v in (mean, low, high))
-    excludes = not _missing(low) and not _missing(high) and (low > 0 or high < 0)
-    d = _shows([mean, low, high] if excludes else [mean], digits)
+    where the difference or a bound of an interval that excludes 0 would print as 0, or where a
+    bound that differs from the mean would print as the mean (-0.32 [-0.35, -0.28] is not
+    "-0.3 [-0.4, -0.3]"); the star goes with the interval as printed, so an interval that still
+    reads as 0 at a bound gets none. A share's difference is in percentage points."""
+    mean, low, high = _points((mean, low, high), share)
+    d = _difference_digits(mean, low, high, digits)
     text = _signed(mean, d) + (" pp" if share and not _missing(mean) else "")
     if not _missing(low):
         text += f" [{_signed(low, d)}, {_signed(high, d)}]"
+    excludes = not _missing(low) and not _missing(high) and (low > 0 or high < 0)
     if excludes and (round(low, d) > 0 or round(high, d) < 0):
         text += " *"
     return text
+
+
+def difference_mean(mean: float, low: float, high: float, digits: int, share: bool = False) -> str:
+    """A paired difference alone, with the decimals difference() gives it beside its interval (a
+    sentence quoting a table's figure quotes it as the table prints it); a share's in points."""
+    mean, low, high = _points((mean, low, high), share)
+    return _signed(mean, _difference_digits(mean, low, high, digits))

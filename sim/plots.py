@@ -254,8 +254,9 @@ def calibration_marginals(cal, path: Path) -> None:
 
 # ------------------------------------------------------------------ comparisons
 
-DIFF_METRICS = [("wait_mean_h", "mean wait (h)"), ("time_in_system_p95_h", "95th percentile time in system (h)"),
-                ("crossings_per_day", "crossings per day"), ("held_by_limit_share", "share held by the daily limit")]
+DIFF_METRICS = [("wait_mean_h", "mean wait (h)"), ("time_in_system_p95_h", "95 % crossed within (h)"),
+                ("crossings_per_day", "crossings per day"),
+                ("held_by_limit_share", "held by the daily limit\n(percentage points)")]
 
 
 def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
@@ -269,6 +270,7 @@ def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) 
                              sharey=True, squeeze=False)
     step = 0.8 / max(len(alts), 1)
     for ax, (metric, label) in zip(axes[0], metrics):
+        scale = 100 if metric.endswith("_share") else 1  # a share's difference in percentage points, as the tables
         for a, alt in enumerate(alts):
             sel = t[(t["scenario"] == alt) & (t["metric"] == metric)].set_index("gate")
             for y, g in enumerate(gates):
@@ -276,14 +278,17 @@ def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) 
                     continue
                 r = sel.loc[g]
                 yy = y + (a - (len(alts) - 1) / 2) * step
-                lo = r["diff_mean"] - r["diff_ci_low"] if pd.notna(r["diff_ci_low"]) else 0
-                hi = r["diff_ci_high"] - r["diff_mean"] if pd.notna(r["diff_ci_high"]) else 0
-                ax.errorbar([r["diff_mean"]], [yy], xerr=[[lo], [hi]], fmt="o", color=f"C{a}", capsize=3, ms=5,
+                mean = r["diff_mean"] * scale
+                lo = mean - r["diff_ci_low"] * scale if pd.notna(r["diff_ci_low"]) else 0
+                hi = r["diff_ci_high"] * scale - mean if pd.notna(r["diff_ci_high"]) else 0
+                ax.errorbar([mean], [yy], xerr=[[lo], [hi]], fmt="o", color=f"C{a}", capsize=3, ms=5,
                             mfc=f"C{a}" if r["excludes_zero"] else "white", label=alt if y == 0 else None)
         ax.axvline(0, color="0.3", lw=0.8)
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
-        ax.set_xlabel("alternative - base")
+        # figures as they are, never as an offset from a number written at the axis' end
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+        ax.set_xlabel("alternative − base")
     axes[0, 0].set_yticks(range(len(gates)), [_gate_names(names, g) for g in gates], fontsize=8)
     axes[0, 0].invert_yaxis()
     handles, labels = axes[0, 0].get_legend_handles_labels()

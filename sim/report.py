@@ -88,7 +88,7 @@ class Section:
 @dataclass
 class Page:
     title: str
-    subtitle: str
+    subtitle: str | list[str]  # a line, or one per alternative of a comparison
     sections: list[Section]
     warnings: list[str] = field(default_factory=list)
 
@@ -267,7 +267,7 @@ def value_text(value: Any) -> str:
     if isinstance(value, dict):
         if set(value) - {"source", "note"} in ({"uniform"}, {"triangular"}):
             k = "uniform" if "uniform" in value else "triangular"
-            return f"{k} {value[k]}"
+            return f"{k} {value_text(value[k])}"
         return "{" + ", ".join(f"{k} = {value_text(v)}" for k, v in value.items() if k not in ("source", "note")) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(value_text(v) for v in value) + "]"
@@ -275,7 +275,13 @@ def value_text(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, float):  # as the file writes it (2.0), but 9.600000000000001 (12 × 0.8) as 9.6
+        short = f"{value:.{SIGNIFICANT}g}"
+        return str(value) if float(short) == value else short
     return str(value)
+
+
+SIGNIFICANT = 12  # digits an input's number shows at most in the inputs tables (the value is not rounded)
 
 
 def gate_names(meta_scenario: dict) -> dict[str, str]:
@@ -299,7 +305,7 @@ def _layer_file(layer: dict, root: Path | None) -> tuple[Path | None, str]:
     not followed (its metadata.json could name any file). Else (a calibration's prior, loaded
     as a scenario) the file itself, where it still is."""
     file = layer.get("file") or ""
-    if file.endswith("(--set)"):
+    if _is_set(layer):
         return None, ""
     if root is None:
         return (Path(file), "") if Path(file).is_file() else (None, "no longer there")
@@ -322,6 +328,52 @@ def _layer_raw(path: Path) -> dict:
         return {}
     raw.pop("extends", None)
     return to_keyed(raw, str(path))
+
+
+def _is_set(layer: dict) -> bool:
+    """A scenario's --set changes (recorded as a file of their own, its name ending in " (--set)")."""
+    from .output import SET_LAYER
+
+    return (layer.get("file") or "").endswith(SET_LAYER)
+
+
+def _set_lines(layer: dict) -> list[str] | None:
+    """The --set lines a scenario's --set changes were made with, as its description records
+    them (a comparison's alternative: sim.compare.sets_description); None where not recorded."""
+    from .compare import sets_described
+
+    return sets_described(layer.get("description"))
+
+
+OPERATORS = {"*=": "×", "+=": "+", "-=": "−"}
+FITTED = "the fitted values"  # an input the fitted ensemble supplies, row by row
+
+
+def _set_rows(layer: dict, scen: dict) -> list[list[str]]:
+    """The inputs a --set layer changes: [input, before, after, the --set line]. An input the
+    fitted ensemble supplies and the --set changed relatively keeps its fitted values, each
+    changed (sim.scenario.set_layer): it is shown so, "the fitted values × 0.8", not as its prior
+    range (which metadata.json's before and after hold) scaled."""
+    from .ranges import parse_assignment
+
+    lines = _set_lines(layer)
+    said = [(text, parse_assignment(text)) for text in lines or []]
+    fitted = set((scen.get("ensemble") or {}).get("inputs") or [])
+    rows = []
+    for ch in layer.get("changes") or []:
+        if ch["input"].split(".")[-1] in TEXT_KEYS:
+            continue
+        mine = [(text, a) for text, a in said if a is not None and a.where == ch["input"]]
+        before, after = value_text(ch["before"]), value_text(ch["after"])
+        if ch["input"] in fitted:
+            before = FITTED
+            changes = [f"{OPERATORS[a.op]} {a.value_text}" for _t, a in mine if a.op in OPERATORS]
+            after = (f"{FITTED} " + " ".join(changes) if changes and len(changes) == len(mine) else
+                     f"{FITTED}, each changed (their prior range: {value_text(ch['before'])} to "
+                     f"{value_text(ch['after'])})")
+        comment = "; ".join(f"--set {t}" for t, _a in mine) if mine else "--set"
+        rows.append([ch["input"], before, after, f"set on the command line ({comment})"])
+    return rows
 
 
 def _layer_blocks(section: Section, scen: dict, show_first: bool, shown: set[str] | None = None,
@@ -358,8 +410,8 @@ def _layer_blocks(section: Section, scen: dict, show_first: bool, shown: set[str
             continue
         notes = read_notes(path) if path is not None else None
         raw = _layer_raw(path) if path is not None else {}
-        rows = []
-        for ch in changes:
+        rows = _set_rows(layer, scen) if _is_set(layer) else []
+        for ch in [] if _is_set(layer) else changes:
             keys = tuple(ch["input"].split("."))
             if keys[-1] in TEXT_KEYS and keys[-1] not in ("name",):
                 continue
@@ -389,9 +441,8 @@ def _sources_section(scen: dict, title: str = "Inputs: assumptions and sources",
         file = layer.get("file") or ""
         name = layer.get("origin") or file
         section.add("subhead", Path(name).name or name)
-        if file.endswith("(--set)"):
-            rows = [[c["input"], value_text(c["after"]), "", "set on the command line (--set)"]
-                    for c in layer.get("changes") or []]
+        if _is_set(layer):
+            rows = [[input_, after, "", comment] for input_, _before, after, comment in _set_rows(layer, scen)]
             section.add("table", Table(["input", "value", "", "comment"], rows))
             continue
         path, why = _layer_file(layer, root)
@@ -699,10 +750,11 @@ def _run_findings(summary: pd.DataFrame, names: dict[str, str]) -> list[str]:
 
 # ------------------------------------------------------------------ by month
 
-# what the tables by month show, both directions: (metric, heading, digits)
-MONTHLY = (("time_in_system_mean_h", "Mean time in system (h)", 1), ("queue_mean", "Mean number waiting", 0))
+# what the tables by month show, both directions (labels and digits: sim.formats.METRICS)
+MONTHLY = ("time_in_system_mean_h", "queue_mean", "waiting_truck_hours")
 MONTH_NOTE = ("A month's time in system is that of the vehicles that crossed in it; the number waiting is its "
-              "average over the month's hours.")
+              "average over the month's hours, and the truck-hours waiting are the hours vehicles spent waiting "
+              "within the month.")
 
 
 def _month_label(month: str) -> str:
@@ -712,13 +764,15 @@ def _month_label(month: str) -> str:
         return month
 
 
-def _by_month(table: pd.DataFrame, names: dict[str, str], metric: str, cell) -> Table | None:
-    """A month per row and a gate per column (all gates last), both directions: cell(row of the
-    table) in each; None where the table has no such metric (a folder written before it)."""
+def _by_month(table: pd.DataFrame, names: dict[str, str], metric: str, cell, skip=()) -> Table | None:
+    """A month per row and a gate per column (all gates last; those in ``skip`` left out), both
+    directions: cell(row of the table) in each; None where the table has no such metric (a folder
+    written before it)."""
     sel = table[(table.metric == metric) & (table.direction == ALL)]
     if sel.empty:
         return None
-    gates = [g for g in dict.fromkeys(sel.gate) if g != ALL] + ([ALL] if (sel.gate == ALL).any() else [])
+    gates = [g for g in dict.fromkeys(sel.gate) if g != ALL and g not in skip] + ([ALL] if (sel.gate == ALL).any()
+                                                                                   else [])
     by = {(r.month, r.gate): r for r in sel.itertuples(index=False)}
     rows = [[_month_label(str(month))] + [cell(by[(month, g)]) if (month, g) in by else "–" for g in gates]
             for month in dict.fromkeys(sel.month)]
@@ -726,22 +780,35 @@ def _by_month(table: pd.DataFrame, names: dict[str, str], metric: str, cell) -> 
     return Table(["month"] + heads, rows, numeric=set(range(1, len(gates) + 1)))
 
 
+def _month_caption(metric: str) -> str:
+    """A table by month's caption: its metric's label, its unit in brackets ("Mean wait (h)")."""
+    from .formats import metric as shown
+
+    label = shown(metric).label
+    label = f"{label.removesuffix(' h')} (h)" if label.endswith(" h") else label
+    return label[0].upper() + label[1:]
+
+
 def _run_months(folder: Folder, names: dict[str, str]) -> Section | None:
+    from .formats import metric as shown
+
     monthly = folder.csv("monthly.csv")
     if monthly is None:
         return None
     section = Section("months", "By month")
     section.text(f"Means over the replications with their 95 % confidence intervals, both directions. {MONTH_NOTE} "
-                 "monthly.csv has every gate and direction, crossings, waits and truck-hours waiting too.")
-    for metric, heading, digits in MONTHLY:
-        t = _by_month(monthly, names, metric, lambda r, d=digits: with_ci(pd.Series(r._asdict()), d))
+                 "monthly.csv has every gate and direction, crossings and waits too.")
+    for metric in MONTHLY:
+        t = _by_month(monthly, names, metric, lambda r, d=shown(metric).digits: with_ci(pd.Series(r._asdict()), d))
         if t is not None:
-            t.caption = heading
+            t.caption = _month_caption(metric)
             section.add("table", t)
     return section
 
 
 def _compare_months(folder: Folder, names: dict[str, str], alts: list[dict], base: str) -> Section | None:
+    from .compare import UNCHANGED, unchanged
+
     monthly = folder.csv("compare_monthly.csv")
     if monthly is None:
         return None
@@ -751,11 +818,16 @@ def _compare_months(folder: Folder, names: dict[str, str], alts: list[dict], bas
                  "gate, direction and metric.")
     for s in alts:
         own = monthly[monthly.scenario == s["name"]]
-        for metric, heading, digits in MONTHLY:
-            t = _by_month(own, names, metric, lambda r, m=metric, d=digits: _difference(r, m, d))
+        same = unchanged(own, s["name"])
+        for metric in MONTHLY:
+            t = _by_month(own, names, metric, lambda r, m=metric: _difference(r, m), skip=same)
             if t is not None:
-                t.caption = f"{s['name']} against {base}: {heading[0].lower()}{heading[1:]}"
+                caption = _month_caption(metric)
+                t.caption = f"{s['name']} against {base}: {caption[0].lower()}{caption[1:]}"
                 section.add("table", t)
+        if same:
+            section.add("notes", [f"Unchanged in every month: {', '.join(names.get(g, g) for g in same)} "
+                                  f"({UNCHANGED})."])
     return section
 
 
@@ -832,31 +904,16 @@ def run_page(folder: Folder) -> Page:
 # ------------------------------------------------------------------ a comparison
 
 
-METRIC_LABELS = {"wait_mean_h": "mean wait h", "time_in_system_mean_h": "mean time in system h",
-                 "time_in_system_p95_h": "95 % crossed within h", "queue_mean": "mean number waiting",
-                 "waiting_truck_hours": "truck-hours waiting", "crossings_per_day": "crossings per day",
-                 "crossings": "crossings", "gave_up": "gave up waiting", "queue_max": "most waiting at once",
-                 "held_by_limit_share": "held by the daily limit %"}
-# the differences a comparison shows per gate: (metric, heading, digits); metrics a comparison
-# written by an earlier version lacks are left out
-HEADLINE = [(m, METRIC_LABELS[m], d) for m, d in (
-    ("wait_mean_h", 2), ("time_in_system_mean_h", 1), ("time_in_system_p95_h", 1), ("queue_mean", 1),
-    ("waiting_truck_hours", 0), ("crossings_per_day", 1), ("held_by_limit_share", 1))]
-
-
-def _is_share(metric: str) -> bool:
-    return metric.endswith("_share")
-
-
-def _difference(m: pd.Series, metric: str, digits: int) -> str:
+def _difference(m: pd.Series, metric: str) -> str:
     """A paired difference with its 95 % interval (* where the interval as printed excludes 0), as
-    the command line prints it (sim.formats.difference); a share's in percentage points. No break
-    inside it but between the mean and its interval."""
-    from .formats import difference
+    the command line prints it (sim.compare.shown_difference); a share's in percentage points. No
+    break inside it but between the mean and its interval."""
+    from .compare import shown_difference
+    from .formats import metric as shown
 
     if pd.isna(m.diff_mean):
         return "–"
-    text = difference(m.diff_mean, m.diff_ci_low, m.diff_ci_high, digits, share=_is_share(metric))
+    text = shown_difference(m, shown(metric))
     return text.replace(", ", f",{NBSP}").replace(" *", f"{NBSP}*").replace(" pp", f"{NBSP}pp")
 
 
@@ -867,17 +924,40 @@ def _relative(share: float) -> str:
     return "–" if pd.isna(share) else f"{signed(100 * share, 0)}{NBSP}%"
 
 
-def _level(value: float, metric: str, digits: int) -> str:
-    return percent(value, digits) if _is_share(metric) else num(value, digits)
+def _level(value: float, metric: str) -> str:
+    """A scenario's figure as the differences' tables show it (the metric's digits; a share in %)."""
+    from .formats import metric as shown
+
+    how = shown(metric)
+    return percent(value, how.digits) if how.share else num(value, how.digits)
+
+
+def _change(m: pd.Series) -> str:
+    """A difference in words, as its table prints it: "mean wait −0.63 h (−2 %)", "held by the
+    daily limit −0.5 percentage points"."""
+    from .formats import difference_mean
+    from .formats import metric as shown
+
+    how = shown(str(m.metric))
+    figure = difference_mean(m.diff_mean, m.diff_ci_low, m.diff_ci_high, how.digits, how.share)
+    if how.share:
+        text = f"{how.label} {figure} percentage points"
+    elif how.label.endswith(" h"):
+        text = f"{how.label.removesuffix(' h')} {figure}{NBSP}h"
+    else:
+        text = f"{how.label} {figure}"
+    return text + (f" ({_relative(m.rel_diff)})" if pd.notna(m.rel_diff) else "")
 
 
 def _expectations(table: pd.DataFrame, scen: dict, names: dict[str, str]) -> list[list[str]]:
+    from .formats import metric as shown
+
     rows = []
     for e in scen.get("expect") or []:
         sel = table[(table.scenario == scen["name"]) & (table.gate == e["gate"]) & (table.direction == e["direction"])
                     & (table.metric == e["metric"]) & (table.stage == "") & (table["class"] == "")]
         where = names.get(e["gate"], e["gate"]) + ("" if e["direction"] == ALL else f" {e['direction']}")
-        label = METRIC_LABELS.get(e["metric"], e["metric"])
+        label = shown(e["metric"]).label
         if sel.empty:
             rows.append([scen["name"], where, label, f"to {e['change']}", "–", "not in the results"])
             continue
@@ -885,28 +965,84 @@ def _expectations(table: pd.DataFrame, scen: dict, names: dict[str, str]) -> lis
         holds = r.diff_ci_high < 0 if e["change"] == "decrease" else r.diff_ci_low > 0
         against = r.diff_ci_low > 0 if e["change"] == "decrease" else r.diff_ci_high < 0
         verdict = "holds" if holds else ("the opposite" if against else "not shown (the interval includes 0)")
-        rows.append([scen["name"], where, label, f"to {e['change']}", _difference(r, e["metric"], 2), verdict])
+        rows.append([scen["name"], where, label, f"to {e['change']}", _difference(r, e["metric"]), verdict])
     return rows
+
+
+def _own_files(scen: dict) -> list[str]:
+    """The files a scenario is made of, its --set changes left out."""
+    return [layer.get("origin") or layer.get("file") or "" for layer in scen.get("layers") or [] if not _is_set(layer)]
+
+
+def _own_layers(scen: dict, base: dict) -> list[dict]:
+    """An alternative's own files, those the base is not made of, and its --set changes (its last
+    file where it is made of the base's files alone)."""
+    layers = scen.get("layers") or []
+    shared = set(_own_files(base))
+    own = [layer for layer in layers if _is_set(layer) or (layer.get("origin") or layer.get("file")) not in shared]
+    return own or layers[-1:]
+
+
+def _what_changes(scen: dict, base: dict) -> str:
+    """What an alternative changes against the base, in a line: its own file's description where
+    it is another scenario, and the --set lines it was made with (all its --set changes, input by
+    input, where the lines were not recorded); the same scenario otherwise."""
+    parts = []
+    if _own_files(scen) != _own_files(base):
+        own = [layer.get("description") for layer in scen.get("layers") or [] if not _is_set(layer)]
+        parts.append(next((d for d in reversed(own) if d), None) or scen.get("description") or "another scenario")
+    for layer in scen.get("layers") or []:
+        if not _is_set(layer):
+            continue
+        lines = _set_lines(layer)
+        if lines is None:  # not recorded (a folder of an earlier bordersim): what metadata.json has
+            lines = [f"{input_}: {after}" if before == FITTED else f"{input_} {before} → {after}"
+                     for input_, before, after, _c in _set_rows(layer, scen)]
+        parts.append("; ".join(lines) + " (with --set)")
+    return "; and ".join(parts) if parts else "nothing (the same scenario as the base)"
+
+
+def _gates_finding(table: pd.DataFrame, alt: dict, base: dict, names: dict[str, str]) -> str:
+    """The first finding of an alternative: what it changes, the gates where that shows clearly
+    (an interval that excludes 0; the first two such figures of the headline's), those where it
+    does not, and those where nothing changed at all."""
+    from .compare import UNCHANGED, headline_rows, unchanged
+
+    same = unchanged(table, alt["name"])
+    clear: dict[str, list[pd.Series]] = {}
+    unclear: list[str] = []
+    for g, _shown, m in headline_rows(table, alt["name"], skip=same):
+        if g == ALL:
+            continue
+        if m.excludes_zero:
+            clear.setdefault(g, []).append(m)
+        elif g not in unclear:
+            unclear.append(g)
+    unclear = [g for g in unclear if g not in clear]
+    text = f"{alt['name']} changes: {_what_changes(alt, base)}. Against {base['name']}, "
+    if clear:
+        text += "it shows clearly at " + "; ".join(
+            f"{names.get(g, g)}: {', '.join(_change(m) for m in rows[:2])}" for g, rows in clear.items()) + "."
+    else:
+        text += "no gate shows a clear change."
+    if unclear:
+        text += f" Not clearly at {', '.join(names.get(g, g) for g in unclear)} (every interval includes 0)."
+    if same:
+        others = "every other gate" if not unclear else ", ".join(names.get(g, g) for g in same)
+        text += f" Unchanged: {others} ({UNCHANGED})."
+    return text
 
 
 def _all_gates_finding(table: pd.DataFrame, alt: str, base: str) -> str:
     """One sentence: what an alternative changes across all gates, the changes the replications
     show clearly (the interval excludes 0) first."""
     from .compare import headline_rows
-    from .formats import signed
 
     clear, unclear = [], []
-    for g, label, digits, m in headline_rows(table, alt, HEADLINE):
+    for g, _shown, m in headline_rows(table, alt):
         if g != ALL or pd.isna(m.diff_mean):
             continue
-        if _is_share(str(m.metric)):
-            what, change = label.removesuffix(" %"), f"{signed(m.diff_mean * 100, digits)} percentage points"
-        else:
-            unit = f"{NBSP}h" if label.endswith(" h") else ""
-            what, change = label.removesuffix(" h"), f"{signed(m.diff_mean, digits)}{unit}"
-        if pd.notna(m.rel_diff):
-            change += f" ({_relative(m.rel_diff)})"
-        (clear if m.excludes_zero else unclear).append(f"{what} {change}")
+        (clear if m.excludes_zero else unclear).append(_change(m))
     if not clear and not unclear:
         return ""
     text = f"{alt} against {base}, all gates: " + ("; ".join(clear) if clear else "no clear change")
@@ -915,9 +1051,61 @@ def _all_gates_finding(table: pd.DataFrame, alt: str, base: str) -> str:
     return text + "."
 
 
+def _displaced_findings(table: pd.DataFrame, alt: str, names: dict[str, str], named: bool) -> list[str]:
+    """A sentence per gate and direction where the wait one stage saves clearly goes, in part, to
+    another (sim.compare.displaced_waits): "Bắc Luân II bridge (goods), exit: customs -1.05 h, far
+    side's acceptance +0.75 h: far side's acceptance takes up most (71 %) of what customs saves;
+    ..." (``named``: the alternative's name first, where there are several)."""
+    from .compare import displaced_waits
+
+    out = []
+    for d in displaced_waits(table, alt):
+        moves = ", ".join(f"{stage_label(st)} {_change_h(r)}" for st, r in d.fell + d.rose)
+        fell = " and ".join(stage_label(st) for st, _r in d.fell)
+        rose = " and ".join(stage_label(st) for st, _r in d.rose)
+        share = d.taken_up
+        amount = "more than all" if share >= 1 else "most" if share >= 0.5 else "part"
+        text = (f"{alt + ': ' if named else ''}{names.get(d.gate, d.gate)}, {d.direction}: {moves}: {rose} "
+                f"take{'s' if len(d.rose) == 1 else ''} up {amount} ({percent(share)}) of what {fell} "
+                f"save{'s' if len(d.fell) == 1 else ''}")
+        if share >= 0.5 and any(st == "acceptance" for st, _r in d.rose):
+            text += f"; the far side's daily limit, not {fell}, holds the vehicles back"
+        out.append(text + ".")
+    return out
+
+
+def _change_h(m: pd.Series) -> str:
+    """A stage's change of mean wait, as its table prints it: "−1.05 h"."""
+    from .formats import METRICS, difference_mean
+
+    return f"{difference_mean(m.diff_mean, m.diff_ci_low, m.diff_ci_high, METRICS['wait_mean_h'].digits)}{NBSP}h"
+
+
+def _extreme_notes(summary: pd.DataFrame, scens: list[dict], base: str, names: dict[str, str]) -> list[str]:
+    """The extreme-gate notes (sim.findings) once: for every scenario at once where they say the
+    same of each; for the base where the same gates stand out in every scenario, saying so; else
+    for each scenario whose notes differ from the base's."""
+    notes = {}
+    for s in scens:
+        own = summary[summary.scenario == s["name"]]
+        closures = {g: i.get("closures", []) for g, i in (s.get("gates") or {}).items()}
+        notes[s["name"]] = (extreme_gates(own), extreme_notes(own, names, closures))
+    gates, said = notes[base]
+    if not any(n for _g, n in notes.values()):
+        return []
+    if all(n == said for _g, n in notes.values()):
+        return [f"In every scenario alike: {' '.join(said)}"]
+    if gates and all(g == gates for g, _n in notes.values()):
+        label = ", ".join(names.get(g, g) for g in gates)
+        return [f"In {base}, the base ({label} stands out in every alternative too, with figures of its own): "
+                + " ".join(said)]
+    return [f"In {name}: {' '.join(ns)}" if ns else f"In {name}, no gate stands out."
+            for name, (_g, ns) in notes.items() if name == base or ns != said]
+
+
 @kind("compare")
 def compare_page(folder: Folder) -> Page:
-    from .compare import headline_rows
+    from .compare import UNCHANGED, headline_rows, unchanged
 
     meta = folder.meta
     scens = meta.get("scenario_details") or [{"name": s["name"], "file": s.get("file")}
@@ -930,6 +1118,7 @@ def compare_page(folder: Folder) -> Page:
     if table is None or summary is None:
         raise ReportError(str(folder.path), None, "has no compare.csv or summary.csv: not a complete comparison")
     base = meta.get("base") or scens[0]["name"]
+    base_scen = next((s for s in scens if s["name"] == base), scens[0])
     alts = [s for s in scens if s["name"] != base]
 
     head = Section("findings", "Findings: the differences per gate")
@@ -938,29 +1127,33 @@ def compare_page(folder: Folder) -> Page:
               "did: alternative − base, paired replication by replication, with its 95 % confidence interval; "
               "* where the interval excludes 0 (a difference the replications show clearly). Shares are in % and "
               "their differences in percentage points.")
-    head.add("notes", [t for s in alts if (t := _all_gates_finding(table, s["name"], base))])
+    findings = []
+    for s in alts:
+        findings.append(_gates_finding(table, s, base_scen, names))
+        findings += [t for t in [_all_gates_finding(table, s["name"], base)] if t]
+        findings += _displaced_findings(table, s["name"], names, named=len(alts) > 1)
+    head.add("notes", findings)
     expect_rows = [r for s in alts for r in _expectations(table, s, names)]
     if expect_rows:
         head.add("table", Table(["scenario", "where", "metric", "expected", "difference [95 % CI]", "verdict"],
                                 expect_rows, caption="What each alternative's file says it should change, and "
                                                      "whether it does"))
     for s in alts:
+        same = unchanged(table, s["name"])
         rows, emphasis = [], set()
-        for g, label, digits, m in headline_rows(table, s["name"], HEADLINE):
+        for g, shown, m in headline_rows(table, s["name"], skip=same):
             metric = str(m.metric)
-            rows.append([names.get(g, g), label, _level(m.base_mean, metric, digits),
-                         _level(m.alt_mean, metric, digits), _difference(m, metric, digits),
-                         _relative(m.rel_diff)])
+            rows.append([names.get(g, g), shown.label, _level(m.base_mean, metric), _level(m.alt_mean, metric),
+                         _difference(m, metric), _relative(m.rel_diff)])
             if g == ALL:
                 emphasis.add(len(rows) - 1)
         head.add("table", Table(["gate", "metric", base, s["name"], "difference [95 % CI]", "relative"],
                                 _grouped(rows), caption=f"{s['name']} against {base}, per gate (all gates last)",
                                 numeric={2, 3, 4, 5}, emphasis=emphasis))
-    for s in scens:
-        own = summary[summary.scenario == s["name"]]
-        notes = extreme_notes(own, names, {g: i.get("closures", []) for g, i in (s.get("gates") or {}).items()})
-        if notes:
-            head.add("notes", [f"{s['name']}: {n}" for n in notes])
+        if same:
+            which = f" ({s['name']})" if len(alts) > 1 else ""
+            head.add("notes", [f"Unchanged{which}: {', '.join(names.get(g, g) for g in same)} ({UNCHANGED})."])
+    head.add("notes", _extreme_notes(summary, scens, base, names))
 
     plot = Section("plot", "The differences as a plot")
     plot.add("figure", folder.figure("compare_differences.png", "Differences per gate",
@@ -1012,12 +1205,12 @@ def compare_page(folder: Folder) -> Page:
     if months is not None:
         sections.insert(2, months)
     for s in alts:
-        own = dict(s, layers=(s.get("layers") or [])[-1:])  # each alternative's own file
+        own = dict(s, layers=_own_layers(s, base_scen))
         sections.append(_sources_section(own, f"Inputs of {s['name']}: assumptions and sources", f"sources-{s['name']}",
                                          root=folder.path))
     summaries = [(s["name"], summary[summary.scenario == s["name"]]) for s in scens]
     return Page(f"bordersim: {', '.join(s['name'] for s in alts)} against {base}",
-                "; ".join(s.get("description", "") for s in alts if s.get("description")), sections,
+                [f"{s['name']} changes: {_what_changes(s, base_scen)}" for s in alts], sections,
                 _derived_warnings(meta, scens, summaries, names))
 
 

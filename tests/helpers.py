@@ -130,3 +130,24 @@ def html_tables(html: str, section: str | None = None) -> list[dict]:
     parser = Tables()
     parser.feed(html)
     return parser.tables
+
+
+def comparison_figures(cmp, folder, monkeypatch) -> dict:
+    """The figures write_comparison draws for a comparison (into ``folder``), by file name, kept
+    as matplotlib draws them (to read their lines and axes)."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from sim import write_comparison
+
+    drawn = {}
+    save = Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):
+        drawn[Path(path).name] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    write_comparison(cmp, folder, report=False)
+    return drawn

@@ -16,7 +16,7 @@ from sim import compare, from_dict, load
 from sim.cli import main
 from sim.experiment import replicate
 
-from .helpers import metric
+from .helpers import comparison_figures, metric
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "small_2022.toml"
@@ -275,21 +275,8 @@ def test_compare_writes_its_monthly_and_daily_tables_and_reads_back_as_the_api_g
 def test_compare_queue_by_date_draws_each_alternatives_paired_difference(one_alternative, tmp_path, monkeypatch):
     """queue_by_date.png: per gate, a line per alternative (not per scenario) at its paired
     difference to the base on each day, inside a band of its 95 % interval."""
-    from matplotlib.figure import Figure
-
-    from sim import write_comparison
-
-    drawn = {}
-    save = Figure.savefig
-
-    def keep(fig, path, *args, **kwargs):
-        drawn[Path(path).name] = fig
-        return save(fig, path, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
     cmp = one_alternative
-    write_comparison(cmp, tmp_path / "cmp", report=False)
-    fig = drawn["queue_by_date.png"]
+    fig = comparison_figures(cmp, tmp_path / "cmp", monkeypatch)["queue_by_date.png"]
     d = cmp.daily_differences
     assert len(fig.axes) == 5
     for ax in fig.axes:

@@ -45,9 +45,13 @@ def test_the_printed_run_and_compare_tables_fit_100_columns(tmp_path, capsys):
     text = capsys.readouterr().out
     lines = _table_lines(text)
     assert max(map(len, lines)) <= WIDTH, max(lines, key=len)
-    for head in ("mean wait h", "mean time in system h", "p95 time in system h", "mean queue", "waiting truck-hours"):
+    for head in ("mean wait h", "mean time in system h", "95 % crossed within h", "mean number waiting",
+                 "truck-hours waiting"):
         rows = [ln for ln in lines if ln.strip().startswith(head)]
-        assert len(rows) == 6 and all(re.search(r"\[[-+~0-9.,]+, [-+~0-9.,]+\]", r) for r in rows), head
+        # Bắc Luân II's limit changes Bắc Luân II and all gates; the others are named as unchanged
+        assert len(rows) == 2 and all(re.search(r"\[[-+~0-9.,]+, [-+~0-9.,]+\]", r) for r in rows), head
+    assert " ".join(text.split("unchanged: ")[1].split("\n  ")).splitlines()[0] == (
+        "mong_cai, km3_4, hoanh_mo, bac_phong_sinh (every figure the same, replication by replication)")
     assert "compare.csv" in text and "compare_monthly.csv" in text
 
 
@@ -122,6 +126,34 @@ def test_a_printed_difference_is_starred_exactly_when_its_printed_interval_exclu
     factor = 100 if share else 1
     if (lo > 0 or hi < 0) and min(abs(lo), abs(hi)) * factor >= 10.0 ** -(digits + EXTRA_DIGITS):
         assert starred, text
+
+
+def test_a_difference_prints_its_bounds_apart_from_its_mean():
+    """The report printed the time in system's -0.32 [-0.35, -0.28] as "-0.3 [-0.4, -0.3]" (the
+    mean on its own bound), crossings per day "+0.03 [+0.03, +0.03] *", a monthly cell
+    "-0.3 [-0.3, -0.3] *": a bound that differs from the mean prints apart from it."""
+    from sim.formats import difference
+
+    assert difference(-0.3212, -0.3534, -0.2801, 1) == "-0.32 [-0.35, -0.28] *"
+    assert difference(0.0253, 0.0213, 0.0296, 2) == "+0.025 [+0.021, +0.030] *"
+    assert difference(-0.30, -0.33, -0.27, 1) == "-0.30 [-0.33, -0.27] *"
+    assert difference(-0.0014, -0.0025, -0.0002, 1, share=True) == "-0.14 pp [-0.25, -0.02] *"
+    assert difference(0.0, 0.0, 0.0, 1) == "0 [0, 0]" and difference(10.0, 5.0, 15.0, 0) == "+10 [+5, +15] *"
+
+
+@given(mean=st.floats(-1e4, 1e4), below=st.floats(0, 1e3), above=st.floats(0, 1e3), scale=st.integers(-6, 2),
+       digits=st.integers(0, 3), share=st.booleans())
+def test_a_bound_that_differs_from_the_mean_prints_apart_from_it(mean, below, above, scale, digits, share):
+    from sim.formats import EXTRA_DIGITS, difference
+
+    m, lo, hi = mean * 10.0 ** scale, (mean - below) * 10.0 ** scale, (mean + above) * 10.0 ** scale
+    text = difference(m, lo, hi, digits, share=share)
+    p_mean, p_lo, p_hi = map(_value, NUMBER.findall(text.replace(" pp", "")))
+    step = 2 * 10.0 ** -(digits + EXTRA_DIGITS) / (100 if share else 1)  # apart at the most decimals shown
+    if m - lo >= step:
+        assert p_lo != p_mean, text
+    if hi - m >= step:
+        assert p_hi != p_mean, text
 
 
 def test_no_plots_output_does_not_say_plots(tmp_path, capsys):

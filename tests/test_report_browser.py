@@ -117,7 +117,7 @@ def test_the_run_report_says_what_was_run_and_where_each_input_comes_from(folder
 def test_the_compare_report_shows_each_change_with_its_source(folders):
     html = (folders["compare"] / "report.html").read_text(encoding="utf-8")
     assert "small_2022_set" in html and "gates.bac_luan_2.exit.stages.customs.lanes" in html
-    assert "set on the command line (--set)" in html
+    assert "set on the command line (--set gates.bac_luan_2.exit.stages.customs.lanes=4)" in html
     assert "Differences per gate" in html and "difference [95 % CI]" in html
 
 
@@ -211,12 +211,12 @@ def test_the_compare_report_shows_time_in_system_and_shares_in_per_cent(folders,
 
     html = (folders["compare"] / "report.html").read_text(encoding="utf-8")
     rows = _by_gate(html_tables(html, "findings")[0])["all gates"]
-    assert {"mean wait h", "mean time in system h", "95 % crossed within h", "held by the daily limit %"} <= set(rows)
+    assert {"mean wait h", "mean time in system h", "95 % crossed within h", "held by the daily limit"} <= set(rows)
     compared = pd.read_csv(folders["compare"] / "compare.csv", dtype={"stage": str, "class": str})
     totals = compared[compared.stage.isna() & compared["class"].isna() & (compared.gate == "all")
                       & (compared.direction == "all")].set_index("metric")
     share = totals.loc["held_by_limit_share"]
-    base, alt, diff = rows["held by the daily limit %"][2:5]
+    base, alt, diff = rows["held by the daily limit"][2:5]
     assert base == f"{share.base_mean * 100:.1f} %" and alt == f"{share.alt_mean * 100:.1f} %"
     assert diff.startswith(f"{share.diff_mean * 100:+.1f}") and diff.split("[")[0].strip().endswith("pp")
     assert rows["mean time in system h"][2] == f"{totals.loc['time_in_system_mean_h'].base_mean:,.1f}"
@@ -235,24 +235,28 @@ def test_the_compare_report_shows_time_in_system_and_shares_in_per_cent(folders,
 
 
 def test_the_reports_show_the_months_as_monthly_csv_and_compare_monthly_csv_give_them(folders):
-    """The run page's table by month holds monthly.csv's mean time in system (both directions,
-    every gate and all gates) and the compare page's the paired difference of compare_monthly.csv,
-    each month in its row: one set of numbers, the files', not a second computation."""
+    """The run page's tables by month hold monthly.csv's mean time in system, number waiting and
+    truck-hours waiting (both directions, every gate and all gates) and the compare page's the
+    paired differences of compare_monthly.csv, each month in its row: one set of numbers, the
+    files', not a second computation, with each metric's digits (sim.formats.METRICS)."""
     import pandas as pd
 
-    from sim.formats import difference
-
     monthly = pd.read_csv(folders["run"] / "monthly.csv")
-    tis = monthly[(monthly.metric == "time_in_system_mean_h") & (monthly.direction == "all")]
-    table = html_tables((folders["run"] / "report.html").read_text(encoding="utf-8"), "months")[0]
-    assert table["header"][0] == "month" and table["header"][-1] == "all gates"
-    assert len(table["rows"]) == tis.month.nunique()
-    first = tis[tis.month == tis.month.iloc[0]].set_index("gate")
-    assert table["rows"][0][-1].split(" [")[0] == f"{first.loc['all', 'mean']:,.1f}"
+    tables = html_tables((folders["run"] / "report.html").read_text(encoding="utf-8"), "months")
+    assert [t["caption"] for t in tables] == ["Mean time in system (h)", "Mean number waiting", "Truck-hours waiting"]
+    from sim.formats import METRICS, difference
+
+    for table, metric in zip(tables, ("time_in_system_mean_h", "queue_mean", "waiting_truck_hours")):
+        rows = monthly[(monthly.metric == metric) & (monthly.direction == "all") & (monthly.gate == "all")]
+        assert table["header"][0] == "month" and table["header"][-1] == "all gates"
+        digits = METRICS[metric].digits
+        assert [row[-1] for row in table["rows"]] == [
+            f"{r.mean:,.{digits}f} [{r.ci_low:,.{digits}f}, {r.ci_high:,.{digits}f}]" for r in rows.itertuples()]
 
     diffs = pd.read_csv(folders["compare"] / "compare_monthly.csv")
-    queue = diffs[(diffs.metric == "queue_mean") & (diffs.direction == "all") & (diffs.gate == "all")]
     tables = html_tables((folders["compare"] / "report.html").read_text(encoding="utf-8"), "months")
-    waiting = next(t for t in tables if "number waiting" in t["caption"])
-    assert [row[-1] for row in waiting["rows"]] == [
-        difference(r.diff_mean, r.diff_ci_low, r.diff_ci_high, 0) for r in queue.itertuples()]
+    for words, metric in (("number waiting", "queue_mean"), ("truck-hours waiting", "waiting_truck_hours")):
+        rows = diffs[(diffs.metric == metric) & (diffs.direction == "all") & (diffs.gate == "all")]
+        table = next(t for t in tables if t["caption"].endswith(words))
+        assert [row[-1] for row in table["rows"]] == [
+            difference(r.diff_mean, r.diff_ci_low, r.diff_ci_high, METRICS[metric].digits) for r in rows.itertuples()]
