@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import MESSAGE_LIMIT, BordersimError, shorten
+from .formats import metric, wrapped
 from .experiment import ENGINES
 from .run import DEFAULT_REPS, DEFAULT_SEED
 
@@ -19,16 +20,14 @@ DEFAULT = "calibration/fitted_2022.toml"  # sim.library.DEFAULT: the calibrated 
 TARGETS = "targets_2022.toml"
 # what the printed run table shows per gate, the figures a planner reads first: (metric, heading
 # of at most 20 characters, decimals, unit factor); the rest is in the files ELSEWHERE names
-TABLE_METRICS = [
-    ("crossings", "crossings", 0, 1),
-    ("gave_up", "gave up", 0, 1),
-    ("wait_mean_h", "mean wait h", 1, 1),
-    ("time_in_system_mean_h", "time in system h", 1, 1),
-    ("time_in_system_p95_h", "p95 time in system h", 0, 1),
-    ("queue_mean", "mean queue", 1, 1),
-    ("waiting_truck_hours", "1000 truck-h waiting", 1, 1e-3),
-    ("held_by_limit_share", "held by the limit", 1, 1),
-]
+# the run's printed table: (metric, label, decimals, scale), each label sim.formats.METRICS'; the
+# waits with fewer decimals than a comparison's differences need and the truck-hours in
+# thousands, so that three columns fit 100
+_RUN_DIGITS = {"wait_mean_h": 1, "time_in_system_p95_h": 0}
+TABLE_METRICS = [(m, metric(m).label, _RUN_DIGITS.get(m, metric(m).digits), 1) for m in (
+    "crossings", "gave_up", "wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean")] + [
+    ("waiting_truck_hours", "1000 truck-hours waiting", 0, 1e-3),
+    ("held_by_limit_share", metric("held_by_limit_share").label, 1, 1)]
 ELSEWHERE = ("arrivals, in system at the end, max queue, waits by stage and class: summary.csv; "
              "by month: monthly.csv; by day: daily.csv")
 WIDTH = 100  # columns of the printed text
@@ -200,13 +199,6 @@ def _warn_overridden(scen, sets: list[str]) -> None:
         _warn(w)
 
 
-def wrapped(text: str) -> str:
-    """A printed line cut into lines of at most WIDTH columns, the later ones indented."""
-    import textwrap
-
-    return textwrap.fill(text, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
-
-
 def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     """The headline metrics per gate (a block each, all gates last), one line each, a column per
     direction and both together, as 'mean [95 % CI]' (shares as percentages); with the scenario,
@@ -230,10 +222,10 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
                                                                 m["ci_high"] * factor, digits, metric in SHARES)
                                 for m in present]))
     widths = [max([len(DIRECTIONS[d])] + [len(r[1][i]) for r in rows if r[1]]) + 1 for i, d in enumerate(directions)]
-    lines = [" " * 22 + "".join(f"{DIRECTIONS[d]:>{w}}" for d, w in zip(directions, widths))]
+    lines = [" " * 26 + "".join(f"{DIRECTIONS[d]:>{w}}" for d, w in zip(directions, widths))]
     for head, row in rows:
         lines.append(("all gates" if head == "all" else head) if row is None else
-                     f"  {head:<20}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
+                     f"  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     lines.append(wrapped(f"more: {ELSEWHERE}"))
     if scenario is None:
         return "\n".join(lines)
@@ -266,7 +258,8 @@ def _cmd_run(args) -> int:
     out = _out_arg(args.out)
     scen = sc.load(path, sets=args.set)
     _warn_overridden(scen, args.set)
-    if args.set:  # another scenario than the file's: its own name, and a folder of its own
+    if args.set:  # another scenario than the file's: its own name, its changes said, a folder of its own
+        scen = sc.with_sets(sc.load(path), args.set)
         scen = scen.renamed(f"{scen.name}_set")
     out = out or Path("results") / (scen.name + changes_tag(args.set))
     # the folder is this run's from now: refused now, not after the replications, and so is

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .formats import metric  # noqa: E402
+
 ALL = "all"
 
 
@@ -254,9 +256,12 @@ def calibration_marginals(cal, path: Path) -> None:
 
 # ------------------------------------------------------------------ comparisons
 
-DIFF_METRICS = [("wait_mean_h", "mean wait (h)"), ("time_in_system_p95_h", "95 % crossed within (h)"),
-                ("crossings_per_day", "crossings per day"),
-                ("held_by_limit_share", "held by the daily limit\n(percentage points)")]
+# the panels of a comparison's plot, each titled by its label in sim.formats.METRICS (a share's in
+# percentage points, as the tables give its difference)
+DIFF_METRICS = [("time_in_system_mean_h", metric("time_in_system_mean_h").label, 1),
+                ("time_in_system_p95_h", metric("time_in_system_p95_h").label, 1),
+                ("waiting_truck_hours", metric("waiting_truck_hours").label + "\n(thousands)", 1e-3),
+                ("held_by_limit_share", metric("held_by_limit_share").label + "\n(percentage points)", 100)]
 
 
 def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
@@ -265,12 +270,11 @@ def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) 
     t = table[(table["direction"] == ALL) & (table["stage"] == "") & (table["class"] == "")]
     alts = list(dict.fromkeys(t["scenario"]))
     gates = [g for g in dict.fromkeys(t["gate"]) if g != ALL] + [ALL]
-    metrics = [(m, lab) for m, lab in DIFF_METRICS if (t["metric"] == m).any()]
+    metrics = [(m, lab, scale) for m, lab, scale in DIFF_METRICS if (t["metric"] == m).any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.8, 0.42 * len(gates) * len(alts) + 1.6),
                              sharey=True, squeeze=False)
     step = 0.8 / max(len(alts), 1)
-    for ax, (metric, label) in zip(axes[0], metrics):
-        scale = 100 if metric.endswith("_share") else 1  # a share's difference in percentage points, as the tables
+    for ax, (metric, label, scale) in zip(axes[0], metrics):
         for a, alt in enumerate(alts):
             sel = t[(t["scenario"] == alt) & (t["metric"] == metric)].set_index("gate")
             for y, g in enumerate(gates):

@@ -339,8 +339,8 @@ def _is_set(layer: dict) -> bool:
 
 def _set_lines(layer: dict) -> list[str] | None:
     """The --set lines a scenario's --set changes were made with, as its description records
-    them (a comparison's alternative: sim.compare.sets_description); None where not recorded."""
-    from .compare import sets_described
+    them (a comparison's alternative: sim.scenario.sets_description); None where not recorded."""
+    from .scenario import sets_described
 
     return sets_described(layer.get("description"))
 

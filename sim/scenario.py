@@ -650,3 +650,38 @@ def _names(field_: str, keys: tuple) -> bool:
     distribution's kind: ``service_min.lognormal.mean`` for ``service_min.mean``)."""
     parts = iter(field_.split("."))
     return all(any(k == part for part in parts) for k in keys)
+
+
+SETS_SAID = " with --set "  # between a scenario's name and its --set lines, in sets_description
+
+
+def sets_description(name: str, sets: list[str]) -> str:
+    """How an alternative changed by ``sets`` describes itself: "NAME with --set A; --set B"
+    (metadata.json keeps it, so a report says what the alternative changes)."""
+    return name + SETS_SAID + "; --set ".join(sets)
+
+
+def sets_described(description: str | None) -> list[str] | None:
+    """The --set lines of a description sets_description wrote; None for any other."""
+    name, said, rest = (description or "").partition(SETS_SAID)
+    if not said or not name or " " in name:  # a scenario's name is a plain name, without spaces
+        return None
+    return rest.split("; --set ")
+
+
+def with_sets(scenario: Scenario, sets: list[str]) -> Scenario:
+    """The scenario with ``--set PATH=VALUE`` changes on top (sim.scenario.load's ``sets``), under
+    its own name, described as "NAME with --set A; --set B" (sets_description) unless a set gives
+    the description itself."""
+    layers = list(scenario.layers)
+    if not layers:  # built from a dict: the dict is its one layer (its ensemble, resolved, too)
+        raw = dict(scenario.raw, **({"ensemble": scenario.ensemble_file} if scenario.ensemble_file else {}))
+        layers = [Layer(scenario.path, raw)]
+    changes = set_layer(list(sets), merge_layers(layers), scenario.path)
+    if not any((a := parse_assignment(text)) is not None and a.where == "description" for text in sets):
+        changes = Layer(changes.file, {**changes.raw, "description": sets_description(scenario.name, list(sets))},
+                        relative=changes.relative)
+    layers.append(changes)
+    changed = from_dict(merge_layers(layers), scenario.path, base_dir=Path(scenario.path).resolve().parent,
+                        layers=layers)
+    return changed if changed.name == scenario.name else changed.renamed(scenario.name)

@@ -34,7 +34,7 @@ def test_the_printed_run_and_compare_tables_fit_100_columns(tmp_path, capsys):
     text = capsys.readouterr().out
     lines = _table_lines(text)
     assert max(map(len, lines)) <= WIDTH, max(lines, key=len)
-    for head in ("crossings", "mean wait h", "time in system h", "mean queue", "1000 truck-h waiting"):
+    for head in ("crossings", "mean wait h", "mean time in system h", "mean number waiting", "1000 truck-hours waiting"):
         assert sum(ln.strip().startswith(head) for ln in lines) == 6, head  # five gates and all gates
     assert "summary.csv" in text and "monthly.csv" in text
     alt = tmp_path / "alt.toml"
@@ -84,8 +84,8 @@ def test_shares_print_as_percentages_in_run_and_compare():
     assert "0.090" not in line
     summary = pd.DataFrame([{"gate": "km3_4", "direction": "exit", "metric": "held_by_limit_share", "stage": "",
                              "class": "", "mean": 0.0904, "ci_low": 0.07, "ci_high": 0.11}])
-    row = next(ln for ln in summary_table(summary).splitlines() if "held by the limit" in ln)
-    assert row.split("held by the limit")[1].strip() == "9.0 % [7.0 %, 11.0 %]"
+    row = next(ln for ln in summary_table(summary).splitlines() if "held by the daily limit" in ln)
+    assert row.split("held by the daily limit")[1].strip() == "9.0 % [7.0 %, 11.0 %]"
 
 
 def test_a_difference_that_rounds_to_zero_shows_its_digits_or_no_star():

@@ -407,7 +407,10 @@ def test_a_what_if_run_gets_a_name_and_folder_of_its_own(tmp_path, monkeypatch, 
     assert (plain / "summary.csv").read_bytes() == before
     import json
     changed = next(p for p in (tmp_path / "results").iterdir() if p.name != "small_2022")
-    assert json.loads((changed / "metadata.json").read_text())["scenario"] == "small_2022_set"
+    meta = json.loads((changed / "metadata.json").read_text())
+    assert meta["scenario"] == "small_2022_set"
+    said = json.dumps(meta, ensure_ascii=False)  # the run says what it changed, as a comparison does
+    assert f"small_2022 with --set {lanes}+=" in said
     capsys.readouterr()
     assert main(base + ["--set", "gates.bac_luan_2.exit.stages.customs.lane+=1"]) == 2
     err = capsys.readouterr().err
