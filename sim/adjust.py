@@ -110,17 +110,24 @@ def apply_static(data: dict, adjs: list[Adjustment]) -> dict:
             if a.what == "hours":
                 gates[g]["hours"] = {k: list(v) for k, v in a.set.items()}
             elif a.what == "lanes":
-                target["lanes"] = a.set if a.set is not None else max(1, round(target["lanes"] * a.multiply))
+                target["lanes"] = a.set if a.set is not None else at_least(1, round(target["lanes"] * a.multiply))
             elif a.what == "service":
                 _adjust_service(target, a, gates[g].get("classes", []))
             elif a.what == "acceptance_limit":
                 spec = gates[g][d]
                 old = spec.get("acceptance_limit")
-                spec["acceptance_limit"] = a.set if a.set is not None else max(1, round(old * a.multiply))
+                spec["acceptance_limit"] = a.set if a.set is not None else at_least(1, round(old * a.multiply))
             else:
                 demand = gates[g][d].setdefault("demand", {})
                 demand[target] = a.set if a.set is not None else demand[target] * a.multiply
     return data
+
+
+def at_least(low: int, value):
+    """max(low, value); a value traced by sim.plan (a Slot) records the step instead, so that the
+    plan replays this arithmetic, in this order, for each replication's values."""
+    traced = getattr(value, "at_least", None)
+    return traced(low) if traced is not None else max(low, value)
 
 
 def _adjust_service(stage: dict, a: Adjustment, gate_classes: list[str]) -> None:
@@ -156,53 +163,74 @@ def day_span(a: Adjustment, horizon: Horizon) -> tuple[int, int]:
     return max(first, 0), min(last, horizon.days - 1) + 1
 
 
-def _scaled(values: np.ndarray, a: Adjustment, lo: int) -> np.ndarray:
-    return np.full(values.shape, a.set) if a.set is not None else np.maximum(lo, np.rint(values * a.multiply))
+# A dated change as the schedules below read it: its days [first, last + 1) of the horizon, the
+# value it sets (or None) and the factor it multiplies by (or None). The plan (sim.plan) gives
+# a replication's values; the model's own adjustments give the nominal ones (dated_changes).
+Change = tuple[tuple[int, int], Any, Any]
 
 
-def quota_by_day(model: ScenarioModel, gate: str, direction: str, limit: int) -> np.ndarray:
+def dated_changes(model: ScenarioModel, what: str, *applies_to) -> list[Change]:
+    """The dated adjustments of one kind that apply to a gate (direction, stage), in order."""
+    return [(day_span(a, model.horizon), a.set, a.multiply) for a in model.dated(what) if a.applies(*applies_to)]
+
+
+def _scaled(values: np.ndarray, set_: Any, multiply: Any, lo: int) -> np.ndarray:
+    return np.full(values.shape, set_) if set_ is not None else np.maximum(lo, np.rint(values * multiply))
+
+
+def quota_schedule(limit: int, changes: list[Change], days: int) -> np.ndarray:
     """The far side's daily limit on each day (and one day more, for a start a rounding error
-    before the horizon's end)."""
-    days = model.horizon.days
+    before the horizon's end), from its limit and the dated changes to it, in order."""
     out = np.full(days + 1, limit, np.int64)
-    for a in model.dated("acceptance_limit"):
-        if a.applies(gate, direction):
-            d0, d1 = day_span(a, model.horizon)
-            if d0 < d1:
-                out[d0:d1] = _scaled(out[d0:d1], a, 0)
+    for (d0, d1), set_, multiply in changes:
+        if d0 < d1:
+            out[d0:d1] = _scaled(out[d0:d1], set_, multiply, 0)
     out[days] = out[days - 1]
     return out
 
 
-def lanes_by_day(model: ScenarioModel, gate: str, direction: str, stage: str, lanes: int) -> np.ndarray | None:
+def lanes_schedule(lanes: int, changes: list[Change], days: int) -> np.ndarray | None:
     """A stage's lanes on each day, or None when it keeps its lanes all horizon."""
-    adjs = [a for a in model.dated("lanes") if a.applies(gate, direction, stage)]
-    if not adjs:
+    if not changes:
         return None
-    out = np.full(model.horizon.days, lanes, np.int64)
-    for a in adjs:
-        d0, d1 = day_span(a, model.horizon)
+    out = np.full(days, lanes, np.int64)
+    for (d0, d1), set_, multiply in changes:
         if d0 < d1:
-            out[d0:d1] = _scaled(out[d0:d1], a, 0)
+            out[d0:d1] = _scaled(out[d0:d1], set_, multiply, 0)
     return None if np.all(out == lanes) else out
+
+
+def factor_schedule(n_classes: int, changes: list[tuple[Change, tuple[bool, ...]]], days: int) -> np.ndarray | None:
+    """A stage's service-time factor per class (rows) and day (and one day more), or None when
+    its service times do not change by date; changes: each with the classes it applies to."""
+    if not changes:
+        return None
+    out = np.ones((n_classes, days + 1))
+    for ((d0, d1), _set, multiply), classes in changes:
+        for c in range(n_classes):
+            if classes[c] and d0 < d1:
+                out[c, d0:d1] *= multiply
+    out[:, days] = out[:, days - 1]
+    return out
+
+
+def quota_by_day(model: ScenarioModel, gate: str, direction: str, limit: int) -> np.ndarray:
+    """quota_schedule with the model's own dated changes."""
+    return quota_schedule(limit, dated_changes(model, "acceptance_limit", gate, direction), model.horizon.days)
+
+
+def lanes_by_day(model: ScenarioModel, gate: str, direction: str, stage: str, lanes: int) -> np.ndarray | None:
+    """lanes_schedule with the model's own dated changes."""
+    return lanes_schedule(lanes, dated_changes(model, "lanes", gate, direction, stage), model.horizon.days)
 
 
 def service_factors(model: ScenarioModel, gate: str, direction: str, stage: str,
                     classes: list[str]) -> np.ndarray | None:
-    """A stage's service-time factor per class (rows) and day (and one day more), or None when
-    its service times do not change by date."""
-    adjs = [a for a in model.dated("service") if a.applies(gate, direction, stage)]
-    if not adjs:
-        return None
-    days = model.horizon.days
-    out = np.ones((len(classes), days + 1))
-    for a in adjs:
-        d0, d1 = day_span(a, model.horizon)
-        for c, cls in enumerate(classes):
-            if a.applies(gate, direction, stage, cls) and d0 < d1:
-                out[c, d0:d1] *= a.multiply
-    out[:, days] = out[:, days - 1]
-    return out
+    """factor_schedule with the model's own dated changes."""
+    changes = [((day_span(a, model.horizon), a.set, a.multiply), tuple(a.applies(gate, direction, stage, c)
+                                                                         for c in classes))
+               for a in model.dated("service") if a.applies(gate, direction, stage)]
+    return factor_schedule(len(classes), changes, model.horizon.days)
 
 
 def hour_overrides(model: ScenarioModel, gate: str) -> tuple:

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .scenario import WEEKDAYS, Gate, Horizon, RandomClosure, _as_datetime, _check_hours
+from .scenario import WEEKDAYS, Gate, Horizon, _as_datetime, _check_hours
 
 # A time this close before an interval's start is taken for the start itself: a wake-up
 # scheduled for the opening time may land a rounding error early (it then waits again, and
@@ -131,19 +131,38 @@ def lane_calendars(calendar: Calendar, lanes_by_day: np.ndarray) -> list[Calenda
     return out
 
 
-def draw_random_closures(
-    rc: RandomClosure, days: int, rng: np.random.Generator
-) -> list[tuple[float, float]]:
-    """Closures that start on each day with the given probability, at a uniform time of day.
+def draw_random_closures(daily_probability: float, duration_h, days: int,
+                         rng: np.random.Generator) -> list[tuple[float, float]]:
+    """Closures that start on each day with the given probability, at a uniform time of day,
+    lasting a draw of duration_h (a distribution, hours).
 
     A fixed number of draws per day keeps the stream aligned when the probability changes
     between scenarios (common random numbers).
     """
     u = rng.random(days)
     offset = rng.random(days) * 24.0
-    duration = rc.duration_h.draw(rng, days)
-    hit = np.flatnonzero(u < rc.daily_probability)
+    duration = duration_h.draw(rng, days)
+    hit = np.flatnonzero(u < daily_probability)
     return [(24.0 * d + offset[d], 24.0 * d + offset[d] + duration[d]) for d in hit]
+
+
+def fixed_calendar(gate: Gate, direction: str, horizon: Horizon, hour_overrides: tuple = ()) -> np.ndarray:
+    """When a flow may start a service before any random closure: the gate's opening hours (on
+    the days of an override, ((first day, last day + 1, hours), ...) in order, its hours
+    instead), less the fixed closures for that direction; (n, 2) intervals, read-only."""
+    hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
+    closed = tuple(
+        (hours_since_start(horizon, c.start), hours_since_start(horizon, c.end, end=True))
+        for c in gate.closures
+        if direction in c.directions
+    )
+    return _fixed_intervals(hours, closed, horizon.start, horizon.days, hour_overrides)
+
+
+def with_closures(fixed: np.ndarray, random_closed: list[tuple[float, float]]) -> Calendar:
+    """The calendar of a flow in one replication: its fixed intervals less the random closures drawn."""
+    arr = _subtract(fixed, np.asarray(random_closed, dtype=float).reshape(-1, 2)) if len(random_closed) else fixed
+    return Calendar(arr[:, 0].copy(), arr[:, 1].copy())
 
 
 def build_calendar(
@@ -153,18 +172,8 @@ def build_calendar(
     random_closed: list[tuple[float, float]] = (),
     hour_overrides: tuple = (),
 ) -> Calendar:
-    """When a flow may start a service: the gate's opening hours (on the days of an override,
-    ((first day, last day + 1, hours), ...) in order, its hours instead), less the fixed
-    closures for that direction and the random closures drawn."""
-    hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
-    closed = tuple(
-        (hours_since_start(horizon, c.start), hours_since_start(horizon, c.end, end=True))
-        for c in gate.closures
-        if direction in c.directions
-    )
-    fixed = _fixed_intervals(hours, closed, horizon.start, horizon.days, hour_overrides)
-    arr = _subtract(fixed, np.asarray(random_closed, dtype=float).reshape(-1, 2)) if len(random_closed) else fixed
-    return Calendar(arr[:, 0].copy(), arr[:, 1].copy())
+    """A flow's calendar: fixed_calendar less the random closures drawn."""
+    return with_closures(fixed_calendar(gate, direction, horizon, hour_overrides), list(random_closed))
 
 
 @lru_cache(maxsize=256)

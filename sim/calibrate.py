@@ -37,7 +37,8 @@ import pandas as pd
 
 from . import outdir
 from .errors import OutputError, shorten
-from .experiment import replicate
+from .experiment import install_plans, installed_plan, replicate_plan
+from .plan import Plan, compile_plan
 from .run import check_reps, run
 from .scenario import Scenario, load
 from .targets import (  # noqa: F401 - the calibration's names, for callers of sim.calibrate
@@ -68,17 +69,26 @@ ENSEMBLE_ROWS = 200
 class _Simulator:
     """A parameter set (pyabc's keys p0, p1, ... for the fitted inputs) to the targets' values:
     the mean of a few replications, their indices drawn from numpy's generator, which the
-    sampler seeds for each task."""
+    sampler seeds for each task. Its scenario's plan travels to a worker once (the pool's
+    setup): pickled, a simulator carries only the plan's key."""
 
     def __init__(self, scen: Scenario, names: list[str], targets: list[Target], seed: int, reps: int):
-        self.scen, self.names, self.targets, self.seed, self.reps = scen, names, targets, seed, reps
+        self.plan = compile_plan(scen)
+        self.names, self.targets, self.seed, self.reps = names, targets, seed, reps
         self.scales = _scales(scen, names)
+
+    def __getstate__(self):
+        return {**self.__dict__, "plan": self.plan.key}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.plan = installed_plan(state["plan"])
 
     def __call__(self, par) -> dict[str, float]:
         values = _unscaled(par, self.names, self.scales)
         first = int(np.random.randint(0, 2**31 - self.reps))
-        results = [replicate(self.scen, self.seed, first + i, "fast", values) for i in range(self.reps)]
-        v = target_values(results, self.targets, self.scen).mean(axis=0)
+        results = [replicate_plan(self.plan, self.seed, first + i, "fast", values) for i in range(self.reps)]
+        v = target_values(results, self.targets, self.plan.model).mean(axis=0)
         return {t.name: float(v[j]) for j, t in enumerate(self.targets)}
 
 
@@ -225,7 +235,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     t0 = time.perf_counter()
     prior_run = run(prior, reps=ENSEMBLE_ROWS, seed=seed + 7, workers=workers, allow_overload=True,
                     progress=False)
-    prior_sim = pd.DataFrame(target_values(prior_run.results, targets.targets, prior),
+    prior_sim = pd.DataFrame(target_values(prior_run.results, targets.targets, prior.nominal),
                              columns=[t.name for t in targets.targets])
     simulator = _Simulator(prior, names, targets.targets, seed, reps_per_draw)
     observed = {t.name: t.observed for t in targets.targets}
@@ -236,7 +246,7 @@ def calibrate(targets: Targets, population: int = DEFAULT_POPULATION, generation
     logging.getLogger("ABC.Population").setLevel(logging.ERROR)
     n_workers, _ = resolve_workers(workers, population)
     # pyabc's database: a folder a kill -9 leaves is removed by the next fit (outdir.scratch_dir)
-    with outdir.scratch_dir(ABC_PREFIX, _ABC_FILES) as tmp, _maybe_pool(n_workers) as map_:
+    with outdir.scratch_dir(ABC_PREFIX, _ABC_FILES) as tmp, _maybe_pool(n_workers, simulator.plan) as map_:
         sampler = SeededMappingSampler(seed, map_, budget)
         abc = pyabc.ABCSMC(simulator, _prior(prior, names), _Distance(targets.targets), population_size=population,
                            sampler=sampler,
@@ -278,15 +288,15 @@ _ABC_FILES = re.compile(r"abc\.db(?:-journal|-wal|-shm)?")  # what pyabc writes 
 class _maybe_pool:
     """The map the sampler's tasks run on: a local pool of bordersim workers, or the builtin map."""
 
-    def __init__(self, workers: int):
-        self.workers, self.cm = workers, None
+    def __init__(self, workers: int, plan: Plan):
+        self.workers, self.plan, self.cm = workers, plan, None
 
     def __enter__(self):
         if self.workers < 2:
             return map
         from .workers import local_pool
 
-        self.cm = local_pool(self.workers)
+        self.cm = local_pool(self.workers, setup=install_plans, setup_args=([self.plan],))
         pool = self.cm.__enter__()
         return pool.map
 

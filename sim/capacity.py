@@ -16,7 +16,7 @@ import numpy as np
 from .adjust import hour_overrides
 from .calendar import build_calendar
 from .errors import OverloadError
-from .inputs import hourly_rates, stage_layout, stage_schedules
+from .inputs import hourly_rates, model_schedules, stage_layout
 from .scenario import Scenario
 
 # A replication with more vehicles than this would take minutes per replication in SimPy
@@ -67,7 +67,7 @@ def loads(scenario: Scenario) -> list[Load]:
             demand = sum(per_class.values()) + sum(spec.initial_backlog.values())
             weights = np.array([per_class[c] + spec.initial_backlog.get(c, 0) for c in gate.classes], float)
             weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))
-            lanes, quota, lane_cals, factors = stage_schedules(m, gid, d, cal)
+            lanes, quota, lane_cals, factors = model_schedules(m, gid, d, cal)
             names, acc_k = stage_layout(spec, d)
             cols = [k for k in range(len(names)) if k != acc_k]
             cands = []

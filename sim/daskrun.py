@@ -147,4 +147,32 @@ def dask_executor(address: str | None, workers: int, connect_timeout: str = "15s
             raise DaskError(None, "--address", f"the cluster's workers cannot load bordersim ({shorten(exc, 160)}); "
                                                "install bordersim, the same version, where they run") from None
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-        yield client.get_executor(pure=False), max(1, threads)
+        yield ClusterExecutor(client), max(1, threads)
+
+
+class InstallPlans(WorkerPlugin):
+    """The plans of a design's scenarios (sim.plan), given to each worker of the cluster once,
+    when it starts (and to those running when it is registered): the tasks name them by key."""
+
+    def __init__(self, plans):
+        self.plans = plans
+
+    def setup(self, worker=None):
+        from .experiment import install_plans
+
+        install_plans(self.plans)
+
+
+class ClusterExecutor:
+    """The cluster's concurrent.futures executor, which sim.experiment can also give its plans
+    to, once per worker (install_plans), so that a task carries only keys, values and indices."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.executor = client.get_executor(pure=False)
+
+    def install_plans(self, plans) -> None:
+        self.client.register_plugin(InstallPlans(list(plans)), name=f"bordersim-plans-{id(plans)}")
+
+    def map(self, fn, *iterables, **kwargs):
+        return self.executor.map(fn, *iterables, **kwargs)

@@ -23,8 +23,9 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from . import des, fast
-from .inputs import model_inputs
+from .inputs import plan_inputs
 from .metrics import ReplicationResult, replication_metrics
+from .plan import Plan, compile_plan
 from .rng import replication_seed, stream
 from .scenario import Scenario
 from .workers import local_pool, prepare_process, resolve_workers
@@ -39,9 +40,15 @@ def replicate(scenario: Scenario, seed: int, index: int, engine: str = "fast",
     """Replication ``index`` of ``scenario`` with root seed ``seed``: the uncertain inputs not
     in ``values`` are drawn from the replication's named streams (or its ensemble row), the
     vehicles simulated on ``engine``; the result's ``inputs`` holds every uncertain input's value."""
+    return replicate_plan(compile_plan(scenario), seed, index, engine, values)
+
+
+def replicate_plan(plan: Plan, seed: int, index: int, engine: str = "fast",
+                   values: Mapping[str, float] | None = None) -> ReplicationResult:
+    """replicate, from the scenario's plan (sim.plan): a pure function of its arguments."""
     rep_seq = replication_seed(seed, index)
-    drawn = scenario.draw(lambda name: stream(rep_seq, name), fixed=values)
-    rep = model_inputs(scenario.model_for(drawn), rep_seq)
+    drawn = plan.draw(rep_seq, values)
+    rep = plan_inputs(plan, plan.values(drawn), rep_seq)
     result = replication_metrics(rep, SIMULATORS[engine](rep))
     result.inputs = drawn
     return result
@@ -57,19 +64,43 @@ class Point:
 
 @dataclass(frozen=True)
 class _Task:
+    """What a task carries: its point's plan (the key of one its worker was given, or the plan
+    itself for an executor that was not given them), the point's fixed values, and which of the
+    point's replications it runs."""
+
     point: int
+    plan: str | Plan
+    values: tuple[tuple[str, float], ...]
     first: int
     last: int
 
 
-def _run_task(point: Point, task: _Task, seed: int, engine: str,
+_PLANS: dict[str, Plan] = {}  # the plans this process was given (a worker's: by its pool or its cluster)
+
+
+def install_plans(plans: Sequence[Plan]) -> None:
+    """Keep these plans in this process for the tasks that name them by key (a worker's setup)."""
+    prepare_process()
+    _PLANS.update((p.key, p) for p in plans)
+
+
+def installed_plan(key: str) -> Plan:
+    """A plan this process was given (install_plans)."""
+    try:
+        return _PLANS[key]
+    except KeyError:
+        raise RuntimeError(f"no plan {key[:12]} was given to this process (install_plans)") from None
+
+
+def _run_task(task: _Task, seed: int, engine: str,
               keep: Callable[[ReplicationResult], ReplicationResult] | None = None
               ) -> tuple[_Task, list[ReplicationResult]]:
     """A chunk of replications of one point: the work one executor task does. ``keep``, if
     given, is applied to each result in the worker (what a sweep hands back: its values only)."""
     prepare_process()
-    values = dict(point.values) or None
-    out = [replicate(point.scenario, seed, i, engine, values) for i in range(task.first, task.last)]
+    plan = installed_plan(task.plan) if isinstance(task.plan, str) else task.plan
+    values = dict(task.values) or None
+    out = [replicate_plan(plan, seed, i, engine, values) for i in range(task.first, task.last)]
     return task, out if keep is None else [keep(r) for r in out]
 
 
@@ -120,10 +151,16 @@ def iter_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fa
     else:
         workers = workers or 1
     size = chunk or chunk_size(total, workers)
-    tasks = [_Task(p, first, last) for p in range(len(points))
-             for first, last in task_sizes(reps, size, workers if p == 0 else 0)]
-    args = ([points[t.point] for t in tasks], tasks, [seed] * len(tasks), [engine] * len(tasks),
-            [keep] * len(tasks))
+    plans = [compile_plan(p.scenario) for p in points]
+    distinct = list({p.key: p for p in plans}.values())
+    # the plans go to each worker once (the pool's initializer, a cluster's plugin); a task then
+    # carries only its plan's key, its values and its replications. An executor that cannot be
+    # given them (any other) gets each task's plan with the task.
+    install = getattr(executor, "install_plans", None)
+    shipped = executor is None or install is not None
+    tasks = [_Task(p, plans[p].key if shipped else plans[p], tuple(points[p].values.items()), first, last)
+             for p in range(len(points)) for first, last in task_sizes(reps, size, workers if p == 0 else 0)]
+    args = (tasks, [seed] * len(tasks), [engine] * len(tasks), [keep] * len(tasks))
     bar = tqdm(total=total if unit == "rep" else len(points), desc=desc, unit=unit,
                disable=None if progress is None else not progress, file=sys.stderr, **_bar_size(sys.stderr))
     if not bar.disable and not compiled():
@@ -131,15 +168,18 @@ def iter_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fa
     try:
         wait = while_waiting or (lambda: None)
         if executor is not None:
+            if install is not None:
+                install(distinct)
             results = executor.map(_run_task, *args)
             wait()
             yield from _collect(results, reps, bar, unit)
         elif workers == 1:
             wait()
+            install_plans(distinct)
             with threadpool_limits(limits=1):  # as in a worker: no BLAS threads spinning beside us
                 yield from _collect(map(_run_task, *args), reps, bar, unit)
         else:
-            with local_pool(workers) as pool:
+            with local_pool(workers, setup=install_plans, setup_args=(distinct,)) as pool:
                 results = pool.map(_run_task, *args)
                 wait()  # the workers are started (forked) by now: an import here is not theirs to inherit
                 yield from _collect(results, reps, bar, unit)

@@ -17,8 +17,10 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .adjust import demand_steps, hour_overrides, lanes_by_day, quota_by_day, refusals, service_factors
-from .calendar import Calendar, build_calendar, draw_random_closures, lane_calendars
+from .adjust import (demand_steps, factor_schedule, lanes_by_day, lanes_schedule, quota_by_day, quota_schedule,
+                     service_factors)
+from .calendar import Calendar, draw_random_closures, lane_calendars, with_closures
+from .plan import FlowPlan, Plan, compile_plan
 from .ranges import ACCEPTANCE  # the acceptance step's label in the outputs
 from .rng import stream
 from .scenario import Profile, Scenario, ScenarioModel
@@ -88,18 +90,11 @@ def _norm(values: list[float]) -> np.ndarray:
 
 
 def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> np.ndarray:
-    """Arrival rate (vehicles per hour) in each hour of the horizon."""
+    """Arrival rate (vehicles per hour) in each hour of the horizon, at the model's own values."""
     gate = model.gates[gate_id]
     per_day = gate.spec(direction).demand.get(vclass, 0.0)
     if per_day == 0:
         return np.zeros(24 * model.horizon.days)
-    return per_day * _unit_rates(model, gate_id, direction, vclass)[0]
-
-
-def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> tuple[np.ndarray, ...]:
-    """Hourly rates for one vehicle a day with the profiles and the steps that apply to the
-    flow and class, their cumulative sum (from 0) and their inverses (0 where a rate is 0)."""
-    gate = model.gates[gate_id]
     prof: Profile = gate.profile or model.profile
     steps = tuple(
         (first, until, factor) for first, until, factor, gates, directions, classes in demand_steps(model)
@@ -107,19 +102,20 @@ def _unit_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str)
         and (classes is None or vclass in classes)
     )
     h = model.horizon
-    return _shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), steps, h.start, h.days)
-
-
-def _shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, steps: tuple, start: dt.date, days: int):
-    """Hourly rates for one vehicle a day (profiles and steps applied), their cumulative sum
-    from 0 and their inverses. The step factors are sampled, so this runs in every replication
-    for every flow and class: the day ranges the steps cover are cached (they are the
-    scenario's), the arithmetic is one compiled pass (numpy took ~0.27 ms a call here: a
-    temporary array per step)."""
-    daily = _day_profile(weekday, monthly, start, days)
-    bounds = _step_days(tuple((first, until) for first, until, _factor in steps), start, days)
+    bounds = _step_days(tuple((first, until) for first, until, _factor in steps), h.start, h.days)
     factors = np.array([factor for _first, _until, factor in steps], dtype=float)
-    return _shape(daily, bounds, factors, _hour_shape(hourly))
+    return per_day * shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), bounds, factors,
+                                  h.start, h.days)[0]
+
+
+def shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, bounds: np.ndarray, factors: np.ndarray,
+                 start: dt.date, days: int):
+    """Hourly rates for one vehicle a day, the profiles and the demand steps applied (bounds:
+    each step's day span, as _step_days gives it; factors: each step's factor, in order), their
+    cumulative sum from 0 and their inverses. The step factors are sampled, so this runs in a
+    replication for every class whose steps vary; the arithmetic is one compiled pass (numpy
+    took ~0.27 ms a call here: a temporary array per step)."""
+    return _shape(_day_profile(weekday, monthly, start, days), bounds, factors, _hour_shape(hourly))
 
 
 @lru_cache(maxsize=256)
@@ -278,30 +274,29 @@ def stage_layout(spec, direction: str) -> tuple[list[str], int]:
     return names, acc_k
 
 
-def flow_inputs(
-    model: ScenarioModel, gate_id: str, direction: str, rep_seq: np.random.SeedSequence,
-    calendar: Calendar,
-) -> FlowInputs:
-    gate = model.gates[gate_id]
-    spec = gate.spec(direction)
-    classes = list(gate.classes)
-    prefix = f"{gate_id}/{direction}"
-    names, acc_k = stage_layout(spec, direction)
+def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar: Calendar, days: int,
+                class_priority: np.ndarray) -> FlowInputs:
+    """One flow's vehicles and stages in one replication: its plan (sim.plan.FlowPlan), the
+    replication's numbers (v: sim.plan.Plan.values), its seed and its calendar after the random
+    closures; class_priority: each of the flow's classes' priority."""
+    classes = list(fp.classes)
+    prefix = f"{fp.gate}/{fp.direction}"
+    names, acc_k = list(fp.stage_names), fp.acceptance
     has_acceptance = acc_k >= 0
-    cols = [k for k in range(len(spec.stages) + has_acceptance) if k != acc_k]  # columns of the stages
+    cols = [k for k in range(len(names)) if k != acc_k]  # columns of the stages
     times, n_backlog = [], 0
-    for c in classes:
-        backlog = spec.initial_backlog.get(c, 0)
+    for ci, c in enumerate(classes):
+        backlog = fp.backlog[ci].of(v) if fp.backlog[ci] is not None else 0
         n_backlog += backlog
-        per_day = spec.demand.get(c, 0.0)
+        per_day = fp.demand[ci].of(v) if fp.demand[ci] is not None else 0.0
         arr = np.empty(0)
         if per_day > 0:
-            unit, unit_cum, unit_inv = _unit_rates(model, gate_id, direction, c)
+            unit, unit_cum, unit_inv = unit_rates(fp, ci, v, days)
             arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum, unit_inv)
         if backlog:  # queued at the start, having come the days before (their waits count from then)
             came = np.zeros(backlog)
-            if spec.backlog_age_days is not None:
-                age = spec.backlog_age_days.draw(stream(rep_seq, f"backlog/{prefix}/{c}"), backlog)
+            if fp.backlog_age is not None:
+                age = fp.backlog_age.of(v).draw(stream(rep_seq, f"backlog/{prefix}/{c}"), backlog)
                 came = np.sort(-24.0 * age)  # the oldest first: they were at the head of the queue
             arr = np.concatenate([came, arr])
         times.append(arr)
@@ -313,49 +308,69 @@ def flow_inputs(
     if has_acceptance:
         service[acc_k] = 0.0  # the acceptance step takes no time
     first = 0
-    for c, size in zip(classes, sizes):
-        for k, st in zip(cols, spec.stages):
+    for ci, (c, size) in enumerate(zip(classes, sizes)):
+        for k, st in zip(cols, fp.stages):
             rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
-            np.divide(st.service_for(c).draw(rng, size), 60.0, out=service[k, first:first + size])
+            np.divide(st.service[ci].of(v).draw(rng, size), 60.0, out=service[k, first:first + size])
         first += size
     if len(classes) > 1:
         # by time, at equal times (the backlog) by class: a merge of the per-class sorted runs
         arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
-    class_priority = np.array([model.classes[c].priority for c in classes], dtype=np.int64)
 
-    lanes, quota, lane_calendars, factors = stage_schedules(model, gate_id, direction, calendar)
-    available = _available(model, gate_id, direction, classes, arrival, vclass)
-    deadline = _deadlines(model, direction, classes, arrival, vclass, rep_seq, prefix)
+    lanes, quota, lane_cals, factors = stage_schedules(fp, v, calendar, days)
+    available = _available(fp, arrival, vclass)
+    deadline = _deadlines(fp, v, arrival, vclass, rep_seq, prefix)
     return FlowInputs(
-        gate=gate_id, direction=direction, arrival=arrival, vclass=vclass,
+        gate=fp.gate, direction=fp.direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
         service=service.T, classes=classes, stage_names=names, lanes=lanes,
         quota=quota, calendar=calendar, n_backlog=n_backlog, acceptance=acc_k,
-        lane_calendars=lane_calendars, service_factor=factors, available=available, deadline=deadline,
+        lane_calendars=lane_cals, service_factor=factors, available=available, deadline=deadline,
         patience_stages=(acc_k + 1 if has_acceptance else len(names)) if deadline is not None else 0,
     )
 
 
-def _deadlines(model, direction, classes, arrival, vclass, rep_seq, prefix) -> np.ndarray | None:
+def unit_rates(fp: FlowPlan, ci: int, v: list, days: int) -> tuple[np.ndarray, ...]:
+    """A class's hourly rates for one vehicle a day (profiles and demand steps), their
+    cumulative sum and their inverses in one replication: worked out once where no step factor
+    or profile value of the class varies (sim.plan keeps them), else anew."""
+    steps = fp.steps[ci]
+    varying = any(f.varies for _span, f in steps) or any(r.varies for part in fp.profile for r in part)
+    key = ("rates", ci)
+    if not varying and key in fp.cache:
+        return fp.cache[key]
+    weekday, monthly, hourly = (tuple(r.of(v) for r in part) for part in fp.profile)
+    bounds = fp.step_days[ci]
+    factors = np.array([f.of(v) for _span, f in steps], dtype=float)
+    out = shaped_rates(weekday, monthly, hourly, bounds, factors, fp.start, days)
+    if not varying:
+        for a in out:
+            a.setflags(write=False)
+        fp.cache[key] = out
+    return out
+
+
+def _deadlines(fp: FlowPlan, v: list, arrival, vclass, rep_seq, prefix) -> np.ndarray | None:
     """When each vehicle gives up (hours; inf for a class with no patience), or None if no class
     of the flow has one in this direction (sim.schema.VehicleClass.patience_days). Exponential
     patience is memoryless, so it counts from the arrival, or for a backlog vehicle still
     waiting at the start, from 0; a lognormal one counts from the arrival, a backlog vehicle's
     drawn given that it exceeds the age it has at the start (it is still there)."""
     deadline = None
-    for c, cls in enumerate(classes):
-        spec = model.classes[cls]
-        if spec.patience_days is None or direction not in spec.patience_directions:
+    for c, cls in enumerate(fp.classes):
+        patience = fp.patience[c]
+        if patience is None:
             continue
+        mean_days, cv = patience[0].of(v), patience[1].of(v)
         deadline = np.full(arrival.size, np.inf) if deadline is None else deadline
         idx = np.flatnonzero(vclass == c)
         rng = stream(rep_seq, f"patience/{prefix}/{cls}")
-        mean_h = 24.0 * float(spec.patience_days)
+        mean_h = 24.0 * float(mean_days)
         came = arrival[idx]
-        if spec.patience_cv is None:
+        if cv is None:
             deadline[idx] = np.maximum(came, 0.0) + rng.exponential(mean_h, idx.size)
         else:
-            deadline[idx] = came + lognormal_beyond(mean_h, float(spec.patience_cv), np.maximum(-came, 0.0),
+            deadline[idx] = came + lognormal_beyond(mean_h, float(cv), np.maximum(-came, 0.0),
                                                     rng.random(idx.size))
     return deadline
 
@@ -376,12 +391,12 @@ def lognormal_beyond(mean: float, cv: float, age: np.ndarray, u: np.ndarray) -> 
     return np.where(tail > 0, np.maximum(out, age), age)
 
 
-def _available(model, gate_id, direction, classes, arrival, vclass) -> np.ndarray | None:
+def _available(fp: FlowPlan, arrival, vclass) -> np.ndarray | None:
     """When each vehicle may join its first stage: on arrival, or for a class turned away on
     arrival (a refusal by date), when the refusal ends; None when no class is turned away."""
     out = None
-    for c, cls in enumerate(classes):
-        for start_h, end_h in refusals(model, gate_id, direction, cls):
+    for c in range(len(fp.classes)):
+        for start_h, end_h in fp.refusals[c]:
             hit = (vclass == c) & (arrival >= start_h) & (arrival < end_h)
             if start_h <= 0:  # the backlog is turned away too while the refusal lasts
                 hit |= (vclass == c) & (arrival < end_h)
@@ -391,11 +406,37 @@ def _available(model, gate_id, direction, classes, arrival, vclass) -> np.ndarra
     return out
 
 
-def stage_schedules(model: ScenarioModel, gate_id: str, direction: str, calendar: Calendar):
+def stage_schedules(fp: FlowPlan, v: list, calendar: Calendar, days: int):
     """Per stage of a flow (the acceptance step in its place): its lanes (None: unlimited; the
     most it has, if they follow a schedule), its daily limits (per day, or None), a calendar per
     lane where the number of lanes changes by date (lane j serves on the days the stage has
-    more than j lanes), and service-time factors by class and day where they change by date."""
+    more than j lanes), and service-time factors by class and day where they change by date.
+    The quotas and factors are worked out once where nothing in them varies."""
+    lanes, quota, lane_cals, factors = [], [], [], []
+    for k, st in enumerate(fp.stages):
+        n_lanes = st.lanes.of(v)
+        by_day = lanes_schedule(n_lanes, [(r.days, _of(r.set, v), _of(r.multiply, v)) for r in st.lanes_dated], days)
+        lanes.append(n_lanes if by_day is None else max(int(by_day.max()), 1))
+        lane_cals.append(None if by_day is None else lane_calendars(calendar, by_day))
+        quota.append(None)
+        factors.append(fp.cached(("factors", k), st.factors_vary, lambda st=st: factor_schedule(
+            len(fp.classes), [((r.days, _of(r.set, v), _of(r.multiply, v)), applies) for r, applies in st.service_dated],
+            days)))
+    if fp.acceptance >= 0:
+        lanes.insert(fp.acceptance, None)
+        quota.insert(fp.acceptance, fp.cached(("quota",), fp.quota_varies, lambda: quota_schedule(
+            fp.limit.of(v), [(r.days, _of(r.set, v), _of(r.multiply, v)) for r in fp.limit_dated], days)))
+        lane_cals.insert(fp.acceptance, None)
+        factors.insert(fp.acceptance, None)
+    return lanes, quota, lane_cals, factors
+
+
+def _of(ref, v: list):
+    return None if ref is None else ref.of(v)
+
+
+def model_schedules(model: ScenarioModel, gate_id: str, direction: str, calendar: Calendar):
+    """stage_schedules at the model's own values (the capacity check's nominal load)."""
     gate = model.gates[gate_id]
     spec = gate.spec(direction)
     _names, acc_k = stage_layout(spec, direction)
@@ -414,25 +455,28 @@ def stage_schedules(model: ScenarioModel, gate_id: str, direction: str, calendar
     return lanes, quota, lane_cals, factors
 
 
-def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
-    """Sample the scenario's ranges, closures, arrivals and service times for one replication."""
-    return model_inputs(scenario.sample(lambda name: stream(rep_seq, name)), rep_seq)
-
-
-def model_inputs(model: ScenarioModel, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
-    """The closures, arrivals and service times of one replication of a concrete scenario."""
-    days = model.horizon.days
+def plan_inputs(plan: Plan, v: list, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
+    """The closures, arrivals and service times of one replication: a plan and the numbers of
+    its model in the replication (Plan.values)."""
+    days = plan.model.horizon.days
+    priority = np.array([p.of(v) for p in plan.priority], dtype=np.int64)
+    index = {c: i for i, c in enumerate(plan.model.classes)}
     flows = []
-    for gate_id, gate in model.gates.items():
-        random_closed = []
-        for rc in gate.random_closures:
-            drawn = draw_random_closures(rc, days, stream(rep_seq, f"closures/{gate_id}/{rc.id}"))
-            random_closed.append((rc, drawn))
-        hours = hour_overrides(model, gate_id)
-        for d in gate.directions():
-            closed = [iv for rc, ivs in random_closed if d in rc.directions for iv in ivs]
-            cal = build_calendar(gate, d, model.horizon, closed, hours)
-            flows.append(flow_inputs(model, gate_id, d, rep_seq, cal))
-    return ReplicationInputs(
-        model=model, horizon_h=model.horizon.hours, warmup_h=24.0 * model.horizon.warmup_days, flows=flows
-    )
+    for g in plan.gates:
+        random_closed = [draw_random_closures(rc.daily_probability.of(v), rc.duration_h.of(v), days,
+                                              stream(rep_seq, f"closures/{g.gate}/{rc.id}"))
+                         for rc in g.closures]
+        for fp in g.flows:
+            cal = with_closures(fp.fixed, [iv for j in fp.closures for iv in random_closed[j]])
+            flows.append(flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]]))
+    return ReplicationInputs(model=plan.model, horizon_h=plan.model.horizon.hours,
+                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows)
+
+
+def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence,
+                       fixed: dict[str, float] | None = None) -> ReplicationInputs:
+    """Sample the scenario's ranges, closures, arrivals and service times for one replication
+    (the uncertain inputs in ``fixed`` at the values given)."""
+    plan = compile_plan(scenario)
+    drawn = scenario.draw(lambda name: stream(rep_seq, name), fixed=fixed)
+    return plan_inputs(plan, plan.values(drawn), rep_seq)

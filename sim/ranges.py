@@ -237,6 +237,28 @@ def changed_by(current: Any, op: str, operand: float) -> Any:
     return None
 
 
+def draw_inputs(ranges: "tuple[Range, ...]", rows: "list[dict]", rng_for, fixed=None, file: str = "") -> dict:
+    """The value of each uncertain input (by name) in one replication: ``fixed`` values as
+    given, then one whole row of the ensemble (``rows``, if any: picked from the stream
+    ``param/ensemble``), the other ranges drawn from their streams (``param/<name>``)."""
+    fixed = dict(fixed or {})
+    names = [r.name() for r in ranges]
+    unknown = [k for k in fixed if k not in names]
+    if unknown:
+        raise ScenarioError(file, unknown[0], "is not an uncertain input of the scenario "
+                            f"(inputs: {shorten(', '.join(names) or 'none', 300)})")
+    row = rows[int(rng_for("param/ensemble").integers(len(rows)))] if rows else {}
+    out = {}
+    for r, name in zip(ranges, names):
+        if name in fixed:
+            out[name] = float(fixed[name])
+        elif name in row:
+            out[name] = float(row[name])
+        else:
+            out[name] = r.sample(rng_for(f"param/{name}"))
+    return out
+
+
 def leaves(node: Any, path: tuple = ()):
     """(path, node) for every range and every plain value of a raw scenario."""
     if isinstance(node, dict) and not is_range(node):

@@ -32,6 +32,7 @@ from .adjust import apply_static, check_references
 from .errors import BordersimError, ScenarioError, shorten
 from .ranges import (
     MERGE_KEYS,
+    draw_inputs,
     Assignment,
     changed_by,
     parse_assignment,
@@ -406,24 +407,7 @@ class Scenario:
         """The value of each uncertain input (by name) in one replication: ``fixed`` values as
         given, then one whole row of the ensemble if there is one, the other ranges drawn from
         their streams (``param/<name>``)."""
-        fixed = dict(fixed or {})
-        unknown = [k for k in fixed if k not in self._by_name]
-        if unknown:
-            raise ScenarioError(self.path, unknown[0], "is not an uncertain input of the scenario "
-                                f"(inputs: {shorten(', '.join(self._by_name) or 'none', 300)})")
-        row = {}
-        if self.ensemble is not None:  # one whole parameter set, picked at random
-            row = self._ensemble_rows[int(rng_for("param/ensemble").integers(len(self._ensemble_rows)))]
-        out = {}
-        for r in self.ranges:
-            name = r.name()
-            if name in fixed:
-                out[name] = float(fixed[name])
-            elif name in row:
-                out[name] = float(row[name])
-            else:
-                out[name] = r.sample(rng_for(f"param/{name}"))
-        return out
+        return draw_inputs(self.ranges, self._ensemble_rows, rng_for, fixed, self.path)
 
     def model_for(self, values: "Mapping[str, float]") -> ScenarioModel:
         """The concrete scenario with the uncertain inputs at the given values (by name)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -304,19 +305,24 @@ def _set_value(what: str, value: Any, dated: bool):
     return _set_adapter(what, dated).validate_python(value)
 
 
+def _set_number(what: str, dated: bool) -> Any:
+    """The type of a number an adjustment sets: demand a day, or a count of lanes or vehicles a
+    day (from a date, 0 lanes or a limit of 0 closes the stage on those days)."""
+    if what == "demand":
+        return Annotated[float, Field(gt=0, le=MAX_DEMAND, allow_inf_nan=False)]
+    top = MAX_LANES if what == "lanes" else MAX_ACCEPTANCE
+    return Annotated[Count, Field(ge=0 if dated else 1, le=top)]
+
+
 @functools.lru_cache(maxsize=None)
 def _set_adapter(what: str, dated: bool) -> TypeAdapter:
     """The validator of an adjustment's ``set`` (built once: building one takes about a
-    millisecond, and every replication validates its adjustments anew)."""
+    millisecond)."""
     if what == "service":
         return TypeAdapter(Duration)
     if what == "hours":
         return TypeAdapter(dict[str, list[str]])
-    if what == "demand":
-        return TypeAdapter(Annotated[float, Field(gt=0, le=MAX_DEMAND, allow_inf_nan=False)])
-    top = MAX_LANES if what == "lanes" else MAX_ACCEPTANCE
-    # from a date, 0 lanes (or a limit of 0) closes the stage on those days
-    return TypeAdapter(Annotated[Count, Field(ge=0 if dated else 1, le=top)])
+    return TypeAdapter(_set_number(what, dated))
 
 
 class Observation(_Model):
@@ -469,6 +475,88 @@ def _allowed_keys(loc: tuple) -> list[str]:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return [f.alias or n for n, f in tp.model_fields.items()]
     return []
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The interval a number of the scenario must lie in (each end open or closed)."""
+
+    low: float = -math.inf
+    low_open: bool = False
+    high: float = math.inf
+    high_open: bool = False
+
+    def holds(self, x: float) -> bool:
+        return ((x > self.low if self.low_open else x >= self.low)
+                and (x < self.high if self.high_open else x <= self.high) and math.isfinite(x))
+
+    def text(self) -> str:
+        low = f"{'>' if self.low_open else '>='} {self.low:g}" if self.low > -math.inf else ""
+        high = f"{'<' if self.high_open else '<='} {self.high:g}" if self.high < math.inf else ""
+        return f"must be {' and '.join(b for b in (low, high) if b) or 'finite'}"
+
+
+def _bounds_of(metadata: list) -> Bounds:
+    b = Bounds()
+    for m in metadata:
+        for name, low_open, is_low in (("gt", True, True), ("ge", False, True), ("lt", True, False),
+                                       ("le", False, False)):
+            value = getattr(m, name, None)
+            if value is not None:
+                b = replace(b, low=value, low_open=low_open) if is_low else replace(b, high=value, high_open=low_open)
+    return b
+
+
+def leaf_bounds(path: tuple, tree: dict) -> Bounds | None:
+    """The bounds the schema sets on the number at ``path`` of a model-form tree (lists by
+    position; a distribution's fields by its ``dist``; an adjustment's ``set`` by what it sets);
+    None where the schema has none to give (the number is checked where it is used)."""
+    import typing
+
+    tp: Any = ScenarioModel
+    node: Any = tree
+    metadata: list = []
+    for depth, key in enumerate(path):
+        metadata = []
+        while True:  # Annotated, Optional and a discriminated union, down to the type at this node
+            origin = typing.get_origin(tp)
+            if origin is typing.Annotated:
+                args = typing.get_args(tp)
+                metadata += [m for a in args[1:] for m in getattr(a, "metadata", [a])]
+                tp = args[0]
+            elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                tagged = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)
+                          and "dist" in a.model_fields and isinstance(node, dict)
+                          and node.get("dist") in typing.get_args(a.model_fields["dist"].annotation)]
+                tp = (tagged or args)[0]
+            else:
+                break
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            name, fld = next(((n, f) for n, f in tp.model_fields.items() if key in (n, f.alias)), (None, None))
+            if fld is None:
+                return None
+            if tp is Adjustment and name == "set" and depth == len(path) - 1:
+                what = node.get("what")
+                if what in ("lanes", "acceptance_limit", "demand"):
+                    dated = node.get("from") is not None or node.get("until") is not None
+                    tp, metadata = _set_number(what, dated), []
+                    continue
+                return None
+            metadata = list(fld.metadata)
+            tp = fld.annotation
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        else:
+            return None
+        node = node[key] if isinstance(node, (dict, list)) else None
+    while typing.get_origin(tp) is typing.Annotated:
+        args = typing.get_args(tp)
+        metadata += [m for a in args[1:] for m in getattr(a, "metadata", [a])]
+        tp = args[0]
+    return _bounds_of(metadata)
 
 
 def _check_hours(file: str, path: str, spec: list[str]) -> list[tuple[float, float]]:

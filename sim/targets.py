@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import BordersimError, shorten
 from .metrics import ALL, ReplicationResult
-from .scenario import Scenario, read_toml
+from .scenario import Scenario, ScenarioModel, read_toml
 
 BOARD_RATIO = "observation.crossings_per_board_vehicle"
 BAND = (0.05, 0.95)  # the band of single replications a validation target must fall in
@@ -185,10 +185,12 @@ def check_against(targets: Targets, scen: Scenario) -> None:
                                    f"{t.period[0]} to {t.period[1]} is not inside the horizon {h.start} to {h.end}")
 
 
-def target_values(results: list[ReplicationResult], targets: list[Target], scen: Scenario) -> np.ndarray:
-    """Each replication's value of each target (replications x targets), in the target's unit."""
-    start = scen.nominal.horizon.start
-    nominal_ratio = scen.nominal.observation.crossings_per_board_vehicle
+def target_values(results: list[ReplicationResult], targets: list[Target], model: ScenarioModel) -> np.ndarray:
+    """Each replication's value of each target (replications x targets), in the target's unit;
+    model: the scenario's (nominal) model, for its horizon and its crossings per board vehicle
+    where a replication does not sample that."""
+    start = model.horizon.start
+    nominal_ratio = model.observation.crossings_per_board_vehicle
     out = np.empty((len(results), len(targets)))
     for j, t in enumerate(targets):
         first = (t.period[0] - start).days
@@ -246,7 +248,7 @@ class CheckRow:
 
 def target_rows(results: list[ReplicationResult], targets: list[Target], scen: Scenario) -> list[CheckRow]:
     """Each target against the replications: its verdict and the figures behind it."""
-    values = target_values(results, targets, scen)
+    values = target_values(results, targets, scen.nominal)
     return [CheckRow(t, float(values[:, j].mean()), *(float(q) for q in np.quantile(values[:, j], BAND)))
             for j, t in enumerate(targets)]
 

@@ -108,19 +108,24 @@ def prepare_process() -> None:
         limit_native_threads()
 
 
-def init_worker(parent_pid: int) -> None:
-    """Run in every process of a local pool before its first task."""
+def init_worker(parent_pid: int, setup=None, setup_args: tuple = ()) -> None:
+    """Run in every process of a local pool before its first task; then setup(*setup_args)
+    (what every task of the pool needs, given to each worker once)."""
     _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     prepare_process()
+    if setup is not None:
+        setup(*setup_args)
 
 
 @contextlib.contextmanager
-def local_pool(workers: int):
-    """A process pool of ``workers`` bordersim workers; on any exception in the ``with`` body
-    (KeyboardInterrupt and SIGTERM included) its workers are killed at once."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),))
+def local_pool(workers: int, setup=None, setup_args: tuple = ()):
+    """A process pool of ``workers`` bordersim workers, each set up once by setup(*setup_args)
+    (a module-level function); on any exception in the ``with`` body (KeyboardInterrupt and
+    SIGTERM included) its workers are killed at once."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
+                               initargs=(os.getpid(), setup, setup_args))
     try:
         yield pool
     except BaseException:

@@ -93,7 +93,7 @@ def test_abc_smc_recovers_a_per_gate_split_and_a_limit_schedule(tmp_path):
     (tmp_path / "prior.toml").write_text(SYNTHETIC.format(**PRIOR), encoding="utf-8")
     (tmp_path / "targets.toml").write_text(_targets_toml({k: 1 for k in PERIODS}, "prior.toml"), encoding="utf-8")
     dummy = cal.load_targets(tmp_path / "targets.toml")
-    obs = cal.target_values(res.results, dummy.targets, truth).mean(axis=0)
+    obs = cal.target_values(res.results, dummy.targets, truth.nominal).mean(axis=0)
     (tmp_path / "targets.toml").write_text(
         _targets_toml({t.name: round(v, 1) for t, v in zip(dummy.targets, obs)}, "prior.toml"), encoding="utf-8")
 

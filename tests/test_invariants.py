@@ -74,6 +74,7 @@ def _open_naive(raw: dict, gid: str, start: dt.date, t: float, direction: str, r
 def test_invariants_hold_on_random_scenarios(raw, seed):
     scen = from_dict(raw)
     rep, records, result = run_one(scen, seed=seed)
+    model = scen.model_for(result.inputs)  # the replication's model, built as validation builds it
     start = raw["horizon"]["start"]
     rep_seq = replication_seed(seed, 0)
     for rec in records:
@@ -113,8 +114,9 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
         assert not np.any(started & np.isnan(ready))
 
         random_closed = []
-        for model_rc in rep.model.gates[f.gate].random_closures:
-            random_closed += draw_random_closures(model_rc, rep.model.horizon.days,
+        for model_rc in model.gates[f.gate].random_closures:
+            random_closed += draw_random_closures(model_rc.daily_probability, model_rc.duration_h,
+                                                  model.horizon.days,
                                                   stream(rep_seq, f"closures/{f.gate}/{model_rc.id}"))
         for k, name in enumerate(f.stage_names):
             s = rec.start[:, k]
@@ -123,7 +125,7 @@ def test_invariants_hold_on_random_scenarios(raw, seed):
             for t in s[ok]:
                 assert _open_naive(raw, f.gate, start, t, f.direction, random_closed), (name, t)
             if f.lane_calendars[k] is not None:  # lanes by date: lane j only while the stage has more than j
-                by_day = _lanes_by_day(raw, f.gate, f.direction, rep.model, name)
+                by_day = _lanes_by_day(raw, f.gate, f.direction, model, name)
                 lane = rec.lane[:, k]
                 for t, j in zip(s[ok], lane[ok]):
                     assert 0 <= j < by_day[int((t + 1e-9) // 24)], (name, t, j)

@@ -54,13 +54,22 @@ def test_extends_overrides_only_what_it_names():
 
 
 def test_ranges_are_sampled_within_bounds_and_vary_between_replications():
+    """Each replication's numbers (the plan's program run on its draws) lie in their ranges, a
+    count as a whole number, and differ between replications."""
+    from sim.plan import compile_plan
+    from sim.rng import stream
+
     scen = load(BASELINE)
+    plan = compile_plan(scen)
+    bac_luan_2 = next(f for f in plan.flows if (f.gate, f.direction) == ("bac_luan_2", "exit"))
+    km3_4 = next(f for f in plan.flows if (f.gate, f.direction) == ("km3_4", "exit"))
     limits = []
     for i in range(30):
-        rep = replication_inputs(scen, replication_seed(4, i))
-        limit = rep.model.gates["bac_luan_2"].exit.acceptance_limit
+        seq = replication_seed(4, i)
+        v = plan.values(scen.draw(lambda name: stream(seq, name)))
+        limit = bac_luan_2.limit.of(v)
         assert isinstance(limit, int) and 80 <= limit <= 110
-        mean = rep.model.gates["km3_4"].exit.stages[0].service_min.mean
+        mean = km3_4.stages[0].service[0].of(v).mean
         assert 10 <= mean <= 15
         limits.append(limit)
     assert len(set(limits)) > 5
