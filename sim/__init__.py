@@ -7,12 +7,12 @@ The public API, also what the ``bordersim`` command calls:
     result.summary  # tidy table: gate, direction, metric, stage, mean, ci_low, ci_high
 """
 
-from .compare import Comparison, compare
-from .errors import BordersimError, OverloadError, ScenarioError
-from .experiment import Point, replicate, run_design
-from .output import read_table, write_comparison, write_results
-from .run import RunResult, run, run_replication
-from .scenario import Scenario, from_dict, load
+from .experiments.compare import Comparison, compare
+from .base.errors import BordersimError, OverloadError, ScenarioError
+from .experiments.experiment import Point, replicate, run_design
+from .outputs.results import read_table, write_comparison, write_results
+from .experiments.run import RunResult, run, run_replication
+from .model.scenario import Scenario, from_dict, load
 
 __all__ = [
     "BordersimError",

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import MESSAGE_LIMIT, BordersimError, shorten
-from .formats import metric, wrapped
-from .experiment import ENGINES
-from .run import DEFAULT_REPS, DEFAULT_SEED
+from .base.errors import MESSAGE_LIMIT, BordersimError, shorten
+from .model.library import TARGETS as LIBRARY_TARGETS
+from .outputs.formats import metric, wrapped
+from .experiments.experiment import ENGINES
+from .experiments.run import DEFAULT_REPS, DEFAULT_SEED
 
-DEFAULT = "calibration/fitted_2022.toml"  # sim.library.DEFAULT: the calibrated 2022 baseline
-TARGETS = "targets_2022.toml"
+DEFAULT = "calibration/fitted_2022.toml"  # sim.model.library.DEFAULT: the calibrated 2022 baseline
 # what the printed run table shows per gate, the figures a planner reads first: (metric, heading
 # of at most 20 characters, decimals, unit factor); the rest is in the files ELSEWHERE names
-# the run's printed table: (metric, label, decimals, scale), each label sim.formats.METRICS'; the
+# the run's printed table: (metric, label, decimals, scale), each label sim.outputs.formats.METRICS'; the
 # waits with fewer decimals than a comparison's differences need and the truck-hours in
 # thousands, so that three columns fit 100
 _RUN_DIGITS = {"wait_mean_h": 1, "time_in_system_p95_h": 0}
@@ -41,23 +41,22 @@ SET_HELP = "change one input for this run, PATH an input's name (as validate lis
 
 
 def default_targets() -> Path:
-    """The 2022 targets: ./calibration/ first, then the calibration/ folder of this checkout."""
-    for base in (Path.cwd() / "calibration", Path(__file__).resolve().parent.parent / "calibration"):
-        if (base / TARGETS).exists():
-            return base / TARGETS
-    return Path("calibration") / TARGETS
+    """The 2022 targets (sim.model.library: ./calibration/, then the library installed with bordersim)."""
+    from .model.library import default_targets
+
+    return default_targets()
 
 
 def default_scenario() -> Path:
-    """The calibrated baseline: ./calibration/ first, then the library installed with bordersim (sim.library)."""
-    from .library import default_scenario
+    """The calibrated baseline: ./calibration/ first, then the library installed with bordersim (sim.model.library)."""
+    from .model.library import default_scenario
 
     return default_scenario()
 
 
 def scenario_path(arg: str | None) -> Path:
     """A scenario argument: a file, or a name in ./scenarios/ or the installed library; none: the calibrated baseline."""
-    from .library import find
+    from .model.library import find
 
     return find(arg) if arg else default_scenario()
 
@@ -87,7 +86,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .outdir import version
+    from .base.outdir import version
 
     p = _Parser(prog="bordersim", description="Simulate the Quang Ninh road border gates.")
     p.add_argument("--version", action="version", version=f"bordersim {version()}")
@@ -165,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("folder", help="a folder of results: a run, a comparison, or calibration/")
     rp.add_argument("-o", "--out", help="the HTML file to write (default: FOLDER/report.html)")
     c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
-    c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{TARGETS})")
+    c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{LIBRARY_TARGETS})")
     c.add_argument("--check", action="store_true",
                    help="run the fitted scenario and test every target; exit 1 if one fails")
     c.add_argument("--population", type=_whole_number(10), default=None,
@@ -193,7 +192,7 @@ def _warn(message: str) -> None:
 
 def _warn_overridden(scen, sets: list[str]) -> None:
     """A warning for each --set input that dated adjustments replace for part of the horizon."""
-    from .adjust import set_warnings
+    from .model.adjust import set_warnings
 
     for w in set_warnings(scen.nominal, sets):
         _warn(w)
@@ -203,9 +202,9 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     """The headline metrics per gate (a block each, all gates last), one line each, a column per
     direction and both together, as 'mean [95 % CI]' (shares as percentages); with the scenario,
     a note on any gate whose mean wait is far above the others' and what drives it."""
-    from .compare import QUIET_WHEN_ZERO
-    from .formats import estimate
-    from .metrics import SHARES
+    from .experiments.compare import QUIET_WHEN_ZERO
+    from .outputs.formats import estimate
+    from .statistics.metrics import SHARES
 
     main = summary[(summary["stage"] == "") & (summary["class"] == "")]
     directions = [d for d in DIRECTIONS if d in set(main["direction"])]
@@ -229,7 +228,7 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     lines.append(wrapped(f"more: {ELSEWHERE}"))
     if scenario is None:
         return "\n".join(lines)
-    from .findings import closures_of, extreme_notes
+    from .outputs.findings import closures_of, extreme_notes
 
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
     notes = extreme_notes(summary, names, closures_of(scenario.nominal))
@@ -242,17 +241,17 @@ def _out_arg(text: str | None, option: str = "--out") -> Path | None:
     if text is None:
         return None
     if not text.strip():
-        from .errors import OutputError
+        from .base.errors import OutputError
 
         raise OutputError(None, option, "is empty; give a folder (or file) name, e.g. results/my_run")
     return Path(text)
 
 
 def _cmd_run(args) -> int:
-    from . import scenario as sc
-    from .outdir import atomic_dir
-    from .output import prepare_writing, write_run
-    from .run import run
+    from .model import scenario as sc
+    from .base.outdir import atomic_dir
+    from .outputs.results import prepare_writing, write_run
+    from .experiments.run import run
 
     path = scenario_path(args.scenario)
     out = _out_arg(args.out)
@@ -302,11 +301,11 @@ def changes_tag(sets: list[str] | None) -> str:
 
 
 def _cmd_compare(args) -> int:
-    from . import scenario as sc
-    from .compare import ELSEWHERE as COMPARE_ELSEWHERE
-    from .compare import compare, distinct_names, headline_table
-    from .outdir import atomic_dir
-    from .output import write_comparison
+    from .model import scenario as sc
+    from .experiments.compare import ELSEWHERE as COMPARE_ELSEWHERE
+    from .experiments.compare import compare, distinct_names, headline_table
+    from .base.outdir import atomic_dir
+    from .outputs.results import write_comparison
 
     given_out = _out_arg(args.out)
     base = sc.load(scenario_path(args.base))
@@ -335,12 +334,12 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .sweep import sweep, sweep_report
+    from .experiments.sweep import sweep, sweep_report
 
     path = scenario_path(args.scenario)
     out = _out_arg(args.out)
     if out is None:
-        from . import scenario as sc
+        from .model import scenario as sc
 
         out = Path("results") / f"sweep_{sc.load(path, sets=args.set).name}"
     state = {}
@@ -370,8 +369,8 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .outdir import atomic_file, holding, read_marker
-    from .report import build_report
+    from .base.outdir import atomic_file, holding, read_marker
+    from .outputs.report import build_report
 
     folder = Path(args.folder)
     out = _out_arg(args.out, "-o") or folder / "report.html"
@@ -388,8 +387,8 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from . import capacity
-    from . import scenario as sc
+    from .experiments import capacity
+    from .model import scenario as sc
 
     for path in [scenario_path(a) for a in args.scenarios] or [default_scenario()]:
         scen = sc.load(path, sets=args.set)
@@ -409,7 +408,7 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from . import calibrate as cal
+    from .experiments import calibrate as cal
 
     targets = cal.load_targets(Path(args.targets) if args.targets else default_targets())
     progress = False if args.quiet else None
@@ -488,7 +487,7 @@ def _dispatch(args) -> int:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)
         return 2
     except MemoryError:  # the estimate before the work was short of what it took (an allocation failed)
-        from .run import memory_available
+        from .experiments.run import memory_available
 
         limit = memory_available()
         print(f"bordersim: error: ran out of memory{f' ({limit[1]} at the end)' if limit else ''}; no results "

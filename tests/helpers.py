@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.des import simulate
-from sim.inputs import replication_inputs
-from sim.metrics import replication_metrics
-from sim.rng import replication_seed
+from sim.engines.des import simulate
+from sim.engines.draws import replication_inputs
+from sim.statistics.metrics import replication_metrics
+from sim.base.rng import replication_seed
 
 
 def single_queue(per_hour: float, lanes: int, service: dict, days: int = 200, warmup_days: float = 20) -> dict:

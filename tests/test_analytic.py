@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from sim import from_dict
-from sim.run import run_replication
+from sim.experiments.run import run_replication
 
 from .helpers import metric, single_queue
 

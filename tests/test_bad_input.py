@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import capacity
+from sim.experiments import capacity
 from sim.cli import main
 
 TINY = (Path(__file__).parent / "data" / "tiny.toml").read_text(encoding="utf-8")
@@ -126,7 +126,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, what, old, new, f
 def test_closure_with_a_utc_offset_is_converted_to_local_time(tmp_path):
     """09:00 UTC is 16:00 in the model's UTC+7: the gate, open all day, reopens at 16:00."""
     from sim import load
-    from sim.calendar import build_calendar
+    from sim.model.calendar import build_calendar
 
     path = _variant(tmp_path, 'hours = {default = ["07:30-11:30", "13:30-17:30"]}',
                     'hours = {default = ["00:00-24:00"]}\n'
@@ -238,7 +238,7 @@ def no_work(monkeypatch):
 
 @pytest.mark.parametrize("reps", [1_000_000_000, 100_000_000])
 def test_more_replications_than_allowed(tmp_path, capsys, monkeypatch, no_work, reps):
-    monkeypatch.setattr(sys.modules["sim.run"], "memory_available", lambda: (1 << 50, "a machine of 1 PiB"))
+    monkeypatch.setattr(sys.modules["sim.experiments.run"], "memory_available", lambda: (1 << 50, "a machine of 1 PiB"))
     path = _variant(tmp_path, "lanes = 1", "lanes = 1")
     rc = main(["run", str(path), "--reps", str(reps), "--out", str(tmp_path / "out"), "--quiet"])
     _assert_one_line_error(rc, capsys.readouterr().err, "--reps", f"{reps:,} replications",
@@ -266,12 +266,12 @@ def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_w
     (some 120 kB each, six times that at the peak of computing the tables), would fill terabytes:
     refused before any work, naming how many fit."""
     from sim import load
-    from sim.metrics import result_bytes
-    from sim.run import WRITE_PEAK
+    from sim.statistics.metrics import result_bytes
+    from sim.experiments.run import WRITE_PEAK
 
-    monkeypatch.setattr(sys.modules["sim.run"], "physical_memory", lambda: 24 << 30)
-    monkeypatch.setattr(sys.modules["sim.run"], "cgroup_memory_limit", lambda: None)
-    monkeypatch.setattr(sys.modules["sim.run"], "address_space_left", lambda: None)
+    monkeypatch.setattr(sys.modules["sim.experiments.run"], "physical_memory", lambda: 24 << 30)
+    monkeypatch.setattr(sys.modules["sim.experiments.run"], "cgroup_memory_limit", lambda: None)
+    monkeypatch.setattr(sys.modules["sim.experiments.run"], "address_space_left", lambda: None)
     rc = main(["run", "--reps", "100000000", "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     per_rep = result_bytes(load(Path(__file__).parent.parent / "calibration" / "fitted_2022.toml").nominal) * WRITE_PEAK
@@ -288,12 +288,12 @@ def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_w
 UNDER_ULIMIT = """
 import os, resource, sys
 from pathlib import Path
-import sim.capacity, sim.cli, sim.run, sim.scenario, numba, pandas
+import sim.experiments.capacity, sim.cli, sim.experiments.run, sim.model.scenario, numba, pandas
 
 def started(*args, **kwargs):
     sys.exit(99)
 
-sim.capacity.check = started
+sim.experiments.capacity.check = started
 used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
 sys.exit(sim.cli.main(sys.argv[1:]))
@@ -320,12 +320,12 @@ def test_the_replications_must_fit_the_address_space_limit(tmp_path, reps, refus
 def test_running_out_of_memory_all_the_same_is_one_line_and_nothing_written(tmp_path, capsys, monkeypatch):
     """Should the estimate fall short, a failed allocation (numpy's MemoryError) ends the command
     with one line, not a traceback, and no results."""
-    import sim.output
+    import sim.outputs.results
 
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 3.2 GiB for an array")
 
-    monkeypatch.setattr(sim.output, "write_large_csv", no_memory)
+    monkeypatch.setattr(sim.outputs.results, "write_large_csv", no_memory)
     path = _variant(tmp_path, "lanes = 1", "lanes = 1")
     rc = main(["run", str(path), "--reps", "2", "--workers", "1", "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
@@ -341,7 +341,7 @@ def test_running_out_of_memory_all_the_same_is_one_line_and_nothing_written(tmp_
     ("0::/\n", {"memory.max": "max\n"}, None),
 ], ids=["cgroup v2, a parent's limit", "cgroup v1", "no limit"])
 def test_the_control_groups_memory_limit_is_read(tmp_path, cgroup, files, limit):
-    from sim.run import cgroup_memory_limit
+    from sim.experiments.run import cgroup_memory_limit
 
     (tmp_path / "cgroup").write_text(cgroup, encoding="utf-8")
     for name, text in files.items():
@@ -358,8 +358,8 @@ def test_the_write_peak_covers_computing_the_tables():
     import tracemalloc
 
     from sim import load, run
-    from sim.metrics import result_bytes
-    from sim.run import WRITE_PEAK
+    from sim.statistics.metrics import result_bytes
+    from sim.experiments.run import WRITE_PEAK
 
     scen = load(Path(__file__).parent.parent / "calibration" / "fitted_2022.toml")
     peaks = {}
@@ -389,8 +389,8 @@ def test_result_size_estimate_matches_the_memory_a_run_holds():
     import tracemalloc
 
     from sim import load
-    from sim.metrics import per_replication, result_bytes
-    from sim.run import run_replication
+    from sim.statistics.metrics import per_replication, result_bytes
+    from sim.experiments.run import run_replication
 
     scen = load(Path(__file__).parent / "data" / "small_2022.toml")
     chunk = pickle.dumps([run_replication(scen, 1, i) for i in range(10)])

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import calibrate as cal
+from sim.experiments import calibrate as cal
 from sim.cli import main
-from sim.scenario import from_dict, load
+from sim.model.scenario import from_dict, load
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ROOT / "calibration" / "targets_2022.toml"
@@ -85,7 +85,7 @@ def _targets_toml(observed: dict, scenario: str, fitted: str = "fitted.toml") ->
 def test_abc_smc_recovers_a_per_gate_split_and_a_limit_schedule(tmp_path):
     import tomllib
 
-    from sim.run import run
+    from sim.experiments.run import run
 
     # observations: the mean of 20 replications of the scenario at known input values
     truth = from_dict(tomllib.loads(SYNTHETIC.format(**TRUE)))
@@ -286,7 +286,7 @@ def test_the_budget_bounds_every_simulation_and_an_ample_one_changes_nothing(tmp
 
 
 def test_an_ensemble_column_that_names_no_input_is_an_error(tmp_path):
-    from sim.errors import ScenarioError
+    from sim.base.errors import ScenarioError
 
     (tmp_path / "ens.csv").write_text("gates.nowhere.exit.acceptance_limit\n10\n", encoding="utf-8")
     (tmp_path / "s.toml").write_text(f'extends = "{ROOT}/scenarios/baseline_2022.toml"\nensemble = "ens.csv"\n',
@@ -297,7 +297,7 @@ def test_an_ensemble_column_that_names_no_input_is_an_error(tmp_path):
 
 def test_ensemble_rows_are_taken_whole():
     # each replication's fitted inputs are one row of the ensemble, not a mix of rows
-    from sim.experiment import replicate
+    from sim.experiments.experiment import replicate
 
     fitted = load(ROOT / "calibration" / "fitted_2022.toml")
     ens = fitted.ensemble
@@ -312,7 +312,7 @@ def test_the_fit_plot_draws_a_target_every_simulation_agrees_on(tmp_path):
     # above the mean, and matplotlib refuses a negative error bar (a finished fit was lost so)
     from types import SimpleNamespace
 
-    from sim import plots
+    from sim.outputs import plots
 
     targets = cal.load_targets(TARGETS)
     value = 0.1 + 0.2  # 0.30000000000000004: its mean over many copies is not itself
@@ -342,7 +342,7 @@ def test_a_known_miss_that_the_model_now_meets_fails_the_check(tmp_path, capsys)
 @given(st.lists(st.floats(0, 1e12, allow_nan=False), min_size=1, max_size=300).filter(lambda w: sum(w) > 0))
 @settings(max_examples=200, deadline=None)
 def test_truncated_weights_cap_each_set_and_keep_the_order(w):
-    from sim.abc_sampler import truncated_weights
+    from sim.experiments.abc_sampler import truncated_weights
 
     w = np.array(w)
     t = truncated_weights(w)
@@ -361,7 +361,7 @@ def test_truncated_weights_cap_each_set_and_keep_the_order(w):
 def test_abc_weights_that_fall_on_one_set_are_truncated_in_the_proposal():
     # a population whose raw weights sit on one set (as pyabc's did in the fit of commit cd919ff): the
     # proposal must spread over the population, not perturb that one set alone
-    from sim.abc_sampler import TruncatedWeightTransition
+    from sim.experiments.abc_sampler import TruncatedWeightTransition
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.uniform(size=(100, 3)), columns=["p0", "p1", "p2"])

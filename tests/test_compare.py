@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sim import compare, from_dict, load
 from sim.cli import main
-from sim.experiment import replicate
+from sim.experiments.experiment import replicate
 
 from .helpers import comparison_figures, metric
 
@@ -217,7 +217,7 @@ def test_differences_by_month_and_by_day_are_paired_replication_by_replication(t
     """compare_monthly.csv and compare_daily.csv: per alternative, each month's (day's) difference
     alt - base with the t-interval of the replications' paired differences; the months' crossings
     add up to the whole horizon's difference."""
-    from sim.metrics import MONTHLY_METRICS
+    from sim.statistics.metrics import MONTHLY_METRICS
 
     cmp = two_alternatives
     assert cmp.names == ["small_2022", "higher_limit", "small_2022_set"]

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim import des, fast, from_dict, load, run
-from sim.inputs import replication_inputs
-from sim.rng import replication_seed
+from sim import from_dict, load, run
+from sim.engines import des, fast
+from sim.engines.draws import replication_inputs
+from sim.base.rng import replication_seed
 
 from .helpers import deadlines_in_service
 from .strategies import scenarios
@@ -113,7 +114,7 @@ def test_engines_agree_statistically_on_independent_streams():
 
 def test_no_start_a_rounding_error_before_a_reopening():
     """Found by hypothesis: a service must not start 1 ulp before a random closure ends."""
-    from sim.fast.kernels import next_open_from
+    from sim.engines.fast.kernels import next_open_from
 
     starts, ends = np.array([0.0, 7.184532704697305]), np.array([0.8669932959450506, 8.0])
     t, i = next_open_from(7.184532704697304, starts, ends, 0)

@@ -18,8 +18,8 @@ import pytest
 
 from sim import load, run
 from sim.cli import main
-from sim.experiment import Point, run_design, task_sizes
-from sim.outdir import version
+from sim.experiments.experiment import Point, run_design, task_sizes
+from sim.base.outdir import version
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
@@ -121,7 +121,7 @@ def test_the_wheel_ships_the_library_the_calibration_and_the_report_template(tmp
         assert f"sim/scenarios/{scenario.name}" in names
     for name in ("fitted_2022.toml", "fitted_2022_ensemble.csv", "targets_2022.toml"):
         assert f"sim/calibration/{name}" in names
-    assert "sim/templates/report.html.j2" in names
+    assert "sim/outputs/templates/report.html.j2" in names
 
 
 def test_first_tasks_are_single_replications():

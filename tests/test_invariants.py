@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import from_dict
-from sim.calendar import draw_random_closures
-from sim.rng import stream
-from sim.rng import replication_seed
-from sim.scenario import WEEKDAYS
+from sim.model.calendar import draw_random_closures
+from sim.base.rng import stream
+from sim.base.rng import replication_seed
+from sim.model.scenario import WEEKDAYS
 
 from .helpers import metric, run_one
 from .strategies import scenarios

@@ -12,8 +12,8 @@ from scipy import stats
 
 from sim import from_dict, load, run
 from sim.cli import main
-from sim import metrics
-from sim.run import run_replication
+from sim.statistics import metrics
+from sim.experiments.run import run_replication
 
 from .helpers import metric, run_one, single_queue
 from .test_invariants import brute_queue_area

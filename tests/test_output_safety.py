@@ -20,7 +20,7 @@ import pytest
 
 from sim import load, run, write_results
 from sim.cli import main
-from sim.run import RunResult
+from sim.experiments.run import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -28,7 +28,7 @@ TABLES = {"summary.csv", "per_replication.csv", "daily.csv", "queue_by_hour.csv"
           "metadata.json", "monthly.csv", "per_replication_monthly.csv",
           "scenario_files"}  # scenario_files/: the scenario's files as the run read them
 REPORT = {"report.html", ".bordersim-files.json"}  # the report, listed in the folder's manifest of written files
-MARKER = ".bordersim"  # the documented marker (spelt out: these tests also run on code without sim.outdir)
+MARKER = ".bordersim"  # the documented marker (spelt out: these tests also run on code without sim.base.outdir)
 LANES = "gates.hoanh_mo.exit.stages.customs.lanes"
 
 
@@ -167,9 +167,9 @@ def test_results_follow_the_umask(tmp_path, results, umask, folder, file):
 STUCK_WRITER = """
 import os, pickle, signal, sys, time
 from pathlib import Path
-import sim.plots
+import sim.outputs.plots
 from sim.cli import main
-from sim.output import write_results
+from sim.outputs.results import write_results
 
 how, out, started = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 
@@ -179,8 +179,8 @@ def stuck(*args, **kwargs):  # the tables are written, the plots not yet
 
 if how == "between renames":  # no renameat2: the fallback's two renames, and a kill between them
     try:
-        import sim.outdir
-        sim.outdir._renameat2 = None
+        import sim.base.outdir
+        sim.base.outdir._renameat2 = None
     except ImportError:  # code that has only the renames
         pass
     rename = os.rename
@@ -193,7 +193,7 @@ if how == "between renames":  # no renameat2: the fallback's two renames, and a 
 
     os.rename = rename_then_die
 else:
-    sim.plots.queue_by_hour = stuck
+    sim.outputs.plots.queue_by_hour = stuck
 if how == "cli":
     sys.exit(main(["run", sys.argv[4], "--reps", "2", "--workers", "1", "--quiet", "--out", str(out)]))
 write_results(pickle.loads(Path(sys.argv[4]).read_bytes()), out)
@@ -270,7 +270,7 @@ def test_debris_is_removed_only_if_dead_and_ours(tmp_path, results):
 def test_a_live_writers_temporary_refuses_another_writer(tmp_path, results):
     """A writer of ``out`` holds the flock of its temporary beside it until its swap: another
     writer is refused meanwhile, with one line, and touches nothing."""
-    from sim.errors import OutputError
+    from sim.base.errors import OutputError
 
     out = write_results(results[0], tmp_path / "out", make_plots=False)
     live = tmp_path / ".out.tmp-0000000d"  # a live writer's: it holds the flock
@@ -291,8 +291,8 @@ def test_a_live_writers_temporary_refuses_another_writer(tmp_path, results):
 
 
 def test_a_file_is_replaced_whole_and_dead_temporaries_go(tmp_path):
-    from sim.errors import OutputError
-    from sim.outdir import atomic_file
+    from sim.base.errors import OutputError
+    from sim.base.outdir import atomic_file
 
     path = tmp_path / "report.md"
     dead = tmp_path / ".report.md.tmp-0000000e"  # a killed writer's (nobody holds its flock)
@@ -379,11 +379,11 @@ def test_a_folder_written_before_files_were_listed_is_replaced_but_not_a_users_f
 HELD_SWEEP = """
 import sys, time
 from pathlib import Path
-import sim.sweep
+import sim.experiments.sweep
 from sim.cli import main
 
 out, started, go = sys.argv[1:4]
-run_points = sim.sweep._run_points
+run_points = sim.experiments.sweep._run_points
 
 def waiting(*args, **kwargs):
     Path(started).touch()
@@ -391,7 +391,7 @@ def waiting(*args, **kwargs):
         time.sleep(0.05)
     return run_points(*args, **kwargs)
 
-sim.sweep._run_points = waiting
+sim.experiments.sweep._run_points = waiting
 sys.exit(main(["sweep", sys.argv[4], "--param", "gates.hoanh_mo.exit.stages.customs.lanes=1,2", "--reps", "2",
                "--workers", "1", "--no-plots", "--quiet", "--out", out]))
 """
@@ -623,7 +623,7 @@ def test_calibration_never_writes_into_a_results_folder(repo, capsys, fitted):
 
 
 def test_the_committed_calibration_outputs_are_bordersims():
-    from sim import calibrate as cal
+    from sim.experiments import calibrate as cal
 
     cal.check_outputs(cal.load_targets(ROOT / "calibration" / "targets_2022.toml"))  # raises if not
 
@@ -677,10 +677,10 @@ def _same_table(path: Path, table) -> None:
 def test_every_file_bordersim_writes_loads_back(tmp_path):
     import tomllib
 
-    from sim import calibrate as cal
-    from sim.compare import compare
-    from sim.output import write_comparison
-    from sim.sweep import sweep
+    from sim.experiments import calibrate as cal
+    from sim.experiments.compare import compare
+    from sim.outputs.results import write_comparison
+    from sim.experiments.sweep import sweep
 
     (tmp_path / "awkward.toml").write_text(AWKWARD, encoding="utf-8")
     scen = load(tmp_path / "awkward.toml")

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim import des, fast, from_dict
-from sim.inputs import replication_inputs
-from sim.metrics import replication_metrics
-from sim.rng import replication_seed
-from sim.run import run_replication
+from sim import from_dict
+from sim.engines import des, fast
+from sim.engines.draws import replication_inputs
+from sim.statistics.metrics import replication_metrics
+from sim.base.rng import replication_seed
+from sim.experiments.run import run_replication
 
 from .helpers import deadlines_in_service, metric, single_queue
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import des, fast, from_dict
-from sim.flowstats import HIST_REL_ERROR
-from sim.inputs import replication_inputs
-from sim.metrics import replication_metrics
-from sim.rng import replication_seed
+from sim import from_dict
+from sim.engines import des, fast
+from sim.statistics.flowstats import HIST_REL_ERROR
+from sim.engines.draws import replication_inputs
+from sim.statistics.metrics import replication_metrics
+from sim.base.rng import replication_seed
 
 from .helpers import metric
 
@@ -68,7 +69,7 @@ def test_p95_is_exact_to_the_bin_width_beyond_ten_thousand_hours(engine):
 def test_time_in_system_table_keeps_long_times_in_their_own_bins():
     """The coarse time-in-system table (for the plot) has a bin for every time: the vehicles
     that waited over 10,000 h are not counted in a bin that ends at 10,000 h."""
-    from sim.metrics import TIS_BINS_H
+    from sim.statistics.metrics import TIS_BINS_H
 
     scen = from_dict(_long_closure())
     rep = replication_inputs(scen, replication_seed(3, 0))

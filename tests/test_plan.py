@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import from_dict, load
-from sim.calendar import fixed_calendar, with_closures
-from sim.inputs import hourly_rates, model_schedules, stage_schedules, unit_rates
-from sim.plan import compile_plan
-from sim.rng import replication_seed, stream
+from sim.model.calendar import fixed_calendar, with_closures
+from sim.engines.draws import hourly_rates, model_schedules, stage_schedules, unit_rates
+from sim.model.plan import compile_plan
+from sim.base.rng import replication_seed, stream
 
 from .strategies import scenarios
 
@@ -80,7 +80,7 @@ def assert_numbers_as_validated(scen, seed: int, index: int) -> None:
 
 
 def _overrides(model, gate: str):
-    from sim.adjust import hour_overrides
+    from sim.model.adjust import hour_overrides
 
     return hour_overrides(model, gate)
 
@@ -145,7 +145,7 @@ def test_a_replications_numbers_outside_the_schema_are_refused_naming_the_field(
     """Both ends of each range are valid (checked at load), but values together can give a
     number no scenario may have (a sweep's point, ranges between the ends of others, a
     distribution's low above its high): the replication is refused, naming the field."""
-    from sim.errors import ScenarioError
+    from sim.base.errors import ScenarioError
 
     text = (ROOT / "tests" / "data" / "tiny.toml").read_text(encoding="utf-8")
     text = text.replace('service_min = {dist = "lognormal", mean = 12, cv = 0.5}',

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sim.cli import main, summary_table
-from sim.compare import COMPARE_COLUMNS, headline_table
+from sim.experiments.compare import COMPARE_COLUMNS, headline_table
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "small_2022.toml"
@@ -111,7 +111,7 @@ def _value(text: str) -> float:
        share=st.booleans())
 def test_a_printed_difference_is_starred_exactly_when_its_printed_interval_excludes_zero(mean, half, shift, digits,
                                                                                          share):
-    from sim.formats import EXTRA_DIGITS, difference
+    from sim.outputs.formats import EXTRA_DIGITS, difference
 
     scale = 1e-2 if share else 1.0
     m = mean * 10.0 ** (-abs(shift) * 8) * scale  # differences from tiny to large
@@ -132,7 +132,7 @@ def test_a_difference_prints_its_bounds_apart_from_its_mean():
     """The report printed the time in system's -0.32 [-0.35, -0.28] as "-0.3 [-0.4, -0.3]" (the
     mean on its own bound), crossings per day "+0.03 [+0.03, +0.03] *", a monthly cell
     "-0.3 [-0.3, -0.3] *": a bound that differs from the mean prints apart from it."""
-    from sim.formats import difference
+    from sim.outputs.formats import difference
 
     assert difference(-0.3212, -0.3534, -0.2801, 1) == "-0.32 [-0.35, -0.28] *"
     assert difference(0.0253, 0.0213, 0.0296, 2) == "+0.025 [+0.021, +0.030] *"
@@ -144,7 +144,7 @@ def test_a_difference_prints_its_bounds_apart_from_its_mean():
 @given(mean=st.floats(-1e4, 1e4), below=st.floats(0, 1e3), above=st.floats(0, 1e3), scale=st.integers(-6, 2),
        digits=st.integers(0, 3), share=st.booleans())
 def test_a_bound_that_differs_from_the_mean_prints_apart_from_it(mean, below, above, scale, digits, share):
-    from sim.formats import EXTRA_DIGITS, difference
+    from sim.outputs.formats import EXTRA_DIGITS, difference
 
     m, lo, hi = mean * 10.0 ** scale, (mean - below) * 10.0 ** scale, (mean + above) * 10.0 ** scale
     text = difference(m, lo, hi, digits, share=share)
@@ -170,7 +170,7 @@ def test_no_plots_output_does_not_say_plots(tmp_path, capsys):
 
 def _hist(gates: dict[str, tuple[float, float]]) -> pd.DataFrame:
     """A time-in-system table with each gate's vehicles spread evenly over its (low, high) hours."""
-    from sim.metrics import TIS_BINS_H
+    from sim.statistics.metrics import TIS_BINS_H
 
     frames = []
     for g, (lo, hi) in gates.items():
@@ -190,7 +190,7 @@ def test_time_axis_labels_do_not_overlap(plot, table, tmp_path, monkeypatch):
     """time_in_system.png labelled '6 months' and '1 year' on top of each other."""
     from matplotlib.figure import Figure
 
-    from sim import plots
+    from sim.outputs import plots
 
     boxes = []
     save = Figure.savefig
@@ -214,7 +214,7 @@ def test_time_axis_labels_do_not_overlap(plot, table, tmp_path, monkeypatch):
 
 def test_a_signed_figure_never_reads_as_a_signed_zero():
     """A difference of -0.2 crossings printed "-0", and one of +0.3 "+0", as if there were none."""
-    from sim.formats import signed
+    from sim.outputs.formats import signed
 
     assert signed(-0.2, 0) == "-0.2" and signed(0.3, 0) == "+0.3" and signed(0.04, 1) == "+0.04"
     assert signed(0.0, 0) == "0" and signed(-1e-9, 0) == "~0" and signed(float("nan"), 1) == "-"

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.flowstats import hist_edges, hist_quantile, histogram
-from sim.queue_profile import queue_stats
+from sim.statistics.flowstats import hist_edges, hist_quantile, histogram
+from sim.statistics.queue_profile import queue_stats
 
 HORIZON = 72.0
 

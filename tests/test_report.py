@@ -12,9 +12,9 @@ import pandas as pd
 
 from sim import load
 from sim.cli import main, summary_table
-from sim.findings import closures_of, extreme_gates, extreme_notes, wait_without
-from sim.sources import file_notes, notes_for
-from sim.scenario import _load_layers
+from sim.outputs.findings import closures_of, extreme_gates, extreme_notes, wait_without
+from sim.model.sources import file_notes, notes_for
+from sim.model.scenario import _load_layers
 
 from .helpers import html_tables
 
@@ -214,15 +214,15 @@ def test_the_run_report_gives_each_target_the_checks_figures_and_verdict(tmp_pat
     # the run's verdicts are its own (4 replications, not the check's 200): the page says so
     section = unescape(html[html.index('<section id="observed">'):])
     assert "this run's 4 replications" in section and "The check runs 200 replications" in section
-    # targets.csv holds what the page shows, from the one definition in sim.targets
-    from sim.targets import load_targets
+    # targets.csv holds what the page shows, from the one definition in sim.experiments.targets
+    from sim.experiments.targets import load_targets
 
     written = pd.read_csv(out / "targets.csv")
     assert list(written.target) == [t.name for t in load_targets(TARGETS).targets]
 
 
 def test_the_targets_a_run_is_measured_against_are_those_that_fitted_its_scenario():
-    from sim.targets import fitted_by
+    from sim.experiments.targets import fitted_by
 
     assert fitted_by(load(FITTED)).path.name == "targets_2022.toml"
     assert fitted_by(load(ROOT / "scenarios" / "faster_procedures.toml")).path.name == "targets_2022.toml"  # extends it

@@ -238,13 +238,13 @@ def test_the_reports_show_the_months_as_monthly_csv_and_compare_monthly_csv_give
     """The run page's tables by month hold monthly.csv's mean time in system, number waiting and
     truck-hours waiting (both directions, every gate and all gates) and the compare page's the
     paired differences of compare_monthly.csv, each month in its row: one set of numbers, the
-    files', not a second computation, with each metric's digits (sim.formats.METRICS)."""
+    files', not a second computation, with each metric's digits (sim.outputs.formats.METRICS)."""
     import pandas as pd
 
     monthly = pd.read_csv(folders["run"] / "monthly.csv")
     tables = html_tables((folders["run"] / "report.html").read_text(encoding="utf-8"), "months")
     assert [t["caption"] for t in tables] == ["Mean time in system (h)", "Mean number waiting", "Truck-hours waiting"]
-    from sim.formats import METRICS, difference
+    from sim.outputs.formats import METRICS, difference
 
     for table, metric in zip(tables, ("time_in_system_mean_h", "queue_mean", "waiting_truck_hours")):
         rows = monthly[(monthly.metric == metric) & (monthly.direction == "all") & (monthly.gate == "all")]

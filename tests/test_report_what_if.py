@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from sim import compare, load, write_comparison
-from sim.compare import headline_table
+from sim.experiments.compare import headline_table
 
 from .helpers import comparison_figures, html_tables
 
@@ -89,14 +89,14 @@ def test_gates_where_nothing_changed_are_named_in_one_line_not_as_rows_of_zeros(
     # the months: no column of zeros for them either
     for t in html_tables(html, "months"):
         assert t["header"][1:] == [BAC_LUAN_2, "all gates"], t["caption"]
-    from sim.compare import unchanged
+    from sim.experiments.compare import unchanged
 
     assert unchanged(cmp.table, ALT) == ["mong_cai", "km3_4", "hoanh_mo", "bac_phong_sinh"]
 
 
 def test_a_gate_with_any_difference_is_not_called_unchanged():
     """One difference not exactly 0 (a bound of 1e-12, or two means that differ) keeps a gate."""
-    from sim.compare import unchanged
+    from sim.experiments.compare import unchanged
 
     rows = [("a", 0.0, 0.0, 0.0, 5.0, 5.0), ("a", 0.0, 0.0, 0.0, 1.0, 1.0), ("b", 0.0, 0.0, 1e-12, 5.0, 5.0),
             ("c", 0.0, 0.0, 0.0, 5.0, 5.5), ("d", np.nan, np.nan, np.nan, np.nan, np.nan),
@@ -126,7 +126,7 @@ def test_a_finding_says_where_the_saved_wait_went(what_if):
     assert customs.diff_ci_high < 0 < limit.diff_ci_low  # both clear, opposite
     said = [n for n in _findings(html) if n.startswith(f"{BAC_LUAN_2}, exit: ")]
     assert len(said) == 1, _findings(html)
-    from sim.formats import METRICS, difference_mean
+    from sim.outputs.formats import METRICS, difference_mean
 
     digits = METRICS["wait_mean_h"].digits
     assert f"customs {difference_mean(customs.diff_mean, customs.diff_ci_low, customs.diff_ci_high, digits)} h" \
@@ -146,7 +146,7 @@ def test_a_finding_says_where_the_saved_wait_went(what_if):
 def test_displaced_waits_take_only_clear_opposite_moves():
     """A stage whose interval includes 0 is no move; a gate and direction where every clear move
     goes one way has nothing displaced."""
-    from sim.compare import displaced_waits
+    from sim.experiments.compare import displaced_waits
 
     def row(gate, direction, stage, mean, low, high):
         return {"scenario": "x", "gate": gate, "direction": direction, "metric": "wait_mean_h", "stage": stage,
@@ -166,7 +166,7 @@ def test_displaced_waits_take_only_clear_opposite_moves():
 def test_the_printed_table_and_the_report_show_the_same_metrics_labels_and_figures(what_if):
     """The printed table gave crossings and "p95 time in system h", the report crossings per day
     and "95 % crossed within h"; the time in system was -0.32 [-0.35, -0.28] printed and
-    "-0.3 [-0.4, -0.3]" in the report. Both now take sim.formats.METRICS and its formatter."""
+    "-0.3 [-0.4, -0.3]" in the report. Both now take sim.outputs.formats.METRICS and its formatter."""
     cmp, _out, html = what_if
     printed = headline_table(cmp, ALT).split("unchanged:")[0].splitlines()[1:]
     labels = ["mean wait h", "mean time in system h", "95 % crossed within h", "mean number waiting",
@@ -185,8 +185,8 @@ def test_the_printed_table_and_the_report_show_the_same_metrics_labels_and_figur
         shown.append((ids[gate], row[1], row[4]))
     assert [label for g, label, _d in rows if g == "all gates"] == labels
     assert shown == rows
-    from sim.compare import HEADLINE
-    from sim.formats import METRICS
+    from sim.experiments.compare import HEADLINE
+    from sim.outputs.formats import METRICS
 
     assert labels == [METRICS[m].label for m in HEADLINE]  # one table of labels for both
 
@@ -223,7 +223,7 @@ def test_an_input_a_set_scaled_reads_as_the_fitted_values_scaled(what_if):
 
 
 def test_inputs_show_at_most_twelve_significant_digits():
-    from sim.report import value_text
+    from sim.outputs.report import value_text
 
     assert value_text(12 * 0.8) == "9.6" and value_text({"uniform": [9.600000000000001, 16]}) == "uniform [9.6, 16]"
     assert value_text(0.1 + 0.2) == "0.3" and value_text(123456.789012345) == "123456.789012"

@@ -68,7 +68,7 @@ def test_result_does_not_depend_on_chunk_size():
 def test_replication_seed_is_the_spawned_child():
     import numpy as np
 
-    from sim.rng import replication_seed
+    from sim.base.rng import replication_seed
 
     children = np.random.SeedSequence(5).spawn(10)
     for i in (0, 3, 9):
@@ -80,7 +80,7 @@ def test_streams_are_the_seedsequence_children():
     # that SeedSequence(seed, spawn_key=(replication, name key)) seeds, for small and large seeds
     import numpy as np
 
-    from sim.rng import _name_key, replication_seed, stream
+    from sim.base.rng import _name_key, replication_seed, stream
 
     for seed in (0, 1, 20221130, 2**32 - 1, 2**32, 2**70 + 5, 2**130 + 17):
         for index in (0, 9, 2**31):

@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import capacity, from_dict, load
-from sim.calendar import build_calendar
-from sim.errors import OverloadError
-from sim.distributions import Deterministic, Exponential, Gamma, LogNormal, Triangular, Uniform
-from sim.inputs import poisson_arrivals, replication_inputs
-from sim.rng import stream
-from sim.rng import replication_seed
+from sim import from_dict, load
+from sim.experiments import capacity
+from sim.model.calendar import build_calendar
+from sim.base.errors import OverloadError
+from sim.model.distributions import Deterministic, Exponential, Gamma, LogNormal, Triangular, Uniform
+from sim.engines.draws import poisson_arrivals, replication_inputs
+from sim.base.rng import stream
+from sim.base.rng import replication_seed
 
 from .helpers import single_queue
 
@@ -56,8 +57,8 @@ def test_extends_overrides_only_what_it_names():
 def test_ranges_are_sampled_within_bounds_and_vary_between_replications():
     """Each replication's numbers (the plan's program run on its draws) lie in their ranges, a
     count as a whole number, and differ between replications."""
-    from sim.plan import compile_plan
-    from sim.rng import stream
+    from sim.model.plan import compile_plan
+    from sim.base.rng import stream
 
     scen = load(BASELINE)
     plan = compile_plan(scen)
@@ -149,7 +150,7 @@ def test_distributions_have_the_stated_mean_and_variance(mean, cv):
 @pytest.mark.parametrize("sizes", [(5, 0), (0, 4), (30, 70), (10, 10, 3), (0, 0)])
 def test_class_runs_merge_as_a_stable_sort(sizes):
     # vehicles of several classes, each run sorted, with ties (backlog at 0, equal times)
-    from sim.inputs import _merge_runs
+    from sim.engines.draws import _merge_runs
 
     rng = np.random.default_rng(sum(sizes))
     runs = [np.sort(np.r_[np.zeros(s // 3), rng.integers(0, 6, s - s // 3)].astype(float)) for s in sizes]
@@ -169,7 +170,7 @@ def test_class_runs_merge_as_a_stable_sort(sizes):
 )
 def test_calendar_subtraction_is_set_difference(opens, closed):
     # open intervals [s, s + len) (made disjoint and sorted) less closures, against a point test
-    from sim.calendar import _merge, _subtract
+    from sim.model.calendar import _merge, _subtract
 
     o = np.array(_merge([(s, s + n) for s, n in opens if n > 0]), dtype=float).reshape(-1, 2)
     c = np.array([(s, s + n) for s, n in closed], dtype=float).reshape(-1, 2)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import des, fast, from_dict, load
+from sim import from_dict, load
+from sim.engines import des, fast
 from sim.cli import main
-from sim.experiment import replicate
-from sim.inputs import replication_inputs
-from sim.rng import replication_seed
+from sim.experiments.experiment import replicate
+from sim.engines.draws import replication_inputs
+from sim.base.rng import replication_seed
 
 from .helpers import metric
 
@@ -382,7 +383,7 @@ def test_a_relative_set_of_a_fitted_input_changes_every_ensemble_row(capsys):
         assert replicate(faster, 3, i).inputs[col] == pytest.approx(0.7 * replicate(base, 3, i).inputs[col])
     other = "demand_steps.exit_level.factor"
     assert replicate(faster, 3, 0).inputs[other] == replicate(base, 3, 0).inputs[other]
-    from sim.adjust import set_warnings
+    from sim.model.adjust import set_warnings
     warned = set_warnings(base.nominal, ["gates.bac_luan_2.exit.acceptance_limit*=1.2"])
     assert len(warned) == 1 and "adjust.bac_luan_2_limit_winter" in warned[0]
 

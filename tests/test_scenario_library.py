@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim import fast, load, run
-from sim.inputs import replication_inputs
-from sim.rng import replication_seed
-from sim.targets import BOARD_RATIO, Target, target_values
+from sim import load, run
+from sim.engines import fast
+from sim.engines.draws import replication_inputs
+from sim.base.rng import replication_seed
+from sim.experiments.targets import BOARD_RATIO, Target, target_values
 
 ROOT = Path(__file__).parent.parent
 FITTED = ROOT / "calibration" / "fitted_2022.toml"

@@ -1,4 +1,4 @@
-"""Sweeps (sim.sweep) and their sensitivity indices (sim.sensitivity).
+"""Sweeps (sim.experiments.sweep) and their sensitivity indices (sim.experiments.sensitivity).
 
 - the same sweep gives the same table, to the byte, on 1 worker, 2 workers and a Dask
   LocalCluster of worker processes started here (whose workers run one native thread each);
@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim import scenario as sc
+from sim.model import scenario as sc
 from sim.cli import main
-from sim.sensitivity import SENSITIVITY_COLUMNS, ishigami, ishigami_indices, sobol_indices
-from sim.sweep import Param, derive, make_design, parse_spec, sweep, sweep_report
+from sim.experiments.sensitivity import SENSITIVITY_COLUMNS, ishigami, ishigami_indices, sobol_indices
+from sim.experiments.sweep import Param, derive, make_design, parse_spec, sweep, sweep_report
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.toml"
@@ -324,8 +324,8 @@ def test_ishigami_indices_within_their_intervals():
 
 
 def test_main_effects_and_rank_correlations_of_known_functions():
-    from sim.sensitivity import analyse, ranking
-    from sim.sweep import Output
+    from sim.experiments.sensitivity import analyse, ranking
+    from sim.experiments.sweep import Output
 
     out = Output("y", "g")
     a, b, c = Param("a", "list", (0.0, 1.0, 2.0)), Param("b", "list", (-1.0, 1.0)), Param("c", "list", (5.0,))
@@ -356,8 +356,8 @@ def test_every_interval_stays_within_its_index_range():
     in four crosses (mu* 3.75) printed a lower bound of -2.3, and a one-input Sobol design an ST
     interval up to 1.8. The estimate is never changed, even outside the range (Saltelli's S1 and
     Jansen's ST estimators can leave it by their noise): it is SALib's own, and said to be noise."""
-    from sim.sensitivity import analyse, morris_indices
-    from sim.sweep import Output
+    from sim.experiments.sensitivity import analyse, morris_indices
+    from sim.experiments.sweep import Output
 
     out = Output("y", "g")
     step = [Param("a", "interval", (0.0, 1.0)), Param("b", "interval", (0.0, 1.0))]
@@ -471,7 +471,7 @@ def test_an_input_with_no_effect_is_not_significant_on_a_small_hypercube(tmp_pat
 
 
 def test_designs_with_too_few_points_are_said_to_be():
-    from sim.sweep import design_warning, lhs_points_needed
+    from sim.experiments.sweep import design_warning, lhs_points_needed
 
     params = [Param(f"x{i}", "interval", (0.0, 1.0)) for i in range(68)]
     assert lhs_points_needed(68) == 575 and lhs_points_needed(1) == lhs_points_needed(2) == 10
@@ -501,7 +501,7 @@ def test_a_grid_ranks_its_inputs_by_their_main_effects(tmp_path):
     s = res.sensitivity
     assert set(s.method) == {"grid"} and set(s["index"]) == {"main_effect"}
     assert set(s.gate) == {"hoanh_mo", "all"} and set(s.metric) == {"time_in_system_mean_h"}
-    assert s[["conf", "ci_low", "ci_high"]].isna().all().all()  # no interval: see sim.sensitivity.main_effects
+    assert s[["conf", "ci_low", "ci_high"]].isna().all().all()  # no interval: see sim.experiments.sensitivity.main_effects
     for gate in ("hoanh_mo", "all"):
         rows = _main_rows(res.table, "time_in_system_mean_h", gate)
         mine = s[s.gate == gate].set_index("param")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.workers import available_cores, local_pool, resolve_workers
+from sim.experiments.workers import available_cores, local_pool, resolve_workers
 
 ROOT = Path(__file__).parent.parent
 BASELINE = ROOT / "scenarios" / "baseline_2022.toml"
@@ -113,7 +113,7 @@ def test_run_warns_and_uses_no_more_workers_than_cores(tmp_path, monkeypatch, ca
 
     from sim.cli import main
 
-    run_module = importlib.import_module("sim.experiment")
+    run_module = importlib.import_module("sim.experiments.experiment")
     started = []
     real = run_module.local_pool
 
@@ -147,7 +147,7 @@ def test_a_replication_runs_no_native_thread_pool():
     script = textwrap.dedent(f"""
         import glob, os
         from sim import load
-        from sim.run import run_replication
+        from sim.experiments.run import run_replication
         scen = load({str(BASELINE)!r})
         run_replication(scen, 1, 0)
         def ticks():
@@ -176,7 +176,7 @@ def test_a_replication_runs_no_native_thread_pool():
 HALF_SENT = """
 import inspect, struct, sys, threading, time
 from pathlib import Path
-from sim.workers import local_pool
+from sim.experiments.workers import local_pool
 
 def half_a_result(flag):
     frame = inspect.currentframe()

@@ -1,0 +1,482 @@
+"""The random inputs of one replication, drawn from named streams before any engine runs.
+
+Both engines consume the same :class:`FlowInputs`, so that fed identical inputs they can be
+compared vehicle by vehicle. Streams are named per gate, direction, class and stage
+(``arrivals/<gate>/<direction>/<class>``, ``service/<gate>/<direction>/<class>/<stage>``,
+``closures/<gate>/<id>``, ``param/<name>``): two scenarios that share a gate share its
+randomness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numba as nb
+import numpy as np
+
+from ..model.adjust import (demand_steps, factor_schedule, lanes_by_day, lanes_schedule, quota_by_day, quota_schedule,
+                     service_factors)
+from ..model.calendar import Calendar, draw_random_closures, lane_calendars, with_closures
+from ..model.plan import FlowPlan, Plan, compile_plan
+from ..model.ranges import ACCEPTANCE  # the acceptance step's label in the outputs
+from ..base.rng import stream
+from ..model.scenario import Profile, Scenario, ScenarioModel
+
+DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}
+
+
+@dataclass
+class FlowInputs:
+    """One gate and direction in one replication: its vehicles and its stages."""
+
+    gate: str
+    direction: str
+    arrival: np.ndarray  # hours, sorted; initial backlog at 0, or before 0 if it has a history
+    vclass: np.ndarray  # index into classes
+    class_priority: np.ndarray  # priority of each class (lower is served first)
+    service: np.ndarray  # (n, stages) hours, 0 for the acceptance step; a view of a stage-major array
+    classes: list[str]
+    stage_names: list[str]
+    lanes: list[int | None]  # None: unlimited (the acceptance step); the most a stage has, if scheduled
+    quota: list[np.ndarray | None]  # per stage: vehicles that may start it on each day (days + 1), or None
+    calendar: Calendar
+    n_backlog: int
+    acceptance: int = -1  # the column of the far side's acceptance step (no time, no lanes), -1: none
+    # per stage: a calendar per lane when its number of lanes follows a schedule (lane j serves
+    # while the stage has more than j lanes), else None (every lane keeps the flow's calendar)
+    lane_calendars: list[list[Calendar] | None] | None = None
+    # per stage: service-time factors by class and day (classes x days + 1) when they change by
+    # date (a service started on day d takes its drawn time x factor), else None
+    service_factor: list[np.ndarray | None] | None = None
+    # when each vehicle may join its first stage (a class turned away waits for the refusal's
+    # end), or None: on arrival. Arrivals before 0 are a backlog's: queued at the start
+    available: np.ndarray | None = None
+    # when each vehicle gives up waiting (hours; inf: never), or None: no class has a patience.
+    # It gives up at the first stage up to patience_stages it has not started by then (at the
+    # end of a service it is in at that time), or while turned away before its first stage
+    deadline: np.ndarray | None = None
+    patience_stages: int = 0  # the stages (from the first) where a vehicle may give up
+
+    def __post_init__(self):
+        if self.lane_calendars is None:
+            self.lane_calendars = [None] * len(self.stage_names)
+        if self.service_factor is None:
+            self.service_factor = [None] * len(self.stage_names)
+
+    @property
+    def n(self) -> int:
+        return len(self.arrival)
+
+    @property
+    def priority(self) -> np.ndarray:
+        """Each vehicle's priority (lower is served first)."""
+        return self.class_priority[self.vclass]
+
+
+@dataclass
+class ReplicationInputs:
+    model: ScenarioModel
+    horizon_h: float
+    warmup_h: float
+    flows: list[FlowInputs]
+
+
+def _norm(values: list[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v / v.mean()
+
+
+def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str) -> np.ndarray:
+    """Arrival rate (vehicles per hour) in each hour of the horizon, at the model's own values."""
+    gate = model.gates[gate_id]
+    per_day = gate.spec(direction).demand.get(vclass, 0.0)
+    if per_day == 0:
+        return np.zeros(24 * model.horizon.days)
+    prof: Profile = gate.profile or model.profile
+    steps = tuple(
+        (first, until, factor) for first, until, factor, gates, directions, classes in demand_steps(model)
+        if (gates is None or gate_id in gates) and (directions is None or direction in directions)
+        and (classes is None or vclass in classes)
+    )
+    h = model.horizon
+    bounds = _step_days(tuple((first, until) for first, until, _factor in steps), h.start, h.days)
+    factors = np.array([factor for _first, _until, factor in steps], dtype=float)
+    return per_day * shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), bounds, factors,
+                                  h.start, h.days)[0]
+
+
+def shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, bounds: np.ndarray, factors: np.ndarray,
+                 start: dt.date, days: int):
+    """Hourly rates for one vehicle a day, the profiles and the demand steps applied (bounds:
+    each step's day span, as _step_days gives it; factors: each step's factor, in order), their
+    cumulative sum from 0 and their inverses. The step factors are sampled, so this runs in a
+    replication for every class whose steps vary; the arithmetic is one compiled pass (numpy
+    took ~0.27 ms a call here: a temporary array per step)."""
+    return _shape(_day_profile(weekday, monthly, start, days), bounds, factors, _hour_shape(hourly))
+
+
+@lru_cache(maxsize=256)
+def _step_days(spans: tuple, start: dt.date, days: int) -> np.ndarray:
+    """Per step, the first day it covers and the day after its last (0 <= lo <= hi <= days)."""
+    out = np.zeros((len(spans), 2), dtype=np.int64)
+    for j, (first, last) in enumerate(spans):
+        lo = min(max((first - start).days, 0), days)
+        hi = days if last is None else min(max((last - start).days + 1, lo), days)
+        out[j] = lo, hi
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _hour_shape(hourly: tuple) -> np.ndarray:
+    out = _norm(list(hourly))
+    out.setflags(write=False)
+    return out
+
+
+@nb.njit(cache=True)
+def _shape(daily, bounds, factors, hour_shape):
+    """The arithmetic of _shaped_rates, in numpy's order (so the values are the same to the
+    bit): each step multiplies the days it covers, in turn; an hour's rate is day x hour share
+    / 24; the cumulative sum runs from 0, hour after hour; inverses are 0 where a rate is 0."""
+    days = daily.size
+    d = daily.copy()
+    for j in range(factors.size):
+        for k in range(bounds[j, 0], bounds[j, 1]):
+            d[k] = d[k] * factors[j]
+    n_h = hour_shape.size
+    out = np.empty(days * n_h)
+    cum = np.empty(days * n_h + 1)
+    inv = np.empty(days * n_h)
+    cum[0] = 0.0
+    total = 0.0
+    for k in range(days):
+        for h in range(n_h):
+            i = k * n_h + h
+            r = d[k] * hour_shape[h] / 24.0
+            out[i] = r
+            total += r
+            cum[i + 1] = total
+            inv[i] = 1.0 / r if r > 0 else 0.0
+    return out, cum, inv
+
+
+@lru_cache(maxsize=256)
+def _day_profile(weekday: tuple, monthly: tuple, start: dt.date, days: int) -> np.ndarray:
+    dates = [start + dt.timedelta(days=d) for d in range(days)]
+    out = _norm(list(weekday))[[d.weekday() for d in dates]] * _norm(list(monthly))[[d.month - 1 for d in dates]]
+    out.setflags(write=False)
+    return out
+
+
+def poisson_arrivals(rates: np.ndarray, rng: np.random.Generator, scale: float = 1.0,
+                     cum: np.ndarray | None = None, inv: np.ndarray | None = None) -> np.ndarray:
+    """A non-homogeneous Poisson process with piecewise-constant hourly rates scale x rates, by
+    inversion (cum: the cumulative sum of rates from 0, inv: 1 / rates, when known already).
+
+    Unit-rate event times E are mapped through the inverse cumulative intensity, so a scenario
+    with scaled demand sees the same underlying draws (common random numbers).
+    """
+    if cum is None:
+        cum = np.concatenate([[0.0], np.cumsum(rates)])
+    if inv is None:
+        inv = np.divide(1.0, rates, out=np.zeros(len(rates)), where=rates > 0)
+    total = scale * cum[-1]
+    if total <= 0:
+        return np.empty(0)
+    out = np.empty(int(total + 5 * np.sqrt(total + 1) + 10))
+    m, last, h = 0, 0.0, 0
+    while True:
+        n = int(total - last + 5 * np.sqrt(total - last + 1) + 10)
+        m, last, h, done = _invert(rng.exponential(1.0, n), last, h, 1.0 / scale, cum, inv, out, m)
+        if done:
+            return out[:m]
+        if m + n > out.size:  # rare: the first draw fell short; grow the buffer
+            out = np.concatenate([out[:m], np.empty(n + out.size)])
+
+
+@nb.njit(cache=True)
+def _invert(gaps, last, h, inv_scale, cum, inv_rates, out, m):
+    """Unit-rate event times e (last + the running sum of gaps) mapped through the inverse
+    cumulative intensity into out[m:]: the hour at which cum reaches e / scale, up to the
+    total cum[-1]; a merge of two sorted sequences (as searchsorted(cum, e / scale, 'right') - 1,
+    in linear time); h: the hour reached so far. Returns the new m, the last event time, the
+    hour reached and whether the total was passed."""
+    total = cum[cum.size - 1]
+    e = last
+    for j in range(gaps.size):
+        e += gaps[j]
+        u = e * inv_scale
+        if u >= total:
+            return m, e, h, True
+        while cum[h + 1] <= u:  # stops: cum[-1] = total > u
+            h += 1
+        out[m] = h + (u - cum[h]) * inv_rates[h]
+        m += 1
+    return m, e, h, False
+
+
+@nb.njit(cache=True)
+def _merge_runs(arrival, bounds, service):
+    """The vehicles of sorted per-class runs (run c: [bounds[c], bounds[c + 1])) in time order,
+    at equal times by class, within a class in run order: what a stable sort of arrival gives,
+    in linear time. Returns the arrival times, the classes and the service times (stages, n)."""
+    n_runs = bounds.size - 1
+    n = arrival.size
+    k_stages = service.shape[0]
+    ptr = bounds[:-1].copy()
+    arr_out = np.empty(n)
+    cls_out = np.empty(n, np.int64)
+    svc_out = np.empty((k_stages, n))
+    src = np.empty(n, np.int64)
+    if n_runs == 2:  # the usual case: a two-pointer merge
+        a, a_end, b = bounds[0], bounds[1], bounds[1]
+        for j in range(n):
+            if b >= n or (a < a_end and arrival[a] <= arrival[b]):
+                src[j] = a
+                cls_out[j] = 0
+                a += 1
+            else:
+                src[j] = b
+                cls_out[j] = 1
+                b += 1
+    else:
+        for j in range(n):
+            best = -1
+            best_t = np.inf
+            for c in range(n_runs):
+                if ptr[c] < bounds[c + 1] and (best < 0 or arrival[ptr[c]] < best_t):
+                    best = c
+                    best_t = arrival[ptr[c]]
+            src[j] = ptr[best]
+            ptr[best] += 1
+            cls_out[j] = best
+    for j in range(n):
+        arr_out[j] = arrival[src[j]]
+    for k in range(k_stages):  # row by row: contiguous writes
+        for j in range(n):
+            svc_out[k, j] = service[k, src[j]]
+    return arr_out, cls_out, svc_out
+
+
+def stage_layout(spec, direction: str) -> tuple[list[str], int]:
+    """A flow's stage names in order, the far side's acceptance step included where it sits,
+    and that step's column (-1: the flow has no daily limit)."""
+    names = [s.name for s in spec.stages]
+    if spec.acceptance_limit is None:
+        return names, -1
+    pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
+    acc_k = 0 if pos == "first" else len(names)
+    names.insert(acc_k, ACCEPTANCE)
+    return names, acc_k
+
+
+def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar: Calendar, days: int,
+                class_priority: np.ndarray) -> FlowInputs:
+    """One flow's vehicles and stages in one replication: its plan (sim.model.plan.FlowPlan), the
+    replication's numbers (v: sim.model.plan.Plan.values), its seed and its calendar after the random
+    closures; class_priority: each of the flow's classes' priority."""
+    classes = list(fp.classes)
+    prefix = f"{fp.gate}/{fp.direction}"
+    names, acc_k = list(fp.stage_names), fp.acceptance
+    has_acceptance = acc_k >= 0
+    cols = [k for k in range(len(names)) if k != acc_k]  # columns of the stages
+    times, n_backlog = [], 0
+    for ci, c in enumerate(classes):
+        backlog = fp.backlog[ci].of(v) if fp.backlog[ci] is not None else 0
+        n_backlog += backlog
+        per_day = fp.demand[ci].of(v) if fp.demand[ci] is not None else 0.0
+        arr = np.empty(0)
+        if per_day > 0:
+            unit, unit_cum, unit_inv = unit_rates(fp, ci, v, days)
+            arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum, unit_inv)
+        if backlog:  # queued at the start, having come the days before (their waits count from then)
+            came = np.zeros(backlog)
+            if fp.backlog_age is not None:
+                age = fp.backlog_age.of(v).draw(stream(rep_seq, f"backlog/{prefix}/{c}"), backlog)
+                came = np.sort(-24.0 * age)  # the oldest first: they were at the head of the queue
+            arr = np.concatenate([came, arr])
+        times.append(arr)
+    sizes = [len(t) for t in times]
+    arrival = np.concatenate(times) if len(times) != 1 else times[0]
+    vclass = np.zeros(len(arrival), dtype=np.int64)  # one class; merged below otherwise
+    # stage-major (stages, n): each stage's draws fill a contiguous row, as the fast engine reads it
+    service = np.empty((len(cols) + has_acceptance, len(arrival)))
+    if has_acceptance:
+        service[acc_k] = 0.0  # the acceptance step takes no time
+    first = 0
+    for ci, (c, size) in enumerate(zip(classes, sizes)):
+        for k, st in zip(cols, fp.stages):
+            rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
+            np.divide(st.service[ci].of(v).draw(rng, size), 60.0, out=service[k, first:first + size])
+        first += size
+    if len(classes) > 1:
+        # by time, at equal times (the backlog) by class: a merge of the per-class sorted runs
+        arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
+
+    lanes, quota, lane_cals, factors = stage_schedules(fp, v, calendar, days)
+    available = _available(fp, arrival, vclass)
+    deadline = _deadlines(fp, v, arrival, vclass, rep_seq, prefix)
+    return FlowInputs(
+        gate=fp.gate, direction=fp.direction, arrival=arrival, vclass=vclass,
+        class_priority=class_priority,
+        service=service.T, classes=classes, stage_names=names, lanes=lanes,
+        quota=quota, calendar=calendar, n_backlog=n_backlog, acceptance=acc_k,
+        lane_calendars=lane_cals, service_factor=factors, available=available, deadline=deadline,
+        patience_stages=(acc_k + 1 if has_acceptance else len(names)) if deadline is not None else 0,
+    )
+
+
+def unit_rates(fp: FlowPlan, ci: int, v: list, days: int) -> tuple[np.ndarray, ...]:
+    """A class's hourly rates for one vehicle a day (profiles and demand steps), their
+    cumulative sum and their inverses in one replication: worked out once where no step factor
+    or profile value of the class varies (sim.model.plan keeps them), else anew."""
+    steps = fp.steps[ci]
+    varying = any(f.varies for _span, f in steps) or any(r.varies for part in fp.profile for r in part)
+    key = ("rates", ci)
+    if not varying and key in fp.cache:
+        return fp.cache[key]
+    weekday, monthly, hourly = (tuple(r.of(v) for r in part) for part in fp.profile)
+    bounds = fp.step_days[ci]
+    factors = np.array([f.of(v) for _span, f in steps], dtype=float)
+    out = shaped_rates(weekday, monthly, hourly, bounds, factors, fp.start, days)
+    if not varying:
+        for a in out:
+            a.setflags(write=False)
+        fp.cache[key] = out
+    return out
+
+
+def _deadlines(fp: FlowPlan, v: list, arrival, vclass, rep_seq, prefix) -> np.ndarray | None:
+    """When each vehicle gives up (hours; inf for a class with no patience), or None if no class
+    of the flow has one in this direction (sim.model.schema.VehicleClass.patience_days). Exponential
+    patience is memoryless, so it counts from the arrival, or for a backlog vehicle still
+    waiting at the start, from 0; a lognormal one counts from the arrival, a backlog vehicle's
+    drawn given that it exceeds the age it has at the start (it is still there)."""
+    deadline = None
+    for c, cls in enumerate(fp.classes):
+        patience = fp.patience[c]
+        if patience is None:
+            continue
+        mean_days, cv = patience[0].of(v), patience[1].of(v)
+        deadline = np.full(arrival.size, np.inf) if deadline is None else deadline
+        idx = np.flatnonzero(vclass == c)
+        rng = stream(rep_seq, f"patience/{prefix}/{cls}")
+        mean_h = 24.0 * float(mean_days)
+        came = arrival[idx]
+        if cv is None:
+            deadline[idx] = np.maximum(came, 0.0) + rng.exponential(mean_h, idx.size)
+        else:
+            deadline[idx] = came + lognormal_beyond(mean_h, float(cv), np.maximum(-came, 0.0),
+                                                    rng.random(idx.size))
+    return deadline
+
+
+def lognormal_beyond(mean: float, cv: float, age: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Lognormal draws (given mean and cv) conditioned on exceeding age, by inversion of the
+    uniforms u: from the survival function, so that an age far in the tail keeps its precision.
+    An age beyond any float's reach of the tail (survival 0) gives the age itself: it gives up
+    at once."""
+    from scipy.special import ndtr, ndtri
+
+    sigma = math.sqrt(math.log1p(cv * cv))
+    mu = math.log(mean) - sigma * sigma / 2
+    with np.errstate(divide="ignore"):
+        z_age = (np.log(age) - mu) / sigma  # -inf for age 0: no condition
+    tail = ndtr(-z_age) * (1.0 - u)  # in (0, survival(age)]: 1 - u is in (0, 1]
+    out = np.exp(mu - sigma * ndtri(tail))
+    return np.where(tail > 0, np.maximum(out, age), age)
+
+
+def _available(fp: FlowPlan, arrival, vclass) -> np.ndarray | None:
+    """When each vehicle may join its first stage: on arrival, or for a class turned away on
+    arrival (a refusal by date), when the refusal ends; None when no class is turned away."""
+    out = None
+    for c in range(len(fp.classes)):
+        for start_h, end_h in fp.refusals[c]:
+            hit = (vclass == c) & (arrival >= start_h) & (arrival < end_h)
+            if start_h <= 0:  # the backlog is turned away too while the refusal lasts
+                hit |= (vclass == c) & (arrival < end_h)
+            if hit.any():
+                out = arrival.copy() if out is None else out
+                out[hit] = np.maximum(out[hit], end_h)
+    return out
+
+
+def stage_schedules(fp: FlowPlan, v: list, calendar: Calendar, days: int):
+    """Per stage of a flow (the acceptance step in its place): its lanes (None: unlimited; the
+    most it has, if they follow a schedule), its daily limits (per day, or None), a calendar per
+    lane where the number of lanes changes by date (lane j serves on the days the stage has
+    more than j lanes), and service-time factors by class and day where they change by date.
+    The quotas and factors are worked out once where nothing in them varies."""
+    lanes, quota, lane_cals, factors = [], [], [], []
+    for k, st in enumerate(fp.stages):
+        n_lanes = st.lanes.of(v)
+        by_day = lanes_schedule(n_lanes, [(r.days, _of(r.set, v), _of(r.multiply, v)) for r in st.lanes_dated], days)
+        lanes.append(n_lanes if by_day is None else max(int(by_day.max()), 1))
+        lane_cals.append(None if by_day is None else lane_calendars(calendar, by_day))
+        quota.append(None)
+        factors.append(fp.cached(("factors", k), st.factors_vary, lambda st=st: factor_schedule(
+            len(fp.classes), [((r.days, _of(r.set, v), _of(r.multiply, v)), applies) for r, applies in st.service_dated],
+            days)))
+    if fp.acceptance >= 0:
+        lanes.insert(fp.acceptance, None)
+        quota.insert(fp.acceptance, fp.cached(("quota",), fp.quota_varies, lambda: quota_schedule(
+            fp.limit.of(v), [(r.days, _of(r.set, v), _of(r.multiply, v)) for r in fp.limit_dated], days)))
+        lane_cals.insert(fp.acceptance, None)
+        factors.insert(fp.acceptance, None)
+    return lanes, quota, lane_cals, factors
+
+
+def _of(ref, v: list):
+    return None if ref is None else ref.of(v)
+
+
+def model_schedules(model: ScenarioModel, gate_id: str, direction: str, calendar: Calendar):
+    """stage_schedules at the model's own values (the capacity check's nominal load)."""
+    gate = model.gates[gate_id]
+    spec = gate.spec(direction)
+    _names, acc_k = stage_layout(spec, direction)
+    lanes, quota, lane_cals, factors = [], [], [], []
+    for st in spec.stages:
+        by_day = lanes_by_day(model, gate_id, direction, st.name, st.lanes)
+        lanes.append(st.lanes if by_day is None else max(int(by_day.max()), 1))
+        lane_cals.append(None if by_day is None else lane_calendars(calendar, by_day))
+        quota.append(None)
+        factors.append(service_factors(model, gate_id, direction, st.name, list(gate.classes)))
+    if acc_k >= 0:
+        lanes.insert(acc_k, None)
+        quota.insert(acc_k, quota_by_day(model, gate_id, direction, spec.acceptance_limit))
+        lane_cals.insert(acc_k, None)
+        factors.insert(acc_k, None)
+    return lanes, quota, lane_cals, factors
+
+
+def plan_inputs(plan: Plan, v: list, rep_seq: np.random.SeedSequence) -> ReplicationInputs:
+    """The closures, arrivals and service times of one replication: a plan and the numbers of
+    its model in the replication (Plan.values)."""
+    days = plan.model.horizon.days
+    priority = np.array([p.of(v) for p in plan.priority], dtype=np.int64)
+    index = {c: i for i, c in enumerate(plan.model.classes)}
+    flows = []
+    for g in plan.gates:
+        random_closed = [draw_random_closures(rc.daily_probability.of(v), rc.duration_h.of(v), days,
+                                              stream(rep_seq, f"closures/{g.gate}/{rc.id}"))
+                         for rc in g.closures]
+        for fp in g.flows:
+            cal = with_closures(fp.fixed, [iv for j in fp.closures for iv in random_closed[j]])
+            flows.append(flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]]))
+    return ReplicationInputs(model=plan.model, horizon_h=plan.model.horizon.hours,
+                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows)
+
+
+def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence,
+                       fixed: dict[str, float] | None = None) -> ReplicationInputs:
+    """Sample the scenario's ranges, closures, arrivals and service times for one replication
+    (the uncertain inputs in ``fixed`` at the values given)."""
+    plan = compile_plan(scenario)
+    drawn = scenario.draw(lambda name: stream(rep_seq, name), fixed=fixed)
+    return plan_inputs(plan, plan.values(drawn), rep_seq)

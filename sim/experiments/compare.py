@@ -1,0 +1,324 @@
+"""Compare scenarios on common random numbers: paired differences with intervals, per gate.
+
+Every scenario runs replications 0..reps-1 with the same root seed, so replication i of each
+sees the same arrivals, service draws and closures wherever the scenarios agree (the streams
+are named by gate, direction, class and stage); the difference alt_i - base_i then holds only
+what the change did, and its interval over replications is much tighter than the difference
+of two independent means. The same pairing gives the differences of every metric (compare.csv),
+of each month's figures (compare_monthly.csv) and of each day's (compare_daily.csv): one
+function, ``paired``, for all three.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from . import capacity
+from ..base.errors import BordersimError
+from .experiment import Point, run_design
+from ..outputs.formats import METRICS, Metric, difference, number, percent, wrapped
+from ..statistics.metrics import (
+    ALL,
+    SHARES,
+    SUMMARY_COLUMNS,
+    ReplicationResult,
+    daily_matrix,
+    daily_table,
+    describe,
+    monthly_matrix,
+    monthly_table,
+    queue_by_hour_table,
+    summarise,
+    tis_hist_table,
+)
+from ..model.scenario import Scenario, with_sets
+from .workers import resolve_workers
+
+KEYS = ["gate", "direction", "metric", "stage", "class"]
+DIFF_COLUMNS = ["base_mean", "alt_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "rel_diff", "excludes_zero", "n"]
+COMPARE_COLUMNS = ["scenario", *KEYS, *DIFF_COLUMNS]
+# what the printed table and the report show per gate, the metrics a planner reads first (their
+# labels and digits: sim.outputs.formats.METRICS)
+HEADLINE = ["wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours",
+            "crossings", "gave_up", "held_by_limit_share"]
+QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
+UNCHANGED = "every figure the same, replication by replication"  # what a gate of unchanged() is
+# where the printed table's rest is (the CLI prints it under the tables)
+ELSEWHERE = ("every metric, each direction, stage and class: compare.csv; by month: compare_monthly.csv; "
+             "by day: compare_daily.csv")
+
+
+class CompareError(BordersimError):
+    """Scenarios that cannot be compared."""
+
+
+@dataclass
+class Comparison:
+    """Several scenarios run on common random numbers; the first is the base."""
+
+    scenarios: list[Scenario]
+    seed: int
+    reps: int
+    engine: str
+    results: list[list[ReplicationResult]] = field(repr=False)
+    wall_s: float
+    warnings: list[str]
+    workers: int = 1  # processes the replications ran in (writing may use as many)
+
+    @property
+    def base(self) -> Scenario:
+        return self.scenarios[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.scenarios]
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """compare.csv: per alternative and metric, base and alternative means and the paired
+        difference (alt - base) with its 95 % interval, relative to the base mean, and whether
+        the interval excludes 0. An empty stage or class is "" (``sim.read_table`` reads the
+        CSV back so)."""
+        return self._differences(lambda res, _scen: _values(res), COMPARE_COLUMNS)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """Each scenario's own summary (as `bordersim run` writes it), with a scenario column."""
+        return _stacked(self, lambda res, _scen: summarise(res))
+
+    @cached_property
+    def daily(self) -> pd.DataFrame:
+        return _stacked(self, lambda res, scen: daily_table(res, scen.nominal.horizon.start))
+
+    @cached_property
+    def monthly(self) -> pd.DataFrame:
+        """monthly.csv: each scenario's figures by calendar month (sim.statistics.metrics.monthly_table)."""
+        return _stacked(self, lambda res, scen: monthly_table(res, scen.nominal.horizon.start))
+
+    @cached_property
+    def monthly_differences(self) -> pd.DataFrame:
+        """compare_monthly.csv: per alternative, gate, direction, month and monthly metric, the
+        paired difference (alt - base, replication by replication) with its 95 % interval."""
+        return self._differences(lambda res, scen: _frame(*monthly_matrix(res, scen.nominal.horizon.start)),
+                                 ["scenario", "gate", "direction", "month", "metric", *DIFF_COLUMNS])
+
+    @cached_property
+    def daily_differences(self) -> pd.DataFrame:
+        """compare_daily.csv: the same per calendar day, for the daily table's metrics (the
+        queue_by_date plot draws its differences and bands from it)."""
+        return self._differences(lambda res, scen: _frame(*daily_matrix(res, scen.nominal.horizon.start)),
+                                 ["scenario", "gate", "direction", "date", "metric", *DIFF_COLUMNS])
+
+    @cached_property
+    def queue_by_hour(self) -> pd.DataFrame:
+        return _stacked(self, lambda res, _scen: queue_by_hour_table(res))
+
+    @cached_property
+    def time_in_system_hist(self) -> pd.DataFrame:
+        return _stacked(self, lambda res, _scen: tis_hist_table(res))
+
+    def _differences(self, values, columns: list[str]) -> pd.DataFrame:
+        """Each alternative's paired differences to the base of the replications' values
+        (values(results, scenario): replications x labelled columns)."""
+        base = values(self.results[0], self.scenarios[0])
+        frames = [paired(base, values(res, scen), scen.name) for scen, res in zip(self.scenarios[1:], self.results[1:])]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _stacked(cmp: Comparison, make) -> pd.DataFrame:
+    """A table per scenario, stacked, with a scenario column first."""
+    frames = []
+    for scen, res in zip(cmp.scenarios, cmp.results):
+        frame = make(res, scen)
+        frame.insert(0, "scenario", scen.name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _values(results: list[ReplicationResult]) -> pd.DataFrame:
+    """Replications x metrics (columns: the labels)."""
+    labels = results[0].labels
+    return pd.DataFrame(np.vstack([r.values for r in results]), columns=pd.MultiIndex.from_tuples(labels, names=KEYS))
+
+
+def _frame(labels: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """Replications x labelled columns, from a table of labels and a (replications x labels) matrix."""
+    return pd.DataFrame(values, columns=pd.MultiIndex.from_frame(labels))
+
+
+def paired(base: pd.DataFrame, alt: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The paired differences alt - base of every column both report (replication by
+    replication), and the columns only one of them has (their other side NaN); the columns'
+    labels (their MultiIndex levels) lead each row, after the scenario."""
+    cols = base.columns.union(alt.columns, sort=False)
+    b = base.reindex(columns=cols).to_numpy(dtype=float)
+    a = alt.reindex(columns=cols).to_numpy(dtype=float)
+    diff = describe(a - b)  # NaN where either is: pairs only where both have a value
+    keys = list(cols.names)
+    out = pd.DataFrame(list(cols), columns=keys)
+    out.insert(0, "scenario", name)
+    out["base_mean"] = describe(b)["mean"]
+    out["alt_mean"] = describe(a)["mean"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["diff_mean"] = diff["mean"]
+        out["diff_ci_low"] = diff["ci_low"]
+        out["diff_ci_high"] = diff["ci_high"]
+        out["rel_diff"] = np.where(out["base_mean"] != 0, out["diff_mean"] / out["base_mean"], np.nan)
+    out["excludes_zero"] = (out["diff_ci_low"] > 0) | (out["diff_ci_high"] < 0)
+    out["n"] = diff["n"]
+    return out[["scenario", *keys, *DIFF_COLUMNS]]
+
+
+def distinct_names(names: list[str], sets_suffix: bool = False) -> list[str]:
+    """Names of a comparison's scenarios, each its own, as its tables tell them apart: the base
+    keeps its name; an alternative whose name is taken gets ``_set`` (where ``--set`` changed
+    it: sets_suffix) or else ``_2``, ``_3``, ... (still a plain name, as a folder's must be)."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        mine = f"{name}_set" if i and sets_suffix and name in out else name
+        k = 2
+        while mine in out:
+            mine = f"{name}_{k}"
+            k += 1
+        out.append(mine)
+    return out
+
+
+def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: int = 20221130,
+            engine: str = "fast", workers: int | None = None, allow_overload: bool = False,
+            progress: bool | None = None, warn=None, executor=None, sets: list[str] | None = None) -> Comparison:
+    """Run the base and each alternative on common random numbers (replication i of each with
+    the same seed).
+
+    ``sets``: ``PATH=VALUE`` changes (as ``bordersim compare --set``, e.g.
+    ``["gates.km3_4.exit.stages.customs.lanes=3"]``) applied to every alternative, not the base:
+    ``compare(base, [base], sets=[...])`` is a quick what-if. Scenarios that share a name are told
+    apart: an alternative named as an earlier scenario is named ``NAME_set`` where ``sets``
+    changed it, else ``NAME_2``, ``NAME_3``, ... (``Comparison.names``). ``warn``, if given, is
+    called with each warning as soon as it is known (they are also in the result). ``executor``:
+    any ``concurrent.futures.Executor`` (default: a local pool of ``workers`` processes)."""
+    if not alternatives:
+        raise CompareError(None, None, "needs at least one alternative to compare with the base")
+    from ..model.adjust import set_warnings
+    from .run import check_reps, ensemble_warning
+
+    warnings = []
+    if sets:
+        alternatives = [with_sets(a, sets) for a in alternatives]
+        warnings += list(dict.fromkeys(w for a in alternatives for w in set_warnings(a.nominal, list(sets))))
+    scenarios = [s if name == s.name else s.renamed(name) for s, name in
+                 zip([base, *alternatives], distinct_names([base.name, *(a.name for a in alternatives)], bool(sets)))]
+    check_reps(scenarios, reps)  # before anything that grows with reps
+    for s in scenarios:
+        warnings += capacity.check(s, allow_overload=allow_overload)
+    warnings += list(dict.fromkeys(w for s in scenarios if (w := ensemble_warning(s, reps))))
+    workers, cut = resolve_workers(workers, len(scenarios) * reps)
+    if cut:
+        warnings.append(cut)
+    for w in warnings if warn else ():
+        warn(w)
+    t0 = time.perf_counter()
+    results = run_design([Point(s) for s in scenarios], reps, seed, engine, executor=executor, workers=workers,
+                         progress=progress, desc=f"compare {len(scenarios)} scenarios ({engine})")
+    return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
+
+
+LABEL_WIDTH = 24  # a headline's heading, indented by two under its gate
+
+
+def headline_table(cmp: Comparison, alt: str) -> str:
+    """Per gate (both directions), for one alternative: base and alternative means and the
+    paired difference with its 95 % interval (* where the printed interval excludes 0; shares as
+    percentages, their differences in percentage points) for the headline metrics, a line each
+    under the gate's name; the gates where nothing changed named in one line: narrow enough for a
+    terminal of 100 columns."""
+    same = unchanged(cmp.table, alt)
+    rows = list(headline_rows(cmp.table, alt, skip=same))
+    cells = [(level(m.base_mean, shown), level(m.alt_mean, shown)) for _g, shown, m in rows]
+    width = max([len(c) for pair in cells for c in pair] + [len("alternative")]) + 2
+    lines = [f"{'':<{LABEL_WIDTH + 2}}{'base':>{width}}{'alternative':>{width}}  difference [95 % interval]"]
+    gate = None
+    for (g, shown, m), (b, a) in zip(rows, cells):
+        if g != gate:
+            lines.append("all gates" if g == ALL else g)
+            gate = g
+        lines.append(f"  {shown.label:<{LABEL_WIDTH}}{b:>{width}}{a:>{width}}  {shown_difference(m, shown)}")
+    if same:
+        lines.append(wrapped(f"unchanged: {', '.join(same)} ({UNCHANGED})"))
+    return "\n".join(lines)
+
+
+def level(value: float, shown: Metric) -> str:
+    """A scenario's figure of a metric, as the tables show it (a share in per cent)."""
+    return percent(value, shown.digits) if shown.share else number(value, shown.digits)
+
+
+def shown_difference(row, shown: Metric) -> str:
+    """A row's paired difference with its interval, as the tables show it (sim.outputs.formats.difference)."""
+    return difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high, shown.digits, share=shown.share)
+
+
+def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE, skip=()):
+    """(gate, how it is shown, row of compare.csv) of one alternative's headline metrics, both
+    directions together: per gate first, all gates last; the gates in ``skip`` left out."""
+    t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
+    for g in [g for g in dict.fromkeys(t.gate) if g != ALL and g not in skip] + [ALL]:
+        for metric in metrics:
+            m = t[(t.gate == g) & (t.metric == metric)]
+            if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
+                continue
+            yield g, METRICS[metric], m.iloc[0]
+
+
+def unchanged(table: pd.DataFrame, alt: str) -> list[str]:
+    """The gates (not all gates) where every figure of a differences table (compare.csv,
+    compare_monthly.csv) is the same in the alternative as in the base, replication by
+    replication: each difference and both bounds of its interval exactly 0 and the two means
+    equal, or no figure in either scenario (a wait where nobody crossed)."""
+    t = table[(table.scenario == alt) & (table.gate != ALL)]
+    zero = ((t.diff_mean == 0) & (t.diff_ci_low == 0) & (t.diff_ci_high == 0) & (t.base_mean == t.alt_mean))
+    none = t.diff_mean.isna() & t.base_mean.isna() & t.alt_mean.isna()
+    same = (zero | none).groupby(t.gate, sort=False).all()
+    return [g for g, yes in same.items() if yes]
+
+
+@dataclass(frozen=True)
+class Displaced:
+    """At a gate and direction, stages whose waits fell and others whose waits rose, each clearly
+    (its interval excludes 0): the wait saved at the first went, in part, to the second."""
+
+    gate: str
+    direction: str
+    fell: list[tuple[str, pd.Series]]  # (stage, its row of compare.csv), largest fall first
+    rose: list[tuple[str, pd.Series]]  # largest rise first
+
+    @property
+    def taken_up(self) -> float:
+        """The share of the fallen waits that the risen ones take up (above 1: more than all)."""
+        return sum(r.diff_mean for _s, r in self.rose) / -sum(r.diff_mean for _s, r in self.fell)
+
+
+def displaced_waits(table: pd.DataFrame, alt: str) -> list[Displaced]:
+    """Where the saved wait went: per gate and direction (a vehicle passes its direction's
+    stages), the stages whose mean wait (compare.csv's wait_mean_h by stage) clearly fell and
+    those whose wait clearly rose, where both happen."""
+    t = table[(table.scenario == alt) & (table.metric == "wait_mean_h") & (table.stage != "")
+              & (table["class"] == "") & (table.gate != ALL) & (table.direction != ALL)
+              & table.excludes_zero.astype(bool)]
+    out = []
+    for (gate, direction), rows in t.groupby(["gate", "direction"], sort=False):
+        rows = rows.sort_values("diff_mean", key=abs, ascending=False)
+        fell = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean < 0]
+        rose = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean > 0]
+        if fell and rose:
+            out.append(Displaced(str(gate), str(direction), fell, rose))
+    return out
+
+
+__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "Displaced", "compare", "displaced_waits", "headline_table",
+           "paired", "SUMMARY_COLUMNS", "unchanged"]
