@@ -13,27 +13,11 @@ import pandas as pd
 
 from .base.errors import MESSAGE_LIMIT, BordersimError, shorten
 from .model.library import TARGETS as LIBRARY_TARGETS
-from .outputs.formats import metric, wrapped
+from .outputs.formats import wrapped
 from .experiments.experiment import ENGINES
 from .experiments.run import DEFAULT_REPS, DEFAULT_SEED
 
 DEFAULT = "calibration/fitted_2022.toml"  # sim.model.library.DEFAULT: the calibrated 2022 baseline
-# what the printed run table shows per gate, the figures a planner reads first: (metric, heading
-# of at most 20 characters, decimals, unit factor); the rest is in the files ELSEWHERE names
-# the run's printed table: (metric, label, decimals, scale), each label sim.outputs.formats.METRICS'; the
-# waits with fewer decimals than a comparison's differences need and the truck-hours in
-# thousands, so that three columns fit 100
-_RUN_DIGITS = {"wait_mean_h": 1, "time_in_system_p95_h": 0}
-TABLE_METRICS = [(m, metric(m).label, _RUN_DIGITS.get(m, metric(m).digits), 1) for m in (
-    "crossings", "gave_up", "wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean")] + [
-    ("waiting_truck_hours", "1000 truck-hours waiting", 0, 1e-3),
-    ("held_by_limit_share", metric("held_by_limit_share").label, 1, 1)]
-ELSEWHERE = ("arrivals, in system at the end, max queue, waits by stage and class: summary.csv; "
-             "by month: monthly.csv; by day: daily.csv")
-WIDTH = 100  # columns of the printed text
-DIRECTIONS = {"exit": "exit", "entry": "entry", "all": "both directions"}
-
-
 SET_HELP = "change one input for this run, PATH an input's name (as validate lists them, e.g. " \
            "gates.km3_4.exit.stages.customs.lanes): PATH=VALUE gives a value (a number or a range {uniform = " \
            "[lo, hi]}); PATH+=N, PATH-=N and PATH*=F change the scenario's value (both ends of a range; a fitted " \
@@ -198,43 +182,6 @@ def _warn_overridden(scen, sets: list[str]) -> None:
         _warn(w)
 
 
-def summary_table(summary: pd.DataFrame, scenario=None) -> str:
-    """The headline metrics per gate (a block each, all gates last), one line each, a column per
-    direction and both together, as 'mean [95 % CI]' (shares as percentages); with the scenario,
-    a note on any gate whose mean wait is far above the others' and what drives it."""
-    from .experiments.compare import QUIET_WHEN_ZERO
-    from .outputs.formats import estimate
-    from .statistics.metrics import SHARES
-
-    main = summary[(summary["stage"] == "") & (summary["class"] == "")]
-    directions = [d for d in DIRECTIONS if d in set(main["direction"])]
-    cells = dict(main.set_index(["gate", "direction", "metric"]).iterrows())
-    rows = []  # (a gate, None) heads its block; (heading, cells) is a metric's line
-    for g in dict.fromkeys(main["gate"]):
-        rows.append((g, None))
-        for metric, head, digits, factor in TABLE_METRICS:
-            present = [cells.get((g, d, metric)) for d in directions]
-            shown = [m for m in present if m is not None]
-            if not shown or (metric in QUIET_WHEN_ZERO and all(m["mean"] == 0 for m in shown)):
-                continue
-            rows.append((head, ["-" if m is None else estimate(m["mean"] * factor, m["ci_low"] * factor,
-                                                                m["ci_high"] * factor, digits, metric in SHARES)
-                                for m in present]))
-    widths = [max([len(DIRECTIONS[d])] + [len(r[1][i]) for r in rows if r[1]]) + 1 for i, d in enumerate(directions)]
-    lines = [" " * 26 + "".join(f"{DIRECTIONS[d]:>{w}}" for d, w in zip(directions, widths))]
-    for head, row in rows:
-        lines.append(("all gates" if head == "all" else head) if row is None else
-                     f"  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
-    lines.append(wrapped(f"more: {ELSEWHERE}"))
-    if scenario is None:
-        return "\n".join(lines)
-    from .outputs.findings import closures_of, extreme_notes
-
-    names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
-    notes = extreme_notes(summary, names, closures_of(scenario.nominal))
-    return "\n".join(lines + [wrapped(f"note: {n}") for n in notes])
-
-
 def _out_arg(text: str | None, option: str = "--out") -> Path | None:
     """An --out or -o given on the command line (None: not given); an empty one is refused
     rather than taken as the default."""
@@ -252,6 +199,7 @@ def _cmd_run(args) -> int:
     from .base.outdir import atomic_dir
     from .outputs.results import prepare_writing, write_run
     from .experiments.run import run
+    from .outputs.text import summary_table
 
     path = scenario_path(args.scenario)
     out = _out_arg(args.out)
@@ -302,8 +250,9 @@ def changes_tag(sets: list[str] | None) -> str:
 
 def _cmd_compare(args) -> int:
     from .model import scenario as sc
-    from .experiments.compare import ELSEWHERE as COMPARE_ELSEWHERE
-    from .experiments.compare import compare, distinct_names, headline_table
+    from .experiments.compare import compare, distinct_names
+    from .outputs.text import ELSEWHERE as COMPARE_ELSEWHERE
+    from .outputs.text import headline_table
     from .base.outdir import atomic_dir
     from .outputs.results import write_comparison
 

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.cli import main, summary_table
-from sim.experiments.compare import COMPARE_COLUMNS, headline_table
+from sim.cli import main
+from sim.outputs.text import summary_table
+from sim.experiments.compare import COMPARE_COLUMNS
+from sim.outputs.text import headline_table
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "small_2022.toml"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from sim import load
-from sim.cli import main, summary_table
+from sim.cli import main
+from sim.outputs.text import summary_table
 from sim.outputs.findings import closures_of, extreme_gates, extreme_notes, wait_without
 from sim.model.sources import file_notes, notes_for
 from sim.model.scenario import _load_layers

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from sim import compare, load, write_comparison
-from sim.experiments.compare import headline_table
+from sim.outputs.text import headline_table
 
 from .helpers import comparison_figures, html_tables
 
@@ -89,14 +89,14 @@ def test_gates_where_nothing_changed_are_named_in_one_line_not_as_rows_of_zeros(
     # the months: no column of zeros for them either
     for t in html_tables(html, "months"):
         assert t["header"][1:] == [BAC_LUAN_2, "all gates"], t["caption"]
-    from sim.experiments.compare import unchanged
+    from sim.outputs.findings import unchanged
 
     assert unchanged(cmp.table, ALT) == ["mong_cai", "km3_4", "hoanh_mo", "bac_phong_sinh"]
 
 
 def test_a_gate_with_any_difference_is_not_called_unchanged():
     """One difference not exactly 0 (a bound of 1e-12, or two means that differ) keeps a gate."""
-    from sim.experiments.compare import unchanged
+    from sim.outputs.findings import unchanged
 
     rows = [("a", 0.0, 0.0, 0.0, 5.0, 5.0), ("a", 0.0, 0.0, 0.0, 1.0, 1.0), ("b", 0.0, 0.0, 1e-12, 5.0, 5.0),
             ("c", 0.0, 0.0, 0.0, 5.0, 5.5), ("d", np.nan, np.nan, np.nan, np.nan, np.nan),
@@ -146,7 +146,7 @@ def test_a_finding_says_where_the_saved_wait_went(what_if):
 def test_displaced_waits_take_only_clear_opposite_moves():
     """A stage whose interval includes 0 is no move; a gate and direction where every clear move
     goes one way has nothing displaced."""
-    from sim.experiments.compare import displaced_waits
+    from sim.outputs.findings import displaced_waits
 
     def row(gate, direction, stage, mean, low, high):
         return {"scenario": "x", "gate": gate, "direction": direction, "metric": "wait_mean_h", "stage": stage,
@@ -185,7 +185,7 @@ def test_the_printed_table_and_the_report_show_the_same_metrics_labels_and_figur
         shown.append((ids[gate], row[1], row[4]))
     assert [label for g, label, _d in rows if g == "all gates"] == labels
     assert shown == rows
-    from sim.experiments.compare import HEADLINE
+    from sim.outputs.findings import HEADLINE
     from sim.outputs.formats import METRICS
 
     assert labels == [METRICS[m].label for m in HEADLINE]  # one table of labels for both

@@ -20,12 +20,11 @@ import numpy as np
 from ..model.adjust import (demand_steps, factor_schedule, lanes_by_day, lanes_schedule, quota_by_day, quota_schedule,
                      service_factors)
 from ..model.calendar import Calendar, draw_random_closures, lane_calendars, with_closures
-from ..model.plan import FlowPlan, Plan, compile_plan
+from ..model.plan import FlowPlan, Plan, compile_plan, stage_layout
 from ..model.ranges import ACCEPTANCE  # the acceptance step's label in the outputs
+from ..base.days import step_days
 from ..base.rng import stream
 from ..model.scenario import Profile, Scenario, ScenarioModel
-
-DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}
 
 
 @dataclass
@@ -102,7 +101,7 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
         and (classes is None or vclass in classes)
     )
     h = model.horizon
-    bounds = _step_days(tuple((first, until) for first, until, _factor in steps), h.start, h.days)
+    bounds = step_days(tuple((first, until) for first, until, _factor in steps), h.start, h.days)
     factors = np.array([factor for _first, _until, factor in steps], dtype=float)
     return per_day * shaped_rates(tuple(prof.weekday), tuple(prof.monthly), tuple(prof.hourly), bounds, factors,
                                   h.start, h.days)[0]
@@ -111,23 +110,11 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
 def shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, bounds: np.ndarray, factors: np.ndarray,
                  start: dt.date, days: int):
     """Hourly rates for one vehicle a day, the profiles and the demand steps applied (bounds:
-    each step's day span, as _step_days gives it; factors: each step's factor, in order), their
+    each step's day span, as sim.base.days.step_days gives it; factors: each step's factor, in order), their
     cumulative sum from 0 and their inverses. The step factors are sampled, so this runs in a
     replication for every class whose steps vary; the arithmetic is one compiled pass (numpy
     took ~0.27 ms a call here: a temporary array per step)."""
     return _shape(_day_profile(weekday, monthly, start, days), bounds, factors, _hour_shape(hourly))
-
-
-@lru_cache(maxsize=256)
-def _step_days(spans: tuple, start: dt.date, days: int) -> np.ndarray:
-    """Per step, the first day it covers and the day after its last (0 <= lo <= hi <= days)."""
-    out = np.zeros((len(spans), 2), dtype=np.int64)
-    for j, (first, last) in enumerate(spans):
-        lo = min(max((first - start).days, 0), days)
-        hi = days if last is None else min(max((last - start).days + 1, lo), days)
-        out[j] = lo, hi
-    out.setflags(write=False)
-    return out
 
 
 @lru_cache(maxsize=64)
@@ -260,18 +247,6 @@ def _merge_runs(arrival, bounds, service):
         for j in range(n):
             svc_out[k, j] = service[k, src[j]]
     return arr_out, cls_out, svc_out
-
-
-def stage_layout(spec, direction: str) -> tuple[list[str], int]:
-    """A flow's stage names in order, the far side's acceptance step included where it sits,
-    and that step's column (-1: the flow has no daily limit)."""
-    names = [s.name for s in spec.stages]
-    if spec.acceptance_limit is None:
-        return names, -1
-    pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
-    acc_k = 0 if pos == "first" else len(names)
-    names.insert(acc_k, ACCEPTANCE)
-    return names, acc_k
 
 
 def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar: Calendar, days: int,

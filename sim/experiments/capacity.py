@@ -16,7 +16,8 @@ import numpy as np
 from ..model.adjust import hour_overrides
 from ..model.calendar import build_calendar
 from ..base.errors import OverloadError
-from ..engines.draws import hourly_rates, model_schedules, stage_layout
+from ..engines.draws import hourly_rates, model_schedules
+from ..model.plan import stage_layout
 from ..model.scenario import Scenario
 
 # A replication with more vehicles than this would take minutes per replication in SimPy

@@ -21,7 +21,6 @@ import pandas as pd
 from . import capacity
 from ..base.errors import BordersimError
 from .experiment import Point, run_design
-from ..outputs.formats import METRICS, Metric, difference, number, percent, wrapped
 from ..statistics.metrics import (
     ALL,
     SHARES,
@@ -42,17 +41,6 @@ from .workers import resolve_workers
 KEYS = ["gate", "direction", "metric", "stage", "class"]
 DIFF_COLUMNS = ["base_mean", "alt_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "rel_diff", "excludes_zero", "n"]
 COMPARE_COLUMNS = ["scenario", *KEYS, *DIFF_COLUMNS]
-# what the printed table and the report show per gate, the metrics a planner reads first (their
-# labels and digits: sim.outputs.formats.METRICS)
-HEADLINE = ["wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours",
-            "crossings", "gave_up", "held_by_limit_share"]
-QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
-UNCHANGED = "every figure the same, replication by replication"  # what a gate of unchanged() is
-# where the printed table's rest is (the CLI prints it under the tables)
-ELSEWHERE = ("every metric, each direction, stage and class: compare.csv; by month: compare_monthly.csv; "
-             "by day: compare_daily.csv")
-
-
 class CompareError(BordersimError):
     """Scenarios that cannot be compared."""
 
@@ -228,97 +216,4 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
     return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
 
 
-LABEL_WIDTH = 24  # a headline's heading, indented by two under its gate
-
-
-def headline_table(cmp: Comparison, alt: str) -> str:
-    """Per gate (both directions), for one alternative: base and alternative means and the
-    paired difference with its 95 % interval (* where the printed interval excludes 0; shares as
-    percentages, their differences in percentage points) for the headline metrics, a line each
-    under the gate's name; the gates where nothing changed named in one line: narrow enough for a
-    terminal of 100 columns."""
-    same = unchanged(cmp.table, alt)
-    rows = list(headline_rows(cmp.table, alt, skip=same))
-    cells = [(level(m.base_mean, shown), level(m.alt_mean, shown)) for _g, shown, m in rows]
-    width = max([len(c) for pair in cells for c in pair] + [len("alternative")]) + 2
-    lines = [f"{'':<{LABEL_WIDTH + 2}}{'base':>{width}}{'alternative':>{width}}  difference [95 % interval]"]
-    gate = None
-    for (g, shown, m), (b, a) in zip(rows, cells):
-        if g != gate:
-            lines.append("all gates" if g == ALL else g)
-            gate = g
-        lines.append(f"  {shown.label:<{LABEL_WIDTH}}{b:>{width}}{a:>{width}}  {shown_difference(m, shown)}")
-    if same:
-        lines.append(wrapped(f"unchanged: {', '.join(same)} ({UNCHANGED})"))
-    return "\n".join(lines)
-
-
-def level(value: float, shown: Metric) -> str:
-    """A scenario's figure of a metric, as the tables show it (a share in per cent)."""
-    return percent(value, shown.digits) if shown.share else number(value, shown.digits)
-
-
-def shown_difference(row, shown: Metric) -> str:
-    """A row's paired difference with its interval, as the tables show it (sim.outputs.formats.difference)."""
-    return difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high, shown.digits, share=shown.share)
-
-
-def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE, skip=()):
-    """(gate, how it is shown, row of compare.csv) of one alternative's headline metrics, both
-    directions together: per gate first, all gates last; the gates in ``skip`` left out."""
-    t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
-    for g in [g for g in dict.fromkeys(t.gate) if g != ALL and g not in skip] + [ALL]:
-        for metric in metrics:
-            m = t[(t.gate == g) & (t.metric == metric)]
-            if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
-                continue
-            yield g, METRICS[metric], m.iloc[0]
-
-
-def unchanged(table: pd.DataFrame, alt: str) -> list[str]:
-    """The gates (not all gates) where every figure of a differences table (compare.csv,
-    compare_monthly.csv) is the same in the alternative as in the base, replication by
-    replication: each difference and both bounds of its interval exactly 0 and the two means
-    equal, or no figure in either scenario (a wait where nobody crossed)."""
-    t = table[(table.scenario == alt) & (table.gate != ALL)]
-    zero = ((t.diff_mean == 0) & (t.diff_ci_low == 0) & (t.diff_ci_high == 0) & (t.base_mean == t.alt_mean))
-    none = t.diff_mean.isna() & t.base_mean.isna() & t.alt_mean.isna()
-    same = (zero | none).groupby(t.gate, sort=False).all()
-    return [g for g, yes in same.items() if yes]
-
-
-@dataclass(frozen=True)
-class Displaced:
-    """At a gate and direction, stages whose waits fell and others whose waits rose, each clearly
-    (its interval excludes 0): the wait saved at the first went, in part, to the second."""
-
-    gate: str
-    direction: str
-    fell: list[tuple[str, pd.Series]]  # (stage, its row of compare.csv), largest fall first
-    rose: list[tuple[str, pd.Series]]  # largest rise first
-
-    @property
-    def taken_up(self) -> float:
-        """The share of the fallen waits that the risen ones take up (above 1: more than all)."""
-        return sum(r.diff_mean for _s, r in self.rose) / -sum(r.diff_mean for _s, r in self.fell)
-
-
-def displaced_waits(table: pd.DataFrame, alt: str) -> list[Displaced]:
-    """Where the saved wait went: per gate and direction (a vehicle passes its direction's
-    stages), the stages whose mean wait (compare.csv's wait_mean_h by stage) clearly fell and
-    those whose wait clearly rose, where both happen."""
-    t = table[(table.scenario == alt) & (table.metric == "wait_mean_h") & (table.stage != "")
-              & (table["class"] == "") & (table.gate != ALL) & (table.direction != ALL)
-              & table.excludes_zero.astype(bool)]
-    out = []
-    for (gate, direction), rows in t.groupby(["gate", "direction"], sort=False):
-        rows = rows.sort_values("diff_mean", key=abs, ascending=False)
-        fell = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean < 0]
-        rose = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean > 0]
-        if fell and rose:
-            out.append(Displaced(str(gate), str(direction), fell, rose))
-    return out
-
-
-__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "Displaced", "compare", "displaced_waits", "headline_table",
-           "paired", "SUMMARY_COLUMNS", "unchanged"]
+__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "compare", "paired", "SUMMARY_COLUMNS"]

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..base.days import inclusive_span
 from ..base.errors import BordersimError, shorten
 from ..statistics.metrics import ALL, ReplicationResult
 from ..model.scenario import Scenario, ScenarioModel, read_toml
@@ -189,17 +190,16 @@ def target_values(results: list[ReplicationResult], targets: list[Target], model
     """Each replication's value of each target (replications x targets), in the target's unit;
     model: the scenario's (nominal) model, for its horizon and its crossings per board vehicle
     where a replication does not sample that."""
-    start = model.horizon.start
+    h = model.horizon
     nominal_ratio = model.observation.crossings_per_board_vehicle
     out = np.empty((len(results), len(targets)))
     for j, t in enumerate(targets):
-        first = (t.period[0] - start).days
-        last = (t.period[1] - start).days
+        first, after = inclusive_span(t.period[0], t.period[1], h.start, h.days)  # inside the horizon: check_against
         for i, r in enumerate(results):
             if t.output.metric == "queue_end":
                 v = sum(float(r.daily_queue_end[(g, t.output.direction)][first]) for g in t.output.gate_list())
             else:
-                v = sum(float(r.daily[(g, t.output.direction)][first:last + 1].sum(dtype=np.float64))
+                v = sum(float(r.daily[(g, t.output.direction)][first:after].sum(dtype=np.float64))
                         for g in t.output.gate_list())
                 if t.unit == "board_vehicles":
                     v /= r.inputs.get(BOARD_RATIO, nominal_ratio)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..base.days import inclusive_span
 from ..base.errors import ScenarioError
 from .ranges import parse_assignment
 from .schema import DIRECTIONS, Adjustment, Horizon, ScenarioModel, _check_hours
@@ -157,10 +158,8 @@ def _adjust_service(stage: dict, a: Adjustment, gate_classes: list[str]) -> None
 
 
 def day_span(a: Adjustment, horizon: Horizon) -> tuple[int, int]:
-    """The days (first, last + 1) of the horizon an adjustment holds on (first >= last: none)."""
-    first = 0 if a.from_ is None else (a.from_ - horizon.start).days
-    last = horizon.days - 1 if a.until is None else (a.until - horizon.start).days
-    return max(first, 0), min(last, horizon.days - 1) + 1
+    """The days [first, last + 1) of the horizon an adjustment holds on (first == last: none)."""
+    return inclusive_span(a.from_, a.until, horizon.start, horizon.days)
 
 
 # A dated change as the schedules below read it: its days [first, last + 1) of the horizon, the

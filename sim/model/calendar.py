@@ -15,12 +15,9 @@ from functools import lru_cache
 import numba as nb
 import numpy as np
 
-from .scenario import WEEKDAYS, Gate, Horizon, _as_datetime, _check_hours
+from ..base.days import EPS_H, hours_since
+from .scenario import WEEKDAYS, Gate, Horizon, _check_hours
 
-# A time this close before an interval's start is taken for the start itself: a wake-up
-# scheduled for the opening time may land a rounding error early (it then waits again, and
-# now + (start - now) is exact once now is that close).
-EPS_H = 1e-9
 
 
 @dataclass(frozen=True)
@@ -102,11 +99,6 @@ def _emit(out_s, out_e, m, a, b):
     return m + 1
 
 
-def hours_since_start(horizon: Horizon, when: dt.date | dt.datetime, end: bool = False) -> float:
-    t0 = dt.datetime.combine(horizon.start, dt.time())
-    return (_as_datetime(when, end=end) - t0).total_seconds() / 3600.0
-
-
 @lru_cache(maxsize=256)
 def _opening_intervals(hours: tuple, start: dt.date, days: int) -> tuple[tuple[float, float], ...]:
     spec_by_key = dict(hours)
@@ -152,7 +144,7 @@ def fixed_calendar(gate: Gate, direction: str, horizon: Horizon, hour_overrides:
     instead), less the fixed closures for that direction; (n, 2) intervals, read-only."""
     hours = tuple((k, tuple(v)) for k, v in sorted(gate.hours.items()))
     closed = tuple(
-        (hours_since_start(horizon, c.start), hours_since_start(horizon, c.end, end=True))
+        (hours_since(horizon.start, c.start), hours_since(horizon.start, c.end, end=True))
         for c in gate.closures
         if direction in c.directions
     )

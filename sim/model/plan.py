@@ -33,7 +33,8 @@ from .adjust import apply_static, day_span
 from .calendar import fixed_calendar
 from .distributions import Duration
 from ..base.errors import ScenarioError
-from .ranges import Keyed, Sampled, draw_inputs, model_form, path_str
+from .ranges import ACCEPTANCE, Keyed, Sampled, draw_inputs, model_form, path_str
+from ..base.days import step_days
 from ..base.rng import stream
 from .schema import Bounds, ScenarioModel, _round_sampled, leaf_bounds
 
@@ -217,6 +218,22 @@ _DURATION = TypeAdapter(Duration)
 # --------------------------------------------------------------------- the plan
 
 
+DEFAULT_ACCEPTANCE_POSITION = {"exit": "last", "entry": "first"}
+
+
+def stage_layout(spec, direction: str) -> tuple[list[str], int]:
+    """A flow's stage names in order, the far side's acceptance step included where it sits,
+    and that step's column (-1: the flow has no daily limit)."""
+    names = [s.name for s in spec.stages]
+    if spec.acceptance_limit is None:
+        return names, -1
+    pos = spec.acceptance_position or DEFAULT_ACCEPTANCE_POSITION[direction]
+    acc_k = 0 if pos == "first" else len(names)
+    names.insert(acc_k, ACCEPTANCE)
+    return names, acc_k
+
+
+
 @dataclass(frozen=True)
 class DatedRef:
     """A dated adjustment as a schedule needs it: its days and what it sets or multiplies by."""
@@ -256,7 +273,7 @@ class FlowPlan:
     limit: Ref | None
     limit_dated: tuple[DatedRef, ...]
     steps: tuple[tuple[tuple[tuple, Ref], ...], ...]  # per class: ((from, until), factor) of each demand step
-    step_days: tuple[np.ndarray, ...]  # per class: each step's days [lo, hi) (sim.engines.draws._step_days)
+    step_days: tuple[np.ndarray, ...]  # per class: each step's days [lo, hi) (sim.base.days.step_days)
     profile: tuple[tuple[Ref, ...], tuple[Ref, ...], tuple[Ref, ...]]  # weekday, monthly, hourly
     start: Any  # the horizon's first day
     refusals: tuple[tuple[tuple[float, float], ...], ...]  # per class: [from, to) hours turned away
@@ -400,7 +417,6 @@ def _compile(scenario, key: str) -> Plan:
                a.directions, a.classes) for i, a in dated if a.what == "demand"]
 
     from .adjust import hour_overrides, refusals
-    from ..engines.draws import _step_days, stage_layout
 
     gates = []
     for gid, gate in nominal.gates.items():
@@ -458,7 +474,7 @@ def _compile(scenario, key: str) -> Plan:
                 limit=(tracer.number(fp + ("acceptance_limit",), spec.acceptance_limit)
                        if spec.acceptance_limit is not None else None),
                 limit_dated=dated_refs("acceptance_limit", lambda a: a.applies(gid, d)),
-                steps=flow_steps, step_days=tuple(_step_days(tuple(span for span, _f in cs), h.start, h.days)
+                steps=flow_steps, step_days=tuple(step_days(tuple(span for span, _f in cs), h.start, h.days)
                                                   for cs in flow_steps),
                 profile=profile, start=h.start,
                 refusals=tuple(tuple(refusals(nominal, gid, d, c)) for c in classes),

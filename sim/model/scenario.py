@@ -58,7 +58,6 @@ from .schema import (  # noqa: F401  (the names other modules know sim.model.sce
     Profile,
     RandomClosure,
     ScenarioModel,
-    _as_datetime,
     _check_hours,
     _pydantic_error,
     _validate,

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from .distributions import MAX_CV, Duration
+from ..base.days import as_datetime
 from ..base.errors import ScenarioError, shorten
 from ..base.outdir import check_slug
 from .ranges import ACCEPTANCE, Sampled, keyed_at, path_str
@@ -619,7 +620,7 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
                                             f"class '{c}' is not handled by this gate (classes: "
                                             f"{', '.join(gate.classes)})")
         for i, c in enumerate(gate.closures):
-            if _as_datetime(c.end, end=True) <= _as_datetime(c.start):
+            if as_datetime(c.end, end=True) <= as_datetime(c.start):
                 raise ScenarioError(file, f"{gp}.closures[{i}].end", "must be after start")
     for step in m.demand_steps:
         where = f"demand_steps.{step.id}"
@@ -634,13 +635,6 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
     for e in m.expect:
         if e.gate != "all" and e.gate not in m.gates:
             raise ScenarioError(file, "expect.gate", f"unknown gate '{e.gate}' (gates: all, {', '.join(m.gates)})")
-
-
-def _as_datetime(value: dt.date | dt.datetime, end: bool = False) -> dt.datetime:
-    if isinstance(value, dt.datetime):  # local time: the model converted any offset
-        return value
-    base = dt.datetime.combine(value, dt.time())
-    return base + dt.timedelta(days=1) if end else base
 
 
 def _validate(data: dict, file: str) -> ScenarioModel:

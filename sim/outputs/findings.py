@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .formats import METRICS
+
 ALL = "all"
 EXTREME = 3.0  # a gate's mean wait at least this many times the median of the other gates' is extreme
 LONG_CLOSURE_DAYS = 30  # a fixed closure this long explains waits of weeks
@@ -123,3 +125,70 @@ def extreme_notes(summary: pd.DataFrame, names: dict[str, str] | None = None,
     notes.append(f"All gates' mean wait: {with_text}{wait_without(summary, gates):,.1f} h without {label} "
                  "(the other gates weighted by their crossings).")
     return notes
+
+
+# ------------------------------------------------------------------ a comparison's differences
+
+# what the printed table and the report show per gate, the metrics a planner reads first (their
+# labels and digits: sim.outputs.formats.METRICS)
+HEADLINE = ["wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours",
+            "crossings", "gave_up", "held_by_limit_share"]
+QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
+UNCHANGED = "every figure the same, replication by replication"  # what a gate of unchanged() is
+
+
+def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE, skip=()):
+    """(gate, how it is shown, row of compare.csv) of one alternative's headline metrics, both
+    directions together: per gate first, all gates last; the gates in ``skip`` left out."""
+    t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
+    for g in [g for g in dict.fromkeys(t.gate) if g != ALL and g not in skip] + [ALL]:
+        for metric in metrics:
+            m = t[(t.gate == g) & (t.metric == metric)]
+            if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
+                continue
+            yield g, METRICS[metric], m.iloc[0]
+
+
+def unchanged(table: pd.DataFrame, alt: str) -> list[str]:
+    """The gates (not all gates) where every figure of a differences table (compare.csv,
+    compare_monthly.csv) is the same in the alternative as in the base, replication by
+    replication: each difference and both bounds of its interval exactly 0 and the two means
+    equal, or no figure in either scenario (a wait where nobody crossed)."""
+    t = table[(table.scenario == alt) & (table.gate != ALL)]
+    zero = ((t.diff_mean == 0) & (t.diff_ci_low == 0) & (t.diff_ci_high == 0) & (t.base_mean == t.alt_mean))
+    none = t.diff_mean.isna() & t.base_mean.isna() & t.alt_mean.isna()
+    same = (zero | none).groupby(t.gate, sort=False).all()
+    return [g for g, yes in same.items() if yes]
+
+
+@dataclass(frozen=True)
+class Displaced:
+    """At a gate and direction, stages whose waits fell and others whose waits rose, each clearly
+    (its interval excludes 0): the wait saved at the first went, in part, to the second."""
+
+    gate: str
+    direction: str
+    fell: list[tuple[str, pd.Series]]  # (stage, its row of compare.csv), largest fall first
+    rose: list[tuple[str, pd.Series]]  # largest rise first
+
+    @property
+    def taken_up(self) -> float:
+        """The share of the fallen waits that the risen ones take up (above 1: more than all)."""
+        return sum(r.diff_mean for _s, r in self.rose) / -sum(r.diff_mean for _s, r in self.fell)
+
+
+def displaced_waits(table: pd.DataFrame, alt: str) -> list[Displaced]:
+    """Where the saved wait went: per gate and direction (a vehicle passes its direction's
+    stages), the stages whose mean wait (compare.csv's wait_mean_h by stage) clearly fell and
+    those whose wait clearly rose, where both happen."""
+    t = table[(table.scenario == alt) & (table.metric == "wait_mean_h") & (table.stage != "")
+              & (table["class"] == "") & (table.gate != ALL) & (table.direction != ALL)
+              & table.excludes_zero.astype(bool)]
+    out = []
+    for (gate, direction), rows in t.groupby(["gate", "direction"], sort=False):
+        rows = rows.sort_values("diff_mean", key=abs, ascending=False)
+        fell = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean < 0]
+        rose = [(str(r.stage), r) for _i, r in rows.iterrows() if r.diff_mean > 0]
+        if fell and rose:
+            out.append(Displaced(str(gate), str(direction), fell, rose))
+    return out

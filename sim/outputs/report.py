@@ -807,7 +807,7 @@ def _run_months(folder: Folder, names: dict[str, str]) -> Section | None:
 
 
 def _compare_months(folder: Folder, names: dict[str, str], alts: list[dict], base: str) -> Section | None:
-    from ..experiments.compare import UNCHANGED, unchanged
+    from .findings import UNCHANGED, unchanged
 
     monthly = folder.csv("compare_monthly.csv")
     if monthly is None:
@@ -908,7 +908,7 @@ def _difference(m: pd.Series, metric: str) -> str:
     """A paired difference with its 95 % interval (* where the interval as printed excludes 0), as
     the command line prints it (sim.experiments.compare.shown_difference); a share's in percentage points. No
     break inside it but between the mean and its interval."""
-    from ..experiments.compare import shown_difference
+    from .text import shown_difference
     from .formats import metric as shown
 
     if pd.isna(m.diff_mean):
@@ -1006,7 +1006,7 @@ def _gates_finding(table: pd.DataFrame, alt: dict, base: dict, names: dict[str, 
     """The first finding of an alternative: what it changes, the gates where that shows clearly
     (an interval that excludes 0; the first two such figures of the headline's), those where it
     does not, and those where nothing changed at all."""
-    from ..experiments.compare import UNCHANGED, headline_rows, unchanged
+    from .findings import UNCHANGED, headline_rows, unchanged
 
     same = unchanged(table, alt["name"])
     clear: dict[str, list[pd.Series]] = {}
@@ -1036,7 +1036,7 @@ def _gates_finding(table: pd.DataFrame, alt: dict, base: dict, names: dict[str, 
 def _all_gates_finding(table: pd.DataFrame, alt: str, base: str) -> str:
     """One sentence: what an alternative changes across all gates, the changes the replications
     show clearly (the interval excludes 0) first."""
-    from ..experiments.compare import headline_rows
+    from .findings import headline_rows
 
     clear, unclear = [], []
     for g, _shown, m in headline_rows(table, alt):
@@ -1056,7 +1056,7 @@ def _displaced_findings(table: pd.DataFrame, alt: str, names: dict[str, str], na
     another (sim.experiments.compare.displaced_waits): "Bắc Luân II bridge (goods), exit: customs -1.05 h, far
     side's acceptance +0.75 h: far side's acceptance takes up most (71 %) of what customs saves;
     ..." (``named``: the alternative's name first, where there are several)."""
-    from ..experiments.compare import displaced_waits
+    from .findings import displaced_waits
 
     out = []
     for d in displaced_waits(table, alt):
@@ -1105,7 +1105,7 @@ def _extreme_notes(summary: pd.DataFrame, scens: list[dict], base: str, names: d
 
 @kind("compare")
 def compare_page(folder: Folder) -> Page:
-    from ..experiments.compare import UNCHANGED, headline_rows, unchanged
+    from .findings import UNCHANGED, headline_rows, unchanged
 
     meta = folder.meta
     scens = meta.get("scenario_details") or [{"name": s["name"], "file": s.get("file")}

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..base.days import day_of
+
 HIST_LO_H = 1e-4
 HIST_DECADES = 10
 HIST_PER_DECADE = 500
@@ -134,12 +136,6 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
 N_COUNTS = 7
 # per calendar month (of the crossing): steady crossings, their wait sum, their time-in-system sum
 N_MONTHLY = 3
-EPS_H = 1e-9  # as sim.model.calendar.EPS_H: the day of a time is that of t + EPS_H, as the engines count it
-
-
-@nb.njit(cache=True, inline="always")
-def _day(t):
-    return int(np.floor((t + EPS_H) / 24.0))
 
 
 @nb.njit(cache=True)
@@ -204,7 +200,7 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
         for i in range(n):
             s = start[i, acc_k]
             if s < horizon_h:
-                passed[min(_day(s), days - 1)] += 1
+                passed[min(day_of(s), days - 1)] += 1
         for d in range(days):
             full_before[d + 1] = full_before[d] + (passed[d] >= quota_day[d])
     buf = np.empty(1)
@@ -239,8 +235,8 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
                 ready = end[i, k]
             if acc_k >= 0:
                 ready = a if acc_k == 0 else end[i, acc_k - 1]
-                d0 = min(max(_day(ready), 0), days)
-                d1 = min(max(_day(start[i, acc_k]), 0), days)
+                d0 = min(max(day_of(ready), 0), days)
+                d1 = min(max(day_of(start[i, acc_k]), 0), days)
                 if full_before[d1] > full_before[d0]:
                     counts[c, 5] += 1
 

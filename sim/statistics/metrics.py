@@ -38,7 +38,8 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
-from ..engines.des.engine import FlowRecord
+from ..engines.records import FlowRecord
+from ..base.days import calendar_months, month_names
 from ..engines.draws import ReplicationInputs
 from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile
 from .queue_profile import candidate_events, hours_after_warmup, queue_summary
@@ -101,7 +102,7 @@ def result_bytes(model) -> int:
     its ReplicationResult (values; crossings, mean queue and end-of-day queue per day per group,
     in float32; the monthly figures per group; queue by hour per flow; histogram per gate), its
     inputs and its rows of the per-replication table; checked against tracemalloc by the tests."""
-    from ..engines.draws import stage_layout
+    from ..model.plan import stage_layout
 
     flows = tuple((g, d, tuple(model.gates[g].classes), *_names_acc(stage_layout(model.gates[g].spec(d), d)))
                   for g, d in model.flows())
@@ -322,22 +323,6 @@ def by_month(g_day, g_area, g_monthly, month_of_day, month_hours) -> np.ndarray:
                    "waiting_truck_hours": waiting_truck_hours(queue, hours),
                    "wait_mean_h": g_monthly[:, :, 1] / steady, "time_in_system_mean_h": g_monthly[:, :, 2] / steady}
     return np.stack([columns[m] for m in MONTHLY_METRICS], axis=1)
-
-
-@lru_cache(maxsize=16)
-def calendar_months(start, days: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Each day's calendar month (from 0) over a horizon, and the months' names (YYYY-MM)."""
-    dates = pd.date_range(start, periods=days, freq="D")
-    key = dates.year * 12 + dates.month - 1
-    index = np.asarray(key - key[0], dtype=np.int64)
-    index.setflags(write=False)
-    return index, month_names(start, int(index[-1]) + 1)
-
-
-def month_names(start, n: int) -> tuple[str, ...]:
-    """The names (YYYY-MM) of n calendar months from the one a date falls in."""
-    first = pd.Timestamp(start).to_period("M")
-    return tuple(str(first + k) for k in range(n))
 
 
 def lane_busy(start: np.ndarray, end: np.ndarray, lane: np.ndarray, calendars, horizon_h: float) -> tuple[float, float]:

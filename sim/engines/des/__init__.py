@@ -1,5 +1,5 @@
 """The SimPy discrete-event engine."""
 
-from .engine import FlowRecord, simulate
+from .engine import simulate
 
-__all__ = ["FlowRecord", "simulate"]
+__all__ = ["simulate"]

@@ -27,32 +27,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
-from ...model.calendar import EPS_H, Calendar
+from ...base.days import day_of
+from ...model.calendar import Calendar
 from ..draws import FlowInputs, ReplicationInputs
-
-
-@dataclass
-class FlowRecord:
-    """Per-vehicle times (hours) of one flow; NaN where the event did not happen in the horizon."""
-
-    inputs: FlowInputs
-    start: np.ndarray  # (n, stages)
-    end: np.ndarray  # (n, stages)
-    lane: np.ndarray  # (n, stages): the lane taken where lanes have calendars of their own, else -1
-    left: np.ndarray  # (n,): when a vehicle gave up waiting, NaN if it did not
-
-    @property
-    def depart(self) -> np.ndarray:
-        return self.end[:, -1]
-
-
-def day_of(t: float) -> int:
-    return int(math.floor((t + EPS_H) / 24.0))
+from ..records import FlowRecord
 
 
 class StagePool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..des.engine import FlowRecord
+from ..records import FlowRecord
 from ..draws import FlowInputs, ReplicationInputs
 from .kernels import run_flow
 

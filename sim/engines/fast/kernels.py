@@ -14,7 +14,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-EPS_H = 1e-9  # as sim.model.calendar.EPS_H
+from ...base.days import day_of
+
 
 
 @nb.njit(cache=True)
@@ -31,11 +32,6 @@ def next_open_from(t, starts, ends, i):
     if t >= starts[i]:
         return t, i
     return starts[i], i
-
-
-@nb.njit(cache=True)
-def day_of(t):
-    return int(np.floor((t + EPS_H) / 24.0))
 
 
 @nb.njit(cache=True)
