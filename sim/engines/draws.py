@@ -207,17 +207,19 @@ def _invert(gaps, last, h, inv_scale, cum, inv_rates, out, m):
 
 
 @nb.njit(cache=True)
-def _merge_runs(arrival, bounds, service):
+def _merge_runs(arrival, bounds, rows):
     """The vehicles of sorted per-class runs (run c: [bounds[c], bounds[c + 1])) in time order,
     at equal times by class, within a class in run order: what a stable sort of arrival gives,
-    in linear time. Returns the arrival times, the classes and the service times (stages, n)."""
+    in linear time, in one pass. rows (m, n): what goes with each vehicle (its service times at
+    each stage, when it gives up, when it may join), carried along. Returns the arrival times,
+    the classes and the rows."""
     n_runs = bounds.size - 1
     n = arrival.size
-    k_stages = service.shape[0]
+    m_rows = rows.shape[0]
     ptr = bounds[:-1].copy()
     arr_out = np.empty(n)
     cls_out = np.empty(n, np.int64)
-    svc_out = np.empty((k_stages, n))
+    rows_out = np.empty((m_rows, n))
     src = np.empty(n, np.int64)
     if n_runs == 2:  # the usual case: a two-pointer merge
         a, a_end, b = bounds[0], bounds[1], bounds[1]
@@ -243,10 +245,10 @@ def _merge_runs(arrival, bounds, service):
             cls_out[j] = best
     for j in range(n):
         arr_out[j] = arrival[src[j]]
-    for k in range(k_stages):  # row by row: contiguous writes
+    for k in range(m_rows):  # row by row: contiguous writes
         for j in range(n):
-            svc_out[k, j] = service[k, src[j]]
-    return arr_out, cls_out, svc_out
+            rows_out[k, j] = rows[k, src[j]]
+    return arr_out, cls_out, rows_out
 
 
 def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar: Calendar, days: int,
@@ -277,24 +279,37 @@ def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar
         times.append(arr)
     sizes = [len(t) for t in times]
     arrival = np.concatenate(times) if len(times) != 1 else times[0]
-    vclass = np.zeros(len(arrival), dtype=np.int64)  # one class; merged below otherwise
-    # stage-major (stages, n): each stage's draws fill a contiguous row, as the fast engine reads it
-    service = np.empty((len(cols) + has_acceptance, len(arrival)))
+    patient = any(p is not None for p in fp.patience)
+    turned = any(fp.refusals)
+    # rows (stage-major, each filled contiguously, as the fast engine reads them): the service
+    # time at each stage (0 at the acceptance step), then when each vehicle gives up, then when
+    # it may join its first stage, each filled per class run and merged with the arrivals
+    n_stage_rows = len(cols) + has_acceptance
+    rows = np.empty((n_stage_rows + patient + turned, len(arrival)))
     if has_acceptance:
-        service[acc_k] = 0.0  # the acceptance step takes no time
+        rows[acc_k] = 0.0  # the acceptance step takes no time
+    hit_any = False
     first = 0
     for ci, (c, size) in enumerate(zip(classes, sizes)):
+        run = slice(first, first + size)
         for k, st in zip(cols, fp.stages):
             rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
-            np.divide(st.service[ci].of(v).draw(rng, size), 60.0, out=service[k, first:first + size])
+            np.divide(st.service[ci].of(v).draw(rng, size), 60.0, out=rows[k, run])
+        if patient:
+            rows[n_stage_rows, run] = _deadlines(fp.patience[ci], v, arrival[run], rep_seq, f"patience/{prefix}/{c}")
+        if turned:
+            rows[-1, run], hit = _available(fp.refusals[ci], arrival[run])
+            hit_any |= hit
         first += size
+    vclass = np.zeros(len(arrival), dtype=np.int64)  # one class; merged below otherwise
     if len(classes) > 1:
-        # by time, at equal times (the backlog) by class: a merge of the per-class sorted runs
-        arrival, vclass, service = _merge_runs(arrival, np.cumsum([0] + sizes), service)
+        # by time, at equal times (the backlog) by class: one merge of the per-class sorted runs
+        arrival, vclass, rows = _merge_runs(arrival, np.cumsum([0] + sizes), rows)
+    service = rows[:n_stage_rows]
+    deadline = rows[n_stage_rows] if patient else None
+    available = rows[-1] if turned and hit_any else None
 
     lanes, quota, lane_cals, factors = stage_schedules(fp, v, calendar, days)
-    available = _available(fp, arrival, vclass)
-    deadline = _deadlines(fp, v, arrival, vclass, rep_seq, prefix)
     return FlowInputs(
         gate=fp.gate, direction=fp.direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
@@ -325,29 +340,21 @@ def unit_rates(fp: FlowPlan, ci: int, v: list, days: int) -> tuple[np.ndarray, .
     return out
 
 
-def _deadlines(fp: FlowPlan, v: list, arrival, vclass, rep_seq, prefix) -> np.ndarray | None:
-    """When each vehicle gives up (hours; inf for a class with no patience), or None if no class
-    of the flow has one in this direction (sim.model.schema.VehicleClass.patience_days). Exponential
-    patience is memoryless, so it counts from the arrival, or for a backlog vehicle still
-    waiting at the start, from 0; a lognormal one counts from the arrival, a backlog vehicle's
-    drawn given that it exceeds the age it has at the start (it is still there)."""
-    deadline = None
-    for c, cls in enumerate(fp.classes):
-        patience = fp.patience[c]
-        if patience is None:
-            continue
-        mean_days, cv = patience[0].of(v), patience[1].of(v)
-        deadline = np.full(arrival.size, np.inf) if deadline is None else deadline
-        idx = np.flatnonzero(vclass == c)
-        rng = stream(rep_seq, f"patience/{prefix}/{cls}")
-        mean_h = 24.0 * float(mean_days)
-        came = arrival[idx]
-        if cv is None:
-            deadline[idx] = np.maximum(came, 0.0) + rng.exponential(mean_h, idx.size)
-        else:
-            deadline[idx] = came + lognormal_beyond(mean_h, float(cv), np.maximum(-came, 0.0),
-                                                    rng.random(idx.size))
-    return deadline
+def _deadlines(patience, v: list, came: np.ndarray, rep_seq: np.random.SeedSequence, name: str) -> np.ndarray:
+    """When each vehicle of a class's run gives up (hours; inf for a class with no patience in
+    this direction, sim.model.schema.VehicleClass.patience_days): its patience drawn from the
+    class's stream, in the run's order. Exponential patience is memoryless, so it counts from
+    the arrival, or for a backlog vehicle still waiting at the start, from 0; a lognormal one
+    counts from the arrival, a backlog vehicle's drawn given that it exceeds the age it has at
+    the start (it is still there). The stream is the class's, ``name``."""
+    if patience is None:
+        return np.full(came.size, np.inf)
+    mean_days, cv = patience[0].of(v), patience[1].of(v)
+    mean_h = 24.0 * float(mean_days)
+    rng = stream(rep_seq, name)
+    if cv is None:
+        return np.maximum(came, 0.0) + rng.exponential(mean_h, came.size)
+    return came + lognormal_beyond(mean_h, float(cv), np.maximum(-came, 0.0), rng.random(came.size))
 
 
 def lognormal_beyond(mean: float, cv: float, age: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -366,19 +373,20 @@ def lognormal_beyond(mean: float, cv: float, age: np.ndarray, u: np.ndarray) -> 
     return np.where(tail > 0, np.maximum(out, age), age)
 
 
-def _available(fp: FlowPlan, arrival, vclass) -> np.ndarray | None:
-    """When each vehicle may join its first stage: on arrival, or for a class turned away on
-    arrival (a refusal by date), when the refusal ends; None when no class is turned away."""
-    out = None
-    for c in range(len(fp.classes)):
-        for start_h, end_h in fp.refusals[c]:
-            hit = (vclass == c) & (arrival >= start_h) & (arrival < end_h)
-            if start_h <= 0:  # the backlog is turned away too while the refusal lasts
-                hit |= (vclass == c) & (arrival < end_h)
-            if hit.any():
-                out = arrival.copy() if out is None else out
-                out[hit] = np.maximum(out[hit], end_h)
-    return out
+def _available(refusals, arrival: np.ndarray) -> tuple[np.ndarray, bool]:
+    """When each vehicle of a class's run may join its first stage: on arrival, or if it came
+    while the class was turned away (a refusal by date, [from, to) hours), when the refusal
+    ends; and whether any was turned away."""
+    out = arrival.copy()
+    hit_any = False
+    for start_h, end_h in refusals:
+        hit = (arrival >= start_h) & (arrival < end_h)
+        if start_h <= 0:  # the backlog is turned away too while the refusal lasts
+            hit |= arrival < end_h
+        if hit.any():
+            hit_any = True
+            out[hit] = np.maximum(out[hit], end_h)
+    return out, hit_any
 
 
 def stage_schedules(fp: FlowPlan, v: list, calendar: Calendar, days: int):
