@@ -98,13 +98,15 @@ def _targets(a: Adjustment, gates: dict):
                     yield g, d, c
 
 
-def apply_static(data: dict, adjs: list[Adjustment]) -> dict:
+def apply_static(data: dict, adjs: list[Adjustment], fresh: bool = False) -> dict:
     """The model-form tree with the adjustments that hold all horizon applied, in order (a
-    copy; data is not changed)."""
+    copy, data is not changed; or, with ``fresh``, in place: a tree the caller has just built
+    for this, such as sim.model.ranges.model_form's, whose containers nothing else holds)."""
     static = [a for a in adjs if not a.dated]
     if not static:
         return data
-    data = copy.deepcopy(data)
+    if not fresh:
+        data = copy.deepcopy(data)
     gates = data["gates"]
     for a in static:
         for g, d, target in list(_targets(a, gates)):

@@ -360,13 +360,13 @@ def _adjustments() -> TypeAdapter:
 def build_model(data: dict, file: str) -> ScenarioModel:
     """The validated model of a raw tree with its values in place: the adjustments that hold
     all horizon applied first, each checked against what it names."""
-    data = model_form(data)
+    data = model_form(data)  # new containers throughout: the static adjustments may change them in place
     try:
         adjs = _adjustments().validate_python(data.get("adjust", []))
     except ValidationError as exc:
         raise _pydantic_error(exc, file, ("adjust",), data.get("adjust")) from None
     check_references(adjs, data, file)
-    return _validate(apply_static(data, adjs), file)
+    return _validate(apply_static(data, adjs, fresh=True), file)
 
 
 @dataclass(frozen=True)
@@ -588,10 +588,11 @@ def _load_ensemble(name, raw: dict, ranges: list[Range], path: str, base_dir: Pa
     for name_, op, operand in changes:
         if name_ in values.columns:
             values[name_] = [changed_by(v, op, operand) for v in values[name_]]
-    for i in range(len(table)):
+    set_paths = [by_name[c].path for c in params]
+    for i, numbers in enumerate(values[params].to_numpy().tolist()):
         try:
             row = {r.path: r.nominal() for r in ranges}  # the ranges the row does not set, at their middle
-            row.update({by_name[c].path: float(values.iloc[i][c]) for c in params})
+            row.update(zip(set_paths, numbers))
             build_model(substitute(raw, row), path)
         except ScenarioError as exc:
             raise ScenarioError(str(file), f"row {i + 1}: {exc.field}", exc.message) from None
