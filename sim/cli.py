@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true", help="write tables only")
     r.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    r.add_argument("--timings", action="store_true",
+                   help="print where the time went: CPU per replication by phase, compiling the plan, writing")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
     cp = sub.add_parser("compare", help="run scenarios on common random numbers and compare them with the first")
     cp.add_argument("base", help="the base scenario (TOML)")
@@ -199,7 +202,7 @@ def _cmd_run(args) -> int:
     from .base.outdir import atomic_dir
     from .outputs.results import prepare_writing, write_run
     from .experiments.run import run
-    from .outputs.text import summary_table
+    from .outputs.text import summary_table, timings_line
 
     path = scenario_path(args.scenario)
     out = _out_arg(args.out)
@@ -217,7 +220,11 @@ def _cmd_run(args) -> int:
             allow_overload=args.allow_overload, progress=False if args.quiet else None, warn=_warn,
             while_waiting=lambda: prepare_writing(not args.no_plots),
         )
+        written = time.perf_counter()
         write_run(result, staged, make_plots=not args.no_plots, report=not args.no_report)
+        written = time.perf_counter() - written
+    if args.timings:
+        print(wrapped(timings_line(result, written)))
     if not args.quiet:
         changed = f" ({path.name} with --set {'; '.join(args.set)})" if args.set else ""
         print(wrapped(f"{scen.name}{changed}: {args.reps} replications, seed {args.seed}, engine {args.engine}, "

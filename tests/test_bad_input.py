@@ -263,7 +263,7 @@ def test_a_calibration_budget_refused_before_any_work(tmp_path, capsys, no_work,
 
 def test_more_replications_than_memory_holds(tmp_path, capsys, monkeypatch, no_work):
     """The results of 100 million replications of the default scenario, the calibrated baseline
-    (some 120 kB each, six times that at the peak of computing the tables), would fill terabytes:
+    (some 120 kB each, twice that at the peak of computing the tables), would fill terabytes:
     refused before any work, naming how many fit."""
     from sim import load
     from sim.statistics.metrics import result_bytes

@@ -221,3 +221,24 @@ def test_a_signed_figure_never_reads_as_a_signed_zero():
     assert signed(-0.2, 0) == "-0.2" and signed(0.3, 0) == "+0.3" and signed(0.04, 1) == "+0.04"
     assert signed(0.0, 0) == "0" and signed(-1e-9, 0) == "~0" and signed(float("nan"), 1) == "-"
     assert signed(12.34, 1) == "+12.3" and signed(-1234.0, 0) == "-1,234"
+
+
+def test_timings_say_where_the_cpu_of_a_replication_went(tmp_path, capsys):
+    """`run --timings` prints each phase's mean CPU per replication and their sum, the plan's
+    compiling and the writing; the phases add up to the total and the engine and the
+    statistics took some."""
+    import re
+
+    from sim.experiments.experiment import PHASES
+
+    out = tmp_path / "r"
+    assert main(["run", str(Path(__file__).parent / "data" / "small_2022.toml"), "--reps", "3", "--workers", "1",
+                 "--timings", "--quiet",
+                 "--no-plots", "--no-report", "--out", str(out)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    found = dict(re.findall(r"(\w+) (\d+\.\d+)(?= [+=])", text))
+    assert list(found) == list(PHASES), text
+    total = float(re.search(r"= (\d+\.\d+);", text).group(1))
+    assert abs(sum(map(float, found.values())) - total) <= 0.01 * len(PHASES), text
+    assert float(found["engine"]) > 0 and float(found["statistics"]) > 0, text
+    assert re.search(r"the plan compiled once in \d+ ms", text) and re.search(r"writing \d+\.\d+ s", text), text

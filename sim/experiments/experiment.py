@@ -15,10 +15,12 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -32,6 +34,11 @@ from .workers import local_pool, prepare_process, resolve_workers
 
 ENGINES = ("fast", "des")
 SIMULATORS = {"des": des.simulate, "fast": fast.simulate}
+# where a replication's CPU goes (ReplicationResult.cpu_s): drawing its uncertain inputs and
+# running the plan's bindings on them; drawing arrivals, service times and closures; the
+# engine; the statistics; and the Python of its task around them (shared by the task's
+# replications), measured by the thread's CPU clock
+PHASES = ("inputs", "draws", "engine", "statistics", "around")
 MAX_CHUNK = 10  # replications a task runs at most: the last tasks leave a worker idle for at most this many
 
 
@@ -46,11 +53,19 @@ def replicate(scenario: Scenario, seed: int, index: int, engine: str = "fast",
 def replicate_plan(plan: Plan, seed: int, index: int, engine: str = "fast",
                    values: Mapping[str, float] | None = None) -> ReplicationResult:
     """replicate, from the scenario's plan (sim.model.plan): a pure function of its arguments."""
+    clock = [time.thread_time()]
     rep_seq = replication_seed(seed, index)
     drawn = plan.draw(rep_seq, values)
-    rep = plan_inputs(plan, plan.values(drawn), rep_seq)
-    result = replication_metrics(rep, SIMULATORS[engine](rep))
+    v = plan.values(drawn)
+    clock.append(time.thread_time())
+    rep = plan_inputs(plan, v, rep_seq)
+    clock.append(time.thread_time())
+    records = SIMULATORS[engine](rep)
+    clock.append(time.thread_time())
+    result = replication_metrics(rep, records)
+    clock.append(time.thread_time())
     result.inputs = drawn
+    result.cpu_s = np.append(np.diff(clock), 0.0)
     return result
 
 
@@ -97,10 +112,14 @@ def _run_task(task: _Task, seed: int, engine: str,
               ) -> tuple[_Task, list[ReplicationResult]]:
     """A chunk of replications of one point: the work one executor task does. ``keep``, if
     given, is applied to each result in the worker (what a sweep hands back: its values only)."""
+    start = time.thread_time()
     prepare_process()
     plan = installed_plan(task.plan) if isinstance(task.plan, str) else task.plan
     values = dict(task.values) or None
     out = [replicate_plan(plan, seed, i, engine, values) for i in range(task.first, task.last)]
+    around = (time.thread_time() - start - sum(r.cpu_s.sum() for r in out)) / len(out)
+    for r in out:
+        r.cpu_s[-1] = around
     return task, out if keep is None else [keep(r) for r in out]
 
 
@@ -253,8 +272,13 @@ def _collect(results, reps: int, bar, unit: str) -> Iterator[tuple[int, list[Rep
     """Gather the tasks' results by point; yield each point once all its replications are in."""
     pending: dict[int, list[ReplicationResult | None]] = {}
     missing: dict[int, int] = {}
+    labels: dict[int, tuple] = {}
     with _Ticking(bar):
         for task, chunk_results in results:
+            for r in chunk_results:  # one copy of a point's labels, not one unpickled per replication
+                same = labels.setdefault(task.point, getattr(r, "labels", None))
+                if same is not None and r.labels is not same and r.labels == same:
+                    r.labels = same
             got = pending.setdefault(task.point, [None] * reps)
             got[task.first:task.last] = chunk_results
             missing[task.point] = missing.get(task.point, reps) - len(chunk_results)

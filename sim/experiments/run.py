@@ -8,11 +8,13 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from . import capacity
 from ..base.errors import RunError
-from .experiment import ENGINES, Point, replicate, run_design
+from .experiment import ENGINES, PHASES, Point, replicate, run_design
+from ..model.plan import compile_plan
 from ..statistics.metrics import (
     ReplicationResult,
     daily_table,
@@ -31,10 +33,10 @@ DEFAULT_REPS = 10
 DEFAULT_SEED = 20221130
 MAX_REPS = 1_000_000  # a run's results stay in memory until its tables are written
 MEMORY_SHARE = 0.5  # of the memory this process may use, for one run
-# A run's memory at its peak, computing its tables (daily.csv's quantiles over the replications),
-# per byte of results it holds: measured on the baseline, 0.53 MB more per replication at that
-# step against 113 kB held (tests/test_bad_input.py checks that it still covers the peak).
-WRITE_PEAK = 6
+# A run's memory at its peak, computing its tables, per byte of results it holds: the results
+# and what the tables take at that step (daily.csv's quantiles go a group at a time): measured
+# on the baseline, 1.1 (tests/test_bad_input.py checks that it still covers the peak).
+WRITE_PEAK = 2
 
 
 def physical_memory() -> int | None:
@@ -170,6 +172,13 @@ class RunResult:
     wall_s: float
     warnings: list[str]
     workers: int = 1  # processes the replications ran in (writing may use as many)
+    compile_s: float = 0.0  # CPU seconds compiling the scenario's plan (once per process, before the replications)
+    collect_cpu_s: float = 0.0  # CPU seconds of this process while the replications ran (all of it with 1 worker)
+
+    def cpu_by_phase(self) -> dict[str, float]:
+        """Mean CPU milliseconds per replication in each phase (sim.experiments.experiment.PHASES)."""
+        spent = np.mean([r.cpu_s for r in self.results], axis=0) * 1000.0
+        return dict(zip(PHASES, spent.tolist()))
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -233,7 +242,8 @@ def run(
     for w in warnings if warn else ():
         warn(w)
     tune_allocator()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     results = run_design([Point(scenario)], reps, seed, engine, workers=workers, progress=progress,
                          chunk=chunk_size, desc=f"{scenario.name} ({engine})", while_waiting=while_waiting)[0]
-    return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
+    return RunResult(scenario, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers,
+                     compile_plan(scenario).compile_s, time.process_time() - cpu0)

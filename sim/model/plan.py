@@ -19,9 +19,11 @@ validated at load: every ensemble row, both ends of every range (``sim.model.sce
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -328,6 +330,7 @@ class Plan:
     warmup_days: Ref
     gates: tuple[GatePlan, ...]
     checks: tuple[tuple[int, Bounds, str], ...] = field(repr=False)  # (slot, bounds, field) of each traced number
+    compile_s: float = field(default=0.0, compare=False)  # the CPU seconds compiling it took (what --timings shows)
 
     @property
     def flows(self) -> list[FlowPlan]:
@@ -379,7 +382,8 @@ def compile_plan(scenario) -> Plan:
     key = content_key(scenario)
     plan = _CACHE.get(key)
     if plan is None:
-        plan = _compile(scenario, key)
+        start = time.process_time()
+        plan = dataclasses.replace(_compile(scenario, key), compile_s=time.process_time() - start)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = plan

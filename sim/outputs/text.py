@@ -92,3 +92,16 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
     notes = extreme_notes(summary, names, closures_of(scenario.nominal))
     return "\n".join(lines + [wrapped(f"note: {n}") for n in notes])
+
+
+def timings_line(result, written_s: float) -> str:
+    """Where a run's time went (``bordersim run --timings``): the mean CPU of a replication by
+    phase, in the workers' threads, the plan's compiling, this process's CPU while the
+    replications ran, and the wall time of the replications and of writing the results."""
+    phases = result.cpu_by_phase()
+    parts = " + ".join(f"{name} {ms:.2f}" for name, ms in phases.items())
+    where = ("in this process" if result.workers == 1
+             else f"in {result.workers} workers; this process meanwhile {result.collect_cpu_s:.2f} s of CPU")
+    return (f"timings: CPU per replication (ms, mean of {result.reps:,}): {parts} = {sum(phases.values()):.2f}; "
+            f"the plan compiled once in {result.compile_s * 1000:.0f} ms; replications {result.wall_s:.2f} s "
+            f"wall ({where}); writing {written_s:.2f} s")

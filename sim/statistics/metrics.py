@@ -86,6 +86,9 @@ class ReplicationResult:
     # per group (monthly_groups, the daily tables' groups), MONTHLY_METRICS x calendar months
     monthly: np.ndarray | None = None
     monthly_groups: tuple[tuple[str, str], ...] = ()
+    # CPU seconds of the thread that ran it, by phase (sim.experiments.experiment.PHASES); not
+    # part of the result: the same replication costs what the machine makes it cost
+    cpu_s: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def rows(self) -> list[tuple]:
@@ -373,8 +376,34 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     return float(d["mean"][0]), float(d["ci_low"][0]), float(d["ci_high"][0])
 
 
+BLOCK_VALUES = 1 << 20  # describe works on column blocks of at most this many values (8 MB of floats)
+
+
 def describe(m: np.ndarray, level: float = 0.95, low: np.ndarray | float | None = None,
              high: np.ndarray | float | None = None) -> dict[str, np.ndarray]:
+    """Per column of m (replications x values), over its non-NaN replications: see _describe.
+    A large m goes a block of columns at a time, so that the temporaries stay small (a column's
+    figures do not depend on the other columns: the same numbers, bit for bit)."""
+    m = np.asarray(m, dtype=float)
+    if m.ndim != 2 or m.size <= BLOCK_VALUES or m.shape[1] < 2:
+        return _describe(m, level, low, high)
+    # blocks of two columns or more: numpy sums a single column pairwise, a wider block row by
+    # row as it does the whole matrix (the same order, so the same bits)
+    step = max(2, BLOCK_VALUES // m.shape[0])
+    cuts = list(range(0, m.shape[1], step))
+    if m.shape[1] - cuts[-1] < 2:
+        cuts.pop()
+    ends = cuts[1:] + [m.shape[1]]
+
+    def cut(bound, i, j):
+        return bound[i:j] if isinstance(bound, np.ndarray) and bound.ndim else bound
+
+    parts = [_describe(m[:, i:j], level, cut(low, i, j), cut(high, i, j)) for i, j in zip(cuts, ends)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _describe(m: np.ndarray, level: float = 0.95, low: np.ndarray | float | None = None,
+              high: np.ndarray | float | None = None) -> dict[str, np.ndarray]:
     """Per column of m (replications x values), over its non-NaN replications: the mean, a
     two-sided t-interval of the mean (NaN for fewer than two), the 5th and 95th percentiles of
     the replications (their spread), the standard deviation and the count. low / high: the
@@ -444,10 +473,10 @@ def per_replication(results: list[ReplicationResult]) -> pd.DataFrame:
 DAILY_METRICS = (("crossings", "daily"), ("queue_mean", "daily_queue_mean"), ("queue_end", "daily_queue_end"))
 
 
-def daily_matrix(results: list[ReplicationResult], start) -> tuple[pd.DataFrame, np.ndarray]:
-    """The daily figures of every replication: their labels (gate, direction, date, metric) and
-    values (replications x labels), in one matrix: one pass of statistics, not one per series."""
-    keys = list(results[0].daily)
+def daily_matrix(results: list[ReplicationResult], start, keys: list | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The daily figures of every replication (of the groups ``keys``, default all): their
+    labels (gate, direction, date, metric) and values (replications x labels), in one matrix."""
+    keys = list(results[0].daily) if keys is None else keys
     days = len(next(iter(results[0].daily.values())))
     dates = pd.date_range(start, periods=days, freq="D").date
     m = np.stack([np.concatenate([getattr(r, attr)[k] for k in keys for _metric, attr in DAILY_METRICS])
@@ -466,12 +495,15 @@ def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
     """Per calendar day, gate and direction (tidy): crossings, the mean number waiting
     (queue_mean) and the number waiting at the day's end (queue_end), each with the mean over
     replications, its 95 % interval and the replications' 5th and 95th percentiles."""
-    labels, m = daily_matrix(results, start)
-    out = labels[["date", "gate", "direction", "metric"]].copy()
-    stats_ = describe(m, low=0.0)
-    for k in ("mean", "ci_low", "ci_high", "p05", "p95"):
-        out[k] = stats_[k]
-    return out
+    parts = []
+    for key in results[0].daily:  # a group at a time: never every day of every group of every replication at once
+        labels, m = daily_matrix(results, start, [key])
+        out = labels[["date", "gate", "direction", "metric"]].copy()
+        stats_ = describe(m, low=0.0)
+        for k in ("mean", "ci_low", "ci_high", "p05", "p95"):
+            out[k] = stats_[k]
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True)
 
 
 MONTHLY_COLUMNS = ["gate", "direction", "month", "metric", "mean", "ci_low", "ci_high", "p05", "p95"]
