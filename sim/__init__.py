@@ -5,6 +5,9 @@ The public API, also what the ``bordersim`` command calls:
     from sim import load, run, write_results
     result = run(load("scenarios/baseline_2022.toml"), reps=20, seed=1)
     result.summary  # tidy table: gate, direction, metric, stage, mean, ci_low, ci_high
+
+    from sim import sweep
+    res = sweep("scenarios/baseline_2022.toml", design="sobol", points=32, reps=10, out="results/sobol")
 """
 
 from .experiments.compare import Comparison, compare
@@ -13,6 +16,7 @@ from .experiments.experiment import Point, replicate, run_design
 from .outputs.results import read_table, write_comparison, write_results
 from .experiments.run import RunResult, run, run_replication
 from .model.scenario import Scenario, from_dict, load
+from .outputs.sweep import sweep
 
 __all__ = [
     "BordersimError",
@@ -31,5 +35,7 @@ __all__ = [
     "read_table",
     "run",
     "run_replication",
+    "sweep",
     "write_results",
 ]
+

@@ -290,7 +290,8 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .experiments.sweep import sweep, sweep_report
+    from .outputs.sweep import sweep
+    from .outputs.text import sweep_report
 
     path = scenario_path(args.scenario)
     out = _out_arg(args.out)

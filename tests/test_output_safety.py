@@ -379,11 +379,11 @@ def test_a_folder_written_before_files_were_listed_is_replaced_but_not_a_users_f
 HELD_SWEEP = """
 import sys, time
 from pathlib import Path
-import sim.experiments.sweep
+import sim.outputs.sweep
 from sim.cli import main
 
 out, started, go = sys.argv[1:4]
-run_points = sim.experiments.sweep._run_points
+run_points = sim.outputs.sweep.run_points
 
 def waiting(*args, **kwargs):
     Path(started).touch()
@@ -391,7 +391,7 @@ def waiting(*args, **kwargs):
         time.sleep(0.05)
     return run_points(*args, **kwargs)
 
-sim.experiments.sweep._run_points = waiting
+sim.outputs.sweep.run_points = waiting
 sys.exit(main(["sweep", sys.argv[4], "--param", "gates.hoanh_mo.exit.stages.customs.lanes=1,2", "--reps", "2",
                "--workers", "1", "--no-plots", "--quiet", "--out", out]))
 """
@@ -470,6 +470,26 @@ def test_an_empty_out_is_refused(repo, capsys, command):
     err = capsys.readouterr().err.strip()
     assert err == "bordersim: error: --out: is empty; give a folder (or file) name, e.g. results/my_run", err
     assert _tree(repo) == before
+
+
+def test_a_marker_that_is_a_link_makes_no_results_folder(tmp_path, capsys):
+    """A folder whose marker is a symbolic link (to a real results folder's marker) is nobody's
+    results for every command alike (one reader of the marker): a run refuses to replace it and
+    the report refuses to read it, writing nothing in it."""
+    run_dir = tmp_path / "run"
+    assert main(["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(run_dir)]) == 0
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / MARKER).symlink_to(run_dir / MARKER)
+    shutil.copy(run_dir / "summary.csv", linked / "summary.csv")
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    assert main(["run", str(TINY), "--reps", "2", "--workers", "1", "--no-plots", "--quiet", "--out", str(linked)]) == 2
+    assert "was not written by bordersim" in capsys.readouterr().err
+    assert main(["report", str(linked)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a bordersim results folder" in err, err
+    assert _tree(tmp_path) == before
 
 
 def test_report_o_leaves_nothing_but_the_report_and_knows_its_own(tmp_path, capsys):
@@ -680,7 +700,7 @@ def test_every_file_bordersim_writes_loads_back(tmp_path):
     from sim.experiments import calibrate as cal
     from sim.experiments.compare import compare
     from sim.outputs.results import write_comparison
-    from sim.experiments.sweep import sweep
+    from sim import sweep
 
     (tmp_path / "awkward.toml").write_text(AWKWARD, encoding="utf-8")
     scen = load(tmp_path / "awkward.toml")

@@ -1,4 +1,5 @@
-"""Sweeps (sim.experiments.sweep) and their sensitivity indices (sim.experiments.sensitivity).
+"""Sweeps (sim.experiments.sweep, their folders sim.outputs.sweep) and their sensitivity indices
+(sim.experiments.sensitivity).
 
 - the same sweep gives the same table, to the byte, on 1 worker, 2 workers and a Dask
   LocalCluster of worker processes started here (whose workers run one native thread each);
@@ -31,7 +32,9 @@ import pytest
 from sim.model import scenario as sc
 from sim.cli import main
 from sim.experiments.sensitivity import SENSITIVITY_COLUMNS, ishigami, ishigami_indices, sobol_indices
-from sim.experiments.sweep import Param, derive, make_design, parse_spec, sweep, sweep_report
+from sim import sweep
+from sim.experiments.sweep import Param, derive, make_design, parse_spec
+from sim.outputs.text import sweep_report
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.toml"

@@ -218,15 +218,17 @@ def _foreign(folder: Path, marker: dict) -> str | None:
     return None
 
 
-def check_files(paths: Iterable[str | Path], kind: str | None = None) -> None:
+def check_files(paths: Iterable[str | Path], kind: str | None = None, below: bool = False) -> None:
     """Refuse, before any work, to write over a file bordersim did not write: each path must be
     absent or hold exactly what bordersim recorded for it in its folder's FILES manifest (or be
     a report of bordersim's that certifies itself, unchanged); a file changed since is
-    someone's work, and kept. A file may go into a results folder (not below it) only if that
-    folder is of ``kind`` (a sweep's own files, the folder's own report)."""
+    someone's work, and kept. A file may go into a results folder only if that folder is of
+    ``kind`` (a sweep's own files, the folder's own report), and below it only with ``below``
+    (a sweep's chunks, in the folder it holds)."""
     for path in map(Path, paths):
         results = next((d for d in path.parents if read_marker(d) is not None), None)
-        if results is not None and (results != path.parent or read_marker(results).get("kind") != kind):
+        if results is not None and ((results != path.parent and not below)
+                                    or read_marker(results).get("kind") != kind):
             raise OutputError(str(path), None, f"is inside {results}, which {_kind_words(read_marker(results))}; "
                                                "write elsewhere")
         try:
@@ -362,11 +364,16 @@ def atomic_dir(out: str | Path, kind: str) -> Iterator[Staged]:
 
 
 @contextlib.contextmanager
-def holding(folder: str | Path) -> Iterator[None]:
-    """Hold a results folder for the block (the flock of its marker): a writer that would
-    replace it is refused meanwhile; refused itself if another process holds it."""
+def holding(folder: str | Path, elsewhere: bool = False) -> Iterator[None]:
+    """Hold a results folder for the block, however long (a sweep holds its folder for its whole
+    run, resumed or new): the flock of its marker. A writer that would replace it is refused
+    meanwhile; refused itself if another process holds it, or if another writer put a new
+    folder in its place between the marker's opening and its lock (the lock would hold the old
+    one). ``elsewhere``: the caller can write elsewhere instead (its --out), and a refusal says so."""
+    marker = Path(folder) / MARKER
+    remedy = f" or {_REMEDY}" if elsewhere else ""
     try:
-        fd = os.open(Path(folder) / MARKER, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
         raise OutputError(str(folder), None, f"cannot be held: its {MARKER} marker cannot be opened "
                                              f"({exc.strerror})") from None
@@ -374,21 +381,31 @@ def holding(folder: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(str(folder), None, IN_USE) from None
+            raise OutputError(str(folder), None, f"{IN_USE}{remedy}") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(marker))
+        except OSError:
+            same = False
+        if not same:
+            again = f"run again, or {_REMEDY}" if elsewhere else "run again"
+            raise OutputError(str(folder), None, f"another bordersim command put new results in it at the same "
+                                                 f"time; {again}")
         yield
     finally:
         os.close(fd)
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, kind: str | None = None, record: bool = True) -> Iterator[Path]:
+def atomic_file(path: str | Path, kind: str | None = None, record: bool = True,
+                below: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` to write one file to; when the block ends it replaces
     ``path`` whole (flushed to disk first) and, with ``record``, is listed in the folder's FILES
     manifest (an HTML report certifies itself instead: ``sign_html``). A ``path`` bordersim did
     not write is refused (check_files), and so is one inside a results folder of another kind
-    than ``kind``."""
+    than ``kind``, or below one without ``below``. What a killed writer of ``path`` left beside
+    it is removed."""
     path = Path(path)
-    check_files([path], kind)
+    check_files([path], kind, below)
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         with _locked(path.parent):
@@ -396,7 +413,7 @@ def atomic_file(path: str | Path, kind: str | None = None, record: bool = True) 
         yield tmp
         os.fsync(fd)
         with _locked(path.parent):
-            check_files([path], kind)
+            check_files([path], kind, below)
             _clear_debris(path)
             os.replace(tmp, path)
             if record:

@@ -54,6 +54,14 @@ NUM_RESAMPLES = 1000
 # the values each index can take: its interval is kept inside (cut, for the bootstrap intervals)
 INDEX_RANGE = {"S1": (0.0, 1.0), "ST": (0.0, 1.0), "mu_star": (0.0, math.inf), "spearman": (-1.0, 1.0)}
 RANKED_INDEX = {"sobol": "ST", "morris": "mu_star", "grid": "main_effect", "lhs": "spearman"}
+MORRIS_LEVELS = 4  # the levels of a Morris design's grid: its sampler and its analysis must agree
+
+
+def unit_problem(params) -> dict:
+    """SALib's problem of a design's parameters (each with a ``name``): every one on [0, 1], as
+    the designs are drawn (sim.experiments.sweep.make_design) and analysed here; each parameter
+    maps the unit interval to its own values (sim.experiments.sweep.Param.from_unit)."""
+    return {"num_vars": len(params), "names": [p.name for p in params], "bounds": [[0.0, 1.0]] * len(params)}
 
 
 def interval_level(tested: int, family: float = CONF_LEVEL) -> float:
@@ -87,8 +95,6 @@ def sobol_indices(design, y: np.ndarray, seed: int = 0, conf_level: float = CONF
     from the outputs ``y`` at the points of a Sobol design."""
     from SALib.analyze import sobol
 
-    from .sweep import unit_problem
-
     y = np.asarray(y, dtype=float)
     with np.errstate(all="ignore"), _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
@@ -103,8 +109,6 @@ def morris_indices(design, y: np.ndarray, seed: int = 0, conf_level: float = CON
     """mu*, its interval's half-width, mu and sigma of each parameter, from the outputs ``y`` at
     the points of a Morris design (effects per the unit range of each input)."""
     from SALib.analyze import morris
-
-    from .sweep import MORRIS_LEVELS, unit_problem
 
     y = np.asarray(y, dtype=float)
     with np.errstate(all="ignore"), _warnings.catch_warnings():

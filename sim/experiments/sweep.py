@@ -21,26 +21,23 @@ Designs are drawn in the unit cube (SALib's samplers) and mapped to each paramet
 range by its inverse distribution), so the sensitivity indices (sim.experiments.sensitivity) are read off
 the same unit design.
 
-A sweep with an output folder is resumable: the folder holds ``sweep.json`` (the command, with
-the scenario's content hash and the design's), and ``chunks/chunk-NNNNN.parquet``, each the
-summarised points of one chunk, written whole (temporary file, then rename); a sweep started
-again with the same command runs only the chunks missing, a different command is refused. The
-final table is assembled from the chunks, so it is the same however often the sweep stopped.
+This module is the experiment: a sweep checked before any work (prepare), its points run by
+groups (run_points), its table and sensitivity (summarise). Its results folder (the command,
+chunks of points to resume from, the final tables, plots and report) is sim.outputs.sweep's,
+whose ``sweep`` is the entry point (``from sim import sweep``); its printed summary is
+sim.outputs.text.sweep_report.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import itertools
 import json
 import math
 import os
 import re
-import secrets
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +48,12 @@ import pandas as pd
 
 from . import capacity
 from ..model.adjust import override_warning, set_warnings
-from ..base.errors import BordersimError, OutputError, ScenarioError, shorten
+from ..base.errors import BordersimError, ScenarioError, shorten
 from .experiment import ENGINES, Point, iter_design
 from ..statistics.metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
-from ..base.outdir import IN_USE, MARKER, atomic_dir, atomic_file, check_target, read_marker, version
 from ..model.ranges import Range
 from ..model.scenario import Layer, Scenario, from_dict, load, merge_layers, set_layer
+from .sensitivity import MORRIS_LEVELS, analyse, tested_inputs, unit_problem
 from .workers import resolve_workers
 
 DESIGNS = ("grid", "lhs", "sobol", "morris")
@@ -73,21 +70,15 @@ MIN_SOBOL_BASE = 32
 MIN_MORRIS_TRAJECTORIES = 10
 MIN_LHS_POINTS = 10
 FITTED_QUANTILES = (0.05, 0.95)  # an ensemble input swept alone: the central 90 % of its fitted values
-MORRIS_LEVELS = 4
 MAX_POINTS = 100_000  # a table row per point and output: 100,000 points are some 40 M rows
 MAX_REPS = 1_000_000
 MAX_LIST = 10_000  # values of one list or integer range
-CHUNK_REPS = 2_000  # replications a chunk of points holds at most (about a minute and a half on one core)
 STAT_COLUMNS = ["mean", "ci_low", "ci_high", "p05", "p95", "std", "n"]
 LABELS = SUMMARY_COLUMNS[:5]  # gate, direction, metric, stage, class
 OUTPUT_METRICS = GROUP_METRICS + ("held_by_limit_share",)
 DEFAULT_OUTPUT = "time_in_system_mean_h"
-SPEC_FILE = "sweep.json"
-CHUNKS = "chunks"
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _INTEGER = r"[+-]?\d+"
-_CHUNK_NAME = re.compile(r"chunk-(\d{5,})\.parquet")
-_CHUNK_TMP = re.compile(r"\.chunk-\d{5,}\.parquet\.tmp-[0-9a-f]{8}")
 
 
 class SweepError(BordersimError):
@@ -445,11 +436,6 @@ class Design:
         return h.hexdigest()
 
 
-def unit_problem(params: Sequence[Param]) -> dict:
-    """SALib's problem: every parameter on [0, 1] (Param.from_unit maps it to its values)."""
-    return {"num_vars": len(params), "names": [p.name for p in params], "bounds": [[0.0, 1.0]] * len(params)}
-
-
 def default_design(params: Sequence[Param]) -> str:
     """grid when every parameter has a list of values, sobol otherwise."""
     return "grid" if all(p.discrete for p in params) else "sobol"
@@ -542,8 +528,6 @@ def lhs_points_needed(inputs: int) -> int:
 def design_warning(dsg: Design) -> str | None:
     """One line when a design has too few points for its ranking, saying the rule and why; None
     when it has enough (a grid has no rule: its main effects are its points' own arithmetic)."""
-    from .sensitivity import tested_inputs
-
     d = tested_inputs(dsg)
     if dsg.kind == "lhs" and dsg.points < lhs_points_needed(d):
         n, need = dsg.points, lhs_points_needed(d)
@@ -703,34 +687,39 @@ def identity(scenario: Scenario, design: Design, reps: int, seed: int, engine: s
     }
 
 
-def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: str | None = None,
-          points: int | None = None, reps: int = 20, seed: int = 20221130, engine: str = "fast",
-          out: str | Path | None = None, workers: int | None = None, scheduler: str | None = None,
-          address: str | None = None, executor=None, outputs: Sequence[str] = (), sets: Sequence[str] = (),
-          allow_overload: bool = False, make_plots: bool = True, report: bool = True, progress: bool | None = None,
-          warn=None, chunk_points: int | None = None, on_start=None) -> SweepResult:
-    """Run a sweep (the Python form of ``bordersim sweep``) and return its tables.
+@dataclass(frozen=True)
+class SweepSetup:
+    """A sweep checked before any work (prepare): the scenario as given (``base``) and derived
+    (every swept input an uncertain range over its values), the parameters, the design with
+    every point validated, the outputs followed, and how the points run."""
 
-    params: ``PATH=SPEC`` (SPEC a list 1,2,3, an integer range 1..4 or an interval 5:40) or a
-    PATH of an uncertain input (its own range; for an input a fitted ensemble sets, the
-    ensemble's 5-95 % range); none: every uncertain input of the scenario over its range, but
-    those its fitted ensemble sets (they keep its parameter sets, as every input the sweep does
-    not vary: replication i takes the same set at every point). design: grid, lhs, sobol or
-    morris (default: grid for lists, sobol otherwise); points: its size (lhs: points; sobol: base N, a power of two, giving N x (D+2)
-    points; morris: trajectories, N x (D+1) points). out: a folder to write to and resume from
-    (None: nothing written). scheduler ``local`` (a pool of ``workers`` processes) or ``dask``
-    (the cluster at ``address``, or a LocalCluster of ``workers`` processes); executor: any
-    concurrent.futures.Executor instead. outputs: ``METRIC[@GATE]`` for the sensitivity and
-    the plots. on_start(done, todo): called once the work is known (the CLI reports a resume).
-    Every point is validated before any work; a problem is one SweepError (or ScenarioError)."""
-    t0 = time.perf_counter()
-    warnings: list[str] = []
+    base: Scenario
+    scenario: Scenario
+    params: list[Param]
+    design: Design
+    outputs: list[Output]
+    reps: int
+    seed: int
+    engine: str
+    scheduler: str
+    address: str | None
 
-    def _warn(text: str) -> None:
-        warnings.append(text)
-        if warn:
-            warn(text)
+    def identity(self) -> dict:
+        return identity(self.scenario, self.design, self.reps, self.seed, self.engine)
 
+    def ensemble(self) -> dict | None:
+        return ensemble_use(self.base, self.scenario, self.params)
+
+
+def prepare(scenario: str | Path | Scenario, params: Sequence[str] = (), design: str | None = None,
+            points: int | None = None, reps: int = 20, seed: int = 20221130, engine: str = "fast",
+            scheduler: str | None = None, address: str | None = None, outputs: Sequence[str] = (),
+            sets: Sequence[str] = (), allow_overload: bool = False, warn=None) -> SweepSetup:
+    """Check a sweep as sim.outputs.sweep.sweep is asked for it (the arguments are its), before
+    any work: the engine, replications and scheduler, the scenario, its parameters, the design
+    and every point of it, the outputs. A problem is one SweepError (or ScenarioError); what is
+    doubtful is said through ``warn``."""
+    warn = warn or (lambda _text: None)
     if engine not in ENGINES:
         raise SweepError(None, "--engine", f"'{shorten(engine)}' is not an engine; allowed: {', '.join(ENGINES)}")
     if not 1 <= reps <= MAX_REPS:
@@ -751,54 +740,24 @@ def sweep(scenario: str | Path | Scenario, params: Sequence[str] = (), design: s
     for p in plist:  # an input a dated adjustment replaces for a period: its sweep changes less than it seems
         w = override_warning(derived.nominal, f"--param {p.name}", by_name[p.name].path)
         if w:
-            _warn(w)
+            warn(w)
     for w in set_warnings(derived.nominal, list(sets)):
-        _warn(w)
+        warn(w)
     dsg = make_design(design, plist, points, seed)
     too_few = design_warning(dsg)
     if too_few:
-        _warn(too_few)
+        warn(too_few)
     outs = parse_outputs(outputs, derived)
-    _validate_points(derived, dsg, allow_overload, _warn)
-    spec = identity(derived, dsg, reps, seed, engine)
-    target = Path(out) if out is not None else None
-    folder = _SweepFolder.open(target, spec, dsg, reps, chunk_points) if target is not None else None
-    with contextlib.ExitStack() as stack:
-        if folder is not None:
-            stack.callback(folder.close)
-        chunk = folder.chunk_points if folder is not None else (chunk_points or default_chunk(dsg.points, reps))
-        chunks = [list(range(i, min(i + chunk, dsg.points))) for i in range(0, dsg.points, chunk)]
-        done = folder.done_chunks(len(chunks), chunks) if folder is not None else set()
-        todo = [c for c in range(len(chunks)) if c not in done]
-        n_done = sum(len(chunks[c]) for c in done)
-        if on_start:
-            on_start(n_done, dsg.points - n_done)
-        frames: dict[int, pd.DataFrame] = {}
-        todo_points = [p for c in todo for p in chunks[c]]
-        n_workers = 1
-        if todo_points:
-            with _executor(scheduler, address, workers, executor, _warn) as (ex, n_workers):
-                frames = _run_points(derived, dsg, reps, seed, engine, ex, n_workers, progress, chunks, todo,
-                                     folder, make_plots)
-        if folder is not None:
-            table = folder.read_table(len(chunks))
-        else:
-            table = pd.concat([frames[c] for c in range(len(chunks))], ignore_index=True)
-        table = _tidy(table, dsg)
-        from .sensitivity import analyse
-
-        sens = analyse(dsg, output_matrix(table, outs, dsg.points), seed, warn=_warn)
-        result = SweepResult(derived, dsg, reps, seed, engine, outs, table, sens, target, len(todo_points), n_done,
-                             time.perf_counter() - t0, warnings, n_workers, scheduler, ensemble_use(base, derived, plist))
-        if folder is not None:
-            folder.write_outputs(result, make_plots, report)
-    return result
+    _validate_points(derived, dsg, allow_overload, warn)
+    return SweepSetup(base, derived, plist, dsg, outs, reps, seed, engine, scheduler, address)
 
 
-def default_chunk(points: int, reps: int) -> int:
-    """Points per chunk file: at most CHUNK_REPS replications and a tenth of the points, so a
-    kill loses little and the folder holds at most a few hundred files a thousand points."""
-    return max(1, min(-(-CHUNK_REPS // reps), -(-points // 10)))
+def summarise(setup: SweepSetup, table: pd.DataFrame, warn=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sweep's tidy table (from its points' rows in any order) and its sensitivity indices
+    (sim.experiments.sensitivity.analyse) of the outputs followed."""
+    table = _tidy(table, setup.design)
+    sens = analyse(setup.design, output_matrix(table, setup.outputs, setup.design.points), setup.seed, warn=warn)
+    return table, sens
 
 
 def _tidy(table: pd.DataFrame, dsg: Design) -> pd.DataFrame:
@@ -856,7 +815,7 @@ def _show(values: Mapping[str, float]) -> str:
 
 
 @contextlib.contextmanager
-def _executor(scheduler: str, address: str | None, workers: int | None, executor, warn) -> Iterator[tuple]:
+def executor_for(scheduler: str, address: str | None, workers: int | None, executor, warn) -> Iterator[tuple]:
     """(executor, or None for the local pool; the number of workers it runs tasks on)."""
     if executor is not None:
         yield executor, workers or 1
@@ -875,312 +834,28 @@ def _executor(scheduler: str, address: str | None, workers: int | None, executor
         yield found
 
 
-def _run_points(scenario, dsg, reps, seed, engine, executor, workers, progress, chunks, todo, folder, make_plots):
-    """Run the points of the chunks to do; each chunk is written (or kept, without a folder)
-    as soon as its last point is in."""
-    from ..outputs.results import prepare_writing
-
-    points = [Point(scenario, dsg.point_values(p)) for c in todo for p in chunks[c]]
-    order = [p for c in todo for p in chunks[c]]
-    chunk_of = {p: c for c in todo for p in chunks[c]}
+def run_points(setup: SweepSetup, groups: Sequence[Sequence[int]], todo: Sequence[int], executor, workers: int,
+               progress: bool | None, while_waiting=None) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Run the points of the groups to do (``groups[c]``: the points of group c, in order) on
+    ``executor`` (executor_for), each replication 0..reps-1 of every point on common random
+    numbers; yield each group's rows (point_rows, in its points' order) as soon as its last
+    point is in: (c, rows). ``while_waiting``: called while the workers simulate."""
+    dsg = setup.design
+    points = [Point(setup.scenario, dsg.point_values(p)) for c in todo for p in groups[c]]
+    order = [p for c in todo for p in groups[c]]
+    group_of = {p: c for c in todo for p in groups[c]}
     waiting: dict[int, list[pd.DataFrame]] = {c: [] for c in todo}
-    frames: dict[int, pd.DataFrame] = {}
-    stream = iter_design(points, reps, seed, engine, executor=executor, workers=workers, progress=progress,
-                         desc=f"sweep {dsg.points} points x {reps} reps", keep=values_only, unit="point",
-                         while_waiting=lambda: prepare_writing(make_plots))
+    stream = iter_design(points, setup.reps, setup.seed, setup.engine, executor=executor, workers=workers,
+                         progress=progress, desc=f"sweep {dsg.points} points x {setup.reps} reps", keep=values_only,
+                         unit="point", while_waiting=while_waiting)
     with contextlib.closing(stream) as done:
         for k, results in done:
             p = order[k]
-            c = chunk_of[p]
+            c = group_of[p]
             waiting[c].append(point_rows(p, points[k].values, dsg.params, results))
-            if len(waiting[c]) == len(chunks[c]):
-                frame = pd.concat(waiting.pop(c), ignore_index=True)
-                if folder is not None:
-                    folder.write_chunk(c, frame)
-                else:
-                    frames[c] = frame
-    return frames
+            if len(waiting[c]) == len(groups[c]):
+                yield c, pd.concat(waiting.pop(c), ignore_index=True)
 
 
-RANKING_HEADS = {
-    "sobol": "Sobol total index ST and first-order S1",
-    "morris": "Morris mu* (mean |effect|)",
-    "grid": "main effect (the range of the output's mean over the parameter's levels, the others' levels "
-            "averaged over; no interval)",
-    "lhs": "Spearman's rank correlation rho with the output (ranked by |rho|)",
-}
-NOT_SIGNIFICANT = "not significant"  # the printed mark of an input whose interval reaches 0
-
-
-def interval_words(kind: str, tested: int) -> str:
-    """How a design's intervals are read, in a few words: their level, corrected for the inputs
-    tested (sim.experiments.sensitivity.interval_level), kept within each index's range."""
-    from .sensitivity import CONF_LEVEL, interval_level
-
-    if kind == "grid":
-        return ""
-    level = f"{100 * interval_level(tested):.4g} %"
-    together = (f" ({100 * CONF_LEVEL:g} % for the {tested} inputs together, Bonferroni)" if tested > 1 else "")
-    within = {"sobol": ", cut to [0, 1]", "morris": ", cut at 0"}.get(kind, "")
-    return f"with {level} intervals{together}{within}"
-
-
-def interval_meta(dsg: Design) -> dict:
-    """What metadata.json records of the sensitivity intervals: their level (None for a grid,
-    which has none) and the number of inputs it is corrected for."""
-    from .sensitivity import CONF_LEVEL, interval_level, tested_inputs
-
-    tested = tested_inputs(dsg)
-    return {"level": None if dsg.kind == "grid" else interval_level(tested), "inputs_tested": tested,
-            "correction": f"Bonferroni: each input's interval at 1 - {1 - CONF_LEVEL:g} / inputs_tested"}
-
-
-def sweep_report(result: SweepResult, top: int = 5) -> str:
-    """What the CLI prints: the sweep, where it went, what it took from a fitted ensemble, and
-    per output its most influential parameters (Sobol ST and S1, Morris mu*, a grid's main
-    effects or a hypercube's Spearman rho, with their intervals where the measure has one;
-    those whose interval reaches 0 marked not significant)."""
-    from .sensitivity import tested_inputs
-
-    d = result.design
-    lines = [f"sweep of {result.scenario.name}: {d.kind} design, {d.points} points x {result.reps} replications "
-             f"(seed {result.seed}, engine {result.engine}), {result.workers} workers ({result.scheduler}), "
-             f"{result.wall_s:.1f} s; {result.computed} points run now, {result.resumed} found done"]
-    lines += ensemble_lines(result.ensemble)
-    sens = result.sensitivity
-    if sens is not None and not sens.empty:
-        from .sensitivity import ranking
-
-        words = interval_words(d.kind, tested_inputs(d))
-        mark = f"; '{NOT_SIGNIFICANT}': its interval reaches 0" if words else ""
-        lines.append(f"most influential parameters, {RANKING_HEADS[d.kind]}{', ' + words if words else ''}{mark}:")
-        for o in result.outputs:
-            r = ranking(sens, o.gate, o.metric)
-            if r.empty:
-                continue
-            lines.append(f"  {o.metric} @ {o.gate}:")
-            for _, row in r.head(top).iterrows():
-                lines.append(f"    {int(row['rank']):>2}. {row.param}  {_ranking_stats(d.kind, row)}")
-    if result.out is not None:
-        out = Path(result.out)
-        files = (["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else [])
-                 + (["report.html"] if (out / "report.html").exists() else [])
-                 + (["plots"] if any(out.glob("*.png")) else []))
-        lines.append(f"written to {result.out}/ ({', '.join(files)})")
-    return "\n".join(lines)
-
-
-def ensemble_lines(use: Mapping | None, limit: int | None = 3) -> list[str]:
-    """What a sweep took from a fitted ensemble (ensemble_use), as printed lines, each naming
-    at most ``limit`` inputs (None: all)."""
-    if not use:
-        return []
-    out = [f"fitted ensemble {use['file']} ({use['parameter_sets']} parameter sets): replication i takes the same "
-           "set at every point"]
-    for key, what in (("kept", "from its parameter sets, not swept"),
-                      ("fitted_range", "swept over its 5-95 % range, not the prior"),
-                      ("replaced", "swept over --param values instead of its")):
-        names = use.get(key) or []
-        if names:
-            cut = len(names) if limit is None else limit
-            shown = ", ".join(names[:cut]) + (f" and {len(names) - cut} more (metadata.json lists them)"
-                                              if len(names) > cut else "")
-            out.append(f"  {len(names)} input{'s' if len(names) > 1 else ''} {what}: {shown}")
-    return out
-
-
-def _ranking_stats(kind: str, row: pd.Series) -> str:
-    """One parameter's indices in a printed ranking (a row of sim.experiments.sensitivity.ranking): each
-    with its interval, an estimate outside its index's range said to be the estimator's noise,
-    and the mark of one whose ranked index's interval reaches 0."""
-    from .sensitivity import RANKED_INDEX, outside_range
-
-    def shown(index: str, label: str, fmt: str) -> str:
-        est = row[index]
-        text = f"{label} {est:{fmt}} [{row[index + '_low']:{fmt}}, {row[index + '_high']:{fmt}}]"
-        where = outside_range(index, est)
-        return text + (f" ({where}: the estimator's noise)" if where else "")
-
-    if kind == "sobol":
-        text = f"{shown('ST', 'ST', '.3f')}  {shown('S1', 'S1', '.3f')}"
-    elif kind == "morris":
-        text = f"{shown('mu_star', 'mu*', '.4g')}  sigma {row.sigma:.4g}"
-    elif kind == "grid":
-        return f"main effect {row.main_effect:.4g}"
-    elif pd.isna(row.get("spearman")):
-        return "rho – (the parameter has one value)"
-    elif pd.isna(row.get("spearman_low")):
-        return f"rho {row.spearman:.3f} (no interval: too few points)"
-    else:
-        text = shown("spearman", "rho", ".3f")
-    significant = row.get(f"{RANKED_INDEX[kind]}_significant")
-    return text + (f"  {NOT_SIGNIFICANT}" if pd.notna(significant) and not significant else "")
-
-
-# ------------------------------------------------------------------ the folder
-
-
-class _SweepFolder:
-    """A sweep's folder: its identity (sweep.json), its chunks, its final tables. Held under an
-    exclusive lock (on its marker, sim.base.outdir) while the sweep runs, so two sweeps never write
-    one folder and no other command replaces it meanwhile."""
-
-    def __init__(self, out: Path, spec: dict, chunk_points: int, lock_fd: int):
-        self.out = out
-        self.spec = spec
-        self.chunk_points = chunk_points
-        self._lock_fd = lock_fd
-
-    @classmethod
-    def open(cls, out: Path, command: dict, dsg: Design, reps: int, chunk_points: int | None) -> "_SweepFolder":
-        """Create the folder (atomically, with its marker and sweep.json) or reopen it to resume:
-        refused if it holds anything but a sweep of this very command."""
-        marker = read_marker(out) if os.path.isdir(out) and not os.path.islink(out) else None
-        if marker is not None:
-            kind = marker.get("kind")
-            if kind != "sweep":
-                raise OutputError(str(out), None, f"holds a bordersim {kind or 'output'}, not a sweep; choose another "
-                                                  "--out")
-            try:
-                spec = json.loads((out / SPEC_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise OutputError(str(out), SPEC_FILE, f"cannot be read ({shorten(exc, 120)}); this folder's sweep "
-                                                       "cannot be resumed: choose another --out") from None
-            _same_command(out, spec.get("command", {}), command)
-        else:
-            check_target(out, "sweep")  # absent or empty: created below; anything else refused
-            n = chunk_points or default_chunk(dsg.points, reps)
-            spec = {"written_by": "bordersim", "kind": "sweep", "version": version(), "command": command,
-                    "chunk_points": n, "chunks": -(-dsg.points // n),
-                    "common_random_numbers": "replication i of every point uses the same seed"}
-            with atomic_dir(out, "sweep") as staged:
-                (staged.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
-                                                    encoding="utf-8")
-                (staged.dir / CHUNKS).mkdir()
-        fd = os.open(out / MARKER, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # a sweep started at the same instant may have put its own folder in place meanwhile
-            if os.fstat(fd).st_ino != os.stat(out / MARKER).st_ino:
-                raise OutputError(str(out), None, "another bordersim sweep started in this folder at the same time; "
-                                                  "run again to resume it, or choose another --out")
-            _same_command(out, json.loads((out / SPEC_FILE).read_text(encoding="utf-8")).get("command", {}), command)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputError(str(out), None, f"{IN_USE} or choose another --out") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        (out / CHUNKS).mkdir(exist_ok=True)
-        return cls(out, spec, int(spec["chunk_points"]), fd)
-
-    def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def _chunk_path(self, c: int) -> Path:
-        return self.out / CHUNKS / f"chunk-{c:05d}.parquet"
-
-    def done_chunks(self, n: int, chunks: list[list[int]]) -> set[int]:
-        """The chunks already written whole (a killed run's temporaries are removed; a chunk
-        that cannot be read or holds other points is run again)."""
-        folder = self.out / CHUNKS
-        for entry in os.scandir(folder):
-            if _CHUNK_TMP.fullmatch(entry.name):  # a killed writer's: no live one, we hold the lock
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-        done = set()
-        for c in range(n):
-            path = self._chunk_path(c)
-            if not path.exists():
-                continue
-            try:
-                got = pd.read_parquet(path, columns=["point"])["point"].unique().tolist()
-            except Exception:  # noqa: BLE001 - any unreadable file is run again
-                got = None
-            if got is not None and sorted(got) == chunks[c]:
-                done.add(c)
-            else:
-                os.unlink(path)
-        return done
-
-    def write_chunk(self, c: int, frame: pd.DataFrame) -> None:
-        """One chunk's rows, whole: a temporary file beside it, flushed, then renamed."""
-        path = self._chunk_path(c)
-        tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "xb") as fh:
-                frame.to_parquet(fh, index=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-
-    def read_table(self, n: int) -> pd.DataFrame:
-        return pd.concat([pd.read_parquet(self._chunk_path(c)) for c in range(n)], ignore_index=True)
-
-    def write_outputs(self, result: SweepResult, make_plots: bool, report: bool = True) -> None:
-        """sweep.parquet, sweep.csv, sensitivity.csv, the plots and report.html, each written whole."""
-        from ..outputs.results import FLOAT_FORMAT, seen_from, write_large_csv
-
-        with atomic_file(self.out / "sweep.parquet", "sweep") as tmp:
-            result.table.to_parquet(tmp, index=False)
-        with atomic_file(self.out / "sweep.csv", "sweep") as tmp:
-            write_large_csv(result.table, tmp)
-        if result.sensitivity is not None:
-            with atomic_file(self.out / "sensitivity.csv", "sweep") as tmp:
-                result.sensitivity.to_csv(tmp, index=False, float_format=FLOAT_FORMAT)
-        if make_plots:
-            from ..outputs import sweep_plots
-
-            for name, draw in sweep_plots.figures(result):
-                with atomic_file(self.out / name, "sweep") as tmp:
-                    draw(tmp)
-        meta = {"scenario_file": seen_from(self.out, result.scenario.path), "points": result.design.points,
-                "reps": result.reps,
-                "computed_this_run": result.computed, "found_done": result.resumed,
-                "outputs": [o.label for o in result.outputs], "ensemble": result.ensemble,
-                "intervals": interval_meta(result.design),
-                "workers": result.workers, "scheduler": result.scheduler, "wall_time_s": round(result.wall_s, 2),
-                "warnings": result.warnings, "bordersim_version": version()}
-        with atomic_file(self.out / "metadata.json", "sweep") as tmp:
-            tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if report:
-            from ..outputs.report import build_report
-
-            html = build_report(self.out, draw_missing=False)
-            with atomic_file(self.out / "report.html", "sweep", record=False) as tmp:
-                tmp.write_text(html, encoding="utf-8")
-
-
-def _same_command(out: Path, had: dict, now: dict) -> None:
-    """Refuse to resume a folder written by another command: one line naming the first difference."""
-    words = {"scenario_sha256": "the scenario (its content, with the swept ranges)", "params": "--param",
-             "design": "--design", "size": "--points", "reps": "--reps", "seed": "--seed", "engine": "--engine",
-             "design_sha256": "the design's points", "points": "the number of points", "scenario": "the scenario"}
-    for key in now:
-        if had.get(key) != now[key]:
-            what = words.get(key, key)
-            shown = ""
-            if key in ("design", "size", "reps", "seed", "engine", "points"):
-                shown = f" (it was {had.get(key)}, now {now[key]})"
-            raise OutputError(str(out), None, f"holds a sweep of another command: {what} differs{shown}; run the "
-                                              "same command to resume it, or choose another --out")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-__all__ = ["DESIGNS", "Design", "Output", "Param", "SweepError", "SweepResult", "derive", "make_design",
-           "parse_outputs", "parse_param", "parse_spec", "sweep", "sweep_report"]
+__all__ = ["DESIGNS", "Design", "Output", "Param", "SweepError", "SweepResult", "SweepSetup", "derive",
+           "make_design", "parse_outputs", "parse_param", "parse_spec", "prepare", "run_points", "summarise"]

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..base.errors import BordersimError, shorten
 from .findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, stage_label, wait_shares, wait_without
-from ..base.outdir import MARKER, sign_html, version
+from ..base.outdir import MARKER, read_marker, sign_html, version
 
 TEXT_KEYS = ("name", "description", "source", "reason", "note", "id")
 HIGH_UTILISATION = 0.9  # a stage busier than this is near its capacity: the report warns
@@ -172,14 +172,9 @@ def _data_uri(png: bytes) -> str:
 def folder_kind(path: Path) -> str:
     """The kind of results a folder holds: its marker's, or 'calibration' for a folder with a
     targets file and its report (calibration/ has no marker: bordersim writes its files one by one)."""
-    marker = path / MARKER
-    if marker.is_file():
-        try:
-            data = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict) and data.get("written_by") == "bordersim" and isinstance(data.get("kind"), str):
-            return data["kind"]
+    marker = read_marker(path)
+    if marker is not None and isinstance(marker.get("kind"), str):
+        return marker["kind"]
     if _targets_files(path):
         return "calibration"
     raise ReportError(str(path), None, f"is not a bordersim results folder (no {MARKER} marker, no targets file)")
@@ -332,7 +327,7 @@ def _layer_raw(path: Path) -> dict:
 
 def _is_set(layer: dict) -> bool:
     """A scenario's --set changes (recorded as a file of their own, its name ending in " (--set)")."""
-    from .results import SET_LAYER
+    from ..model.scenario import SET_LAYER
 
     return (layer.get("file") or "").endswith(SET_LAYER)
 
@@ -1306,7 +1301,7 @@ def calibration_page(folder: Folder) -> Page:
                                        "Histograms of the prior draws and of the kept ensemble", None))
     sections = [what, fit, inputs]
     if prior is not None:
-        from .results import scenario_metadata
+        from .provenance import scenario_metadata
 
         sections.append(_sources_section(scenario_metadata(prior), "Prior inputs: assumptions and sources"))
     return Page(f"bordersim calibration: {targets.path.name}", "", sections)
@@ -1416,10 +1411,10 @@ def _truthy(value: Any) -> bool:
 
 def _ensemble_facts(use: dict | None) -> list[tuple[str, str]]:
     """The facts row of what a sweep took from the scenario's fitted ensemble (metadata.json's
-    ``ensemble``), as sim.experiments.sweep prints it; none for a scenario without one."""
+    ``ensemble``), as the sweep prints it (sim.outputs.text); none for a scenario without one."""
     if not use:
         return []
-    from ..experiments.sweep import ensemble_lines
+    from .text import ensemble_lines
 
     first, *rest = ensemble_lines(use, limit=None)
     return [("fitted ensemble", "; ".join([first.removeprefix("fitted ensemble ")] + [r.strip() for r in rest]))]

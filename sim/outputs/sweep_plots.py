@@ -186,7 +186,7 @@ def sensitivity(result, path: Path) -> None:
     for k in range(len(outs), nrows * ncols):
         axes[k // ncols, k % ncols].axis("off")
     from ..experiments.sensitivity import tested_inputs
-    from ..experiments.sweep import interval_words
+    from .text import interval_words
 
     words = interval_words(kind, tested_inputs(result.design))
     fig.suptitle(f"{TITLES[kind]}{'; ' + words + ', pale: not significant' if words else ''}; "

@@ -1,11 +1,18 @@
 """The tables bordersim prints: a run's headline figures per gate and direction, a comparison's
 differences per gate; each narrow enough for a terminal of 100 columns, with the labels and
-decimals of sim.outputs.formats.METRICS (the report's)."""
+decimals of sim.outputs.formats.METRICS (the report's); a sweep's summary, its most influential
+inputs per output and what it took from a fitted ensemble (the report and the plots say the
+intervals alike: interval_words)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import pandas as pd
 
+from ..experiments.sensitivity import CONF_LEVEL, RANKED_INDEX, interval_level, outside_range, ranking, tested_inputs
+from ..experiments.sweep import SweepResult
 from ..statistics.metrics import SHARES
 from .findings import ALL, QUIET_WHEN_ZERO, UNCHANGED, closures_of, extreme_notes, headline_rows, unchanged
 from .formats import Metric, difference, estimate, metric, number, percent, wrapped
@@ -105,3 +112,103 @@ def timings_line(result, written_s: float) -> str:
     return (f"timings: CPU per replication (ms, mean of {result.reps:,}): {parts} = {sum(phases.values()):.2f}; "
             f"the plan compiled once in {result.compile_s * 1000:.0f} ms; replications {result.wall_s:.2f} s "
             f"wall ({where}); writing {written_s:.2f} s")
+
+
+# ------------------------------------------------------------------ a sweep
+
+RANKING_HEADS = {
+    "sobol": "Sobol total index ST and first-order S1",
+    "morris": "Morris mu* (mean |effect|)",
+    "grid": "main effect (the range of the output's mean over the parameter's levels, the others' levels "
+            "averaged over; no interval)",
+    "lhs": "Spearman's rank correlation rho with the output (ranked by |rho|)",
+}
+NOT_SIGNIFICANT = "not significant"  # the printed mark of an input whose interval reaches 0
+
+
+def interval_words(kind: str, tested: int) -> str:
+    """How a design's intervals are read, in a few words: their level, corrected for the inputs
+    tested (sim.experiments.sensitivity.interval_level), kept within each index's range."""
+    if kind == "grid":
+        return ""
+    level = f"{100 * interval_level(tested):.4g} %"
+    together = (f" ({100 * CONF_LEVEL:g} % for the {tested} inputs together, Bonferroni)" if tested > 1 else "")
+    within = {"sobol": ", cut to [0, 1]", "morris": ", cut at 0"}.get(kind, "")
+    return f"with {level} intervals{together}{within}"
+
+
+def sweep_report(result: SweepResult, top: int = 5) -> str:
+    """What the CLI prints: the sweep, where it went, what it took from a fitted ensemble, and
+    per output its most influential parameters (Sobol ST and S1, Morris mu*, a grid's main
+    effects or a hypercube's Spearman rho, with their intervals where the measure has one;
+    those whose interval reaches 0 marked not significant)."""
+    d = result.design
+    lines = [f"sweep of {result.scenario.name}: {d.kind} design, {d.points} points x {result.reps} replications "
+             f"(seed {result.seed}, engine {result.engine}), {result.workers} workers ({result.scheduler}), "
+             f"{result.wall_s:.1f} s; {result.computed} points run now, {result.resumed} found done"]
+    lines += ensemble_lines(result.ensemble)
+    sens = result.sensitivity
+    if sens is not None and not sens.empty:
+        words = interval_words(d.kind, tested_inputs(d))
+        mark = f"; '{NOT_SIGNIFICANT}': its interval reaches 0" if words else ""
+        lines.append(f"most influential parameters, {RANKING_HEADS[d.kind]}{', ' + words if words else ''}{mark}:")
+        for o in result.outputs:
+            r = ranking(sens, o.gate, o.metric)
+            if r.empty:
+                continue
+            lines.append(f"  {o.metric} @ {o.gate}:")
+            for _, row in r.head(top).iterrows():
+                lines.append(f"    {int(row['rank']):>2}. {row.param}  {_ranking_stats(d.kind, row)}")
+    if result.out is not None:
+        out = Path(result.out)
+        files = (["sweep.parquet", "sweep.csv"] + (["sensitivity.csv"] if sens is not None else [])
+                 + (["report.html"] if (out / "report.html").exists() else [])
+                 + (["plots"] if any(out.glob("*.png")) else []))
+        lines.append(f"written to {result.out}/ ({', '.join(files)})")
+    return "\n".join(lines)
+
+
+def ensemble_lines(use: Mapping | None, limit: int | None = 3) -> list[str]:
+    """What a sweep took from a fitted ensemble (sim.experiments.sweep.ensemble_use), as printed
+    lines, each naming at most ``limit`` inputs (None: all)."""
+    if not use:
+        return []
+    out = [f"fitted ensemble {use['file']} ({use['parameter_sets']} parameter sets): replication i takes the same "
+           "set at every point"]
+    for key, what in (("kept", "from its parameter sets, not swept"),
+                      ("fitted_range", "swept over its 5-95 % range, not the prior"),
+                      ("replaced", "swept over --param values instead of its")):
+        names = use.get(key) or []
+        if names:
+            cut = len(names) if limit is None else limit
+            shown = ", ".join(names[:cut]) + (f" and {len(names) - cut} more (metadata.json lists them)"
+                                              if len(names) > cut else "")
+            out.append(f"  {len(names)} input{'s' if len(names) > 1 else ''} {what}: {shown}")
+    return out
+
+
+def _ranking_stats(kind: str, row: pd.Series) -> str:
+    """One parameter's indices in a printed ranking (a row of sim.experiments.sensitivity.ranking): each
+    with its interval, an estimate outside its index's range said to be the estimator's noise,
+    and the mark of one whose ranked index's interval reaches 0."""
+
+    def shown(index: str, label: str, fmt: str) -> str:
+        est = row[index]
+        text = f"{label} {est:{fmt}} [{row[index + '_low']:{fmt}}, {row[index + '_high']:{fmt}}]"
+        where = outside_range(index, est)
+        return text + (f" ({where}: the estimator's noise)" if where else "")
+
+    if kind == "sobol":
+        text = f"{shown('ST', 'ST', '.3f')}  {shown('S1', 'S1', '.3f')}"
+    elif kind == "morris":
+        text = f"{shown('mu_star', 'mu*', '.4g')}  sigma {row.sigma:.4g}"
+    elif kind == "grid":
+        return f"main effect {row.main_effect:.4g}"
+    elif pd.isna(row.get("spearman")):
+        return "rho – (the parameter has one value)"
+    elif pd.isna(row.get("spearman_low")):
+        return f"rho {row.spearman:.3f} (no interval: too few points)"
+    else:
+        text = shown("spearman", "rho", ".3f")
+    significant = row.get(f"{RANKED_INDEX[kind]}_significant")
+    return text + (f"  {NOT_SIGNIFICANT}" if pd.notna(significant) and not significant else "")
