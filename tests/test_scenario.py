@@ -179,3 +179,26 @@ def test_calendar_subtraction_is_set_difference(opens, closed):
     for t in np.arange(-6, 50, 0.25):
         inside = lambda iv: bool(np.any((iv[:, 0] <= t) & (t < iv[:, 1])))  # noqa: E731
         assert inside(got) == (inside(o) and not inside(c[c[:, 1] > c[:, 0]])), t
+
+
+def test_an_uncertain_input_is_one_distribution_for_sampling_sweeping_and_fitting():
+    """A range's inverse distribution function (what a sweep's design and a fit's prior use) is
+    the distribution its replications sample from; a range of one value is that value."""
+    from scipy import stats
+
+    from sim.experiments.sweep import Param
+    from sim.model.ranges import Range
+
+    rng = np.random.default_rng(5)
+    for r in (Range(("a",), "uniform", (2.0, 5.0)), Range(("a",), "triangular", (1.0, 1.5, 4.0)),
+              Range(("a",), "triangular", (1.0, 1.0, 4.0))):
+        drawn = np.array([r.sample(rng) for _ in range(4000)])
+        assert stats.kstest(drawn, lambda x, r=r: r.distribution().cdf(x)).pvalue > 1e-3, r
+        u = np.linspace(0, 1, 21)
+        np.testing.assert_allclose(r.distribution().cdf(r.ppf(u)), u, atol=1e-12)
+        assert r.ppf(0.0) == r.low() and r.ppf(1.0) == r.high()
+        assert r.central_width() == pytest.approx(np.subtract(*np.quantile(drawn, [0.95, 0.05])), rel=0.06)
+        swept = Param("a", "range", r.values, dist=r.kind)
+        np.testing.assert_array_equal(swept.from_unit(u), r.ppf(u))
+    point = Range(("a",), "uniform", (3.0, 3.0))
+    assert point.distribution() is None and list(point.ppf([0.2, 0.9])) == [3.0, 3.0] and point.central_width() == 0

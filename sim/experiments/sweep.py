@@ -121,25 +121,23 @@ class Param:
         """The values of a grid axis (None: continuous, no grid)."""
         return list(self.values) if self.discrete else None
 
+    def uncertain_input(self) -> Range:
+        """A continuous parameter as the uncertain input it is swept as (sim.model.ranges.Range):
+        a scenario's own range with its distribution; an interval, or a fitted input's 5-95 %
+        range, uniform."""
+        if self.kind == "range":
+            return Range((self.name,), self.dist, tuple(self.values))
+        return Range((self.name,), "uniform", (self.values[0], self.values[-1]))
+
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         """Values for points of the unit interval: a list or integer range by equal shares of
-        [0, 1], an interval linearly, a triangular range by its inverse distribution; rounded
-        to whole numbers for an integer field (as the scenario rounds sampled values)."""
+        [0, 1], a continuous parameter by its distribution's inverse (Range.ppf); rounded to
+        whole numbers for an integer field (as the scenario rounds sampled values)."""
         u = np.asarray(u, dtype=float)
         if self.discrete:
             k = len(self.values)
             return np.asarray(self.values, float)[np.clip(np.floor(u * k).astype(np.int64), 0, k - 1)]
-        if self.kind == "range" and self.dist == "triangular":
-            lo, mode, hi = self.values
-            out = np.full(u.shape, lo, float)
-            if hi > lo:
-                cut = (mode - lo) / (hi - lo)
-                left = u < cut
-                out = np.where(left, lo + np.sqrt(u * (hi - lo) * (mode - lo)),
-                               hi - np.sqrt(np.maximum(1 - u, 0) * (hi - lo) * (hi - mode)))
-        else:
-            lo, hi = self.values[0], self.values[-1]
-            out = lo + u * (hi - lo)
+        out = self.uncertain_input().ppf(u)
         return np.array([float(round(v)) for v in out]) if self.integer else out
 
     def identity(self) -> dict:

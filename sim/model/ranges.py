@@ -126,6 +126,35 @@ class Range:
     def high(self) -> float:
         return float(self.values[-1])
 
+    def scipy_form(self) -> tuple[str, tuple[float, ...]]:
+        """scipy.stats' name of the distribution and its shape parameters, on [0, 1]: what
+        ``distribution`` scales to the range, and what a fit's prior (pyabc.RV) takes."""
+        if self.kind == "uniform":
+            return "uniform", ()
+        lo, mode, hi = self.values
+        return "triang", ((mode - lo) / (hi - lo) if hi > lo else 0.5,)
+
+    def distribution(self):
+        """The input's distribution (a frozen scipy.stats one), or None for a range of one value."""
+        if not self.high() > self.low():
+            return None
+        from scipy import stats
+
+        name, shape = self.scipy_form()
+        return getattr(stats, name)(*shape, loc=self.low(), scale=self.high() - self.low())
+
+    def ppf(self, u) -> np.ndarray:
+        """The values at the points u of [0, 1] (the inverse of the distribution function): how
+        a design's unit points become values of the input."""
+        dist = self.distribution()
+        u = np.asarray(u, dtype=float)
+        return np.full(u.shape, self.low()) if dist is None else dist.ppf(u)
+
+    def central_width(self, share: float = 0.9) -> float:
+        """The width of the range's central ``share`` (its 5-95 % quantiles for 0.9)."""
+        lo, hi = self.ppf([(1 - share) / 2, (1 + share) / 2])
+        return float(hi - lo)
+
     def sample(self, rng: np.random.Generator) -> float:
         if self.kind == "uniform":  # = rng.uniform(low, high), which is low + (high - low) x random()
             return self.values[0] + (self.values[1] - self.values[0]) * rng.random()
