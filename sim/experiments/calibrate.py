@@ -124,12 +124,8 @@ def _prior(scen: Scenario, names: list[str]):
     by_name = {r.name(): r for r in scen.ranges}
     rvs = {}
     for i, n in enumerate(names):
-        r = by_name[n]
-        lo, hi = r.low(), r.high()
-        if r.kind == "uniform":
-            rvs[f"p{i}"] = pyabc.RV("uniform", 0.0, 1.0)
-        else:
-            rvs[f"p{i}"] = pyabc.RV("triang", (r.values[1] - lo) / (hi - lo), 0.0, 1.0)
+        dist, shape = by_name[n].scipy_form()  # the input's own distribution, on [0, 1]
+        rvs[f"p{i}"] = pyabc.RV(dist, *shape, 0.0, 1.0)
     return pyabc.Distribution(**rvs)
 
 
