@@ -1232,7 +1232,8 @@ def _prior_width90(kind_: str, values: list[float]) -> float:
 
 @kind("calibration")
 def calibration_page(folder: Folder) -> Page:
-    from ..experiments.calibrate import INFORMED, CalibrationError, ensemble_path, load_targets
+    from ..experiments.calibrate import INFORMED, CalibrationError, load_targets
+    from .calibration import ensemble_path
     from ..model.scenario import load
     from ..model.sources import header_comment
 
