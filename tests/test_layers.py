@@ -50,15 +50,15 @@ def upward(module: str) -> list[str]:
     return sorted(m for m in imports(module) if layer(m) > layer(module))
 
 
-def reaches(start: str, goal_prefix: str) -> list[str]:
-    """A chain of imports from start to a module whose name starts with goal_prefix ([] if none)."""
-    mods, seen, todo = _modules(), {start}, [[start]]
+def cycle(start: str, within: str) -> list[str]:
+    """A chain of imports from start back to itself through modules named within.* ([] if none)."""
+    mods, seen, todo = _modules(), set(), [[start]]
     while todo:
         path = todo.pop()
         for m in sorted(imports(path[-1])):
-            if m == goal_prefix or m.startswith(goal_prefix + "."):
+            if m == start:
                 return path + [m]
-            if m in mods and m not in seen:
+            if m in mods and m.startswith(within + ".") and m not in seen:
                 seen.add(m)
                 todo.append(path + [m])
     return []
@@ -78,3 +78,16 @@ def test_the_calibration_fit_imports_no_output(module):
     # the fit and its check compute; the ensemble, the fitted scenario, the plots and the tables
     # are sim.outputs.calibration's
     assert upward(module) == []
+
+
+def test_the_report_reads_result_folders_and_imports_none_of_their_writers():
+    # the writers of a run's or a comparison's folder write its page with the report; the report
+    # reads the folder's files (and what it records of its scenarios: sim.outputs.provenance)
+    pages = [m for m in _modules() if m == "sim.outputs.report" or m.startswith("sim.outputs.report.")]
+    assert {m for m in pages for i in imports(m) if i.startswith("sim.outputs.results")} == set()
+    assert "sim.outputs.report" in imports("sim.outputs.results")
+
+
+def test_the_outputs_import_one_another_without_a_circle():
+    outputs = [m for m in _modules() if m.startswith("sim.outputs.")]
+    assert {m: cycle(m, "sim.outputs") for m in outputs if cycle(m, "sim.outputs")} == {}

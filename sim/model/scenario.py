@@ -280,6 +280,9 @@ def merge_layers(layers: list[Layer]) -> dict:
     return raw
 
 
+SET_LAYER = " (--set)"  # ends the name of a scenario's --set layer (set_layer): "FILE (--set)"
+
+
 def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
     """``--set`` changes (PATH an input's name, e.g. gates.km3_4.exit.stages.customs.lanes) as one
     more layer: ``PATH=VALUE`` gives a TOML value (a number, a range such as {uniform = [2, 3]});
@@ -331,7 +334,7 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
         else:
             absolute.add(where)
         target[keys[-1]] = to_keyed(value, file, keys)
-    return Layer(f"{file} (--set)", out, relative=tuple((w, op, v) for w, op, v in relative if w not in absolute))
+    return Layer(f"{file}{SET_LAYER}", out, relative=tuple((w, op, v) for w, op, v in relative if w not in absolute))
 
 
 def _relative_change(a: "Assignment", operand: Any, current: Any, file: str) -> Any:

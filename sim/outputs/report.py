@@ -332,7 +332,7 @@ def _layer_raw(path: Path) -> dict:
 
 def _is_set(layer: dict) -> bool:
     """A scenario's --set changes (recorded as a file of their own, its name ending in " (--set)")."""
-    from .results import SET_LAYER
+    from ..model.scenario import SET_LAYER
 
     return (layer.get("file") or "").endswith(SET_LAYER)
 
@@ -1307,7 +1307,7 @@ def calibration_page(folder: Folder) -> Page:
                                        "Histograms of the prior draws and of the kept ensemble", None))
     sections = [what, fit, inputs]
     if prior is not None:
-        from .results import scenario_metadata
+        from .provenance import scenario_metadata
 
         sections.append(_sources_section(scenario_metadata(prior), "Prior inputs: assumptions and sources"))
     return Page(f"bordersim calibration: {targets.path.name}", "", sections)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from ..base.outdir import Staged, atomic_dir, version
 from ..experiments.run import RunResult
 from ..experiments.targets import targets_table
 from ..experiments.workers import available_cores, local_pool
+from .provenance import keep_scenario_files, scenario_metadata, seen_from
 
 # the tables' numbers: ten significant digits, so that a count in the millions (truck-hours waiting)
 # reads whole and a mean keeps more digits than any interval of it needs
@@ -77,135 +77,6 @@ def drawing(jobs: list[tuple[str, object, dict, Path]], workers: int = 1):
         yield
         for f in futures:
             f.result()
-
-
-def _jsonable(value):
-    """A raw scenario value as JSON: dates and times in ISO form, tables and lists throughout."""
-    import datetime as dt
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    return value
-
-
-def layer_changes(scenario) -> list[dict]:
-    """Each file of the scenario's chain (parent first; a --set layer too): its name and
-    description, and for every file after the first the inputs it changes against the scenario
-    it extends, each as {input, before, after} (before None: new). The first file defines the
-    scenario: its inputs are not listed here (the report reads them from the file)."""
-    from ..model.ranges import path_str
-    from ..model.scenario import merge_layers
-
-    out = []
-    merged: dict = {}
-    for i, layer in enumerate(scenario.layers):
-        before = dict(_units(merged))
-        merged = merge_layers(list(scenario.layers[:i + 1]))
-        entry = {"file": layer.file, "name": layer.raw.get("name"), "description": layer.raw.get("description")}
-        if i:
-            after = dict(_units(merged))
-            changed = [p for p in after if before.get(p, _MISSING) != after[p]]
-            changed += [p for p in before if p not in after]
-            entry["changes"] = [{"input": path_str(p), "before": _jsonable(before.get(p)),
-                                 "after": _jsonable(after.get(p))} for p in changed]
-        out.append(entry)
-    return out
-
-
-_MISSING = object()
-
-
-def _units(node, path: tuple = ()):
-    """(path, value) of each input of a raw tree as a file writes it: plain values, ranges and
-    lists whole (hours, a filter's gates), tables key by key; promises ([[expect]]) left out."""
-    from ..model.ranges import is_range
-
-    if isinstance(node, dict) and not is_range(node):
-        for k, v in node.items():
-            if not path and k == "expect":
-                continue
-            yield from _units(v, path + (k,))
-    else:
-        yield path, node
-
-
-SCENARIO_FILES = "scenario_files"  # in a results folder: each scenario file as the run read it
-SET_LAYER = " (--set)"  # ends the name of a scenario's --set layer (sim.model.scenario.set_layer)
-
-
-def keep_scenario_files(scenarios, folder: Path) -> dict[str, str]:
-    """Copy each file of the scenarios' chains, as the run read it, into ``folder``/scenario_files/
-    (one copy of each; a name that two different files share gets a number), so that the report
-    reads the comments and sources behind each input from the results folder itself, never from
-    a path its metadata.json names. Returns each file -> its copy, relative to ``folder``."""
-    copies: dict[str, str] = {}
-    kept: dict[str, bytes] = {}
-    for scenario in scenarios:
-        for layer in scenario.layers:
-            if not layer.data or layer.file in copies:
-                continue
-            path = Path(layer.file)
-            name, k = path.name, 1
-            while name in kept and kept[name] != layer.data:
-                k += 1
-                name = f"{path.stem}-{k}{path.suffix}"
-            if name not in kept:
-                (folder / SCENARIO_FILES).mkdir(exist_ok=True)
-                (folder / SCENARIO_FILES / name).write_bytes(layer.data)
-                kept[name] = layer.data
-            copies[layer.file] = f"{SCENARIO_FILES}/{name}"
-    return copies
-
-
-def seen_from(folder: Path | None, path: str | None) -> str | None:
-    """A file's path as seen from a results folder, which metadata.json records (so that it names
-    no absolute path of this machine); as it is without a folder."""
-    if folder is None or not path:
-        return path
-    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
-
-
-def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, str] | None = None) -> dict:
-    """What a report needs of a scenario besides the tables: its files and what each changes,
-    its ensemble, its gates' names and fixed closures, its promises ([[expect]]). With the
-    results ``folder``, paths are relative to it: each file's ``origin``, and as ``file`` its
-    copy in the folder (``copies``: keep_scenario_files) that the report reads."""
-    from dataclasses import asdict
-
-    from .findings import closures_of
-
-    m = scenario.nominal
-    layers = layer_changes(scenario)
-    if folder is not None:
-        for entry in layers:
-            origin = entry["file"]
-            if origin.endswith(SET_LAYER):
-                entry["file"] = seen_from(folder, origin[:-len(SET_LAYER)]) + SET_LAYER
-                continue
-            entry["origin"] = seen_from(folder, origin)
-            entry["file"] = (copies or {}).get(origin, entry["origin"])
-            for change in entry.get("changes", []):
-                if change["input"] == "ensemble":
-                    change["before"], change["after"] = (seen_from(folder, change["before"]),
-                                                         seen_from(folder, change["after"]))
-    return {
-        "name": scenario.name,
-        "file": seen_from(folder, scenario.path),
-        "description": m.description,
-        "horizon": {"start": str(m.horizon.start), "end": str(m.horizon.end), "warmup_days": m.horizon.warmup_days},
-        "layers": layers,
-        "ensemble": None if scenario.ensemble is None else {
-            "file": seen_from(folder, scenario.ensemble_file), "rows": len(scenario.ensemble),
-            "inputs": list(scenario.ensemble.columns)},
-        "gates": {g: {"name": gate.name, "closures": [asdict(c) for c in closures_of(m)[g]]}
-                  for g, gate in m.gates.items()},
-        "expect": [e.model_dump() for e in m.expect],
-        "uncertain_inputs": {r.name(): {r.kind: list(r.values)} for r in scenario.ranges},
-    }
 
 
 def write_results(result: RunResult, out_dir: str | Path, make_plots: bool = True, report: bool = True) -> Path:
