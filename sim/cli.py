@@ -366,6 +366,7 @@ def _cmd_validate(args) -> int:
 
 def _cmd_calibrate(args) -> int:
     from .experiments import calibrate as cal
+    from .outputs.calibration import check_outputs, check_table, write_calibration
 
     targets = cal.load_targets(Path(args.targets) if args.targets else default_targets())
     progress = False if args.quiet else None
@@ -378,7 +379,7 @@ def _cmd_calibrate(args) -> int:
         scen = args.scenario or targets.fitted_path
         print(f"{scen}: {args.reps or cal.DEFAULT_CHECK_REPS} replications, engine {args.engine}; "
               f"targets from {targets.path} (fit: mean within tolerance; validate: observed inside the 90 % band)")
-        print(cal.check_table(rows))
+        print(check_table(rows))
         failed = [r.target.name for r in rows if not r.ok()]
         missed = [r for r in rows if r.target.known_miss is not None and r.ok()]
         for r in missed:
@@ -395,14 +396,14 @@ def _cmd_calibrate(args) -> int:
             raise cal.CalibrationError(None, f"--{opt}", "applies to --check only")
     if args.engine != "fast":
         raise cal.CalibrationError(None, "--engine", "a calibration runs on the fast engine; --engine is for --check")
-    cal.check_outputs(targets)  # refuse now, not after the draws
+    check_outputs(targets)  # refuse now, not after the draws
     result = cal.calibrate(targets, population=args.population or cal.DEFAULT_POPULATION,
                            generations=args.generations or cal.DEFAULT_GENERATIONS,
                            budget=args.budget or cal.DEFAULT_BUDGET,
                            reps_per_draw=args.reps_per_draw or cal.DEFAULT_REPS_PER_DRAW,
                            quantile=cal.DEFAULT_QUANTILE if args.quantile is None else args.quantile,
                            seed=args.seed, workers=args.workers, progress=progress)
-    written = cal.write_calibration(result)
+    written = write_calibration(result)
     ident = result.identification()
     print(f"{targets.path}: {len(result.epsilons)} generations of {len(result.population)}, "
           f"{result.simulations:,} simulations, last threshold {result.epsilons[-1]:.2f} tolerances, "

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sim.experiments import calibrate as cal
 from sim.cli import main
+from sim.outputs.calibration import check_table, write_calibration
 from sim.model.scenario import from_dict, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,11 +110,11 @@ def test_abc_smc_recovers_a_per_gate_split_and_a_limit_schedule(tmp_path):
         assert row.identified, (name, row.to_dict())
     # the written fitted scenario samples the ensemble, and it reproduces the observations,
     # the validation total included
-    cal.write_calibration(c)
+    write_calibration(c)
     fitted = load(tmp_path / "fitted.toml")
     assert fitted.ensemble is not None and set(fitted.ensemble.columns) == set(ident.index)
     rows = cal.check(targets, reps=40, workers=1, progress=False)
-    assert all(r.ok() for r in rows), cal.check_table(rows)
+    assert all(r.ok() for r in rows), check_table(rows)
 
 
 def test_the_same_seed_gives_the_same_calibration_on_any_number_of_workers(tmp_path):
@@ -149,7 +150,7 @@ def test_a_second_stage_fit_takes_the_first_stages_inputs_whole(tmp_path):
     assert len(set(ens["adjust.level_g2.multiply"])) == 3  # drawn across the first stage's sets
     pairs = set(zip(c.population["adjust.level_g1.multiply"], c.population["adjust.g1_limit_april.set"]))
     assert all(p in pairs for p in zip(ens["adjust.level_g1.multiply"], ens["adjust.g1_limit_april.set"]))
-    cal.write_calibration(c)
+    write_calibration(c)
     fitted = load(tmp_path / "fitted.toml")
     assert set(fitted.ensemble.columns) == {"adjust.level_g2.multiply", *c.names}
     assert "earlier stage" in (tmp_path / "report.md").read_text(encoding="utf-8")

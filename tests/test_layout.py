@@ -58,12 +58,7 @@ def _layer(name: str) -> int:
 GRAPH = {m: _imports(m) - {m} for m in MODULES}
 
 
-# modules that still import a layer above their own: strict, so the mark goes once one is fixed
-KNOWN_UPWARD = {"sim.experiments.calibrate": "it still draws its own plots (sim.outputs.plots)"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.xfail(reason=KNOWN_UPWARD[m], strict=True))
-                                  if m in KNOWN_UPWARD else m for m in MODULES if _layer(m) < len(LAYERS)])
+@pytest.mark.parametrize("name", [m for m in MODULES if _layer(m) < len(LAYERS)])
 def test_no_module_imports_a_layer_above_its_own(name):
     above = sorted(d for d in GRAPH[name] if _layer(d) > _layer(name))
     assert not above, f"{name} imports {', '.join(above)}, a layer above its own"

@@ -643,9 +643,10 @@ def test_calibration_never_writes_into_a_results_folder(repo, capsys, fitted):
 
 
 def test_the_committed_calibration_outputs_are_bordersims():
-    from sim.experiments import calibrate as cal
+    from sim.experiments.targets import load_targets
+    from sim.outputs.calibration import check_outputs
 
-    cal.check_outputs(cal.load_targets(ROOT / "calibration" / "targets_2022.toml"))  # raises if not
+    check_outputs(load_targets(ROOT / "calibration" / "targets_2022.toml"))  # raises if not
 
 
 # ------------------------------------------------------------------ every file bordersim writes loads back
@@ -699,6 +700,7 @@ def test_every_file_bordersim_writes_loads_back(tmp_path):
 
     from sim.experiments import calibrate as cal
     from sim.experiments.compare import compare
+    from sim.outputs.calibration import write_calibration
     from sim.outputs.results import write_comparison
     from sim import sweep
 
@@ -736,7 +738,7 @@ def test_every_file_bordersim_writes_loads_back(tmp_path):
     targets = cal.load_targets(_targets(tmp_path / "targets.toml", "fitted.toml", "awkward.toml", observed=60,
                                         period="[2022-03-01, 2022-03-07]", tolerance=0.5))
     fit = cal.calibrate(targets, population=10, generations=1, budget=200, reps_per_draw=1, workers=1, progress=False)
-    written = cal.write_calibration(fit)
+    written = write_calibration(fit)
     fitted = load(tmp_path / "fitted.toml")  # the TOML it wrote loads, and says what it was given
     assert fitted.name == "awkward_calibrated"
     assert fitted.nominal.description == f"{scen.nominal.description} - calibrated to crossings_total"
