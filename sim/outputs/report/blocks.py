@@ -5,6 +5,7 @@ and a plot drawn from a folder's table where its PNG is missing."""
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from typing import Any
 
 import pandas as pd
@@ -57,9 +58,29 @@ def gate_names(meta_scenario: dict) -> dict[str, str]:
 
 
 def lookup(summary: pd.DataFrame, gate: str, direction: str, metric: str, stage: str = "") -> pd.Series | None:
-    sel = summary[(summary.gate == gate) & (summary.direction == direction) & (summary.metric == metric)
-                  & (summary.stage == stage) & (summary["class"] == "")]
-    return None if sel.empty else sel.iloc[0]
+    """The summary's first row of a gate, direction, metric and stage (all classes), or None."""
+    i = _first_rows(summary).get((gate, direction, metric, stage, ""))
+    return None if i is None else summary.iloc[i]
+
+
+_FIRST_ROWS: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _first_rows(summary: pd.DataFrame) -> dict[tuple, int]:
+    """Each (gate, direction, metric, stage, class)'s first row in a summary table, found in one
+    pass and kept while the table lives (a page looks up some 200 figures in one table; a table
+    the report reads is never changed)."""
+    hit = _FIRST_ROWS.get(id(summary))
+    if hit is not None and hit[0]() is summary:
+        return hit[1]
+    keys = zip(*(summary[c].tolist() for c in ("gate", "direction", "metric", "stage", "class")))
+    rows: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        rows.setdefault(key, i)
+    for k in [k for k, (ref, _) in _FIRST_ROWS.items() if ref() is None]:
+        del _FIRST_ROWS[k]
+    _FIRST_ROWS[id(summary)] = (weakref.ref(summary), rows)
+    return rows
 
 
 REPLICATIONS = ("A replication is one simulation of the whole period, with its own random arrivals, clearance times "
