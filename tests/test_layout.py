@@ -5,7 +5,7 @@ Layers, low to high: sim.base, sim.model, sim.engines, sim.statistics, sim.exper
 sim.outputs, then the command line (sim.cli) and the public API (sim/__init__.py). Imports are
 read from the source with ast, at module level and inside functions alike (a lazy import is
 still a dependency), so the test needs nothing imported and names the file and line of each
-offending import.
+offending import. Results folders are written by one mechanism (sim.base.outdir) alone.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import pytest
 SIM = Path(__file__).resolve().parent.parent / "sim"
 LAYERS = ("sim.base", "sim.model", "sim.engines", "sim.statistics", "sim.experiments", "sim.outputs")
 TOP = ("sim.cli", "sim.__main__", "sim")  # the command line and the public API, above every layer
+# the calls that make a write whole and exclusive (temporary, flush, rename, lock): sim.base.outdir's alone
+WRITE_MECHANISM = {("os", "fsync"), ("os", "replace"), ("os", "rename"), ("fcntl", "flock"), ("fcntl", "lockf")}
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,21 @@ def _names(node: ast.AST) -> set[str]:
     return {node.name}
 
 
-def test_the_public_api_is_importable_from_sim():
-    from sim import compare, load, read_table, run, write_results
+def test_only_the_results_folder_mechanism_flushes_renames_and_locks():
+    """A temporary write, flush, rename and lock written again elsewhere is a second writer of
+    results that the first's rules (what may be replaced, debris after a kill) do not cover."""
+    found = [f"{path.relative_to(SIM.parent)}:{node.lineno}: {node.value.id}.{node.attr}"
+             for name, path in MODULES.items() if name != "sim.base.outdir"
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+             and (node.value.id, node.attr) in WRITE_MECHANISM]
+    assert not found, "results written outside sim/base/outdir.py:\n" + "\n".join(found)
 
-    assert all(callable(f) for f in (load, run, compare, write_results, read_table))
+
+def test_the_public_api_is_importable_from_sim():
+    import sim
+    from sim import compare, load, read_table, run, sweep, write_results
+
+    assert all(callable(f) for f in (load, run, compare, sweep, write_results, read_table))
+    assert set(sim.__all__) >= {"load", "run", "compare", "sweep", "write_results", "read_table"}
+    assert sweep.__name__ == "sweep" and all(getattr(sim, name) is not None for name in sim.__all__)
