@@ -91,25 +91,17 @@ def test_engines_identical_when_deadlines_pass_in_service(stage_b):
         assert late.sum() > 20 and np.sum(rec.start[:, 1:][late] == rec.end[:, :2][late]) > 5
 
 
-def test_engines_agree_statistically_on_independent_streams():
-    """Different seeds per engine: per-gate mean wait, p95 time in system and crossings agree
-    within the 99 % confidence interval of their difference."""
-    from scipy import stats
-
+def test_a_run_gives_the_same_tables_on_either_engine():
+    """Through run(), the whole way from the scenario to the tables, the SimPy engine gets the
+    fast engine's replication inputs and its records give the same figures (which is why no
+    other test needs to run the SimPy engine beside the fast one, the calibration check's
+    full year included)."""
     scen = load(SMALL)
-    reps = 6
-    a = run(scen, reps=reps, seed=100, engine="des", workers=2, progress=False).per_replication
-    b = run(scen, reps=reps, seed=200, engine="fast", workers=2, progress=False).per_replication
-    t99 = stats.t.ppf(0.995, 2 * reps - 2)
-    checked = 0
-    for metric in ("wait_mean_h", "time_in_system_p95_h", "crossings"):
-        for gate in scen.nominal.gates:
-            sel_a = a[(a.gate == gate) & (a.direction == "all") & (a.metric == metric)]["value"].to_numpy()
-            sel_b = b[(b.gate == gate) & (b.direction == "all") & (b.metric == metric)]["value"].to_numpy()
-            half = t99 * np.sqrt(sel_a.var(ddof=1) / reps + sel_b.var(ddof=1) / reps)
-            assert abs(sel_a.mean() - sel_b.mean()) <= half + 1e-9, (metric, gate, sel_a.mean(), sel_b.mean(), half)
-            checked += 1
-    assert checked == 15
+    des_run = run(scen, reps=2, seed=5, engine="des", workers=1, progress=False).per_replication
+    fast_run = run(scen, reps=2, seed=5, engine="fast", workers=1, progress=False).per_replication
+    keys = [c for c in fast_run.columns if c != "value"]
+    assert len(fast_run) > 1000 and des_run[keys].equals(fast_run[keys])
+    np.testing.assert_allclose(des_run["value"], fast_run["value"], rtol=1e-9, atol=1e-9)
 
 
 def test_no_start_a_rounding_error_before_a_reopening():

@@ -1,13 +1,16 @@
-"""What a new user meets in the first hour: the command works from any folder, says its version,
-validates the baseline like run runs it, names a misspelt gate as unknown, warns when replications
-outnumber a fitted ensemble's rows, and shows its progress bar on a terminal."""
+"""What a new user meets in the first hour: the command installed from the wheel works in an
+empty folder (run and calibrate --check), says its version, validates the baseline like run runs
+it, names a misspelt gate as unknown, warns when replications outnumber a fitted ensemble's rows,
+and shows its progress bar on a terminal."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import pty
 import select
+import site
 import subprocess
 import sys
 import time
@@ -98,30 +101,83 @@ def test_more_replications_than_ensemble_rows_warn(tmp_path, capsys):
     assert "bordersim: warning: tiny: 4 replications" in capsys.readouterr().err
 
 
-def test_run_from_an_empty_folder_with_the_installed_command(tmp_path):
-    """The installed `bordersim` finds the calibrated baseline without a checkout's calibration/ folder."""
-    command = Path(sys.executable).parent / "bordersim"
-    if not command.exists():
-        pytest.skip(f"no installed bordersim command beside {sys.executable}")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([str(command), "run", "--reps", "2", "--workers", "1", "--no-plots"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """bordersim's wheel, built from this checkout as pip builds it for an install."""
+    folder = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder), str(ROOT)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "results" / "baseline_2022_calibrated" / "summary.csv").exists()
-    assert "written to results/baseline_2022_calibrated/" in proc.stdout
+    (built,) = folder.glob("bordersim-*.whl")
+    return built
 
 
-def test_the_wheel_ships_the_library_the_calibration_and_the_report_template(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    (wheel,) = tmp_path.glob("bordersim-*.whl")
+@pytest.mark.slow
+def test_the_wheel_ships_the_library_the_calibration_and_the_report_template(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for scenario in (ROOT / "scenarios").glob("*.toml"):
         assert f"sim/scenarios/{scenario.name}" in names
     for name in ("fitted_2022.toml", "fitted_2022_ensemble.csv", "targets_2022.toml"):
         assert f"sim/calibration/{name}" in names
     assert "sim/outputs/templates/report.html.j2" in names
+
+
+def _install(wheel: Path, venv: Path) -> Path:
+    """A new virtual environment with the wheel installed in it; its `bordersim` command.
+
+    The wheel is installed alone (no checkout, no editable install) and its dependencies are
+    this interpreter's: a .pth file in the new environment lists this interpreter's
+    site-packages after the environment's own, so the wheel's `sim` comes first (the test
+    checks it) and an editable install's hook there is not run (a .pth in a listed folder is
+    not read). Installing the dependencies afresh would take a minute or more and the network
+    or pip's cache; what is tested is bordersim's own files as a wheel installs them."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                           "--no-index", str(wheel)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    theirs = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]
+    (Path(own) / "bordersim_test_dependencies.pth").write_text("\n".join(theirs) + "\n", encoding="utf-8")
+    return venv / "bin" / "bordersim"
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_runs_and_checks_the_calibration_from_an_empty_folder(wheel, tmp_path):
+    """From a folder with no scenarios/ or calibration/, the command installed from the wheel
+    finds the calibrated baseline, its targets and the report template in the installed package:
+    `bordersim run` writes its tables, the targets' table and the report, and `bordersim
+    calibrate --check` tests the installed fit against the installed targets; nothing else is
+    written in the folder."""
+    command = _install(wheel, tmp_path / "venv")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    where = subprocess.run([str(command.with_name("python")), "-c", "import sim; print(sim.__file__)"], cwd=empty,
+                           env=env, capture_output=True, text=True, timeout=120)
+    package = Path(where.stdout.strip()).parent
+    assert package.is_relative_to(tmp_path / "venv"), where.stdout + where.stderr  # not this checkout's sim
+
+    ran = subprocess.run([str(command), "run", "--reps", "2", "--workers", "1"], cwd=empty, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert ran.returncode == 0, ran.stderr
+    assert "written to results/baseline_2022_calibrated/" in ran.stdout
+    out = empty / "results" / "baseline_2022_calibrated"
+    written = {p.name for p in out.iterdir()}
+    assert {"summary.csv", "daily.csv", "per_replication.csv", "targets.csv", "report.html"} <= written, written
+    assert any(name.endswith(".png") for name in written), written
+    with (out / "targets.csv").open(encoding="utf-8") as fh:
+        targets = list(csv.DictReader(fh))
+    assert "crossings_total" in {t["target"] for t in targets}
+    assert {t["targets_file"] for t in targets} == {"targets_2022.toml"}
+
+    checked = subprocess.run([str(command), "calibrate", "--check", "--quiet"], cwd=empty, env=env,
+                             capture_output=True, text=True, timeout=900)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"targets from {package / 'calibration' / 'targets_2022.toml'}" in checked.stdout, checked.stdout
+    assert "all targets hold" in checked.stdout or "all fit targets hold" in checked.stdout, checked.stdout
+    assert os.listdir(empty) == ["results"] and os.listdir(empty / "results") == ["baseline_2022_calibrated"]
 
 
 def test_first_tasks_are_single_replications():

@@ -520,7 +520,7 @@ def test_report_o_leaves_nothing_but_the_report_and_knows_its_own(tmp_path, caps
 
 # ------------------------------------------------------------------ concurrent writers
 
-WRITES = 100
+WRITES = 50
 
 
 def _write_many(out: str, pickled: bytes, offset: int) -> list[str]:
@@ -569,8 +569,9 @@ def _read_consistent(out: Path, expected: dict[int, bytes]) -> str | None:
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_mix_and_one_at_a_time_writes(tmp_path, results):
-    """Four processes write into one folder a hundred times each: a write either completes whole
+    """Four processes write into one folder fifty times each: a write either completes whole
     or is refused at once because another is writing (one line, nothing touched); a reader never
     sees a broken or mixed folder."""
     out = tmp_path / "out"

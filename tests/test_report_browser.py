@@ -26,6 +26,8 @@ LAPTOP = (1366, 768)
 A4_PRINTED = 703  # px at 96 dpi: A4's 210 mm less the print style's margins of 12 mm each side
 SWEPT = "gates.hoanh_mo.exit.stages.customs.service_min.mean"
 
+pytestmark = pytest.mark.slow  # a browser per page, on four written folders
+
 
 @pytest.fixture(scope="module")
 def chromium() -> str:

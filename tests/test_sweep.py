@@ -119,6 +119,7 @@ def dask_cluster(tmp_path_factory):
         yield cluster
 
 
+@pytest.mark.slow
 def test_same_table_on_1_and_2_workers_and_dask(tmp_path, dask_cluster):
     kw = dict(params=GRID + [f"{LIMIT}=20,28"], reps=6, seed=11, progress=False, make_plots=False)
     one = sweep(TINY, out=tmp_path / "one", workers=1, **kw)
@@ -174,6 +175,7 @@ def test_resume_runs_only_the_missing_chunks(tmp_path):
     assert (done.computed, done.resumed) == (0, 6)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path):
     args = ["sweep", str(SMALL), "--param", f"{SERVICE}=6:18", "--param", f"{LIMIT}=22:35", "--design", "lhs",
             "--points", "30", "--reps", "8", "--seed", "3", "--workers", "1", "--no-plots", "--quiet"]
