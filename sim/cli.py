@@ -10,8 +10,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
-
 from .base.errors import MESSAGE_LIMIT, BordersimError, shorten
 from .model.library import TARGETS as LIBRARY_TARGETS
 from .outputs.formats import wrapped

@@ -21,7 +21,6 @@ from ..model.adjust import (demand_steps, factor_schedule, lanes_by_day, lanes_s
                      service_factors)
 from ..model.calendar import Calendar, draw_random_closures, lane_calendars, with_closures
 from ..model.plan import FlowPlan, Plan, compile_plan, stage_layout
-from ..model.ranges import ACCEPTANCE  # the acceptance step's label in the outputs
 from ..base.days import step_days
 from ..base.rng import stream
 from ..model.scenario import Profile, Scenario, ScenarioModel

@@ -42,6 +42,7 @@ from ..base import outdir
 from ..base.errors import shorten
 from .experiment import install_plans, installed_plan, replicate_plan
 from ..model.plan import Plan, compile_plan
+from ..model.ranges import Range
 from .run import check_reps, run
 from ..model.scenario import Scenario, load
 from .targets import (  # noqa: F401 - the calibration's names, for callers of sim.experiments.calibrate
@@ -135,6 +136,14 @@ def _prior(scen: Scenario, names: list[str]):
 # ------------------------------------------------------------------ calibrate
 
 
+def width_ratio(prior: Range, q05: float, q95: float) -> float:
+    """How much of an input's prior a fit left: the width of its fitted 5-95 % interval over
+    that of its prior's (scipy's quantiles of the range); NaN for a prior of one value. Under
+    INFORMED, the data pinned the input down."""
+    width = prior.central_width(0.9)
+    return (q95 - q05) / width if width > 0 else float("nan")
+
+
 @dataclass
 class Calibration:
     targets: Targets
@@ -171,13 +180,10 @@ class Calibration:
         the data pinned it down."""
         rows = []
         by_name = {r.name(): r for r in self.prior.ranges}
-        rng = np.random.default_rng(0)
         for n in self.names:
             r = by_name[n]
-            prior = np.array([r.sample(rng) for _ in range(4000)])
-            p_lo, p_hi = np.quantile(prior, [0.05, 0.95])
             post = _weighted_quantiles(self.population[n].to_numpy(), self.weights, [0.05, 0.5, 0.95])
-            ratio = (post[2] - post[0]) / (p_hi - p_lo) if p_hi > p_lo else np.nan
+            ratio = width_ratio(r, post[0], post[2])
             rows.append({"input": n, "prior_low": r.low(), "prior_high": r.high(), "posterior_median": post[1],
                          "posterior_q05": post[0], "posterior_q95": post[2], "width_ratio": ratio,
                          "identified": bool(ratio < INFORMED)})

@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field

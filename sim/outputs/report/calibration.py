@@ -4,7 +4,6 @@ each input, and the prior's inputs with their sources."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import pandas as pd
@@ -15,22 +14,9 @@ from .inputs import sources_section
 from .page import Folder, Page, ReportError, Section, Table, inside, kind, targets_files
 
 
-def _prior_width90(kind_: str, values: list[float]) -> float:
-    """The width of a range's central 90 % (uniform or triangular)."""
-    if kind_ == "uniform":
-        return 0.9 * (values[1] - values[0])
-    lo, mode, hi = values
-
-    def q(p: float) -> float:
-        c = (mode - lo) / (hi - lo) if hi > lo else 0.5
-        return lo + math.sqrt(p * (hi - lo) * (mode - lo)) if p < c else hi - math.sqrt((1 - p) * (hi - lo) * (hi - mode))
-
-    return q(0.95) - q(0.05) if hi > lo else 0.0
-
-
 @kind("calibration")
 def calibration_page(folder: Folder) -> Page:
-    from ...experiments.calibrate import INFORMED, CalibrationError, load_targets
+    from ...experiments.calibrate import INFORMED, CalibrationError, load_targets, width_ratio
     from ..calibration import ensemble_path
     from ...model.scenario import load
     from ...model.sources import header_comment
@@ -95,8 +81,7 @@ def calibration_page(folder: Folder) -> Page:
                 continue
             col = ensemble[name]
             q05, med, q95 = col.quantile([0.05, 0.5, 0.95])
-            width = _prior_width90(r.kind, list(r.values))
-            ratio = (q95 - q05) / width if width > 0 else float("nan")
+            ratio = width_ratio(r, q05, q95)
             rows.append([name, f"{r.kind} {list(r.values)}", f"{med:.4g}", f"{q05:.4g}–{q95:.4g}", f"{ratio:.2f}",
                          "yes" if ratio < INFORMED else "no"])
         inputs.add("table", Table(["input", "prior", "ensemble median", "ensemble 90 %", "width ratio", "pinned down"],
