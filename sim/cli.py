@@ -280,7 +280,8 @@ def _cmd_compare(args) -> int:
         for alt in cmp.names[1:]:
             print(f"\n{alt} against {cmp.base.name}:")
             print(headline_table(cmp, alt))
-        print(wrapped(f"\nmore: {COMPARE_ELSEWHERE}"))
+        print()
+        print(wrapped(f"more: {COMPARE_ELSEWHERE}"))
         print(f"written to {out}/")
     if staged.replaced:
         print(f"replaced earlier results in {out}/")
@@ -426,7 +427,12 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would blame the top-level command; the subcommand's help lists what it takes
+        command = getattr(args, "command", None)
+        helped = f"{parser.prog} {command}" if command else parser.prog
+        parser.exit(2, f"{parser.prog}: unrecognized arguments: {' '.join(extra)} (see '{helped} --help')\n")
     with warnings.catch_warnings():  # worker processes forked inside inherit the one-line form
         warnings.showwarning = _warning_line
         return _dispatch(args)

@@ -539,3 +539,13 @@ def test_extends_through_a_symlink_loop_says_so(tmp_path, capsys):
         assert main(["validate", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"child.toml: extends: {tmp_path / parent} {words}" in err, err
+
+
+def test_an_option_a_command_does_not_take_points_to_that_command_s_help(capsys):
+    """`bordersim compare ... --timings` (an option of run's alone) is refused in one line that
+    sends the user to `bordersim compare --help`, where the options of compare are listed."""
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "baseline_2022", "faster_procedures", "--timings"])
+    rc, err = stop.value.code, capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "unrecognized arguments: --timings" in err and "(see 'bordersim compare --help')" in err, err

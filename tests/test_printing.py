@@ -242,3 +242,12 @@ def test_timings_say_where_the_cpu_of_a_replication_went(tmp_path, capsys):
     assert abs(sum(map(float, found.values())) - total) <= 0.01 * len(PHASES), text
     assert float(found["engine"]) > 0 and float(found["statistics"]) > 0, text
     assert re.search(r"the plan compiled once in \d+ ms", text) and re.search(r"writing \d+\.\d+ s", text), text
+
+
+def test_a_relative_difference_keeps_two_significant_digits_under_ten_per_cent():
+    """The comparison page's relative differences: -0.52 % is not "-1 %" (twice its size), 0.004 %
+    does not read as 0, and 23.4 % reads in whole per cents."""
+    from sim.outputs.report.compare import _relative
+
+    assert [_relative(x).replace("\u00a0", " ").replace("\u2212", "-") for x in (-0.0052, 0.00004, 0.234, -0.031)] \
+        == ["-0.52 %", "+0.004 %", "+23 %", "-3.1 %"]

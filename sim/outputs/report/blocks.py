@@ -138,7 +138,8 @@ def grouped(rows: list[list[Any]], depth: int = 1) -> list[list[Any]]:
 MONTHLY = ("time_in_system_mean_h", "queue_mean", "waiting_truck_hours")
 MONTH_NOTE = ("A month's time in system is that of the vehicles that crossed in it; the number waiting is its "
               "average over the month's hours, and the truck-hours waiting are the hours vehicles spent waiting "
-              "within the month.")
+              "within the month. A dash: nothing to average (no vehicle crossed that month, as at a closed "
+              "gate).")
 
 
 def _month_label(month: str) -> str:

@@ -55,7 +55,10 @@ def _relative(share: float) -> str:
     """A relative difference in per cent, with the decimals that keep a small one from reading as 0."""
     from ..formats import signed
 
-    return "–" if pd.isna(share) else f"{signed(100 * share, 0)}{NBSP}%"
+    if pd.isna(share):
+        return "–"
+    pct = 100 * share  # two significant digits under 10 % (-0.52 % is not "-1 %"), whole per cents above
+    return f"{signed(pct, 0 if abs(pct) >= 10 else 1 if abs(pct) >= 1 else 2)}{NBSP}%"
 
 
 def _level(value: float, metric: str) -> str:
