@@ -395,7 +395,16 @@ class Corridor(_Model):
 
     def directions(self, model: "ScenarioModel") -> list[str]:
         """The directions some gate of the corridor handles."""
-        return [d for d in DIRECTIONS if any(model.gates[g].spec(d) is not None for g in self.gates)]
+        return [d for d in DIRECTIONS if self.handling(model, d)]
+
+    def handling(self, model: "ScenarioModel", direction: str) -> list[str]:
+        """Its gates that handle a direction, in its order."""
+        return [g for g in self.gates if model.gates[g].spec(direction) is not None]
+
+    def classes(self, model: "ScenarioModel", direction: str) -> list[str]:
+        """The classes its gates handle in a direction, in the scenario's order."""
+        handled = {c for g in self.handling(model, direction) for c in model.gates[g].classes}
+        return [c for c in model.classes if c in handled]
 
 
 _SHARES = CorridorChoice()
@@ -720,7 +729,7 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
             if choice is None:
                 continue
             cw = f"{where}.{d}"
-            handled = [g for g in corridor.gates if m.gates[g].spec(d) is not None]
+            handled = corridor.handling(m, d)
             if not handled:
                 raise ScenarioError(file, cw, f"no gate of the corridor handles {d}; leave the table out")
             if choice.rule != "wait":
