@@ -279,3 +279,59 @@ def test_the_capacity_check_sees_the_demand_a_corridor_moves():
     assert demand(_demand_scenario(closed)) == pytest.approx({"a": 8000, "b": 32000})
     assert demand(_demand_scenario(closed, rule="shares")) == pytest.approx({"a": 10000, "b": 30000})
     assert demand(_demand_scenario(closed, outside=0.5)) == pytest.approx({"a": 4000, "b": 16000})
+
+
+# ------------------------------------------------------------------ what a run and a comparison say
+
+def _gate(gid: str, demand: int, lanes: int, extra: str = "") -> str:
+    return (f'[gates.{gid}]\nname = "Gate {gid.upper()}"\nclasses = ["truck"]\nhours = {{default = ["06:00-20:00"]}}\n'
+            f'{extra}\n[gates.{gid}.exit]\ndemand = {{truck = {demand}}}\n\n[[gates.{gid}.exit.stages]]\n'
+            f'name = "customs"\nlanes = {lanes}\nservice_min = {{dist = "exponential", mean = 10}}\n\n')
+
+
+# two gates of one class; every number here is a test value (assumption: chosen to exercise the outputs)
+TWO_GATES = ('name = "two_gates"\n\n[horizon]\nstart = 2022-03-01\nend = 2022-03-10\n\n[classes.truck]\npriority = 1\n\n'
+             + _gate("a", 40, 2, "closures = [{start = 2022-03-03, end = 2022-03-05}]\n") + _gate("b", 60, 3))
+CORRIDOR = """
+[corridors.ab]
+name = "Gates A and B"
+gates = ["a", "b"]
+
+[corridors.ab.exit]
+rule = "open"
+outside_share = 0.1
+"""
+
+
+def test_a_run_and_a_comparison_say_where_a_corridors_traffic_went(tmp_path, capsys):
+    """The printed table and the report of a run say, per corridor, each gate's share of its
+    crossings and how many left the province (no block for the corridor among the gates); a
+    comparison with a base that has no corridor gives the base's shares from its own crossings
+    and none leaving, and prints and reports the change of each share."""
+    import html
+
+    from sim import read_table
+
+    base, alt = tmp_path / "base.toml", tmp_path / "alt.toml"
+    base.write_text(TWO_GATES, encoding="utf-8")
+    alt.write_text(TWO_GATES.replace('name = "two_gates"', 'name = "two_gates_open"') + CORRIDOR, encoding="utf-8")
+    assert main(["run", str(alt), "--reps", "3", "--out", str(tmp_path / "run"), "--no-plots", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "ab" not in printed.splitlines() and "corridor Gates A and B: exit: a " in printed
+    page = html.unescape((tmp_path / "run" / "report.html").read_text(encoding="utf-8"))
+    assert "Where the traffic went, Gates A and B: exit: Gate A " in page and "left the province" in page
+
+    assert main(["compare", str(base), str(alt), "--reps", "3", "--out", str(tmp_path / "cmp"), "--no-plots",
+                 "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "corridor Gates A and B, exit: a " in printed and "left the province 0 → " in printed
+    t = read_table(tmp_path / "cmp" / "compare.csv").set_index(["gate", "direction", "metric", "stage", "class"])
+    own = read_table(tmp_path / "cmp" / "summary.csv")
+    crossings = own[(own.scenario == "two_gates") & (own.metric == "crossings") & (own.direction == "exit")
+                    & (own.stage == "") & (own["class"] == "")].set_index("gate")["mean"]
+    share = t.loc[("a", "exit", "corridor_share", "", ""), "base_mean"]
+    assert share == pytest.approx(crossings["a"] / (crossings["a"] + crossings["b"]), rel=0.05)  # a mean of ratios
+    left = t.loc[("ab", "exit", "diverted_out", "", "")]
+    assert left.base_mean == 0 and left.alt_mean > 0
+    page = html.unescape((tmp_path / "cmp" / "report.html").read_text(encoding="utf-8"))
+    assert "Where the traffic moved, Gates A and B, exit: Gate A " in page
