@@ -335,3 +335,21 @@ def test_a_run_and_a_comparison_say_where_a_corridors_traffic_went(tmp_path, cap
     assert left.base_mean == 0 and left.alt_mean > 0
     page = html.unescape((tmp_path / "cmp" / "report.html").read_text(encoding="utf-8"))
     assert "Where the traffic moved, Gates A and B, exit: Gate A " in page
+
+
+def test_a_sweep_follows_a_corridors_metrics(tmp_path):
+    """--output takes the corridor's metrics: diverted_out of each corridor (by its id) and each
+    corridor gate's share; a scenario without a corridor refuses them with one line."""
+    from sim.experiments.sweep import Output, SweepError, parse_outputs
+
+    base = tmp_path / "base.toml"
+    base.write_text(TWO_GATES, encoding="utf-8")
+    alt = tmp_path / "alt.toml"
+    alt.write_text(TWO_GATES + CORRIDOR, encoding="utf-8")
+    assert parse_outputs(["diverted_out", "corridor_share@b"], load(alt)) == [
+        Output("diverted_out", "ab"), Output("corridor_share", "b")]
+    assert parse_outputs(["corridor_share"], load(alt)) == [Output("corridor_share", "a"), Output("corridor_share", "b")]
+    with pytest.raises(SweepError, match="is not a corridor of the scenario for diverted_out; allowed: ab"):
+        parse_outputs(["diverted_out@a"], load(alt))
+    with pytest.raises(SweepError, match="the scenario has no corridor"):
+        parse_outputs(["diverted_out"], load(base))
