@@ -353,3 +353,20 @@ def test_a_sweep_follows_a_corridors_metrics(tmp_path):
         parse_outputs(["diverted_out@a"], load(alt))
     with pytest.raises(SweepError, match="the scenario has no corridor"):
         parse_outputs(["diverted_out"], load(base))
+
+
+def test_a_split_worked_out_once_gives_a_replication_what_it_gives_alone():
+    """Where nothing in a corridor's split varies (no random closure, no sampled input) the plan
+    keeps it: replication 1 after replication 0 has the vehicles it has on a new plan."""
+    from sim.model import plan as plans
+
+    scen = from_dict(_demand_scenario({"a": [("2022-03-03", "2022-03-04")]}, outside=0.1))
+    plans._CACHE.clear()
+    alone = replication_inputs(scen, replication_seed(3, 1))
+    plans._CACHE.clear()
+    replication_inputs(scen, replication_seed(3, 0))
+    after = replication_inputs(scen, replication_seed(3, 1))
+    assert plans.compile_plan(scen).corridors[0].cache  # kept
+    for f, g in zip(alone.flows, after.flows, strict=True):
+        assert np.array_equal(f.arrival, g.arrival)
+    assert alone.diverted == after.diverted

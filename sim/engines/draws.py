@@ -515,27 +515,55 @@ def corridor_inputs(cp: CorridorPlan, flows: list[FlowPlan], v: list, rep_seq: n
     on the days each gate serves after this replication's random closures), and the trucks of
     each class that leave the province, a Poisson count of the expected number drawn from
     ``diverted/<corridor>/<direction>/<class>``. A corridor that moves nothing leaves its gates'
-    demand as it is (no factor, not one of 1) and diverts none."""
+    demand as it is (no factor, not one of 1) and diverts none. The split is worked out once
+    where neither random closures nor sampled inputs reach it (_split_varies)."""
     if not cp.moves:
         return {(cp.corridor, cp.direction, c): 0 for c in cp.classes}
-    share = float(cp.outside_share.of(v))
     out = {}
     for c in cp.classes:
-        members = [(i, flows[i].classes.index(c)) for i in cp.flows if c in flows[i].classes]
-        demand = np.array([_per_day(flows[i], ci, v) * unit_days(flows[i], ci, v, days) for i, ci in members])
-        serving = np.ones(demand.shape, np.bool_)
-        if cp.rule == "open":
-            for row, (i, ci) in enumerate(members):
-                if i not in schedules:
-                    schedules[i] = stage_schedules(flows[i], v, calendars[i], days)
-                _lanes, quota, lane_cals, _factors = schedules[i]
-                serving[row] = serving_days(calendars[i], lane_cals, quota, flows[i].refusals[ci], days)
-        factors, leaving = split(demand, serving, cp.rule, share)
+        members = tuple((i, flows[i].classes.index(c)) for i in cp.flows if c in flows[i].classes)
+
+        def class_split(members=members):
+            demand = np.array([_per_day(flows[i], ci, v) * unit_days(flows[i], ci, v, days) for i, ci in members])
+            serving = np.ones(demand.shape, np.bool_)
+            if cp.rule == "open":
+                for row, (i, ci) in enumerate(members):
+                    if i not in schedules:
+                        schedules[i] = stage_schedules(flows[i], v, calendars[i], days)
+                    _lanes, quota, lane_cals, _factors = schedules[i]
+                    serving[row] = serving_days(calendars[i], lane_cals, quota, flows[i].refusals[ci], days)
+            return split(demand, serving, cp.rule, float(cp.outside_share.of(v)))
+
+        if _split_varies(cp, flows, members):
+            factors, leaving = class_split()
+        else:
+            if ("split", c) not in cp.cache:
+                cp.cache[("split", c)] = class_split()
+                for a in cp.cache[("split", c)]:
+                    a.setflags(write=False)
+            factors, leaving = cp.cache[("split", c)]
         for row, (i, ci) in enumerate(members):
             day_factors.setdefault(i, {})[ci] = factors[row]
         rng = stream(rep_seq, f"diverted/{cp.corridor}/{cp.direction}/{c}")
         out[(cp.corridor, cp.direction, c)] = int(rng.poisson(float(leaving.sum())))
     return out
+
+
+def _split_varies(cp: CorridorPlan, flows: list[FlowPlan], members: tuple) -> bool:
+    """Whether a class's split in a corridor differs between replications: its outside share
+    or a member's demand is sampled, or under 'open' the days a member serves may differ (random
+    closures, sampled lanes or limits)."""
+    if cp.outside_share.varies:
+        return True
+    for i, ci in members:
+        fp = flows[i]
+        if (fp.demand[ci] is not None and fp.demand[ci].varies) or _shape_varies(fp, ci):
+            return True
+        if cp.rule == "open" and (fp.closures or fp.quota_varies or any(
+                st.lanes.varies or any(r.varies for d in st.lanes_dated for r in (d.set, d.multiply) if r is not None)
+                for st in fp.stages)):
+            return True
+    return False
 
 
 def _per_day(fp: FlowPlan, ci: int, v: list) -> float:

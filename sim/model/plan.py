@@ -326,6 +326,7 @@ class CorridorPlan:
     outside_share: Ref
     flows: tuple[int, ...]  # the positions in Plan.flows of its gates' flows in this direction
     classes: tuple[str, ...]  # the classes they handle, in the scenario's order
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # its split where nothing in it varies
 
     @property
     def moves(self) -> bool:
