@@ -257,7 +257,7 @@ def _cmd_compare(args) -> int:
     from .model import scenario as sc
     from .experiments.compare import compare, distinct_names
     from .outputs.text import ELSEWHERE as COMPARE_ELSEWHERE
-    from .outputs.text import headline_table
+    from .outputs.text import corridor_moves, headline_table
     from .base.outdir import atomic_dir
     from .outputs.results import write_comparison
 
@@ -280,6 +280,8 @@ def _cmd_compare(args) -> int:
         for alt in cmp.names[1:]:
             print(f"\n{alt} against {cmp.base.name}:")
             print(headline_table(cmp, alt))
+            if moves := corridor_moves(cmp, alt):
+                print(moves)
         print()
         print(wrapped(f"more: {COMPARE_ELSEWHERE}"))
         print(f"written to {out}/")

@@ -48,7 +48,10 @@ def direction(draw, classes):
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, corridor: bool = False):
+    """A random scenario of one or two gates; with ``corridor``, of two or three gates in a
+    corridor, whose rule and outside share are drawn per direction, and more closures that
+    last whole days (those move the demand of a corridor on 'open')."""
     days = draw(st.integers(2, 6))
     start = dt.date(2022, 3, 1) + dt.timedelta(days=draw(st.integers(0, 6)))
     # three priority levels (green lane, trucks, bulk last) and classes sharing one level
@@ -61,7 +64,7 @@ def scenarios(draw):
             if draw(st.booleans()):  # lognormal rather than exponential
                 classes[c]["patience_cv"] = draw(st.sampled_from([0.3, 2.0]))
     gates = {}
-    for gi in range(draw(st.integers(1, 2))):
+    for gi in range(draw(st.integers(2, 3) if corridor else st.integers(1, 2))):
         cls = draw(st.sampled_from([["truck"], ["green", "truck"], ["green", "truck", "bulk"], ["green", "fruit"]]))
         gate = {"name": f"gate {gi}", "classes": cls, "hours": draw(hours())}
         dirs = draw(st.sampled_from([["exit"], ["entry"], ["exit", "entry"]]))
@@ -74,6 +77,13 @@ def scenarios(draw):
                 "end": dt.datetime.combine(start + dt.timedelta(days=day + 1), dt.time(draw(st.integers(0, 12)))),
                 "directions": draw(st.sampled_from([["exit"], ["entry"], ["exit", "entry"]])),
             }]
+        if corridor and draw(st.booleans()):  # whole days closed
+            first = draw(st.integers(0, days - 1))
+            gate.setdefault("closures", []).append({
+                "start": start + dt.timedelta(days=first),
+                "end": start + dt.timedelta(days=draw(st.integers(first, days - 1))),
+                "directions": draw(st.sampled_from([["exit"], ["entry"], ["exit", "entry"]])),
+            })
         if draw(st.booleans()):
             gate["random_closures"] = [{
                 "id": "weather",
@@ -93,6 +103,21 @@ def scenarios(draw):
     }
     if adjust:
         out["adjust"] = adjust
+    if corridor:
+        out["corridors"] = {"c": draw(corridor_of(gates))}
+    return out
+
+
+@st.composite
+def corridor_of(draw, gates: dict):
+    """A corridor of all the gates (a prefix of at least two), its rule and outside share drawn
+    for each direction they handle (or left to the default, 'shares' with none leaving)."""
+    members = list(gates)[:draw(st.integers(2, len(gates)))]
+    out = {"name": "corridor", "gates": members}
+    for d in ("exit", "entry"):
+        if any(d in gates[g] for g in members) and draw(st.integers(0, 3)):
+            out[d] = {"rule": draw(st.sampled_from(["open", "open", "shares"])),
+                      "outside_share": draw(st.sampled_from([0.0, 0.0, 0.25]))}
     return out
 
 

@@ -123,6 +123,90 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, what, old, new, f
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]  # no partial output anywhere
 
 
+# the tiny scenario with a second gate, and a corridor of both (test values, as above)
+TWO_GATES = TINY + """
+[gates.bac_phong_sinh]
+name = "Bắc Phong Sinh"
+classes = ["truck"]
+hours = {default = ["07:30-11:30", "13:30-17:30"]}
+
+[gates.bac_phong_sinh.exit]
+demand = {truck = 8}
+
+[[gates.bac_phong_sinh.exit.stages]]
+name = "customs"
+lanes = 1
+service_min = {dist = "lognormal", mean = 12, cv = 0.5}
+
+[corridors.inland]
+gates = ["hoanh_mo", "bac_phong_sinh"]
+
+[corridors.inland.exit]
+rule = "open"
+"""
+WAIT = 'rule = "wait"\nsensitivity = 0.5\ndetour_h = {hoanh_mo = 1, bac_phong_sinh = 0.5}\noutside_detour_h = 6'
+CORRIDOR_CASES = [
+    # (what, old text, new text, field named in the message, words the message must contain)
+    ("unknown gate", '"hoanh_mo", "bac_phong_sinh"]', '"hoanh_mo", "bac_phong"]', "corridors.inland.gates",
+     "unknown gate 'bac_phong' (gates: hoanh_mo, bac_phong_sinh)"),
+    ("one gate", '"hoanh_mo", "bac_phong_sinh"]', '"hoanh_mo"]', "corridors.inland.gates", "at least 2 items"),
+    ("a gate twice", '"hoanh_mo", "bac_phong_sinh"]', '"hoanh_mo", "hoanh_mo"]', "corridors.inland.gates",
+     "listed twice"),
+    ("a gate in two corridors", "[corridors.inland.exit]",
+     '[corridors.again]\ngates = ["bac_phong_sinh", "hoanh_mo"]\n\n[corridors.inland.exit]', "corridors.again.gates",
+     "in corridor 'inland' already"),
+    ("named as a gate", '[corridors.inland]\ngates = ["hoanh_mo", "bac_phong_sinh"]\n\n[corridors.inland.exit]',
+     '[corridors.hoanh_mo]\ngates = ["hoanh_mo", "bac_phong_sinh"]\n\n[corridors.hoanh_mo.exit]', "corridors.hoanh_mo",
+     "names a gate"),
+    ("unknown rule", 'rule = "open"', 'rule = "nearest"', "corridors.inland.exit.rule", "'shares', 'open' or 'wait'"),
+    ("outside share 1", 'rule = "open"', 'rule = "open"\noutside_share = 1', "corridors.inland.exit.outside_share",
+     "less than 1"),
+    ("negative outside share", 'rule = "open"', "outside_share = -0.1", "corridors.inland.exit.outside_share",
+     "greater than or equal to 0"),
+    ("outside share range to 1", 'rule = "open"', "outside_share = {uniform = [0.5, 1]}",
+     "corridors.inland.exit.outside_share", "less than 1"),
+    ("a direction no gate handles", "[corridors.inland.exit]", "[corridors.inland.entry]",
+     "corridors.inland.entry", "no gate of the corridor handles entry"),
+    ("negative sensitivity", 'rule = "open"', WAIT.replace("0.5", "-1", 1), "corridors.inland.exit.sensitivity",
+     "must be >= 0"),
+    ("sensitivity nan", 'rule = "open"', WAIT.replace("0.5", "nan", 1), "corridors.inland.exit.sensitivity",
+     "or inf"),
+    ("negative detour", 'rule = "open"', WAIT.replace("hoanh_mo = 1", "hoanh_mo = -1"),
+     "corridors.inland.exit.detour_h.hoanh_mo", "greater than or equal to 0"),
+    ("negative outside detour", 'rule = "open"', WAIT.replace("= 6", "= -6"),
+     "corridors.inland.exit.outside_detour_h", "greater than or equal to 0"),
+    ("wait without its sensitivity", 'rule = "open"', WAIT.replace("sensitivity = 0.5\n", ""),
+     "corridors.inland.exit.sensitivity", "required field is missing"),
+    ("wait without a gate's detour", 'rule = "open"', WAIT.replace(", bac_phong_sinh = 0.5", ""),
+     "corridors.inland.exit.detour_h", "'bac_phong_sinh' has none"),
+    ("wait without its outside detour", 'rule = "open"', WAIT.replace("\noutside_detour_h = 6", ""),
+     "corridors.inland.exit.outside_detour_h", "required field is missing"),
+    ("a wait field on another rule", 'rule = "open"', 'rule = "open"\nsensitivity = 2',
+     "corridors.inland.exit.sensitivity", "belongs to the rule 'wait'"),
+    ("wait", 'rule = "open"', WAIT, "corridors.inland.exit.rule", "rule 'wait' is not available yet; use 'shares' or 'open'"),
+    ("wait, shortest expected wait", 'rule = "open"', WAIT.replace("0.5", "inf", 1), "corridors.inland.exit.rule",
+     "not available yet"),
+]
+
+
+@pytest.mark.parametrize("what,old,new,field,words", CORRIDOR_CASES, ids=[c[0] for c in CORRIDOR_CASES])
+def test_a_bad_corridor_gives_one_line_and_exit_2(tmp_path, capsys, what, old, new, field, words):
+    assert old in TWO_GATES, old
+    path = tmp_path / "bad.toml"
+    path.write_text(TWO_GATES.replace(old, new, 1), encoding="utf-8")
+    out = tmp_path / "out"
+    rc = main(["run", str(path), "--reps", "2", "--out", str(out), "--quiet"])
+    _assert_one_line_error(rc, capsys.readouterr().err, str(path), field, words)
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]  # nothing written
+
+
+def test_the_corridor_of_the_bad_input_tests_runs(tmp_path):
+    """The scenario the corridor cases change is itself valid: each case fails by its change alone."""
+    path = tmp_path / "good.toml"
+    path.write_text(TWO_GATES, encoding="utf-8")
+    assert main(["validate", str(path)]) == 0
+
+
 def test_closure_with_a_utc_offset_is_converted_to_local_time(tmp_path):
     """09:00 UTC is 16:00 in the model's UTC+7: the gate, open all day, reopens at 16:00."""
     from sim import load

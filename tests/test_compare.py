@@ -16,7 +16,7 @@ from sim import compare, from_dict, load
 from sim.cli import main
 from sim.experiments.experiment import replicate
 
-from .helpers import comparison_figures, metric
+from .helpers import OVERLOADED, comparison_figures, metric
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "small_2022.toml"
@@ -148,10 +148,7 @@ def test_each_library_scenario_changes_what_its_header_promises(path):
     scen = load(path)
     assert scen.nominal.expect, f"{path.name} promises nothing"
     parent = load(path.parent / tomllib.loads(path.read_text(encoding="utf-8"))["extends"])
-    # the expressway's growth, with the limits as they were, loads Bắc Luân II and Km3+4 to about
-    # 1.0 over the horizon: its header says to run it with --allow-overload
-    cmp = compare(parent, [scen], reps=6, seed=5, workers=1, progress=False,
-                  allow_overload=path.stem == "expressway_demand_growth")
+    cmp = compare(parent, [scen], reps=6, seed=5, workers=1, progress=False, allow_overload=path.stem in OVERLOADED)
     t = cmp.table
     for e in scen.nominal.expect:
         row = t[(t.gate == e.gate) & (t.direction == e.direction) & (t.metric == e.metric) & (t.stage == "")

@@ -48,6 +48,14 @@ def test_engines_give_identical_vehicle_times(raw, seed):
     assert_same_records(replication_inputs(from_dict(raw), replication_seed(seed, 0)))
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=scenarios(corridor=True), seed=st.integers(0, 2**32 - 1))
+def test_engines_give_identical_vehicle_times_in_a_corridor(raw, seed):
+    """Gates in a corridor ('open' or 'shares', some demand leaving the province): the demand a
+    closed gate's days send to the others is the same vehicles in both engines."""
+    assert_same_records(replication_inputs(from_dict(raw), replication_seed(seed, 0)))
+
+
 def test_engines_identical_on_the_2022_baseline():
     scen = load(SMALL)
     for i in range(3):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numba as nb
@@ -20,7 +20,8 @@ import numpy as np
 from ..model.adjust import (demand_steps, factor_schedule, lanes_by_day, lanes_schedule, quota_by_day, quota_schedule,
                      service_factors)
 from ..model.calendar import Calendar, draw_random_closures, lane_calendars, with_closures
-from ..model.plan import FlowPlan, Plan, compile_plan, stage_layout
+from ..model.corridors import serving_days, split
+from ..model.plan import CorridorPlan, FlowPlan, Plan, compile_plan, stage_layout
 from ..base.days import step_days
 from ..base.rng import stream
 from ..model.scenario import Profile, Scenario, ScenarioModel
@@ -80,6 +81,8 @@ class ReplicationInputs:
     horizon_h: float
     warmup_h: float
     flows: list[FlowInputs]
+    # the trucks of each corridor, direction and class that left the province (to Lạng Sơn)
+    diverted: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 def _norm(values: list[float]) -> np.ndarray:
@@ -107,13 +110,25 @@ def hourly_rates(model: ScenarioModel, gate_id: str, direction: str, vclass: str
 
 
 def shaped_rates(weekday: tuple, monthly: tuple, hourly: tuple, bounds: np.ndarray, factors: np.ndarray,
-                 start: dt.date, days: int):
+                 start: dt.date, days: int, day_factor: np.ndarray | None = None):
     """Hourly rates for one vehicle a day, the profiles and the demand steps applied (bounds:
     each step's day span, as sim.base.days.step_days gives it; factors: each step's factor, in order), their
-    cumulative sum from 0 and their inverses. The step factors are sampled, so this runs in a
+    cumulative sum from 0 and their inverses; day_factor: a factor on each day after the steps
+    (a corridor's, sim.model.corridors), if any. The step factors are sampled, so this runs in a
     replication for every class whose steps vary; the arithmetic is one compiled pass (numpy
     took ~0.27 ms a call here: a temporary array per step)."""
-    return _shape(_day_profile(weekday, monthly, start, days), bounds, factors, _hour_shape(hourly))
+    return _shape(_day_profile(weekday, monthly, start, days), bounds, factors, _hour_shape(hourly),
+                  _NO_FACTOR if day_factor is None else day_factor)
+
+
+_NO_FACTOR = np.zeros(0)
+
+
+def day_rates(weekday: tuple, monthly: tuple, bounds: np.ndarray, factors: np.ndarray, start: dt.date,
+              days: int) -> np.ndarray:
+    """The expected vehicles on each day for one vehicle a day: the day profile and the demand
+    steps applied, as shaped_rates spreads them over the day's hours."""
+    return _day_rates(_day_profile(weekday, monthly, start, days), bounds, factors)
 
 
 @lru_cache(maxsize=64)
@@ -124,15 +139,26 @@ def _hour_shape(hourly: tuple) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def _shape(daily, bounds, factors, hour_shape):
-    """The arithmetic of _shaped_rates, in numpy's order (so the values are the same to the
-    bit): each step multiplies the days it covers, in turn; an hour's rate is day x hour share
-    / 24; the cumulative sum runs from 0, hour after hour; inverses are 0 where a rate is 0."""
-    days = daily.size
+def _day_rates(daily, bounds, factors):
+    """Each step multiplies the days it covers, in turn (numpy's order: the same bits)."""
     d = daily.copy()
     for j in range(factors.size):
         for k in range(bounds[j, 0], bounds[j, 1]):
             d[k] = d[k] * factors[j]
+    return d
+
+
+@nb.njit(cache=True)
+def _shape(daily, bounds, factors, hour_shape, day_factor):
+    """The arithmetic of _shaped_rates, in numpy's order (so the values are the same to the
+    bit): the steps (_day_rates), then day_factor if it has any days; an hour's rate is day x
+    hour share / 24; the cumulative sum runs from 0, hour after hour; inverses are 0 where a
+    rate is 0."""
+    days = daily.size
+    d = _day_rates(daily, bounds, factors)
+    if day_factor.size:
+        for k in range(days):
+            d[k] = d[k] * day_factor[k]
     n_h = hour_shape.size
     out = np.empty(days * n_h)
     cum = np.empty(days * n_h + 1)
@@ -251,10 +277,13 @@ def _merge_runs(arrival, bounds, rows):
 
 
 def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar: Calendar, days: int,
-                class_priority: np.ndarray) -> FlowInputs:
+                class_priority: np.ndarray, day_factor: dict[int, np.ndarray] | None = None,
+                schedules: tuple | None = None) -> FlowInputs:
     """One flow's vehicles and stages in one replication: its plan (sim.model.plan.FlowPlan), the
     replication's numbers (v: sim.model.plan.Plan.values), its seed and its calendar after the random
-    closures; class_priority: each of the flow's classes' priority."""
+    closures; class_priority: each of the flow's classes' priority; day_factor: a corridor's
+    factor on a class's demand by day (by the class's position), if any; schedules: its
+    stage_schedules, where worked out already."""
     classes = list(fp.classes)
     prefix = f"{fp.gate}/{fp.direction}"
     names, acc_k = list(fp.stage_names), fp.acceptance
@@ -264,10 +293,10 @@ def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar
     for ci, c in enumerate(classes):
         backlog = fp.backlog[ci].of(v) if fp.backlog[ci] is not None else 0
         n_backlog += backlog
-        per_day = fp.demand[ci].of(v) if fp.demand[ci] is not None else 0.0
+        per_day = _per_day(fp, ci, v)
         arr = np.empty(0)
         if per_day > 0:
-            unit, unit_cum, unit_inv = unit_rates(fp, ci, v, days)
+            unit, unit_cum, unit_inv = unit_rates(fp, ci, v, days, (day_factor or {}).get(ci))
             arr = poisson_arrivals(unit, stream(rep_seq, f"arrivals/{prefix}/{c}"), per_day, unit_cum, unit_inv)
         if backlog:  # queued at the start, having come the days before (their waits count from then)
             came = np.zeros(backlog)
@@ -308,7 +337,7 @@ def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar
     deadline = rows[n_stage_rows] if patient else None
     available = rows[-1] if turned and hit_any else None
 
-    lanes, quota, lane_cals, factors = stage_schedules(fp, v, calendar, days)
+    lanes, quota, lane_cals, factors = schedules or stage_schedules(fp, v, calendar, days)
     return FlowInputs(
         gate=fp.gate, direction=fp.direction, arrival=arrival, vclass=vclass,
         class_priority=class_priority,
@@ -319,24 +348,41 @@ def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar
     )
 
 
-def unit_rates(fp: FlowPlan, ci: int, v: list, days: int) -> tuple[np.ndarray, ...]:
-    """A class's hourly rates for one vehicle a day (profiles and demand steps), their
-    cumulative sum and their inverses in one replication: worked out once where no step factor
-    or profile value of the class varies (sim.model.plan keeps them), else anew."""
-    steps = fp.steps[ci]
-    varying = any(f.varies for _span, f in steps) or any(r.varies for part in fp.profile for r in part)
+def unit_rates(fp: FlowPlan, ci: int, v: list, days: int,
+               day_factor: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """A class's hourly rates for one vehicle a day (profiles and demand steps, and a corridor's
+    day_factor if given), their cumulative sum and their inverses in one replication: worked out
+    once where no step factor or profile value of the class varies and no corridor moves it
+    (sim.model.plan keeps them), else anew."""
+    varying = _shape_varies(fp, ci) or day_factor is not None
     key = ("rates", ci)
     if not varying and key in fp.cache:
         return fp.cache[key]
     weekday, monthly, hourly = (tuple(r.of(v) for r in part) for part in fp.profile)
-    bounds = fp.step_days[ci]
-    factors = np.array([f.of(v) for _span, f in steps], dtype=float)
-    out = shaped_rates(weekday, monthly, hourly, bounds, factors, fp.start, days)
+    out = shaped_rates(weekday, monthly, hourly, fp.step_days[ci], _step_factors(fp, ci, v), fp.start, days,
+                       day_factor)
     if not varying:
         for a in out:
             a.setflags(write=False)
         fp.cache[key] = out
     return out
+
+
+def unit_days(fp: FlowPlan, ci: int, v: list, days: int) -> np.ndarray:
+    """A class's expected vehicles on each day for one vehicle a day (day_rates) in one
+    replication: worked out once where nothing in it varies."""
+    weekday, monthly = (tuple(r.of(v) for r in part) for part in fp.profile[:2])
+    return fp.cached(("days", ci), _shape_varies(fp, ci), lambda: day_rates(
+        weekday, monthly, fp.step_days[ci], _step_factors(fp, ci, v), fp.start, days))
+
+
+def _shape_varies(fp: FlowPlan, ci: int) -> bool:
+    """Whether a class's step factors or its flow's profile vary between replications."""
+    return any(f.varies for _span, f in fp.steps[ci]) or any(r.varies for part in fp.profile for r in part)
+
+
+def _step_factors(fp: FlowPlan, ci: int, v: list) -> np.ndarray:
+    return np.array([f.of(v) for _span, f in fp.steps[ci]], dtype=float)
 
 
 def _deadlines(patience, v: list, came: np.ndarray, rep_seq: np.random.SeedSequence, name: str) -> np.ndarray:
@@ -443,16 +489,86 @@ def plan_inputs(plan: Plan, v: list, rep_seq: np.random.SeedSequence) -> Replica
     days = plan.model.horizon.days
     priority = np.array([p.of(v) for p in plan.priority], dtype=np.int64)
     index = {c: i for i, c in enumerate(plan.model.classes)}
-    flows = []
+    calendars = []
     for g in plan.gates:
         random_closed = [draw_random_closures(rc.daily_probability.of(v), rc.duration_h.of(v), days,
                                               stream(rep_seq, f"closures/{g.gate}/{rc.id}"))
                          for rc in g.closures]
-        for fp in g.flows:
-            cal = with_closures(fp.fixed, [iv for j in fp.closures for iv in random_closed[j]])
-            flows.append(flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]]))
+        calendars += [with_closures(fp.fixed, [iv for j in fp.closures for iv in random_closed[j]]) for fp in g.flows]
+    schedules: dict[int, tuple] = {}
+    day_factors: dict[int, dict[int, np.ndarray]] = {}
+    diverted = {}
+    for cp in plan.corridors:
+        diverted.update(corridor_inputs(cp, plan.flows, v, rep_seq, calendars, days, schedules, day_factors))
+    flows = [flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]], day_factors.get(i),
+                         schedules.get(i))
+             for i, (fp, cal) in enumerate(zip(plan.flows, calendars))]
     return ReplicationInputs(model=plan.model, horizon_h=plan.model.horizon.hours,
-                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows)
+                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows, diverted=diverted)
+
+
+def corridor_inputs(cp: CorridorPlan, flows: list[FlowPlan], v: list, rep_seq: np.random.SeedSequence,
+                    calendars: list[Calendar], days: int, schedules: dict[int, tuple],
+                    day_factors: dict[int, dict[int, np.ndarray]]) -> dict[tuple[str, str, str], int]:
+    """One direction of a corridor in one replication: the factor on each of its gates' demand
+    by day and class (into day_factors, by flow and class position: sim.model.corridors.split,
+    on the days each gate serves after this replication's random closures), and the trucks of
+    each class that leave the province, a Poisson count of the expected number drawn from
+    ``diverted/<corridor>/<direction>/<class>``. A corridor that moves nothing leaves its gates'
+    demand as it is (no factor, not one of 1) and diverts none. The split is worked out once
+    where neither random closures nor sampled inputs reach it (_split_varies)."""
+    if not cp.moves:
+        return {(cp.corridor, cp.direction, c): 0 for c in cp.classes}
+    out = {}
+    for c in cp.classes:
+        members = tuple((i, flows[i].classes.index(c)) for i in cp.flows if c in flows[i].classes)
+
+        def class_split(members=members):
+            demand = np.array([_per_day(flows[i], ci, v) * unit_days(flows[i], ci, v, days) for i, ci in members])
+            serving = np.ones(demand.shape, np.bool_)
+            if cp.rule == "open":
+                for row, (i, ci) in enumerate(members):
+                    if i not in schedules:
+                        schedules[i] = stage_schedules(flows[i], v, calendars[i], days)
+                    _lanes, quota, lane_cals, _factors = schedules[i]
+                    serving[row] = serving_days(calendars[i], lane_cals, quota, flows[i].refusals[ci], days)
+            return split(demand, serving, cp.rule, float(cp.outside_share.of(v)))
+
+        if _split_varies(cp, flows, members):
+            factors, leaving = class_split()
+        else:
+            if ("split", c) not in cp.cache:
+                cp.cache[("split", c)] = class_split()
+                for a in cp.cache[("split", c)]:
+                    a.setflags(write=False)
+            factors, leaving = cp.cache[("split", c)]
+        for row, (i, ci) in enumerate(members):
+            day_factors.setdefault(i, {})[ci] = factors[row]
+        rng = stream(rep_seq, f"diverted/{cp.corridor}/{cp.direction}/{c}")
+        out[(cp.corridor, cp.direction, c)] = int(rng.poisson(float(leaving.sum())))
+    return out
+
+
+def _split_varies(cp: CorridorPlan, flows: list[FlowPlan], members: tuple) -> bool:
+    """Whether a class's split in a corridor differs between replications: its outside share
+    or a member's demand is sampled, or under 'open' the days a member serves may differ (random
+    closures, sampled lanes or limits)."""
+    if cp.outside_share.varies:
+        return True
+    for i, ci in members:
+        fp = flows[i]
+        if (fp.demand[ci] is not None and fp.demand[ci].varies) or _shape_varies(fp, ci):
+            return True
+        if cp.rule == "open" and (fp.closures or fp.quota_varies or any(
+                st.lanes.varies or any(r.varies for d in st.lanes_dated for r in (d.set, d.multiply) if r is not None)
+                for st in fp.stages)):
+            return True
+    return False
+
+
+def _per_day(fp: FlowPlan, ci: int, v: list) -> float:
+    """A class's demand at a flow in one replication (vehicles a day; 0 where it has none)."""
+    return fp.demand[ci].of(v) if fp.demand[ci] is not None else 0.0
 
 
 def replication_inputs(scenario: Scenario, rep_seq: np.random.SeedSequence,

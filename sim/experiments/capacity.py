@@ -4,7 +4,8 @@ A flow whose expected demand exceeds what one of its stages can clear over the h
 only builds a backlog; by default that is an error, with ``allow_overload`` a warning.
 Capacity uses nominal values: lane-hours open / mean service time, and for the acceptance
 step the daily limits of the days with opening hours, as scheduled by date. Random closures
-reduce the open hours by their expected share.
+reduce the open hours by their expected share. A corridor's demand is split as its rule splits
+it on the days its gates serve without random closures (sim.model.corridors).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.adjust import hour_overrides
+from ..model.adjust import hour_overrides, refusals
 from ..model.calendar import build_calendar
+from ..model.corridors import serving_days, split
 from ..base.errors import OverloadError
 from ..engines.draws import hourly_rates, model_schedules
 from ..model.plan import stage_layout
@@ -51,10 +53,44 @@ def _open_days(cal) -> np.ndarray:
     return np.flatnonzero(np.cumsum(marks)[:-1] > 0)
 
 
+def corridor_factors(m) -> dict[tuple[str, str, str], np.ndarray]:
+    """A corridor's factor on each of its gates' demand by day, per (gate, direction, class), at
+    nominal values (a ScenarioModel's): its gates' demand split by its rule over the days each
+    serves before random closures."""
+    out = {}
+    for corridor in m.corridors.values():
+        for d in corridor.directions(m):
+            choice = corridor.choice(d)
+            if choice.rule == "shares" and choice.outside_share == 0:
+                continue
+            for c in corridor.classes(m, d):
+                gates = [g for g in corridor.handling(m, d) if c in m.gates[g].classes]
+                demand = np.array([hourly_rates(m, g, d, c).reshape(m.horizon.days, 24).sum(axis=1) for g in gates])
+                serving = np.array([_serving(m, g, d, c) for g in gates])
+                factors, _leaving = split(demand, serving, choice.rule, choice.outside_share)
+                out.update(((g, d, c), f) for g, f in zip(gates, factors))
+    return out
+
+
+def _serving(m, gate: str, direction: str, vclass: str) -> np.ndarray:
+    cal = build_calendar(m.gates[gate], direction, m.horizon, (), hour_overrides(m, gate))
+    _lanes, quota, lane_cals, _factors = model_schedules(m, gate, direction, cal)
+    return serving_days(cal, lane_cals, quota, refusals(m, gate, direction, vclass), m.horizon.days)
+
+
+def _expected(m, gate: str, direction: str, vclass: str, factors: dict) -> float:
+    """A class's expected arrivals at a flow over the horizon (a corridor's factors applied)."""
+    rates = hourly_rates(m, gate, direction, vclass)
+    f = factors.get((gate, direction, vclass))
+    return rates.sum() if f is None else (rates.reshape(-1, 24) * f[:, None]).sum()
+
+
 def loads(scenario: Scenario) -> list[Load]:
     """The binding (highest-load) stage of each flow, at nominal values, with the schedules of
-    the scenario's dated adjustments (lanes, limits, hours and service times by day)."""
+    the scenario's dated adjustments (lanes, limits, hours and service times by day) and the
+    demand its corridors move."""
     m = scenario.nominal
+    moved = corridor_factors(m)
     out = []
     for gid, gate in m.gates.items():
         closed_share = sum(
@@ -64,7 +100,7 @@ def loads(scenario: Scenario) -> list[Load]:
         for d in gate.directions():
             spec = gate.spec(d)
             cal = build_calendar(gate, d, m.horizon, (), hour_overrides(m, gid))
-            per_class = {c: hourly_rates(m, gid, d, c).sum() for c in gate.classes}
+            per_class = {c: _expected(m, gid, d, c, moved) for c in gate.classes}
             demand = sum(per_class.values()) + sum(spec.initial_backlog.values())
             weights = np.array([per_class[c] + spec.initial_backlog.get(c, 0) for c in gate.classes], float)
             weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))

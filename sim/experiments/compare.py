@@ -26,6 +26,8 @@ from ..statistics.metrics import (
     SHARES,
     SUMMARY_COLUMNS,
     ReplicationResult,
+    corridor_rows,
+    corridor_shape,
     daily_matrix,
     daily_table,
     describe,
@@ -71,8 +73,11 @@ class Comparison:
         """compare.csv: per alternative and metric, base and alternative means and the paired
         difference (alt - base) with its 95 % interval, relative to the base mean, and whether
         the interval excludes 0. An empty stage or class is "" (``sim.read_table`` reads the
-        CSV back so)."""
-        return self._differences(lambda res, _scen: _values(res), COMPARE_COLUMNS)
+        CSV back so). A corridor that some scenarios lack has its rows in theirs too, from their
+        own crossings (nobody leaves a scenario without the corridor), so the change of each
+        gate's share shows."""
+        corridors = _corridors(self.scenarios)
+        return self._differences(lambda res, _scen: _values(res, corridors), COMPARE_COLUMNS)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -128,10 +133,29 @@ def _stacked(cmp: Comparison, make) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _values(results: list[ReplicationResult]) -> pd.DataFrame:
-    """Replications x metrics (columns: the labels)."""
+def _corridors(scenarios: list[Scenario]) -> tuple:
+    """Every corridor of the scenarios (sim.statistics.metrics.corridor_shape), the first's where
+    two share an id."""
+    out: dict[str, tuple] = {}
+    for s in scenarios:
+        for item in corridor_shape(s.nominal):
+            out.setdefault(item[0], item)
+    return tuple(out.values())
+
+
+def _values(results: list[ReplicationResult], corridors: tuple = ()) -> pd.DataFrame:
+    """Replications x metrics (columns: the labels); with the rows of the ``corridors`` the
+    results lack but whose gates and directions they have, from their crossings (none diverted)."""
     labels = results[0].labels
-    return pd.DataFrame(np.vstack([r.values for r in results]), columns=pd.MultiIndex.from_tuples(labels, names=KEYS))
+    values = np.vstack([r.values for r in results])
+    have = set(labels)
+    missing = tuple(c for c in corridors if (c[0], ALL, "diverted_out", "", "") not in have
+                    and all((g, d, "crossings", "", "") in have for d, gates, _c in c[1] for g in gates))
+    if missing:
+        extra = [corridor_rows(r.labels, r.values, missing, {}) for r in results]
+        labels = labels + extra[0][0]
+        values = np.hstack([values, np.vstack([x for _l, x in extra])])
+    return pd.DataFrame(values, columns=pd.MultiIndex.from_tuples(labels, names=KEYS))
 
 
 def _frame(labels: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:

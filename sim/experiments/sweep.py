@@ -75,7 +75,7 @@ MAX_REPS = 1_000_000
 MAX_LIST = 10_000  # values of one list or integer range
 STAT_COLUMNS = ["mean", "ci_low", "ci_high", "p05", "p95", "std", "n"]
 LABELS = SUMMARY_COLUMNS[:5]  # gate, direction, metric, stage, class
-OUTPUT_METRICS = GROUP_METRICS + ("held_by_limit_share",)
+OUTPUT_METRICS = GROUP_METRICS + ("held_by_limit_share", "corridor_share", "diverted_out")
 DEFAULT_OUTPUT = "time_in_system_mean_h"
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _INTEGER = r"[+-]?\d+"
@@ -569,18 +569,23 @@ class Output:
 
 
 def parse_outputs(texts: Sequence[str], scenario: Scenario) -> list[Output]:
-    """``METRIC[@GATE]`` each (METRIC alone: every gate and the whole border); default: the mean
-    time in system of every gate."""
-    gates = list(scenario.nominal.gates) + ["all"]
+    """``METRIC[@GATE]`` each (METRIC alone: every gate and the whole border; for a corridor's
+    metric, every corridor gate or every corridor); default: the mean time in system of every gate."""
+    m = scenario.nominal
+    where = {"corridor_share": [g for c in m.corridors.values() for g in c.gates], "diverted_out": list(m.corridors)}
     out: list[Output] = []
     for text in texts or [DEFAULT_OUTPUT]:
         metric, sep, gate = text.strip().partition("@")
         if metric not in OUTPUT_METRICS:
             raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; allowed: "
                                                f"{', '.join(OUTPUT_METRICS)} (as METRIC or METRIC@GATE)")
+        gates = where.get(metric, list(m.gates) + ["all"])
+        if not gates:
+            raise SweepError(None, "--output", f"'{metric}' is a corridor's metric; the scenario has no corridor")
         if sep and gate not in gates:
-            raise SweepError(None, "--output", f"'{shorten(gate)}' is not a gate of the scenario; allowed: "
-                                               f"{', '.join(gates)}")
+            what = "a corridor" if metric == "diverted_out" else "a gate"
+            raise SweepError(None, "--output", f"'{shorten(gate)}' is not {what} of the scenario for {metric}; "
+                                               f"allowed: {', '.join(gates)}")
         for g in ([gate] if sep else gates):
             o = Output(metric, g)
             if o not in out:

@@ -40,6 +40,15 @@ class Calendar:
     def open_hours(self) -> float:
         return float(np.sum(self.ends - self.starts))
 
+    def open_days(self, days: int) -> np.ndarray:
+        """Whether it opens at some time of each day [24 d, 24 d + 24) of the horizon (bool per day)."""
+        out = np.zeros(days, np.bool_)
+        if self.starts.size:  # the first open interval that ends after a day begins starts before it ends
+            day_first = np.searchsorted(self.ends, 24.0 * np.arange(days), side="right")
+            out[:] = self.starts[np.minimum(day_first, self.starts.size - 1)] < 24.0 * np.arange(1, days + 1)
+            out &= day_first < self.starts.size
+        return out
+
 
 def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     out: list[list[float]] = []

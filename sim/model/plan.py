@@ -316,6 +316,25 @@ class GatePlan:
 
 
 @dataclass(frozen=True)
+class CorridorPlan:
+    """One direction of a corridor (sim.model.corridors): its rule, the share of its demand that
+    leaves the province, its gates' flows and the classes they handle."""
+
+    corridor: str
+    direction: str
+    rule: str
+    outside_share: Ref
+    flows: tuple[int, ...]  # the positions in Plan.flows of its gates' flows in this direction
+    classes: tuple[str, ...]  # the classes they handle, in the scenario's order
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # its split where nothing in it varies
+
+    @property
+    def moves(self) -> bool:
+        """Whether it may move any demand; if not, each gate keeps its own, bit for bit."""
+        return self.rule != "shares" or self.outside_share.varies or self.outside_share.value > 0
+
+
+@dataclass(frozen=True)
 class Plan:
     """What every replication of a scenario shares (see the module docstring)."""
 
@@ -329,6 +348,7 @@ class Plan:
     warmup_days: Ref
     gates: tuple[GatePlan, ...]
     checks: tuple[tuple[int, Bounds, str], ...] = field(repr=False)  # (slot, bounds, field) of each traced number
+    corridors: tuple[CorridorPlan, ...] = ()  # each corridor's directions
     compile_s: float = field(default=0.0, compare=False)  # the CPU seconds compiling it took (what --timings shows)
 
     @property
@@ -486,9 +506,15 @@ def _compile(scenario, key: str) -> Plan:
                 fixed=fixed_calendar(gate, d, h, hours),
             ))
         gates.append(GatePlan(gid, closures, tuple(flows)))
+    position = {(f.gate, f.direction): i for i, f in enumerate(f for g in gates for f in g.flows)}
+    corridors = tuple(
+        CorridorPlan(cid, d, c.choice(d).rule,
+                     tracer.number(("corridors", cid, d, "outside_share"), c.choice(d).outside_share),
+                     tuple(position[(g, d)] for g in c.handling(nominal, d)), tuple(c.classes(nominal, d)))
+        for cid, c in nominal.corridors.items() for d in c.directions(nominal))
     return Plan(key=key, path=scenario.path, model=nominal, ranges=scenario.ranges, rows=scenario._ensemble_rows,
                 program=program, priority=priority, warmup_days=warmup, gates=tuple(gates),
-                checks=tuple(checks))
+                checks=tuple(checks), corridors=corridors)
 
 
 class _Refs:

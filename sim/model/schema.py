@@ -52,6 +52,8 @@ MAX_FACTOR = 100.0  # a demand step's factor
 MAX_PROFILE = 1e6  # each relative intensity, before normalisation
 MAX_DEPTH = 32  # tables and arrays nested in one another (the baseline needs 6)
 MAX_FILE_BYTES = 10_000_000  # a TOML file (the baseline is 20 kB)
+MAX_DETOUR_H = 168.0  # a corridor's detour to a gate or out of the province: at most a week's drive
+MAX_SENSITIVITY = 1000.0  # per hour, a finite logit sensitivity (beyond it, inf: the shortest expected wait)
 
 
 def _round_sampled(value: Any) -> Any:
@@ -347,6 +349,67 @@ class Expectation(_Model):
     note: str | None = None
 
 
+CHOICE_RULES = ("shares", "open", "wait")
+AVAILABLE_RULES = ("shares", "open")  # 'wait' is validated but not run yet
+WAIT_FIELDS = ("sensitivity", "detour_h", "outside_detour_h")
+
+
+def _sensitivity(value: float) -> float:
+    """A logit sensitivity: >= 0 and finite up to MAX_SENSITIVITY, or inf (the shortest expected wait)."""
+    if not (0 <= value <= MAX_SENSITIVITY or value == math.inf):
+        raise ValueError(f"must be >= 0 and <= {MAX_SENSITIVITY:g} per hour, or inf (the shortest expected wait)")
+    return value
+
+
+class CorridorChoice(_Model):
+    """How a corridor's demand in one direction is spread over its gates, each class on its own:
+    ``shares``, each gate keeps its own demand; ``open``, on a day a gate is closed all day or
+    refuses the class, its demand goes to the corridor's gates that serve it that day, in
+    proportion to their own demand (none: it leaves the province); ``wait`` (not run yet), each
+    truck chooses from the gates' queues. ``outside_share`` of the demand leaves the province
+    (to Lạng Sơn) under every rule but ``wait``, whose outside option is a detour."""
+
+    rule: Literal["shares", "open", "wait"] = "shares"
+    outside_share: float = Field(0.0, ge=0, lt=1, description="share of the corridor's demand that leaves the province")
+    # rule 'wait': the logit's sensitivity (per hour of expected wait), the detour to each gate
+    # and out of the province (hours)
+    sensitivity: Annotated[float, Field(allow_inf_nan=True), AfterValidator(_sensitivity)] | None = None
+    detour_h: dict[str, Annotated[float, Field(ge=0, le=MAX_DETOUR_H)]] | None = None
+    outside_detour_h: float | None = Field(None, ge=0, le=MAX_DETOUR_H)
+    source: str | None = None
+
+
+class Corridor(_Model):
+    """Gates that trucks choose between (the three Móng Cái crossings): a gate is in at most one
+    corridor; each direction's demand is spread over them by its choice rule."""
+
+    name: str | None = None
+    gates: list[str] = Field(min_length=2)
+    exit: CorridorChoice | None = None
+    entry: CorridorChoice | None = None
+    source: str | None = None
+
+    def choice(self, direction: str) -> CorridorChoice:
+        """The choice rule of a direction (``shares``, nobody leaving, where none is given)."""
+        return getattr(self, direction) or _SHARES
+
+    def directions(self, model: "ScenarioModel") -> list[str]:
+        """The directions some gate of the corridor handles."""
+        return [d for d in DIRECTIONS if self.handling(model, d)]
+
+    def handling(self, model: "ScenarioModel", direction: str) -> list[str]:
+        """Its gates that handle a direction, in its order."""
+        return [g for g in self.gates if model.gates[g].spec(direction) is not None]
+
+    def classes(self, model: "ScenarioModel", direction: str) -> list[str]:
+        """The classes its gates handle in a direction, in the scenario's order."""
+        handled = {c for g in self.handling(model, direction) for c in model.gates[g].classes}
+        return [c for c in model.classes if c in handled]
+
+
+_SHARES = CorridorChoice()
+
+
 class ScenarioModel(_Model):
     name: str
     description: str = ""
@@ -356,6 +419,7 @@ class ScenarioModel(_Model):
     gates: dict[str, Gate] = Field(min_length=1)
     demand_steps: list[DemandStep] = Field(default_factory=list)
     adjust: list[Adjustment] = Field(default_factory=list)
+    corridors: dict[str, Corridor] = Field(default_factory=dict)
     expect: list[Expectation] = Field(default_factory=list)
     observation: Observation = Field(default_factory=Observation)
     source: str | None = None
@@ -632,9 +696,63 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
         for c in step.classes or []:
             if c not in m.classes:
                 raise ScenarioError(file, f"{where}.classes", f"unknown class '{c}'")
+    _check_corridors(m, file)
     for e in m.expect:
-        if e.gate != "all" and e.gate not in m.gates:
-            raise ScenarioError(file, "expect.gate", f"unknown gate '{e.gate}' (gates: all, {', '.join(m.gates)})")
+        if e.gate != "all" and e.gate not in m.gates and e.gate not in m.corridors:
+            raise ScenarioError(file, "expect.gate", f"unknown gate '{e.gate}' (gates: all, "
+                                                     f"{', '.join([*m.gates, *m.corridors])})")
+
+
+def _check_corridors(m: ScenarioModel, file: str) -> None:
+    """A corridor names gates of the scenario, each in no other corridor; its id is a plain name
+    apart from the gates' (corridor rows share the tables' gate column); each rule's fields
+    are its own, and the rule 'wait', validated here, is not run yet."""
+    member: dict[str, str] = {}
+    for cid, corridor in m.corridors.items():
+        where = f"corridors.{cid}"
+        check_slug(cid, file, where)
+        if cid in m.gates or cid == "all":
+            raise ScenarioError(file, where, f"'{cid}' names a gate; a corridor's id must differ from every gate's "
+                                             "and from 'all' (its rows share the tables' gate column)")
+        for g in corridor.gates:
+            if g not in m.gates:
+                raise ScenarioError(file, f"{where}.gates", f"unknown gate '{shorten(g, 60)}' (gates: "
+                                                            f"{', '.join(m.gates)})")
+            if member.get(g) == cid:
+                raise ScenarioError(file, f"{where}.gates", f"gate '{g}' is listed twice")
+            if g in member:
+                raise ScenarioError(file, f"{where}.gates", f"gate '{g}' is in corridor '{member[g]}' already; a "
+                                                            "gate is in at most one corridor")
+            member[g] = cid
+        for d in DIRECTIONS:
+            choice = getattr(corridor, d)
+            if choice is None:
+                continue
+            cw = f"{where}.{d}"
+            handled = corridor.handling(m, d)
+            if not handled:
+                raise ScenarioError(file, cw, f"no gate of the corridor handles {d}; leave the table out")
+            if choice.rule != "wait":
+                for f in WAIT_FIELDS:
+                    if getattr(choice, f) is not None:
+                        raise ScenarioError(file, f"{cw}.{f}", f"belongs to the rule 'wait', not '{choice.rule}'")
+                continue
+            for f in WAIT_FIELDS:
+                if getattr(choice, f) is None:
+                    raise ScenarioError(file, f"{cw}.{f}", "required field is missing (the rule 'wait' needs "
+                                                           f"{', '.join(WAIT_FIELDS)})")
+            for g in choice.detour_h:
+                if g not in handled:
+                    raise ScenarioError(file, f"{cw}.detour_h.{g}", f"'{shorten(g, 60)}' is not a gate of the "
+                                                                    f"corridor handling {d} ({', '.join(handled)})")
+            for g in handled:
+                if g not in choice.detour_h:
+                    raise ScenarioError(file, f"{cw}.detour_h", f"needs a detour for every gate of the corridor "
+                                                                f"handling {d}: '{g}' has none")
+            if choice.outside_share:
+                raise ScenarioError(file, f"{cw}.outside_share", "the rule 'wait' leaves the province by its "
+                                                                 "outside_detour_h, not a share")
+            raise ScenarioError(file, f"{cw}.rule", "rule 'wait' is not available yet; use 'shares' or 'open'")
 
 
 def _validate(data: dict, file: str) -> ScenarioModel:

@@ -12,15 +12,24 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .formats import METRICS
+from ..statistics.metrics import CORRIDOR_METRICS
+from .formats import METRICS, difference, estimate, metric, number, percent
 
 ALL = "all"
 EXTREME = 3.0  # a gate's mean wait at least this many times the median of the other gates' is extreme
 LONG_CLOSURE_DAYS = 30  # a fixed closure this long explains waits of weeks
 
 
+def gate_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """A table's rows of gates and of all gates: its corridors' own rows left out (the metrics
+    sim.statistics.metrics.CORRIDOR_METRICS, whose gate column holds a corridor's id; a table
+    without metrics has none)."""
+    return table[~table["metric"].isin(CORRIDOR_METRICS)] if "metric" in table else table
+
+
 def main_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The rows of whole groups (no stage, no class)."""
+    """The rows of whole groups of gates (no stage, no class; no corridor's own)."""
+    summary = gate_rows(summary)
     return summary[(summary["stage"].fillna("") == "") & (summary["class"].fillna("") == "")]
 
 
@@ -140,7 +149,8 @@ UNCHANGED = "every figure the same, replication by replication"  # what a gate o
 def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE, skip=()):
     """(gate, how it is shown, row of compare.csv) of one alternative's headline metrics, both
     directions together: per gate first, all gates last; the gates in ``skip`` left out."""
-    t = table[(table.scenario == alt) & (table.direction == "all") & (table.stage == "") & (table["class"] == "")]
+    t = gate_rows(table)
+    t = t[(t.scenario == alt) & (t.direction == "all") & (t.stage == "") & (t["class"] == "")]
     for g in [g for g in dict.fromkeys(t.gate) if g != ALL and g not in skip] + [ALL]:
         for metric in metrics:
             m = t[(t.gate == g) & (t.metric == metric)]
@@ -154,7 +164,8 @@ def unchanged(table: pd.DataFrame, alt: str) -> list[str]:
     compare_monthly.csv) is the same in the alternative as in the base, replication by
     replication: each difference and both bounds of its interval exactly 0 and the two means
     equal, or no figure in either scenario (a wait where nobody crossed)."""
-    t = table[(table.scenario == alt) & (table.gate != ALL)]
+    t = gate_rows(table)
+    t = t[(t.scenario == alt) & (t.gate != ALL)]
     zero = ((t.diff_mean == 0) & (t.diff_ci_low == 0) & (t.diff_ci_high == 0) & (t.base_mean == t.alt_mean))
     none = t.diff_mean.isna() & t.base_mean.isna() & t.alt_mean.isna()
     same = (zero | none).groupby(t.gate, sort=False).all()
@@ -192,3 +203,69 @@ def displaced_waits(table: pd.DataFrame, alt: str) -> list[Displaced]:
         if fell and rose:
             out.append(Displaced(str(gate), str(direction), fell, rose))
     return out
+
+
+# ------------------------------------------------------------------ corridors
+
+
+def corridors_of(model) -> dict[str, dict]:
+    """Each corridor of a ScenarioModel: its name and gates (as metadata.json records them)."""
+    return {cid: {"name": c.name or cid, "gates": list(c.gates)} for cid, c in model.corridors.items()}
+
+
+def _main(table: pd.DataFrame, gate: str, direction: str, metric_: str) -> pd.Series | None:
+    """A table's row of a gate (or corridor), direction and metric, all stages and classes."""
+    sel = table[(table["gate"] == gate) & (table["direction"] == direction) & (table["metric"] == metric_)
+                & (table["stage"].fillna("") == "") & (table["class"].fillna("") == "")]
+    return None if sel.empty else sel.iloc[0]
+
+
+def corridor_lines(summary: pd.DataFrame, corridors: dict[str, dict], names: dict[str, str]) -> list[str]:
+    """A sentence per corridor: where its traffic went, each gate's share of the corridor's
+    crossings by direction (the mean with its 95 % interval), and the trucks that left the
+    province instead."""
+    share, out = METRICS["corridor_share"], METRICS["diverted_out"]
+    lines = []
+    for cid, info in corridors.items():
+        parts = []
+        for d in ("exit", "entry"):
+            rows = [(g, r) for g in info["gates"] if (r := _main(summary, g, d, "corridor_share")) is not None]
+            left = _main(summary, cid, d, "diverted_out")
+            if not rows or left is None:
+                continue
+            gates = ", ".join(f"{names.get(g, g)} {estimate(r['mean'], r['ci_low'], r['ci_high'], share.digits, True)}"
+                              for g, r in rows)
+            parts.append(f"{d}: {gates} of the corridor's crossings, "
+                         f"{estimate(left['mean'], left['ci_low'], left['ci_high'], out.digits)} left the province")
+        if parts:
+            lines.append(f"{info['name']}: {'; '.join(parts)}.")
+    return lines
+
+
+def corridor_changes(table: pd.DataFrame, alt: str, corridors: dict[str, dict], names: dict[str, str]) -> list[str]:
+    """A sentence per corridor and direction of a comparison: where the alternative moved its
+    traffic, each gate's share of the corridor's crossings in the base and the alternative with
+    the paired difference (compare.csv), and the change in the trucks that left the province."""
+    t = table[table.scenario == alt]
+    lines = []
+    for cid, info in corridors.items():
+        for d in ("exit", "entry"):
+            rows = [(g, r) for g in info["gates"] if (r := _main(t, g, d, "corridor_share")) is not None]
+            left = _main(t, cid, d, "diverted_out")
+            if not rows or left is None:
+                continue
+            parts = [f"{names.get(g, g)} {_moved(r, 'corridor_share')}" for g, r in rows]
+            parts.append(f"left the province {_moved(left, 'diverted_out')}")
+            lines.append(f"{info['name']}, {d}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _moved(r: pd.Series, metric_: str) -> str:
+    """Base → alternative and the paired difference, as the tables print them."""
+    how = metric(metric_)
+
+    def level(x: float) -> str:
+        return percent(x, how.digits) if how.share else number(x, how.digits)
+
+    return (f"{level(r.base_mean)} → {level(r.alt_mean)} "
+            f"({difference(r.diff_mean, r.diff_ci_low, r.diff_ci_high, how.digits, how.share)})")

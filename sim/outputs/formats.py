@@ -43,6 +43,8 @@ METRICS = {
     "gave_up": Metric("gave up waiting", 0),
     "queue_max": Metric("most waiting at once", 0),
     "held_by_limit_share": Metric("held by the daily limit", 1, share=True),
+    "corridor_share": Metric("share of its corridor", 1, share=True),
+    "diverted_out": Metric("left the province", 0),
 }
 
 

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .findings import gate_rows  # noqa: E402
 from .formats import metric  # noqa: E402
 
 ALL = "all"
@@ -267,7 +268,8 @@ DIFF_METRICS = [("time_in_system_mean_h", metric("time_in_system_mean_h").label,
 def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:
     """Per gate (both directions) and alternative: the paired difference to the base with its
     95 % interval, one panel per headline metric; a filled marker where the interval excludes 0."""
-    t = table[(table["direction"] == ALL) & (table["stage"] == "") & (table["class"] == "")]
+    t = gate_rows(table)
+    t = t[(t["direction"] == ALL) & (t["stage"] == "") & (t["class"] == "")]
     alts = list(dict.fromkeys(t["scenario"]))
     gates = [g for g in dict.fromkeys(t["gate"]) if g != ALL] + [ALL]
     metrics = [(m, lab, scale) for m, lab, scale in DIFF_METRICS if (t["metric"] == m).any()]

@@ -104,7 +104,7 @@ def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, st
     copy in the folder (``copies``: keep_scenario_files) that the report reads."""
     from dataclasses import asdict
 
-    from .findings import closures_of
+    from .findings import closures_of, corridors_of
 
     m = scenario.nominal
     layers = layer_changes(scenario)
@@ -120,7 +120,7 @@ def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, st
                 if change["input"] == "ensemble":
                     change["before"], change["after"] = (seen_from(folder, change["before"]),
                                                          seen_from(folder, change["after"]))
-    return {
+    out = {
         "name": scenario.name,
         "file": seen_from(folder, scenario.path),
         "description": m.description,
@@ -134,3 +134,6 @@ def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, st
         "expect": [e.model_dump() for e in m.expect],
         "uncertain_inputs": {r.name(): {r.kind: list(r.values)} for r in scenario.ranges},
     }
+    if m.corridors:
+        out["corridors"] = corridors_of(m)
+    return out

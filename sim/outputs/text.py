@@ -14,7 +14,8 @@ import pandas as pd
 from ..experiments.sensitivity import CONF_LEVEL, RANKED_INDEX, interval_level, outside_range, ranking, tested_inputs
 from ..experiments.sweep import SweepResult
 from ..statistics.metrics import SHARES
-from .findings import ALL, QUIET_WHEN_ZERO, UNCHANGED, closures_of, extreme_notes, headline_rows, unchanged
+from .findings import (ALL, QUIET_WHEN_ZERO, UNCHANGED, closures_of, corridor_changes, corridor_lines, corridors_of,
+                       extreme_notes, gate_rows, headline_rows, unchanged)
 from .formats import Metric, difference, estimate, metric, number, percent, wrapped
 
 # where the printed table's rest is (the CLI prints it under the tables)
@@ -47,6 +48,13 @@ def headline_table(cmp: Comparison, alt: str) -> str:
     return "\n".join(lines)
 
 
+def corridor_moves(cmp: Comparison, alt: str) -> str:
+    """Where an alternative moved the traffic of each corridor the scenarios have, a line per
+    corridor and direction (sim.outputs.findings.corridor_changes); "" where none has one."""
+    corridors = {cid: c for s in cmp.scenarios for cid, c in corridors_of(s.nominal).items()}
+    return "\n".join(wrapped(f"corridor {line}") for line in corridor_changes(cmp.table, alt, corridors, {}))
+
+
 def level(value: float, shown: Metric) -> str:
     """A scenario's figure of a metric, as the tables show it (a share in per cent)."""
     return percent(value, shown.digits) if shown.share else number(value, shown.digits)
@@ -74,7 +82,8 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
     """The headline metrics per gate (a block each, all gates last), one line each, a column per
     direction and both together, as 'mean [95 % CI]' (shares as percentages); with the scenario,
     a note on any gate whose mean wait is far above the others' and what drives it."""
-    main = summary[(summary["stage"] == "") & (summary["class"] == "")]
+    main = gate_rows(summary)
+    main = main[(main["stage"] == "") & (main["class"] == "")]
     directions = [d for d in DIRECTIONS if d in set(main["direction"])]
     cells = dict(main.set_index(["gate", "direction", "metric"]).iterrows())
     rows = []  # (a gate, None) heads its block; (heading, cells) is a metric's line
@@ -98,7 +107,8 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
         return "\n".join(lines)
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
     notes = extreme_notes(summary, names, closures_of(scenario.nominal))
-    return "\n".join(lines + [wrapped(f"note: {n}") for n in notes])
+    corridors = corridor_lines(summary, corridors_of(scenario.nominal), {})
+    return "\n".join(lines + [wrapped(f"note: {n}") for n in notes] + [wrapped(f"corridor {c}") for c in corridors])
 
 
 def timings_line(result, written_s: float) -> str:

@@ -111,7 +111,7 @@ def result_bytes(model) -> int:
                   for g, d in model.flows())
     lay = _layout(tuple(model.gates), tuple(model.classes), flows)
     n_util = sum(len(names) - (acc >= 0) for *_x, names, acc in flows)
-    n_labels = n_util + len(lay.labels)
+    n_labels = n_util + len(lay.labels) + len(_corridor_layout(corridor_shape(model))[0])
     n_hist = sum(1 for _g, d, _k in lay.group_list if d == ALL)
     n_groups = len(lay.group_list)
     n_months = len(calendar_months(model.horizon.start, model.horizon.days)[1])
@@ -229,9 +229,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         busy = np.zeros(k_stages)
         cal = f.calendar
         day_first = np.searchsorted(cal.ends, 24.0 * np.arange(days), side="right")
-        if cal.starts.size:  # the first open interval that ends after a day begins starts before it ends
-            open_day[fi] = cal.starts[np.minimum(day_first, cal.starts.size - 1)] < 24.0 * np.arange(1, days + 1)
-            open_day[fi] &= day_first < cal.starts.size
+        open_day[fi] = cal.open_days(days)
         quota_day = _NO_QUOTA if f.acceptance < 0 else f.quota[f.acceptance]
         flow_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, f.acceptance, quota_day, warm, H, days, cal.starts,
                   cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], month_of_day,
@@ -297,13 +295,70 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         if d == ALL:
             tis_hist[gate] = np.bincount(_COARSE, weights=g_tis[row], minlength=TIS_BINS_H.size - 1)
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
+    labels, values = tuple(util_labels) + lay.labels, np.concatenate([util_values, table[lay.pick]])
+    if rep.model.corridors:  # after every other row: a scenario's other rows read as without its corridors
+        more_labels, more_values = corridor_rows(labels, values, corridor_shape(rep.model), rep.diverted)
+        labels, values = labels + more_labels, np.concatenate([values, more_values])
     return ReplicationResult(
-        labels=_interned(tuple(util_labels) + lay.labels),
-        values=np.concatenate([util_values, table[lay.pick]]), daily=daily, daily_queue_mean=queue_mean,
+        labels=_interned(labels), values=values, daily=daily, daily_queue_mean=queue_mean,
         daily_queue_end=queue_end, queue_by_hour={k: q.hour_mean[i] for i, k in enumerate(flow_keys)},
         tis_hist=tis_hist, monthly=month_table[lay.same],
         monthly_groups=_interned(tuple((gate, d) for gate, d, _k in lay.group_list)),
     )
+
+
+CORRIDOR_METRICS = ("diverted_out",)  # the metrics of rows whose gate column holds a corridor's id
+
+
+def corridor_shape(model) -> tuple:
+    """What a scenario's corridors report (hashable): per corridor its id and, per direction its
+    gates handle, those gates and their classes."""
+    return tuple((cid, tuple((d, tuple(c.handling(model, d)), tuple(c.classes(model, d)))
+                             for d in c.directions(model)))
+                 for cid, c in model.corridors.items())
+
+
+@lru_cache(maxsize=64)
+def _corridor_layout(shape: tuple) -> tuple[tuple, tuple]:
+    """The corridor rows' labels and how each is computed: each gate's corridor_share per
+    direction it handles and both, then per direction the diverted_out of all classes and of
+    each class, then of both directions."""
+    labels, recipe = [], []
+    for cid, directions in shape:
+        every = tuple(dict.fromkeys(g for _d, gates, _c in directions for g in gates))
+        for g in every:
+            for d, gates in [*((d, gates) for d, gates, _c in directions), (ALL, every)]:
+                if g in gates:
+                    labels.append((g, d, "corridor_share", "", ""))
+                    recipe.append(("share", (g, d), tuple((x, d) for x in gates)))
+        for d, _gates, classes in directions:
+            labels.append((cid, d, "diverted_out", "", ""))
+            recipe.append(("diverted", tuple((cid, d, c) for c in classes)))
+            for c in classes:
+                labels.append((cid, d, "diverted_out", "", c))
+                recipe.append(("diverted", ((cid, d, c),)))
+        labels.append((cid, ALL, "diverted_out", "", ""))
+        recipe.append(("diverted", tuple((cid, d, c) for d, _g, classes in directions for c in classes)))
+    return tuple(labels), tuple(recipe)
+
+
+def corridor_rows(labels: tuple, values: np.ndarray, shape: tuple, diverted) -> tuple[tuple, np.ndarray]:
+    """A replication's corridor rows (the one definition of each), from its other rows' labels
+    and values and its diverted counts ({(corridor, direction, class): trucks}; none: 0):
+    ``corridor_share``, a gate's crossings over its corridor's in a direction (or both; NaN
+    where the corridor has none), and ``diverted_out``, the trucks that left the province
+    instead (to Lạng Sơn) by corridor, direction and class."""
+    out_labels, recipe = _corridor_layout(shape)
+    crossings = {lab[:2]: float(x) for lab, x in zip(labels, values) if lab[2:] == ("crossings", "", "")}
+    out = np.empty(len(recipe))
+    for j, (kind, *args) in enumerate(recipe):
+        if kind == "share":
+            own, members = args
+            total = sum(crossings[m] for m in members)
+            out[j] = crossings[own] / total if total > 0 else np.nan
+        else:
+            out[j] = sum(diverted.get(k, 0) for k in args[0])
+    return out_labels, out
 
 
 def waiting_truck_hours(queue_mean, hours):
@@ -365,7 +420,7 @@ def _interned(labels: tuple) -> tuple:
     return _LABELS.setdefault(labels, labels)
 
 
-SHARES = ("utilisation", "held_by_limit_share")  # metrics in [0, 1]; every other one is >= 0
+SHARES = ("utilisation", "held_by_limit_share", "corridor_share")  # metrics in [0, 1]; every other one is >= 0
 SUMMARY_COLUMNS = ["gate", "direction", "metric", "stage", "class", "mean", "ci_low", "ci_high", "p05", "p95",
                    "std", "n"]
 

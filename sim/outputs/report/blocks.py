@@ -53,6 +53,7 @@ def spread(row: pd.Series | None, digits: int) -> str:
 
 def gate_names(meta_scenario: dict) -> dict[str, str]:
     names = {g: info.get("name", g) for g, info in (meta_scenario.get("gates") or {}).items()}
+    names.update((c, info.get("name", c)) for c, info in (meta_scenario.get("corridors") or {}).items())
     names[ALL] = "all gates"
     return names
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..findings import ALL, extreme_gates, extreme_notes, main_rows, stage_label, wait_shares
+from ..findings import ALL, corridor_changes, extreme_gates, extreme_notes, main_rows, stage_label, wait_shares
 from .blocks import (MONTH_NOTE, MONTHLY, NBSP, REPLICATIONS, by_month, derived_warnings, gate_names, grouped, lookup,
                      month_caption, num, percent, plot_drawer)
 from .inputs import FITTED, is_set_layer, layer_blocks, set_lines, set_rows, sources_section
@@ -258,6 +258,7 @@ def compare_page(folder: Folder) -> Page:
     base = meta.get("base") or scens[0]["name"]
     base_scen = next((s for s in scens if s["name"] == base), scens[0])
     alts = [s for s in scens if s["name"] != base]
+    corridors = {cid: c for s in scens for cid, c in (s.get("corridors") or {}).items()}
 
     head = Section("findings", "Findings: the differences per gate")
     head.text(f"Each alternative against {base}, over {meta.get('reps', '?')} replications of each. {REPLICATIONS} "
@@ -270,6 +271,8 @@ def compare_page(folder: Folder) -> Page:
         findings.append(_gates_finding(table, s, base_scen, names))
         findings += [t for t in [_all_gates_finding(table, s["name"], base)] if t]
         findings += _displaced_findings(table, s["name"], names, named=len(alts) > 1)
+        findings += [f"{s['name'] + ': ' if len(alts) > 1 else ''}Where the traffic moved, {line}"
+                     for line in corridor_changes(table, s["name"], corridors, names)]
     head.add("notes", findings)
     expect_rows = [r for s in alts for r in _expectations(table, s, names)]
     if expect_rows:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..findings import ALL, extreme_gates, extreme_notes, gate_value, main_rows, stage_label, wait_shares, wait_without
+from ..findings import (ALL, corridor_lines, extreme_gates, extreme_notes, gate_value, main_rows, stage_label,
+                        wait_shares, wait_without)
 from .blocks import (INTERVALS, MONTH_NOTE, MONTHLY, NBSP, REPLICATIONS, by_month, derived_warnings, gate_names,
                      grouped, lookup, month_caption, num, percent, plot_drawer, spread, with_ci)
 from .inputs import layer_blocks, sources_section
@@ -255,6 +256,7 @@ def run_page(folder: Folder) -> Page:
     notes = _run_findings(summary, names)
     closures = {g: info.get("closures", []) for g, info in (scen.get("gates") or {}).items()}
     notes += extreme_notes(summary, names, closures)
+    notes += [f"Where the traffic went, {line}" for line in corridor_lines(summary, scen.get("corridors") or {}, names)]
     if observed is not None:
         notes.append(observed[1])
     findings.add("notes", notes)
