@@ -382,3 +382,41 @@ def compare_queue_differences(differences: pd.DataFrame, names: dict[str, str], 
     _queue_lines_by_date(differences, names, path, ("diff_mean", "diff_ci_low", "diff_ci_high"), 0.25,
                          _difference_panel, "Mean number waiting each day: alternative - base, paired by replication "
                                             "(bands: 95 % interval)")
+
+
+def corridor_shares(daily: pd.DataFrame, names: dict[str, str], path: Path) -> None:
+    """Each gate's share of its corridor's crossings over the calendar (a week at a time: a day
+    at a gate that clears in batches swings too much to read), a panel per direction, a line per
+    gate and scenario (the base solid, each alternative dashed): where the corridor's traffic
+    went. ``daily``: the comparison's stacked daily table (scenario, date, gate, direction,
+    metric, mean) of the corridor's gates, with a ``corridor`` column naming it."""
+    table = daily[daily["metric"] == "crossings"].copy()
+    table["week"] = pd.to_datetime(table["date"]).dt.to_period("W").dt.start_time
+    weekly = table.groupby(["scenario", "direction", "week", "gate"], sort=False)["mean"].sum()
+    total = weekly.groupby(level=["scenario", "direction", "week"], sort=False).transform("sum")
+    share = (100 * weekly / total.where(total > 0)).rename("share").reset_index()
+    directions = list(dict.fromkeys(share["direction"]))
+    scenarios = list(dict.fromkeys(daily["scenario"]))
+    gates = list(dict.fromkeys(share["gate"]))
+    colours = {g: f"C{i}" for i, g in enumerate(gates)}
+    fig, axes = plt.subplots(len(directions), 1, figsize=(10, 2.6 * len(directions) + 1.0), sharex=True,
+                             squeeze=False)
+    for ax, d in zip(axes[:, 0], directions):
+        for k, s in enumerate(scenarios):
+            for g in gates:
+                line = share[(share["scenario"] == s) & (share["direction"] == d) & (share["gate"] == g)]
+                ax.plot(line["week"], line["share"], color=colours[g], linestyle="-" if k == 0 else "--",
+                        linewidth=1.4 if k == 0 else 1.1, label=f"{_gate_names(names, g)} ({s})")
+        ax.set_title(d, fontsize=9, loc="left")
+        ax.set_ylabel("share of the\ncorridor's crossings, %")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        _date_axis(ax)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    corridor = str(daily["corridor"].iloc[0]) if "corridor" in daily and len(daily) else ""
+    fig.suptitle(f"{corridor}: each gate's share of the corridor's crossings by week "
+                 f"({scenarios[0]} solid, {', '.join(scenarios[1:]) or 'no alternative'} dashed)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 * (1 + len(labels) // 2), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

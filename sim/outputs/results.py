@@ -156,6 +156,20 @@ def _write_report(staged: Staged) -> None:
     (staged.dir / "report.html").write_text(build_report(staged.dir, draw_missing=False), encoding="utf-8")
 
 
+def corridor_daily(daily, scenarios) -> dict:
+    """Per corridor of any of the scenarios (by id): the stacked daily table's rows of its
+    gates, with the corridor's name in a ``corridor`` column (what plots.corridor_shares draws;
+    a scenario without the corridor shows its gates' own shares)."""
+    out = {}
+    for s in scenarios:
+        for cid, c in s.nominal.corridors.items():
+            if cid not in out:
+                rows = daily[daily["gate"].isin(list(c.gates))].copy()
+                rows["corridor"] = c.name or cid
+                out[cid] = rows
+    return out
+
+
 def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True, report: bool = True) -> Staged:
     """compare.csv, compare_monthly.csv and compare_daily.csv (the paired differences), each
     scenario's summary, daily and monthly tables (stacked, with a scenario column), the
@@ -170,6 +184,8 @@ def write_comparison(cmp, out_dir: str | Path | Staged, make_plots: bool = True,
         jobs = [("compare_differences", cmp.table, names, tmp / "compare_differences.png"),
                 ("compare_time_in_system", tis, names, tmp / "time_in_system.png"),
                 ("compare_queue_differences", daily_differences, names, tmp / "queue_by_date.png")]
+        jobs += [("corridor_shares", table, names, tmp / f"corridor_{cid}.png")
+                 for cid, table in corridor_daily(cmp.daily, cmp.scenarios).items()]
         with drawing(jobs if make_plots else [], cmp.workers):
             cmp.table.to_csv(tmp / "compare.csv", index=False, float_format=FLOAT_FORMAT)
             cmp.summary.to_csv(tmp / "summary.csv", index=False, float_format=FLOAT_FORMAT)

@@ -325,6 +325,10 @@ def compare_page(folder: Folder) -> Page:
                                       "waiting each day, both directions, with its 95 % confidence band; below 0 "
                                       "fewer wait",
                                       plot_drawer("compare_queue_differences", folder.csv("compare_daily.csv"), names)))
+    for cid, c in corridors.items():
+        dates.add("figure", folder.figure(f"corridor_{cid}.png", f"Where {c.get('name') or cid}'s traffic went",
+                                          "Each gate's share of the corridor's crossings by week, in each "
+                                          "direction: the base solid, each alternative dashed", None))
     time_in = Section("time", "Time from arrival to crossing")
     time_in.add("figure", folder.figure("time_in_system.png", "Time in system", "Share of vehicles that crossed "
                                         "within a given time, per gate, a line per scenario",
