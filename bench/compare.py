@@ -3,6 +3,7 @@ against four times a single run, end to end through the CLI, in one run of this 
 
     python bench/compare.py            # 200 replications each (a few minutes)
     python bench/compare.py --reps 20  # a smoke test
+    python bench/compare.py --corridors  # against the library's corridor scenarios instead
 
 Target: the comparison of four scenarios takes no more than 4x one 200-replication run.
 """
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "calibration" / "fitted_2022.toml"
 ALTS = [ROOT / "scenarios" / f"{n}.toml" for n in
         ("km3_4_permanent_bridge", "faster_procedures", "higher_acceptance_limits")]
+# the scenarios whose trucks choose their gate (a corridor on 'open'): they need --allow-overload
+CORRIDOR_ALTS = [ROOT / "scenarios" / f"{n}.toml" for n in ("bac_luan_2_closed_month", "km3_4_storm_season")]
 
 
 def bordersim() -> list[str]:
@@ -39,15 +42,18 @@ def timed(args: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=200)
-    reps = ap.parse_args().reps
+    ap.add_argument("--corridors", action="store_true", help="the corridor scenarios as the alternatives")
+    args = ap.parse_args()
+    reps = args.reps
+    alts, extra = (CORRIDOR_ALTS, ["--allow-overload"]) if args.corridors else (ALTS, [])
     with tempfile.TemporaryDirectory(prefix="bordersim-bench-") as tmp:
         work = Path(tmp)
         timed(["run", str(BASE), "--reps", "2", "--quiet", "--out", str(work / "warm")])  # numba's cache filled
         single = timed(["run", str(BASE), "--reps", str(reps), "--quiet", "--out", str(work / "single")])
-        both = timed(["compare", str(BASE), *map(str, ALTS), "--reps", str(reps), "--quiet", "--out",
-                      str(work / "compare")])
+        both = timed(["compare", str(BASE), *map(str, alts), "--reps", str(reps), "--quiet", "--out",
+                      str(work / "compare"), *extra])
     print(f"bordersim run {BASE.relative_to(ROOT)} --reps {reps}: {single:.1f} s")
-    print(f"bordersim compare (base + {len(ALTS)} alternatives) --reps {reps}: {both:.1f} s "
+    print(f"bordersim compare (base + {', '.join(a.stem for a in alts)}) --reps {reps}: {both:.1f} s "
           f"= {both / single:.2f}x the single run (target <= 4x)")
 
 
