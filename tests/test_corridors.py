@@ -395,3 +395,25 @@ def test_a_comparison_draws_where_each_corridors_traffic_went(tmp_path):
     daily = res.daily.assign(scenario=scen.name)
     rows = corridor_daily(daily, [scen])["ab"]
     assert set(rows.gate) == {"a", "b"} and set(rows.corridor) == {"Gates A and B"}
+
+
+def test_open_with_none_open_queue_keeps_a_days_trucks_at_their_gates_when_no_gate_serves():
+    """As the test above, but none_open = "queue": on the day both gates are closed each keeps
+    its own trucks (they wait for the reopening) and none leaves; the other days move as
+    before. none_open under another rule is refused."""
+    raw = _demand_scenario({"a": [("2022-03-03", "2022-03-04"), ("2022-03-08", "2022-03-08")],
+                            "b": [("2022-03-08", "2022-03-08")]}, refuse="b")
+    raw["corridors"]["c"]["exit"]["none_open"] = "queue"
+    rep = replication_inputs(from_dict(raw), replication_seed(3, 0))
+    expected = {"a": np.array([1000, 1000, 0, 0, 1000, 4000, 1000, 1000, 1000, 1000]),
+                "b": np.array([3000, 3000, 4000, 4000, 3000, 0, 3000, 3000, 3000, 3000])}
+    for gate, rate in expected.items():
+        got = _by_day(rep, gate)
+        assert np.all(np.abs(got - rate) <= 5 * np.sqrt(np.maximum(rate, 1))), (gate, got)
+        assert np.all(got[rate == 0] == 0)
+    assert rep.diverted[("c", "exit", "truck")] == 0
+    raw["corridors"]["c"]["exit"]["rule"] = "shares"
+    from sim import BordersimError
+
+    with pytest.raises(BordersimError, match=r"none_open.*belongs to the rule 'open', not 'shares'"):
+        from_dict(raw)

@@ -532,7 +532,7 @@ def corridor_inputs(cp: CorridorPlan, flows: list[FlowPlan], v: list, rep_seq: n
                         schedules[i] = stage_schedules(flows[i], v, calendars[i], days)
                     _lanes, quota, lane_cals, _factors = schedules[i]
                     serving[row] = serving_days(calendars[i], lane_cals, quota, flows[i].refusals[ci], days)
-            return split(demand, serving, cp.rule, float(cp.outside_share.of(v)))
+            return split(demand, serving, cp.rule, float(cp.outside_share.of(v)), cp.none_open)
 
         if _split_varies(cp, flows, members):
             factors, leaving = class_split()

@@ -67,7 +67,7 @@ def corridor_factors(m) -> dict[tuple[str, str, str], np.ndarray]:
                 gates = [g for g in corridor.handling(m, d) if c in m.gates[g].classes]
                 demand = np.array([hourly_rates(m, g, d, c).reshape(m.horizon.days, 24).sum(axis=1) for g in gates])
                 serving = np.array([_serving(m, g, d, c) for g in gates])
-                factors, _leaving = split(demand, serving, choice.rule, choice.outside_share)
+                factors, _leaving = split(demand, serving, choice.rule, choice.outside_share, choice.none_open)
                 out.update(((g, d, c), f) for g, f in zip(gates, factors))
     return out
 

@@ -31,15 +31,18 @@ def serving_days(calendar: Calendar, lane_calendars: list, quota: list, refusals
     return out
 
 
-def split(demand: np.ndarray, serving: np.ndarray, rule: str, outside_share: float) -> tuple[np.ndarray, np.ndarray]:
+def split(demand: np.ndarray, serving: np.ndarray, rule: str, outside_share: float,
+          none_open: str = "leave") -> tuple[np.ndarray, np.ndarray]:
     """One class of a corridor's direction: the factor on each gate's own demand on each day
     (gates x days) and the expected vehicles that leave the province each day.
 
     demand (gates x days): each gate's own expected vehicles a day; serving (gates x days): the
     days each serves the class (serving_days). ``shares``: each keeps its demand; ``open``: the
-    demand of a day goes to the gates that serve that day, in proportion to their own demand
-    (all of it leaves when none does, or none that serves has any). Under either, the share
-    ``outside_share`` of what is left leaves the province (to Lạng Sơn)."""
+    demand of a day goes to the gates that serve that day, in proportion to their own demand;
+    on a day none does (or none that serves has any), ``none_open`` says what the trucks do:
+    ``leave``, all of it leaves the province, or ``queue``, each keeps to its own gate and waits
+    for it to reopen. Under either rule, the share ``outside_share`` of what is left leaves
+    the province (to Lạng Sơn)."""
     keep = 1.0 - outside_share
     total = demand.sum(axis=0)
     if rule == "shares":
@@ -47,4 +50,7 @@ def split(demand: np.ndarray, serving: np.ndarray, rule: str, outside_share: flo
     served = np.where(serving, demand, 0.0).sum(axis=0)
     some = served > 0
     boost = np.divide(total, served, out=np.ones_like(total), where=some)  # 1 exactly where every gate serves
+    if none_open == "queue":
+        factor = np.where(some, np.where(serving, boost, 0.0), 1.0)
+        return factor * keep, outside_share * total
     return np.where(serving, boost, 0.0) * keep, np.where(some, outside_share * total, total)

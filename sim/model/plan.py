@@ -324,6 +324,7 @@ class CorridorPlan:
     direction: str
     rule: str
     outside_share: Ref
+    none_open: str  # under 'open', on a day no gate serves: "queue" or "leave"
     flows: tuple[int, ...]  # the positions in Plan.flows of its gates' flows in this direction
     classes: tuple[str, ...]  # the classes they handle, in the scenario's order
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # its split where nothing in it varies
@@ -510,6 +511,7 @@ def _compile(scenario, key: str) -> Plan:
     corridors = tuple(
         CorridorPlan(cid, d, c.choice(d).rule,
                      tracer.number(("corridors", cid, d, "outside_share"), c.choice(d).outside_share),
+                     c.choice(d).none_open,
                      tuple(position[(g, d)] for g in c.handling(nominal, d)), tuple(c.classes(nominal, d)))
         for cid, c in nominal.corridors.items() for d in c.directions(nominal))
     return Plan(key=key, path=scenario.path, model=nominal, ranges=scenario.ranges, rows=scenario._ensemble_rows,

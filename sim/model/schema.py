@@ -365,12 +365,16 @@ class CorridorChoice(_Model):
     """How a corridor's demand in one direction is spread over its gates, each class on its own:
     ``shares``, each gate keeps its own demand; ``open``, on a day a gate is closed all day or
     refuses the class, its demand goes to the corridor's gates that serve it that day, in
-    proportion to their own demand (none: it leaves the province); ``wait`` (not run yet), each
+    proportion to their own demand (none serving: ``none_open``, the trucks queue for their own
+    gate or leave the province); ``wait`` (not run yet), each
     truck chooses from the gates' queues. ``outside_share`` of the demand leaves the province
     (to Lạng Sơn) under every rule but ``wait``, whose outside option is a detour."""
 
     rule: Literal["shares", "open", "wait"] = "shares"
     outside_share: float = Field(0.0, ge=0, lt=1, description="share of the corridor's demand that leaves the province")
+    # rule 'open', on a day no gate serves a class: its trucks leave the province, or keep to
+    # their own gates and queue for the reopening (as the 2022 queues at each reopening show)
+    none_open: Literal["leave", "queue"] = "leave"
     # rule 'wait': the logit's sensitivity (per hour of expected wait), the detour to each gate
     # and out of the province (hours)
     sensitivity: Annotated[float, Field(allow_inf_nan=True), AfterValidator(_sensitivity)] | None = None
@@ -732,6 +736,8 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
             handled = corridor.handling(m, d)
             if not handled:
                 raise ScenarioError(file, cw, f"no gate of the corridor handles {d}; leave the table out")
+            if choice.rule != "open" and "none_open" in choice.model_fields_set:
+                raise ScenarioError(file, f"{cw}.none_open", f"belongs to the rule 'open', not '{choice.rule}'")
             if choice.rule != "wait":
                 for f in WAIT_FIELDS:
                     if getattr(choice, f) is not None:
