@@ -190,9 +190,25 @@ def _demand_scenario(closures: dict[str, list[tuple[str, str]]], rule: str = "op
     return raw
 
 
+def _assert_daily_rates(rep, expected: dict) -> None:
+    """Each gate's arrivals by day within five standard deviations of its expected rate (Poisson),
+    and none on a day the rate is 0."""
+    for gate, rate in expected.items():
+        got = _by_day(rep, gate)
+        assert np.all(np.abs(got - rate) <= 5 * np.sqrt(np.maximum(rate, 1))), (gate, got)
+        assert np.all(got[rate == 0] == 0)
+
+
 def _by_day(rep, gate: str) -> np.ndarray:
     f = next(f for f in rep.flows if f.gate == gate)
     return np.bincount((f.arrival // 24).astype(int), minlength=10)
+
+
+def _both_closed_on_8_march() -> dict:
+    """Gates a (closed 3-4 and 8 March) and b (closed 8 March, refusing trucks on 6 March) in a
+    corridor on 'open'."""
+    return _demand_scenario({"a": [("2022-03-03", "2022-03-04"), ("2022-03-08", "2022-03-08")],
+                             "b": [("2022-03-08", "2022-03-08")]}, refuse="b")
 
 
 def test_open_moves_a_closed_gates_demand_to_the_open_ones_and_a_day_with_none_out_of_the_province():
@@ -200,15 +216,11 @@ def test_open_moves_a_closed_gates_demand_to_the_open_ones_and_a_day_with_none_o
     on 6 March: on a's closed days b receives both gates' 4,000 a day, on b's refusing day a
     does, on the day both are closed the 4,000 leave the province; every other day each keeps
     its own. The counts lie within five standard deviations of those rates (Poisson)."""
-    raw = _demand_scenario({"a": [("2022-03-03", "2022-03-04"), ("2022-03-08", "2022-03-08")],
-                            "b": [("2022-03-08", "2022-03-08")]}, refuse="b")
+    raw = _both_closed_on_8_march()
     rep = replication_inputs(from_dict(raw), replication_seed(3, 0))
     expected = {"a": np.array([1000, 1000, 0, 0, 1000, 4000, 1000, 0, 1000, 1000]),
                 "b": np.array([3000, 3000, 4000, 4000, 3000, 0, 3000, 0, 3000, 3000])}
-    for gate, rate in expected.items():
-        got = _by_day(rep, gate)
-        assert np.all(np.abs(got - rate) <= 5 * np.sqrt(np.maximum(rate, 1))), (gate, got)
-        assert np.all(got[rate == 0] == 0)
+    _assert_daily_rates(rep, expected)
     assert abs(rep.diverted[("c", "exit", "truck")] - 4000) <= 5 * math.sqrt(4000)
 
 
@@ -401,16 +413,12 @@ def test_open_with_none_open_queue_keeps_a_days_trucks_at_their_gates_when_no_ga
     """As the test above, but none_open = "queue": on the day both gates are closed each keeps
     its own trucks (they wait for the reopening) and none leaves; the other days move as
     before. none_open under another rule is refused."""
-    raw = _demand_scenario({"a": [("2022-03-03", "2022-03-04"), ("2022-03-08", "2022-03-08")],
-                            "b": [("2022-03-08", "2022-03-08")]}, refuse="b")
+    raw = _both_closed_on_8_march()
     raw["corridors"]["c"]["exit"]["none_open"] = "queue"
     rep = replication_inputs(from_dict(raw), replication_seed(3, 0))
     expected = {"a": np.array([1000, 1000, 0, 0, 1000, 4000, 1000, 1000, 1000, 1000]),
                 "b": np.array([3000, 3000, 4000, 4000, 3000, 0, 3000, 3000, 3000, 3000])}
-    for gate, rate in expected.items():
-        got = _by_day(rep, gate)
-        assert np.all(np.abs(got - rate) <= 5 * np.sqrt(np.maximum(rate, 1))), (gate, got)
-        assert np.all(got[rate == 0] == 0)
+    _assert_daily_rates(rep, expected)
     assert rep.diverted[("c", "exit", "truck")] == 0
     raw["corridors"]["c"]["exit"]["rule"] = "shares"
     from sim import BordersimError
