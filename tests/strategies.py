@@ -48,7 +48,8 @@ def direction(draw, classes):
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, n_gates: tuple[int, int] = (1, 2), handled: str | None = None):
+    """A random scenario of n_gates[0] to n_gates[1] gates, each handling the direction ``handled`` where given."""
     days = draw(st.integers(2, 6))
     start = dt.date(2022, 3, 1) + dt.timedelta(days=draw(st.integers(0, 6)))
     # three priority levels (green lane, trucks, bulk last) and classes sharing one level
@@ -61,10 +62,12 @@ def scenarios(draw):
             if draw(st.booleans()):  # lognormal rather than exponential
                 classes[c]["patience_cv"] = draw(st.sampled_from([0.3, 2.0]))
     gates = {}
-    for gi in range(draw(st.integers(1, 2))):
+    for gi in range(draw(st.integers(*n_gates))):
         cls = draw(st.sampled_from([["truck"], ["green", "truck"], ["green", "truck", "bulk"], ["green", "fruit"]]))
         gate = {"name": f"gate {gi}", "classes": cls, "hours": draw(hours())}
         dirs = draw(st.sampled_from([["exit"], ["entry"], ["exit", "entry"]]))
+        if handled is not None and handled not in dirs:
+            dirs = [*dirs, handled]
         for d in dirs:
             gate[d] = draw(direction(cls))
         if draw(st.booleans()):

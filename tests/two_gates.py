@@ -96,11 +96,11 @@ def logit(mu1: float, mu2: float, sensitivity: float, detour: tuple[float, float
     def route(n1, n2):
         cost = np.stack([n1 / mu1 + detour[0], n2 / mu2 + detour[1], np.full(n1.shape, float(outside[1]))])
         w = np.array([weight[0], weight[1], outside[0]], dtype=float)[:, None]
+        best = np.min(np.where(w > 0, cost, np.inf), axis=0)  # over the options that may be taken
         if np.isinf(sensitivity):
-            best = np.min(np.where(w > 0, cost, np.inf), axis=0)
             x = np.where(cost == best, w, 0.0)
         else:
-            x = w * np.exp(-sensitivity * (cost - cost.min(axis=0)))
+            x = w * np.exp(-sensitivity * np.maximum(cost - best, 0.0))  # >= 0 where w > 0: no overflow
         x = x / x.sum(axis=0)
         return x[0], x[1]
     return route
