@@ -48,8 +48,7 @@ def direction(draw, classes):
 
 
 @st.composite
-def scenarios(draw, n_gates: tuple[int, int] = (1, 2), handled: str | None = None):
-    """A random scenario of n_gates[0] to n_gates[1] gates, each handling the direction ``handled`` where given."""
+def scenarios(draw):
     days = draw(st.integers(2, 6))
     start = dt.date(2022, 3, 1) + dt.timedelta(days=draw(st.integers(0, 6)))
     # three priority levels (green lane, trucks, bulk last) and classes sharing one level
@@ -62,12 +61,10 @@ def scenarios(draw, n_gates: tuple[int, int] = (1, 2), handled: str | None = Non
             if draw(st.booleans()):  # lognormal rather than exponential
                 classes[c]["patience_cv"] = draw(st.sampled_from([0.3, 2.0]))
     gates = {}
-    for gi in range(draw(st.integers(*n_gates))):
+    for gi in range(draw(st.integers(1, 2))):
         cls = draw(st.sampled_from([["truck"], ["green", "truck"], ["green", "truck", "bulk"], ["green", "fruit"]]))
         gate = {"name": f"gate {gi}", "classes": cls, "hours": draw(hours())}
         dirs = draw(st.sampled_from([["exit"], ["entry"], ["exit", "entry"]]))
-        if handled is not None and handled not in dirs:
-            dirs = [*dirs, handled]
         for d in dirs:
             gate[d] = draw(direction(cls))
         if draw(st.booleans()):

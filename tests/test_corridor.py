@@ -28,7 +28,7 @@ from sim.model.calendar import Calendar
 from . import two_gates as chain
 from .corridors import mean_in_system, scenario_corridor, two_gates
 from .helpers import assert_same_times
-from .strategies import scenarios
+from .strategies import direction, hours, scenarios
 
 SENSITIVITIES = [0.0, 0.05, 1.0, 20.0, math.inf]
 
@@ -37,10 +37,17 @@ SENSITIVITIES = [0.0, 0.05, 1.0, 20.0, math.inf]
 def corridors(draw):
     """A random corridor: the exit flows of a random scenario of two or three gates, with
     random weights (the outside option's sometimes 0), detours and sensitivity."""
-    raw = draw(scenarios(n_gates=(2, 3), handled="exit"))
-    n_gates = len(raw["gates"])
+    raw = draw(scenarios())
+    gates = raw["gates"]
+    for gi in range(len(gates), draw(st.integers(2, 3))):  # two or three gates
+        cls = draw(st.sampled_from([["truck"], ["green", "truck"], ["green", "truck", "bulk"], ["green", "fruit"]]))
+        gates[f"g{gi}"] = {"name": f"gate {gi}", "classes": cls, "hours": draw(hours())}
+    for gate in gates.values():  # each handling exits
+        if "exit" not in gate:
+            gate["exit"] = draw(direction(gate["classes"]))
+    n_gates = len(gates)
     start, days = raw["horizon"]["start"], (raw["horizon"]["end"] - raw["horizon"]["start"]).days + 1
-    for gid in raw["gates"]:  # lanes by date (a calendar per lane) at some gates
+    for gid in gates:  # lanes by date (a calendar per lane) at some gates
         if draw(st.booleans()):
             first = draw(st.integers(0, days - 1))
             raw.setdefault("adjust", []).append({
