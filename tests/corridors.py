@@ -9,9 +9,11 @@ import numpy as np
 
 from sim import from_dict
 from sim.base.rng import replication_seed
-from sim.engines.corridor import CorridorInputs, CorridorRecord, GateSchedule
+from sim.engines.corridor import CorridorInputs, CorridorRecord, GateSchedule, gate_schedule
+from sim.base.rng import stream
+from sim.engines.corridor_draws import wait_corridor_inputs
 from sim.engines.draws import FlowInputs, replication_inputs
-from sim.model.calendar import Calendar
+from sim.model.calendar import Calendar, draw_random_closures, with_closures
 from sim.model.plan import compile_plan
 
 
@@ -66,7 +68,7 @@ def scenario_corridor(raw: dict, seed: int, direction: str, sensitivity: float, 
     classes = [c for c in rep.model.classes if any(c in f.classes for f in flows)]
     priority = {c: p for f in flows for c, p in zip(f.classes, f.class_priority.tolist())}
     days = rep.model.horizon.days
-    gates = [_schedule(f, plans[f.gate].refusals, classes) for f in flows]
+    gates = [gate_schedule(f, classes, _sample_means(f), plans[f.gate].refusals) for f in flows]
     k_max = max(g.stages for g in gates)
     own = np.concatenate([np.full(f.n, j) for j, f in enumerate(flows)])
     order = np.argsort(np.concatenate([f.arrival for f in flows]), kind="mergesort")
@@ -109,27 +111,41 @@ def getattr_or(f: FlowInputs, name: str) -> np.ndarray:
     return f.arrival
 
 
-def _schedule(f: FlowInputs, refusals, classes: list[str]) -> GateSchedule:
-    """A flow's schedules as a corridor gate, its classes indexed by the corridor's."""
-    k = len(f.stage_names)
-    mean = np.zeros((k, len(classes)))
-    for ci, c in enumerate(f.classes):
+def _sample_means(f: FlowInputs) -> np.ndarray:
+    """(stages, the flow's classes): the mean of the services drawn (a quarter of an hour for a
+    class with no vehicle; 0 at the acceptance step)."""
+    out = np.zeros((len(f.stage_names), len(f.classes)))
+    for ci in range(len(f.classes)):
         mine = f.vclass == ci
-        for s in range(k):
-            if s != f.acceptance:
-                mean[s, classes.index(c)] = f.service[mine, s].mean() if mine.any() else 0.25
-    factors = []
-    for fac in f.service_factor:
-        if fac is None:
-            factors.append(None)
+        for k in range(len(f.stage_names)):
+            if k != f.acceptance:
+                out[k, ci] = f.service[mine, k].mean() if mine.any() else 0.25
+    return out
+
+
+def wait_corridor(scenario, seed: int, index: int, gates: list[str], direction: str, sensitivity: float,
+                  detour: list[float], outside_detour: float) -> CorridorInputs:
+    """The gates of a scenario in one direction as a corridor on the `wait` rule, drawn for
+    replication ``index`` of ``seed`` (sim.engines.corridor_draws), the calendars after the
+    random closures as sim.engines.draws.plan_inputs draws them."""
+    rep_seq = replication_seed(seed, index)
+    plan = compile_plan(scenario)
+    v = plan.values(scenario.draw(lambda name: stream(rep_seq, name)))
+    days = plan.model.horizon.days
+    flows, calendars = [], []
+    for g in plan.gates:
+        if g.gate not in gates:
             continue
-        full = np.ones((len(classes), fac.shape[1]))
-        for ci, c in enumerate(f.classes):
-            full[classes.index(c)] = fac[ci]
-        factors.append(full)
-    return GateSchedule(
-        gate=f.gate, stage_names=list(f.stage_names), lanes=list(f.lanes), quota=list(f.quota), calendar=f.calendar,
-        acceptance=f.acceptance, lane_calendars=list(f.lane_calendars), service_factor=factors,
-        patience_stages=f.acceptance + 1 if f.acceptance >= 0 else k,
-        serves=np.array([c in f.classes for c in classes]), mean_service=mean,
-        refusals=[list(refusals[f.classes.index(c)]) if c in f.classes else [] for c in classes])
+        closed = [draw_random_closures(rc.daily_probability.of(v), rc.duration_h.of(v), days,
+                                       stream(rep_seq, f"closures/{g.gate}/{rc.id}")) for rc in g.closures]
+        for fp in g.flows:
+            if fp.direction == direction:
+                flows.append(fp)
+                calendars.append(with_closures(fp.fixed, [iv for j in fp.closures for iv in closed[j]]))
+    order = [gates.index(fp.gate) for fp in flows]
+    flows = [flows[i] for i in np.argsort(order)]
+    calendars = [calendars[i] for i in np.argsort(order)]
+    classes = [c for c in plan.model.classes if any(c in fp.classes for fp in flows)]
+    priority = np.array([plan.priority[list(plan.model.classes).index(c)].of(v) for c in classes], dtype=np.int64)
+    return wait_corridor_inputs("corridor", direction, flows, calendars, classes, priority, v, rep_seq, days,
+                                sensitivity, detour, outside_detour, plan.model.horizon.hours)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +21,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from sim import from_dict, load
 from sim.base.days import day_of
+from sim.base.rng import replication_seed
 from sim.engines import des, fast
 from sim.engines.corridor import OUTSIDE, choice_tables, choose
+from sim.engines.draws import replication_inputs
 from sim.model.calendar import Calendar
 
 from . import two_gates as chain
-from .corridors import mean_in_system, scenario_corridor, two_gates
+from .corridors import mean_in_system, scenario_corridor, two_gates, wait_corridor
 from .helpers import assert_same_times
 from .strategies import direction, hours, scenarios
 
@@ -36,7 +40,9 @@ SENSITIVITIES = [0.0, 0.05, 1.0, 20.0, math.inf]
 @st.composite
 def corridors(draw):
     """A random corridor: the exit flows of a random scenario of two or three gates, with
-    random weights (the outside option's sometimes 0), detours and sensitivity."""
+    random detours and sensitivity, its vehicles either drawn from the corridor's own streams
+    (sim.engines.corridor_draws) or the flows' own merged, with random weights (the outside
+    option's sometimes 0)."""
     raw = draw(scenarios())
     gates = raw["gates"]
     for gi in range(len(gates), draw(st.integers(2, 3))):  # two or three gates
@@ -56,8 +62,10 @@ def corridors(draw):
     weight = [draw(st.sampled_from([0.2, 0.5, 1.0])) for _ in range(n_gates)]
     weight.append(draw(st.sampled_from([0.0, 0.0, 0.3, 1.0])))
     detour = [draw(st.sampled_from([0.0, 0.5, 3.0])) for _ in range(n_gates)] + [draw(st.sampled_from([2.0, 10.0]))]
-    return scenario_corridor(raw, draw(st.integers(0, 2**32 - 1)), "exit", draw(st.sampled_from(SENSITIVITIES)),
-                             np.array(weight), np.array(detour))
+    seed, sensitivity = draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from(SENSITIVITIES))
+    if draw(st.booleans()):  # drawn from the corridor's named streams, weighted by the gates' demand
+        return wait_corridor(from_dict(raw), seed, 0, list(gates), "exit", sensitivity, detour[:-1], detour[-1])
+    return scenario_corridor(raw, seed, "exit", sensitivity, np.array(weight), np.array(detour))
 
 
 def assert_same_corridor(c):
@@ -235,3 +243,56 @@ def test_a_start_left_undecided_at_a_choice_is_worked_out_again(lane_schedule):
     rec = assert_same_corridor(c)
     assert list(rec.choice) == [0, 1, 0, 1]
     assert rec.records[0].start[1, 1] == 9.5 and rec.records[0].start[0, 1] == 11.0  # B, then A
+
+
+MONG_CAI = ["mong_cai", "bac_luan_2", "km3_4"]  # Bắc Luân I, Bắc Luân II and Km3+4: the Móng Cái crossings
+SMALL = Path(__file__).parent / "data" / "small_2022.toml"
+
+
+def _corridor(scenario, index: int, seed: int = 3, sensitivity: float = 0.5):
+    return wait_corridor(scenario, seed, index, MONG_CAI, "exit", sensitivity, [0.5, 0.0, 1.0], 8.0)
+
+
+@pytest.mark.parametrize("sensitivity", [0.5, math.inf])
+def test_engines_agree_on_the_mong_cai_crossings_drawn_from_the_baseline(sensitivity):
+    """The 2022 baseline's Móng Cái crossings (seven weeks: the winter's limits, refusals,
+    backlogs and patience) as a corridor drawn from named streams: both engines give every
+    truck the same gate and times; trucks go to each gate and leave the province."""
+    rec = assert_same_corridor(_corridor(load(SMALL), 0, sensitivity=sensitivity))
+    assert np.all(np.bincount(rec.choice + 1, minlength=4) > 50)
+
+
+def test_a_gate_keeps_its_own_backlog_drawn_as_without_a_corridor():
+    """The corridor's fixed vehicles are each gate's initial backlog, with the arrival times,
+    services and deadlines the gate's own streams give it in a run without the corridor."""
+    scen = load(SMALL)
+    c = _corridor(scen, 1)
+    flows = {f.gate: f for f in replication_inputs(scen, replication_seed(3, 1)).flows if f.direction == "exit"}
+    for j, gate in enumerate(MONG_CAI):
+        f, mine = flows[gate], c.gate == j
+        own = np.flatnonzero(f.arrival <= 0)
+        assert own.size > 0 and mine.sum() == own.size
+        assert np.array_equal(c.arrival[mine], f.arrival[own])
+        assert np.array_equal(c.service[j, :f.service.shape[1]][:, mine], f.service[own].T)
+        assert np.array_equal(c.deadline[mine], f.deadline[own])
+
+
+def test_common_random_numbers_survive_a_change_at_one_gate():
+    """Km3+4's customs cut to one lane changes no truck's draws (its arrival, uniform, services
+    at every gate, patience), so the paired difference of the corridor's mean time in system
+    under common random numbers varies far less than between independent replications."""
+    base, alt = load(SMALL), load(SMALL, sets=["gates.km3_4.exit.stages.customs.lanes=1"])
+    for name in ("arrival", "vclass", "gate", "u", "service", "deadline", "weight"):
+        assert np.array_equal(getattr(_corridor(base, 0), name), getattr(_corridor(alt, 0), name)), name
+
+    def mean_time_in_system(c):
+        rec = fast.simulate_corridor(c)
+        crossed = [(r.depart - np.maximum(r.inputs.arrival, 0))[~np.isnan(r.depart)] for r in rec.records]
+        return np.concatenate(crossed).mean()
+
+    reps = 8
+    a = np.array([mean_time_in_system(_corridor(base, i)) for i in range(reps)])
+    b = np.array([mean_time_in_system(_corridor(alt, i)) for i in range(reps)])
+    independent = np.array([mean_time_in_system(_corridor(alt, reps + i)) for i in range(reps)])
+    assert np.mean(b - a) > 0  # fewer lanes: longer times
+    assert np.var(b - a, ddof=1) < np.var(independent - a, ddof=1) / 10

@@ -110,6 +110,30 @@ class CorridorRecord:
     records: list[FlowRecord]
 
 
+def gate_schedule(flow: FlowInputs, classes: list[str], mean_service: np.ndarray,
+                  refusals: list[list[tuple[float, float]]]) -> GateSchedule:
+    """A flow's schedules (its vehicles aside) as a corridor's gate, by the corridor's classes:
+    mean_service (stages, the flow's classes) hours; refusals per class of the flow. Service
+    factors of classes the gate does not handle are 1 (it never sees them)."""
+    k = len(flow.stage_names)
+    where = [classes.index(c) for c in flow.classes]
+    mean = np.zeros((k, len(classes)))
+    mean[:, where] = mean_service
+    factors = []
+    for fac in flow.service_factor:
+        if fac is not None:
+            full = np.ones((len(classes), fac.shape[1]))
+            full[where] = fac
+            fac = full
+        factors.append(fac)
+    return GateSchedule(
+        gate=flow.gate, stage_names=list(flow.stage_names), lanes=list(flow.lanes), quota=list(flow.quota),
+        calendar=flow.calendar, acceptance=flow.acceptance, lane_calendars=list(flow.lane_calendars),
+        service_factor=factors, patience_stages=flow.acceptance + 1 if flow.acceptance >= 0 else k,
+        serves=np.isin(np.arange(len(classes)), where), mean_service=mean,
+        refusals=[list(refusals[flow.classes.index(c)]) if c in flow.classes else [] for c in classes])
+
+
 def check(c: CorridorInputs) -> None:
     """Refuse corridor inputs the engines do not model, one line saying what is wrong, before
     either engine runs: a result is never computed from inputs outside what the rule defines."""
