@@ -23,7 +23,7 @@ from ..base.rng import stream
 from ..model.calendar import Calendar
 from ..model.plan import FlowPlan
 from .corridor import CorridorInputs, gate_schedule
-from .draws import deadlines, flow_inputs, poisson_arrivals, unit_rates
+from .draws import _deadlines, flow_inputs, poisson_arrivals, unit_rates
 
 OUTSIDE_WEIGHT = 1.0
 
@@ -66,7 +66,7 @@ def wait_corridor_inputs(corridor: str, direction: str, flows: list[FlowPlan], c
                 rng = stream(rep_seq, f"service/{prefix}/{c}/{fp.gate}/{st.name}")
                 service[j, k] = st.service[ci].of(v).draw(rng, n) / 60.0
             patience = fp.patience[ci] if patience is None else patience
-        deadline = deadlines(patience, v, arrival, rep_seq, f"patience/{prefix}/{c}")
+        deadline = _deadlines(patience, v, arrival, rep_seq, f"patience/{prefix}/{c}")
         runs.append((arrival, stream(rep_seq, f"choice/{prefix}/{c}").random(n), service, deadline))
     # the backlog first (gate by gate), then the classes' runs, merged by time (stable)
     parts = [(f.arrival, np.full(f.n, j), f.available if f.available is not None else f.arrival,

@@ -295,7 +295,7 @@ def flow_inputs(fp: FlowPlan, v: list, rep_seq: np.random.SeedSequence, calendar
             rng = stream(rep_seq, f"service/{prefix}/{c}/{st.name}")
             np.divide(st.service[ci].of(v).draw(rng, size), 60.0, out=rows[k, run])
         if patient:
-            rows[n_stage_rows, run] = deadlines(fp.patience[ci], v, arrival[run], rep_seq, f"patience/{prefix}/{c}")
+            rows[n_stage_rows, run] = _deadlines(fp.patience[ci], v, arrival[run], rep_seq, f"patience/{prefix}/{c}")
         if turned:
             rows[-1, run], hit = _available(fp.refusals[ci], arrival[run])
             hit_any |= hit
@@ -339,7 +339,7 @@ def unit_rates(fp: FlowPlan, ci: int, v: list, days: int) -> tuple[np.ndarray, .
     return out
 
 
-def deadlines(patience, v: list, came: np.ndarray, rep_seq: np.random.SeedSequence, name: str) -> np.ndarray:
+def _deadlines(patience, v: list, came: np.ndarray, rep_seq: np.random.SeedSequence, name: str) -> np.ndarray:
     """When each vehicle of a class's run gives up (hours; inf for a class with no patience in
     this direction, sim.model.schema.VehicleClass.patience_days): its patience drawn from the
     class's stream, in the run's order. Exponential patience is memoryless, so it counts from
