@@ -55,6 +55,18 @@ def deadlines_in_service(stage_b: dict | None = None) -> dict:
     }
 
 
+def assert_same_times(a, b) -> None:
+    """Two engines' records of one flow give every vehicle the same start and end at every
+    stage and the same time of giving up (NaN alike), to float rounding."""
+    where = f"{a.inputs.gate}/{a.inputs.direction}"
+    for name in ("start", "end", "left"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape, f"{where} {name}: shapes {x.shape} and {y.shape}"
+        assert np.array_equal(np.isnan(x), np.isnan(y)), f"{where} {name}: not the same vehicles"
+        ok = ~np.isnan(x)
+        np.testing.assert_allclose(x[ok], y[ok], rtol=0, atol=1e-7, err_msg=f"{where} {name}")
+
+
 def _date_after(start: str, days: int) -> str:
     import datetime as dt
 

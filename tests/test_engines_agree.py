@@ -22,7 +22,7 @@ from sim.engines import des, fast
 from sim.engines.draws import replication_inputs
 from sim.base.rng import replication_seed
 
-from .helpers import deadlines_in_service
+from .helpers import assert_same_times, deadlines_in_service
 from .strategies import scenarios
 
 SMALL = Path(__file__).parent / "data" / "small_2022.toml"
@@ -30,16 +30,7 @@ SMALL = Path(__file__).parent / "data" / "small_2022.toml"
 
 def assert_same_records(rep) -> None:
     for a, b in zip(des.simulate(rep), fast.simulate(rep), strict=True):
-        where = f"{a.inputs.gate}/{a.inputs.direction}"
-        for name in ("start", "end"):
-            x, y = getattr(a, name), getattr(b, name)
-            assert np.array_equal(np.isnan(x), np.isnan(y)), f"{where} {name}: different vehicles served"
-            ok = ~np.isnan(x)
-            np.testing.assert_allclose(x[ok], y[ok], rtol=0, atol=1e-7, err_msg=f"{where} {name}")
-        x, y = a.left, b.left
-        assert np.array_equal(np.isnan(x), np.isnan(y)), f"{where}: different vehicles gave up"
-        ok = ~np.isnan(x)
-        np.testing.assert_allclose(x[ok], y[ok], rtol=0, atol=1e-7, err_msg=f"{where} left")
+        assert_same_times(a, b)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

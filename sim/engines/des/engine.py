@@ -158,7 +158,7 @@ class StagePool:
             self._drop_withdrawn()
 
 
-def _vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, joins, came, deadline, patient, left):
+def vehicle(env, i, pools, service_row, priority, vclass, start, end, lanes, joins, came, deadline, patient, left):
     """One vehicle through its stages; it gives up at its deadline while waiting at any of the
     first ``patient`` stages (deadline inf: never)."""
     if joins > env.now:  # turned away on arrival: it waits outside until it may join
@@ -202,9 +202,17 @@ def _source(env, flow: FlowInputs, pools, start, end, lanes, left):
         delay = arrival[i] - env.now
         if delay > 0:  # a backlog's arrivals before 0 are all in the queue at 0
             yield env.timeout(delay)
-        env.process(_vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end, lanes,
+        env.process(vehicle(env, i, pools, service[i], int(priority[i]), int(flow.vclass[i]), start, end, lanes,
                              float(joins[i]), float(arrival[i]), math.inf if deadline is None else float(deadline[i]),
                              patient, left))
+
+
+def stage_pools(env: simpy.Environment, flow) -> list[StagePool]:
+    """A flow's stages as pools (flow: FlowInputs, or a corridor's GateSchedule: its lanes,
+    quotas, calendar, lane calendars and service factors)."""
+    return [StagePool(env, lanes, quota, flow.calendar, k, lane_cals, factor)
+            for k, (lanes, quota, lane_cals, factor) in enumerate(
+                zip(flow.lanes, flow.quota, flow.lane_calendars, flow.service_factor))]
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
@@ -212,11 +220,7 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
     env = simpy.Environment()
     records = []
     for flow in rep.flows:
-        pools = [
-            StagePool(env, lanes, quota, flow.calendar, k, lane_cals, factor)
-            for k, (lanes, quota, lane_cals, factor) in enumerate(
-                zip(flow.lanes, flow.quota, flow.lane_calendars, flow.service_factor))
-        ]
+        pools = stage_pools(env, flow)
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)
         lanes = np.full(shape, -1, np.int16)

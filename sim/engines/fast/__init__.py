@@ -1,5 +1,6 @@
 """The fast engine: compiled per-flow recursions, identical in its rules to the SimPy engine."""
 
+from .corridor import simulate_corridor
 from .engine import simulate, simulate_flow
 
-__all__ = ["simulate", "simulate_flow"]
+__all__ = ["simulate", "simulate_corridor", "simulate_flow"]

@@ -12,7 +12,7 @@ from .kernels import run_flow
 _NO_DEADLINE = np.zeros(0)
 
 
-def _levels(flow: FlowInputs) -> tuple[np.ndarray, int]:
+def levels(flow: FlowInputs) -> tuple[np.ndarray, int]:
     """Dense priority levels (0 served first), from the few class priorities, not a sort of vehicles."""
     priorities = flow.class_priority.tolist()
     ranked = sorted(set(priorities))
@@ -20,7 +20,7 @@ def _levels(flow: FlowInputs) -> tuple[np.ndarray, int]:
     return class_level[flow.vclass], max(len(ranked), 1)
 
 
-def _stacked(rows: list[np.ndarray | None], shape_of_none: tuple, dtype) -> tuple[np.ndarray, np.ndarray]:
+def stacked(rows: list[np.ndarray | None], shape_of_none: tuple, dtype) -> tuple[np.ndarray, np.ndarray]:
     """Per-stage arrays (None: the stage has none) as one array with a row per stage, and the
     flags saying which rows are real."""
     real = [r for r in rows if r is not None]
@@ -32,12 +32,13 @@ def _stacked(rows: list[np.ndarray | None], shape_of_none: tuple, dtype) -> tupl
     return out, np.array([r is not None for r in rows])
 
 
-def _lane_calendars(flow: FlowInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every scheduled lane's calendar in two flat arrays, and per stage its lanes' offsets into
-    them (rows padded with empty lanes, which never serve, to the widest stage)."""
+def lane_calendar_arrays(lane_calendars: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every scheduled lane's calendar (per stage, FlowInputs.lane_calendars) in two flat arrays,
+    and per stage its lanes' offsets into them (rows padded with empty lanes, which never serve,
+    to the widest stage)."""
     starts, ends, rows = [], [], []
     n = 0
-    for cals in flow.lane_calendars:
+    for cals in lane_calendars:
         row = [n]
         for cal in cals or ():
             starts.append(cal.starts)
@@ -47,17 +48,17 @@ def _lane_calendars(flow: FlowInputs) -> tuple[np.ndarray, np.ndarray, np.ndarra
         rows.append(row)
     width = max(len(r) for r in rows)
     offsets = np.array([r + [r[-1]] * (width - len(r)) for r in rows], np.int64)
-    on = np.array([c is not None for c in flow.lane_calendars])
+    on = np.array([c is not None for c in lane_calendars])
     flat = [np.concatenate(a) if a else np.zeros(0) for a in (starts, ends)]
     return flat[0], flat[1], offsets, on
 
 
 def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
-    level, n_levels = _levels(flow)
+    level, n_levels = levels(flow)
     lanes = np.array([-1 if c is None else c for c in flow.lanes], dtype=np.int64)
-    quota, quota_on = _stacked(flow.quota, (0,), np.int64)
-    factor, factor_on = _stacked(flow.service_factor, (0, 0), np.float64)
-    lane_starts, lane_ends, lane_off, lane_on = _lane_calendars(flow)
+    quota, quota_on = stacked(flow.quota, (0,), np.int64)
+    factor, factor_on = stacked(flow.service_factor, (0, 0), np.float64)
+    lane_starts, lane_ends, lane_off, lane_on = lane_calendar_arrays(flow.lane_calendars)
     joins = flow.arrival if flow.available is None else flow.available
     deadline = _NO_DEADLINE if flow.deadline is None else np.ascontiguousarray(flow.deadline, dtype=np.float64)
     start, end, lane, left = run_flow(

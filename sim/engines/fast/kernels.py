@@ -188,6 +188,64 @@ def _pass(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, h
     return rank
 
 
+@nb.njit(cache=True, inline="always")
+def next_start(t, free, n_free, unlimited, per_lane, lane_i, lane_off, lane_starts, lane_ends, starts, ends, cal_i,
+               quota_day, cur_day, used, day_safe):
+    """The earliest time >= t a stage may start a service, and on which lane: a lane free (free:
+    each lane's next free time; unlimited: no lanes) and open (by the stage's calendar starts,
+    ends, or where its lanes follow a schedule, per_lane, by each lane's own calendar: lane j is
+    lane_starts/lane_ends[lane_off[j]:lane_off[j + 1]], the lowest of equals), and for a daily
+    limit (quota_day, empty: none) a day with quota left. The positions it searches from (cal_i,
+    lane_i, in place) and the day's count (cur_day, used, day_safe) move on with t, which only
+    grows within a pass. Returns t (inf: no start is possible), the lane, cal_i, cur_day, used,
+    day_safe."""
+    lane = 0
+    if per_lane:  # the lane that can start first: free, and open by its own calendar
+        best = np.inf
+        for j in range(n_free):
+            x = free[j] if free[j] > t else t  # only grows for a lane: its position only moves on
+            p = lane_i[j]
+            stop = lane_off[j + 1]
+            while p < stop and lane_ends[p] <= x:
+                p += 1
+            lane_i[j] = p
+            if p < stop:
+                y = x if x >= lane_starts[p] else lane_starts[p]
+                if y < best:
+                    best = y
+                    lane = j
+        return best, lane, cal_i, cur_day, used, day_safe
+    if not unlimited:  # the earliest free lane (the first of equals)
+        f = free[0]
+        for j in range(1, n_free):
+            if free[j] < f:
+                lane = j
+                f = free[j]
+        if f > t:
+            t = f
+    n_cal = starts.size
+    while cal_i < n_cal and ends[cal_i] <= t:
+        cal_i += 1
+    if cal_i == n_cal:
+        return np.inf, lane, cal_i, cur_day, used, day_safe
+    if t < starts[cal_i]:
+        t = starts[cal_i]
+    if quota_day.size > 0:  # the day's limit: on a later day the count starts afresh
+        while True:
+            if not t < day_safe:  # start times only grow within a pass
+                d = day_of(t)
+                if d != cur_day:
+                    cur_day = d
+                    used = 0
+                    day_safe = 24.0 * (d + 1) - 1e-6
+            if cur_day >= quota_day.size or used < quota_day[cur_day]:
+                break
+            t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
+            if t == np.inf:
+                break
+    return t, lane, cal_i, cur_day, used, day_safe
+
+
 @nb.njit(cache=True)
 def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts, ends, lane_starts, lane_ends,
                   lane_off, factor, vclass, horizon, start_out, end_out, started, lane_out, deadline, since,
@@ -218,12 +276,9 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
     lane_i = lane_off[:-1].copy() if per_lane else np.zeros(1, np.int64)  # each lane's calendar position
     t_prev = -np.inf
     cal_i = 0
-    n_cal = starts.size
     cur_day = -1
     day_safe = -np.inf  # below it a start time is surely still in cur_day (no division needed)
     used = 0
-    has_quota = quota_day.size > 0
-    n_quota = quota_day.size
     rank = 0
     while True:
         earliest = heads[0]
@@ -232,53 +287,9 @@ def _pass_general(ready, o, lo, hi, n_levels, service, lanes, quota_day, starts,
                 earliest = heads[lv]
         if earliest == np.inf:
             break
-        t = earliest if earliest > t_prev else t_prev
-        lane = 0
-        if per_lane:  # the lane that can start first: free, and open by its own calendar
-            best = np.inf
-            for j in range(n_free):
-                x = free[j] if free[j] > t else t  # only grows for a lane: its position only moves on
-                p = lane_i[j]
-                stop = lane_off[j + 1]
-                while p < stop and lane_ends[p] <= x:
-                    p += 1
-                lane_i[j] = p
-                if p < stop:
-                    y = x if x >= lane_starts[p] else lane_starts[p]
-                    if y < best:
-                        best = y
-                        lane = j
-            if best == np.inf:
-                break
-            t = best
-        else:
-            if not unlimited:  # the earliest free lane (the first of equals)
-                f = free[0]
-                for j in range(1, n_free):
-                    if free[j] < f:
-                        lane = j
-                        f = free[j]
-                if f > t:
-                    t = f
-            while cal_i < n_cal and ends[cal_i] <= t:
-                cal_i += 1
-            if cal_i == n_cal:
-                break
-            if t < starts[cal_i]:
-                t = starts[cal_i]
-            if has_quota:  # the day's limit: on a later day the count starts afresh
-                while True:
-                    if not t < day_safe:  # start times only grow within a pass
-                        d = day_of(t)
-                        if d != cur_day:
-                            cur_day = d
-                            used = 0
-                            day_safe = 24.0 * (d + 1) - 1e-6
-                    if cur_day >= n_quota or used < quota_day[cur_day]:
-                        break
-                    t, cal_i = next_open_from(24.0 * (cur_day + 1), starts, ends, cal_i)
-                    if t == np.inf:
-                        break
+        t, lane, cal_i, cur_day, used, day_safe = next_start(
+            earliest if earliest > t_prev else t_prev, free, n_free, unlimited, per_lane, lane_i, lane_off,
+            lane_starts, lane_ends, starts, ends, cal_i, quota_day, cur_day, used, day_safe)
         if t >= horizon:
             break
         chosen = 0  # the best level with a vehicle ready by t (one exists: earliest <= t)
