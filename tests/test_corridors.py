@@ -401,7 +401,7 @@ def test_a_comparison_draws_where_each_corridors_traffic_went(tmp_path):
     png = tmp_path / "cmp" / "corridor_ab.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = html.unescape((tmp_path / "cmp" / "report.html").read_text(encoding="utf-8"))
-    assert "Where Gates A and B's traffic went" in page
+    assert "Where the traffic of Gates A and B went" in page
     scen = load(alt)
     res = run(scen, reps=2, workers=1, progress=False)
     daily = res.daily.assign(scenario=scen.name)

@@ -251,3 +251,16 @@ def test_a_relative_difference_keeps_two_significant_digits_under_ten_per_cent()
 
     assert [_relative(x).replace("\u00a0", " ").replace("\u2212", "-") for x in (-0.0052, 0.00004, 0.234, -0.031)] \
         == ["-0.52 %", "+0.004 %", "+23 %", "-3.1 %"]
+
+
+@given(st.lists(st.sampled_from(["6.4 %", "+1.8 pp", "3.2 h", "→", "bac_luan_2", "[+1.4,", "+2.3]", "(x)"]),
+                min_size=1, max_size=80))
+def test_a_wrapped_line_never_cuts_a_number_from_its_unit(words):
+    """The printed lines (sim.outputs.formats.wrapped) keep "51.7 %", "+1.8 pp" and "3.2 h"
+    whole: no line starts with a unit, and the text reads the same once unwrapped."""
+    from sim.outputs.formats import wrapped
+
+    text = " ".join(words)
+    lines = wrapped(text, 30).splitlines()
+    assert not any(line.strip().split(" ")[0] in ("%", "pp", "h") for line in lines), lines
+    assert " ".join(line.strip() for line in lines) == text

@@ -8,17 +8,25 @@ same digits and the same rule for its star in the printed tables and in the repo
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 EXTRA_DIGITS = 4  # at most this many decimals more than asked, to show a small difference
 WIDTH = 100  # columns of the printed text
 
 
+_UNIT = re.compile(r" (%|pp|h)(?=[\s\]),;*]|$)")  # a unit after its number
+
+
 def wrapped(text: str, width: int = WIDTH) -> str:
     """A printed line cut into lines of at most ``width`` columns, the later ones indented."""
     import textwrap
 
-    return textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    # a unit stays with its number ("51.7 %" is never cut after 51.7): textwrap breaks at ASCII
+    # spaces only, so the space before a unit is a no-break one while the line is filled
+    text = _UNIT.sub("\u00a0\\1", text)
+    out = textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    return out.replace("\u00a0", " ")
 
 
 @dataclass(frozen=True)

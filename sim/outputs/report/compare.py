@@ -326,7 +326,7 @@ def compare_page(folder: Folder) -> Page:
                                       "fewer wait",
                                       plot_drawer("compare_queue_differences", folder.csv("compare_daily.csv"), names)))
     for cid, c in corridors.items():
-        dates.add("figure", folder.figure(f"corridor_{cid}.png", f"Where {c.get('name') or cid}'s traffic went",
+        dates.add("figure", folder.figure(f"corridor_{cid}.png", f"Where the traffic of {c.get('name') or cid} went",
                                           "Each gate's share of the corridor's crossings by week, in each "
                                           "direction: the base solid, each alternative dashed", None))
     time_in = Section("time", "Time from arrival to crossing")
