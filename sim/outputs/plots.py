@@ -401,11 +401,12 @@ def corridor_shares(daily: pd.DataFrame, names: dict[str, str], path: Path) -> N
     colours = {g: f"C{i}" for i, g in enumerate(gates)}
     fig, axes = plt.subplots(len(directions), 1, figsize=(10, 2.6 * len(directions) + 1.0), sharex=True,
                              squeeze=False)
+    styles = ["-", "--", ":", "-."]  # the base solid, each alternative a dash of its own
     for ax, d in zip(axes[:, 0], directions):
         for k, s in enumerate(scenarios):
             for g in gates:
                 line = share[(share["scenario"] == s) & (share["direction"] == d) & (share["gate"] == g)]
-                ax.plot(line["week"], line["share"], color=colours[g], linestyle="-" if k == 0 else "--",
+                ax.plot(line["week"], line["share"], color=colours[g], linestyle=styles[min(k, len(styles) - 1)],
                         linewidth=1.4 if k == 0 else 1.1, label=f"{_gate_names(names, g)} ({s})")
         ax.set_title(d, fontsize=9, loc="left")
         ax.set_ylabel("share of the\ncorridor's crossings, %")
@@ -413,10 +414,14 @@ def corridor_shares(daily: pd.DataFrame, names: dict[str, str], path: Path) -> N
         ax.grid(alpha=0.3)
         _date_axis(ax)
     handles, labels = axes[0, 0].get_legend_handles_labels()
+    rows = -(-len(labels) // 2)
+    legend_h = 0.16 * rows + 0.2  # inches: a legend row of 7-point text, and a margin
+    fig.set_figheight(fig.get_figheight() + legend_h)
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     corridor = str(daily["corridor"].iloc[0]) if "corridor" in daily and len(daily) else ""
-    fig.suptitle(f"{corridor}: each gate's share of the corridor's crossings by week "
-                 f"({scenarios[0]} solid, {', '.join(scenarios[1:]) or 'no alternative'} dashed)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 * (1 + len(labels) // 2), 1, 1))
+    fig.suptitle(f"{corridor}: each gate's share of the corridor's crossings by week\n"
+                 f"{scenarios[0]} solid" + "".join(f"; {s} {('dashed', 'dotted', 'dash-dot')[min(k, 2)]}"
+                                                   for k, s in enumerate(scenarios[1:])), fontsize=10)
+    fig.tight_layout(rect=(0, legend_h / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
