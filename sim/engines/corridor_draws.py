@@ -10,12 +10,14 @@ services) changes no vehicle's draws, and other vehicles only through their choi
 random numbers). A gate's initial backlog stays at its gate, drawn from the gate's own streams
 as without a corridor. A gate's weight on a day is its share of the corridor's expected
 vehicles of the class that day; the outside option's weight is 1 (leaving weighs as much as the
-corridor's gates together, at equal cost).
+corridor's gates together, at equal cost), or 0 where its detour is inf (no outside option:
+a truck leaves only when no gate serves it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -82,13 +84,14 @@ def wait_corridor_inputs(corridor: str, direction: str, flows: list[FlowPlan], c
     service = np.concatenate([p[4] for p in parts], axis=2)[:, :, order]
     day_demand = rates.reshape(len(flows), n_classes, days, 24).sum(axis=3)
     total_day = day_demand.sum(axis=0)
+    leaving = math.isfinite(outside_detour_h)
     weight = np.concatenate([np.divide(day_demand, total_day, out=np.zeros_like(day_demand), where=total_day > 0),
-                             np.full((1, n_classes, days), OUTSIDE_WEIGHT)])
+                             np.full((1, n_classes, days), OUTSIDE_WEIGHT if leaving else 0.0)])
     return CorridorInputs(
         name=corridor, direction=direction, classes=list(classes), class_priority=class_priority, gates=gates,
         arrival=arrival[order], vclass=vclass, gate=gate.astype(np.int64), joins=joins, u=u, service=service,
         deadline=None if np.all(np.isinf(deadline)) else deadline, weight=weight,
-        detour_h=np.array([*detour_h, outside_detour_h], dtype=float), sensitivity=float(sensitivity),
+        detour_h=np.array([*detour_h, outside_detour_h if leaving else 0.0], dtype=float), sensitivity=float(sensitivity),
         horizon_h=horizon_h)
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
@@ -25,6 +26,9 @@ from ..model.plan import CorridorPlan, FlowPlan, Plan, compile_plan, stage_layou
 from ..base.days import step_days
 from ..base.rng import stream
 from ..model.scenario import Profile, Scenario, ScenarioModel
+
+if TYPE_CHECKING:
+    from .corridor import CorridorInputs
 
 
 @dataclass
@@ -76,13 +80,26 @@ class FlowInputs:
 
 
 @dataclass
+class ChoosingCorridor:
+    """One direction of a corridor on the 'wait' rule in one replication: its gates and
+    vehicles, and the positions in ReplicationInputs.flows of its gates' flows (in its order)."""
+
+    inputs: CorridorInputs
+    flows: tuple[int, ...]
+
+
+@dataclass
 class ReplicationInputs:
     model: ScenarioModel
     horizon_h: float
     warmup_h: float
-    flows: list[FlowInputs]
+    # per flow of the plan, its vehicles and stages; None for a gate of a corridor on 'wait',
+    # whose vehicles choose it during the run (corridors)
+    flows: list[FlowInputs | None]
     # the trucks of each corridor, direction and class that left the province (to Lạng Sơn)
+    # before the run; those that leave a corridor on 'wait' are known after it
     diverted: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    corridors: list[ChoosingCorridor] = field(default_factory=list)
 
 
 def _norm(values: list[float]) -> np.ndarray:
@@ -497,14 +514,34 @@ def plan_inputs(plan: Plan, v: list, rep_seq: np.random.SeedSequence) -> Replica
         calendars += [with_closures(fp.fixed, [iv for j in fp.closures for iv in random_closed[j]]) for fp in g.flows]
     schedules: dict[int, tuple] = {}
     day_factors: dict[int, dict[int, np.ndarray]] = {}
-    diverted = {}
+    diverted, choosing = {}, []
     for cp in plan.corridors:
-        diverted.update(corridor_inputs(cp, plan.flows, v, rep_seq, calendars, days, schedules, day_factors))
-    flows = [flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]], day_factors.get(i),
+        if cp.rule == "wait":
+            choosing.append(ChoosingCorridor(
+                choosing_inputs(cp, plan, v, rep_seq, calendars, priority[[index[c] for c in cp.classes]]), cp.flows))
+        else:
+            diverted.update(corridor_inputs(cp, plan.flows, v, rep_seq, calendars, days, schedules, day_factors))
+    chosen = {i for cc in choosing for i in cc.flows}
+    flows = [None if i in chosen else
+             flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]], day_factors.get(i),
                          schedules.get(i))
              for i, (fp, cal) in enumerate(zip(plan.flows, calendars))]
     return ReplicationInputs(model=plan.model, horizon_h=plan.model.horizon.hours,
-                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows, diverted=diverted)
+                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows, diverted=diverted,
+                             corridors=choosing)
+
+
+def choosing_inputs(cp: CorridorPlan, plan: Plan, v: list, rep_seq: np.random.SeedSequence,
+                    calendars: list[Calendar], class_priority: np.ndarray) -> CorridorInputs:
+    """One direction of a corridor on the 'wait' rule in one replication: its vehicles drawn
+    from the corridor's named streams (sim.engines.corridor_draws), its gates' schedules after
+    this replication's random closures, the rule's numbers at this replication's values."""
+    from .corridor_draws import wait_corridor_inputs  # it builds on this module
+
+    return wait_corridor_inputs(
+        cp.corridor, cp.direction, [plan.flows[i] for i in cp.flows], [calendars[i] for i in cp.flows],
+        list(cp.classes), class_priority, v, rep_seq, plan.model.horizon.days, float(cp.sensitivity.of(v)),
+        [float(r.of(v)) for r in cp.detour_h], float(cp.outside_detour_h.of(v)), plan.model.horizon.hours)
 
 
 def corridor_inputs(cp: CorridorPlan, flows: list[FlowPlan], v: list, rep_seq: np.random.SeedSequence,

@@ -34,6 +34,7 @@ import simpy
 from ...base.days import day_of
 from ...model.calendar import Calendar
 from ..draws import FlowInputs, ReplicationInputs
+from ..corridor import with_corridors
 from ..records import FlowRecord
 
 
@@ -216,10 +217,16 @@ def stage_pools(env: simpy.Environment, flow) -> list[StagePool]:
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
-    """Run one replication; return the per-vehicle record of every flow."""
+    """Run one replication; return the per-vehicle record of every flow (a corridor on 'wait'
+    as one process of its own, its gates' records in their flows' places)."""
+    from .corridor import simulate_corridor  # it builds on this module
+
     env = simpy.Environment()
     records = []
     for flow in rep.flows:
+        if flow is None:  # a gate of a corridor on 'wait'
+            records.append(None)
+            continue
         pools = stage_pools(env, flow)
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -229,4 +236,4 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
         if flow.n:
             env.process(_source(env, flow, pools, start, end, lanes, left))
     env.run(until=rep.horizon_h)
-    return records
+    return with_corridors(rep, records, simulate_corridor)

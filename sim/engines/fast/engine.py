@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..corridor import with_corridors
 from ..records import FlowRecord
 from ..draws import FlowInputs, ReplicationInputs
 from .kernels import run_flow
@@ -72,5 +73,9 @@ def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
 
 
 def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
-    """Run one replication; the same records as ``sim.engines.des.simulate`` up to float rounding."""
-    return [simulate_flow(flow, rep.horizon_h) for flow in rep.flows]
+    """Run one replication; the same records as ``sim.engines.des.simulate`` up to float rounding
+    (a corridor on 'wait' by its compiled kernel, its gates' records in their flows' places)."""
+    from .corridor import simulate_corridor  # it builds on this module
+
+    return with_corridors(rep, [None if flow is None else simulate_flow(flow, rep.horizon_h) for flow in rep.flows],
+                          simulate_corridor)
