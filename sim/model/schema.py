@@ -749,6 +749,9 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
                     if getattr(choice, f) is not None:
                         raise ScenarioError(file, f"{cw}.{f}", f"belongs to the rule 'wait', not '{choice.rule}'")
                 continue
+            if len(handled) < 2:
+                raise ScenarioError(file, f"{cw}.rule", f"the rule 'wait' chooses between gates: only "
+                                                        f"'{handled[0]}' of the corridor handles {d}")
             for f in WAIT_FIELDS:
                 if getattr(choice, f) is None:
                     raise ScenarioError(file, f"{cw}.{f}", "required field is missing (the rule 'wait' needs "
