@@ -41,7 +41,7 @@ import numpy as np
 
 from ..base.days import day_of
 from ..model.calendar import Calendar
-from .draws import FlowInputs, ReplicationInputs
+from .inputs import FlowInputs
 from .records import FlowRecord
 
 OUTSIDE = -1  # the choice of a vehicle that left the province (CorridorRecord.choice)
@@ -339,27 +339,3 @@ def corridor_records(c: CorridorInputs, choice: np.ndarray, start: list[np.ndarr
         records.append(FlowRecord(flow, start[gi][sel], end[gi][sel], lane[gi][sel], left[sel]))
     return CorridorRecord(c, np.where(choice < len(c.gates), choice, OUTSIDE), records)
 
-
-def with_corridors(rep: ReplicationInputs, records: list[FlowRecord | None], simulate_corridor) -> list[FlowRecord]:
-    """A replication's flow records (None at the gates of its corridors on 'wait') with each
-    such corridor run by an engine's simulate_corridor and its gates' records in their flows' places."""
-    for cc in rep.corridors:
-        for i, rec in zip(cc.flows, simulate_corridor(cc.inputs).records, strict=True):
-            records[i] = rec
-    return records
-
-
-def left_by_choice(rep: ReplicationInputs, records: list[FlowRecord]) -> dict[tuple[str, str, str], int]:
-    """The trucks of each corridor on 'wait', direction and class that left the province: its
-    vehicles of the class that are at none of its gates (they chose the outside option, or no
-    gate served them)."""
-    out = {}
-    for cc in rep.corridors:
-        c = cc.inputs
-        at_gates = np.zeros(len(c.classes), np.int64)
-        for i in cc.flows:
-            f = records[i].inputs
-            at_gates[[c.classes.index(name) for name in f.classes]] += np.bincount(f.vclass, minlength=len(f.classes))
-        came = np.bincount(c.vclass, minlength=len(c.classes))
-        out.update(((c.name, c.direction, name), int(came[k] - at_gates[k])) for k, name in enumerate(c.classes))
-    return out

@@ -40,8 +40,7 @@ import pandas as pd
 
 from ..engines.records import FlowRecord
 from ..base.days import calendar_months, month_names
-from ..engines.corridor import left_by_choice
-from ..engines.draws import ReplicationInputs
+from ..engines.draws import ReplicationInputs, left_by_choice
 from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile
 from .queue_profile import candidate_events, hours_after_warmup, queue_summary
 

@@ -34,7 +34,6 @@ import simpy
 from ...base.days import day_of
 from ...model.calendar import Calendar
 from ..draws import FlowInputs, ReplicationInputs
-from ..corridor import with_corridors
 from ..records import FlowRecord
 
 
@@ -216,11 +215,9 @@ def stage_pools(env: simpy.Environment, flow) -> list[StagePool]:
                 zip(flow.lanes, flow.quota, flow.lane_calendars, flow.service_factor))]
 
 
-def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
-    """Run one replication; return the per-vehicle record of every flow (a corridor on 'wait'
-    as one process of its own, its gates' records in their flows' places)."""
-    from .corridor import simulate_corridor  # it builds on this module
-
+def simulate_flows(rep: ReplicationInputs) -> list[FlowRecord | None]:
+    """Run one replication's flows; the per-vehicle record of each (None at the gates of a
+    corridor on 'wait', sim.engines.des.replication)."""
     env = simpy.Environment()
     records = []
     for flow in rep.flows:
@@ -236,4 +233,4 @@ def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
         if flow.n:
             env.process(_source(env, flow, pools, start, end, lanes, left))
     env.run(until=rep.horizon_h)
-    return with_corridors(rep, records, simulate_corridor)
+    return records

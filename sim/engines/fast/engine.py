@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..corridor import with_corridors
 from ..records import FlowRecord
 from ..draws import FlowInputs, ReplicationInputs
 from .kernels import run_flow
@@ -72,10 +71,7 @@ def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
     return FlowRecord(flow, start.T, end.T, lane.T, left)  # (n, stages) views of the stage-major arrays
 
 
-def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
-    """Run one replication; the same records as ``sim.engines.des.simulate`` up to float rounding
-    (a corridor on 'wait' by its compiled kernel, its gates' records in their flows' places)."""
-    from .corridor import simulate_corridor  # it builds on this module
-
-    return with_corridors(rep, [None if flow is None else simulate_flow(flow, rep.horizon_h) for flow in rep.flows],
-                          simulate_corridor)
+def simulate_flows(rep: ReplicationInputs) -> list[FlowRecord | None]:
+    """Run one replication's flows; the same records as ``sim.engines.des.engine.simulate_flows``
+    up to float rounding (None at the gates of a corridor on 'wait', sim.engines.fast.replication)."""
+    return [None if flow is None else simulate_flow(flow, rep.horizon_h) for flow in rep.flows]
