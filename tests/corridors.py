@@ -11,8 +11,7 @@ from sim import from_dict
 from sim.base.rng import replication_seed
 from sim.engines.corridor import CorridorInputs, CorridorRecord, GateSchedule, gate_schedule
 from sim.base.rng import stream
-from sim.engines.corridor_draws import wait_corridor_inputs
-from sim.engines.draws import FlowInputs, replication_inputs
+from sim.engines.draws import FlowInputs, replication_inputs, wait_corridor_inputs
 from sim.model.calendar import Calendar, draw_random_closures, with_closures
 from sim.model.plan import compile_plan
 
@@ -126,7 +125,7 @@ def _sample_means(f: FlowInputs) -> np.ndarray:
 def wait_corridor(scenario, seed: int, index: int, gates: list[str], direction: str, sensitivity: float,
                   detour: list[float], outside_detour: float) -> CorridorInputs:
     """The gates of a scenario in one direction as a corridor on the `wait` rule, drawn for
-    replication ``index`` of ``seed`` (sim.engines.corridor_draws), the calendars after the
+    replication ``index`` of ``seed`` (sim.engines.draws.wait_corridor_inputs), the calendars after the
     random closures as sim.engines.draws.plan_inputs draws them."""
     rep_seq = replication_seed(seed, index)
     plan = compile_plan(scenario)

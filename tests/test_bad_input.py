@@ -174,7 +174,7 @@ CORRIDOR_CASES = [
     ("negative detour", 'rule = "open"', WAIT.replace("hoanh_mo = 1", "hoanh_mo = -1"),
      "corridors.inland.exit.detour_h.hoanh_mo", "greater than or equal to 0"),
     ("negative outside detour", 'rule = "open"', WAIT.replace("= 6", "= -6"),
-     "corridors.inland.exit.outside_detour_h", "greater than or equal to 0"),
+     "corridors.inland.exit.outside_detour_h", "must be >= 0"),
     ("wait without its sensitivity", 'rule = "open"', WAIT.replace("sensitivity = 0.5\n", ""),
      "corridors.inland.exit.sensitivity", "required field is missing"),
     ("wait without a gate's detour", 'rule = "open"', WAIT.replace(", bac_phong_sinh = 0.5", ""),
@@ -183,9 +183,17 @@ CORRIDOR_CASES = [
      "corridors.inland.exit.outside_detour_h", "required field is missing"),
     ("a wait field on another rule", 'rule = "open"', 'rule = "open"\nsensitivity = 2',
      "corridors.inland.exit.sensitivity", "belongs to the rule 'wait'"),
-    ("wait", 'rule = "open"', WAIT, "corridors.inland.exit.rule", "rule 'wait' is not available yet; use 'shares' or 'open'"),
-    ("wait, shortest expected wait", 'rule = "open"', WAIT.replace("0.5", "inf", 1), "corridors.inland.exit.rule",
-     "not available yet"),
+    ("a detour for a gate not in the corridor", 'rule = "open"', WAIT.replace("hoanh_mo = 1", "hoanh_mo = 1, km3_4 = 2"),
+     "corridors.inland.exit.detour_h.km3_4", "'km3_4' is not a gate of the corridor handling exit"),
+    ("outside detour nan", 'rule = "open"', WAIT.replace("= 6", "= nan"), "corridors.inland.exit.outside_detour_h",
+     "or inf (no outside option)"),
+    ("outside detour beyond a week", 'rule = "open"', WAIT.replace("= 6", "= 200"),
+     "corridors.inland.exit.outside_detour_h", "<= 168 h"),
+    ("wait with one gate handling the direction", "[corridors.inland.exit]",
+     '[gates.hoanh_mo.entry]\ndemand = {truck = 5}\n\n[[gates.hoanh_mo.entry.stages]]\nname = "customs"\nlanes = 1\n'
+     'service_min = {dist = "exponential", mean = 10}\n\n[corridors.inland.entry]\n' + WAIT.split("\ndetour_h")[0]
+     + '\ndetour_h = {hoanh_mo = 1}\noutside_detour_h = 6\n\n[corridors.inland.exit]',
+     "corridors.inland.entry.rule", "only 'hoanh_mo' of the corridor handles entry"),
 ]
 
 
@@ -205,6 +213,18 @@ def test_the_corridor_of_the_bad_input_tests_runs(tmp_path):
     path = tmp_path / "good.toml"
     path.write_text(TWO_GATES, encoding="utf-8")
     assert main(["validate", str(path)]) == 0
+
+
+@pytest.mark.parametrize("sensitivity,outside", [("0.5", "6"), ("inf", "6"), ("0", "inf"), ("{uniform = [0, 2]}", "6")])
+def test_a_wait_corridor_of_the_bad_input_tests_runs(tmp_path, sensitivity, outside):
+    """The rule 'wait' with its fields is valid and runs (the shortest expected wait, no
+    outside option, a sensitivity over a range), writing its results."""
+    path = tmp_path / "wait.toml"
+    path.write_text(TWO_GATES.replace('rule = "open"', WAIT.replace("0.5", sensitivity, 1).replace("= 6", f"= {outside}")),
+                    encoding="utf-8")
+    assert main(["run", str(path), "--reps", "2", "--out", str(tmp_path / "out"), "--quiet", "--no-plots",
+                 "--no-report"]) == 0
+    assert (tmp_path / "out" / "summary.csv").exists()
 
 
 def test_closure_with_a_utc_offset_is_converted_to_local_time(tmp_path):

@@ -41,7 +41,7 @@ SENSITIVITIES = [0.0, 0.05, 1.0, 20.0, math.inf]
 def corridors(draw):
     """A random corridor: the exit flows of a random scenario of two or three gates, with
     random detours and sensitivity, its vehicles either drawn from the corridor's own streams
-    (sim.engines.corridor_draws) or the flows' own merged, with random weights (the outside
+    (sim.engines.draws.wait_corridor_inputs) or the flows' own merged, with random weights (the outside
     option's sometimes 0)."""
     raw = draw(scenarios())
     gates = raw["gates"]

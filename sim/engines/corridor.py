@@ -41,7 +41,7 @@ import numpy as np
 
 from ..base.days import day_of
 from ..model.calendar import Calendar
-from .draws import FlowInputs
+from .inputs import FlowInputs
 from .records import FlowRecord
 
 OUTSIDE = -1  # the choice of a vehicle that left the province (CorridorRecord.choice)
@@ -316,20 +316,26 @@ def choose(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refus
 def corridor_records(c: CorridorInputs, choice: np.ndarray, start: list[np.ndarray], end: list[np.ndarray],
                      lane: list[np.ndarray], left: np.ndarray) -> CorridorRecord:
     """Per gate, the FlowRecord of its vehicles (those that chose it or are fixed to it), from
-    an engine's per-vehicle times: start, end and lane per gate (n, its stages), left (n,)."""
+    an engine's per-vehicle times: start, end and lane per gate (n, its stages), left (n,). A
+    gate's record knows the classes it serves alone, as its flow does without the corridor."""
     records = []
     for gi, g in enumerate(c.gates):
         sel = np.flatnonzero(choice == gi)
         joins = c.joins[sel]
+        own = np.flatnonzero(g.serves)
+        local = np.full(len(c.classes), -1, np.int64)
+        local[own] = np.arange(own.size)
         flow = FlowInputs(
-            gate=g.gate, direction=c.direction, arrival=c.arrival[sel], vclass=c.vclass[sel],
-            class_priority=c.class_priority, service=c.service[gi, :g.stages][:, sel].T,
-            classes=list(c.classes), stage_names=list(g.stage_names), lanes=list(g.lanes), quota=list(g.quota),
-            calendar=g.calendar, n_backlog=int(np.sum(c.gate == gi)),
-            acceptance=g.acceptance, lane_calendars=list(g.lane_calendars), service_factor=list(g.service_factor),
+            gate=g.gate, direction=c.direction, arrival=c.arrival[sel], vclass=local[c.vclass[sel]],
+            class_priority=c.class_priority[own], service=c.service[gi, :g.stages][:, sel].T,
+            classes=[c.classes[k] for k in own], stage_names=list(g.stage_names), lanes=list(g.lanes),
+            quota=list(g.quota), calendar=g.calendar, n_backlog=int(np.sum(c.gate == gi)),
+            acceptance=g.acceptance, lane_calendars=list(g.lane_calendars),
+            service_factor=[None if f is None else f[own] for f in g.service_factor],
             available=None if np.array_equal(joins, c.arrival[sel]) else joins,
             deadline=None if c.deadline is None else c.deadline[sel],
             patience_stages=g.patience_stages if c.deadline is not None else 0,
         )
         records.append(FlowRecord(flow, start[gi][sel], end[gi][sel], lane[gi][sel], left[sel]))
     return CorridorRecord(c, np.where(choice < len(c.gates), choice, OUTSIDE), records)
+

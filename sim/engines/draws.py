@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numba as nb
@@ -25,54 +25,18 @@ from ..model.plan import CorridorPlan, FlowPlan, Plan, compile_plan, stage_layou
 from ..base.days import step_days
 from ..base.rng import stream
 from ..model.scenario import Profile, Scenario, ScenarioModel
+from .corridor import CorridorInputs, gate_schedule
+from .inputs import FlowInputs
+from .records import FlowRecord
 
 
 @dataclass
-class FlowInputs:
-    """One gate and direction in one replication: its vehicles and its stages."""
+class ChoosingCorridor:
+    """One direction of a corridor on the 'wait' rule in one replication: its gates and
+    vehicles, and the positions in ReplicationInputs.flows of its gates' flows (in its order)."""
 
-    gate: str
-    direction: str
-    arrival: np.ndarray  # hours, sorted; initial backlog at 0, or before 0 if it has a history
-    vclass: np.ndarray  # index into classes
-    class_priority: np.ndarray  # priority of each class (lower is served first)
-    service: np.ndarray  # (n, stages) hours, 0 for the acceptance step; a view of a stage-major array
-    classes: list[str]
-    stage_names: list[str]
-    lanes: list[int | None]  # None: unlimited (the acceptance step); the most a stage has, if scheduled
-    quota: list[np.ndarray | None]  # per stage: vehicles that may start it on each day (days + 1), or None
-    calendar: Calendar
-    n_backlog: int
-    acceptance: int = -1  # the column of the far side's acceptance step (no time, no lanes), -1: none
-    # per stage: a calendar per lane when its number of lanes follows a schedule (lane j serves
-    # while the stage has more than j lanes), else None (every lane keeps the flow's calendar)
-    lane_calendars: list[list[Calendar] | None] | None = None
-    # per stage: service-time factors by class and day (classes x days + 1) when they change by
-    # date (a service started on day d takes its drawn time x factor), else None
-    service_factor: list[np.ndarray | None] | None = None
-    # when each vehicle may join its first stage (a class turned away waits for the refusal's
-    # end), or None: on arrival. Arrivals before 0 are a backlog's: queued at the start
-    available: np.ndarray | None = None
-    # when each vehicle gives up waiting (hours; inf: never), or None: no class has a patience.
-    # It gives up at the first stage up to patience_stages it has not started by then (at the
-    # end of a service it is in at that time), or while turned away before its first stage
-    deadline: np.ndarray | None = None
-    patience_stages: int = 0  # the stages (from the first) where a vehicle may give up
-
-    def __post_init__(self):
-        if self.lane_calendars is None:
-            self.lane_calendars = [None] * len(self.stage_names)
-        if self.service_factor is None:
-            self.service_factor = [None] * len(self.stage_names)
-
-    @property
-    def n(self) -> int:
-        return len(self.arrival)
-
-    @property
-    def priority(self) -> np.ndarray:
-        """Each vehicle's priority (lower is served first)."""
-        return self.class_priority[self.vclass]
+    inputs: CorridorInputs
+    flows: tuple[int, ...]
 
 
 @dataclass
@@ -80,9 +44,13 @@ class ReplicationInputs:
     model: ScenarioModel
     horizon_h: float
     warmup_h: float
-    flows: list[FlowInputs]
+    # per flow of the plan, its vehicles and stages; None for a gate of a corridor on 'wait',
+    # whose vehicles choose it during the run (corridors)
+    flows: list[FlowInputs | None]
     # the trucks of each corridor, direction and class that left the province (to Lạng Sơn)
+    # before the run; those that leave a corridor on 'wait' are known after it
     diverted: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    corridors: list[ChoosingCorridor] = field(default_factory=list)
 
 
 def _norm(values: list[float]) -> np.ndarray:
@@ -497,14 +465,32 @@ def plan_inputs(plan: Plan, v: list, rep_seq: np.random.SeedSequence) -> Replica
         calendars += [with_closures(fp.fixed, [iv for j in fp.closures for iv in random_closed[j]]) for fp in g.flows]
     schedules: dict[int, tuple] = {}
     day_factors: dict[int, dict[int, np.ndarray]] = {}
-    diverted = {}
+    diverted, choosing = {}, []
     for cp in plan.corridors:
-        diverted.update(corridor_inputs(cp, plan.flows, v, rep_seq, calendars, days, schedules, day_factors))
-    flows = [flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]], day_factors.get(i),
+        if cp.rule == "wait":
+            choosing.append(ChoosingCorridor(
+                choosing_inputs(cp, plan, v, rep_seq, calendars, priority[[index[c] for c in cp.classes]]), cp.flows))
+        else:
+            diverted.update(corridor_inputs(cp, plan.flows, v, rep_seq, calendars, days, schedules, day_factors))
+    chosen = {i for cc in choosing for i in cc.flows}
+    flows = [None if i in chosen else
+             flow_inputs(fp, v, rep_seq, cal, days, priority[[index[c] for c in fp.classes]], day_factors.get(i),
                          schedules.get(i))
              for i, (fp, cal) in enumerate(zip(plan.flows, calendars))]
     return ReplicationInputs(model=plan.model, horizon_h=plan.model.horizon.hours,
-                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows, diverted=diverted)
+                             warmup_h=24.0 * plan.warmup_days.of(v), flows=flows, diverted=diverted,
+                             corridors=choosing)
+
+
+def choosing_inputs(cp: CorridorPlan, plan: Plan, v: list, rep_seq: np.random.SeedSequence,
+                    calendars: list[Calendar], class_priority: np.ndarray) -> CorridorInputs:
+    """One direction of a corridor on the 'wait' rule in one replication: its vehicles drawn
+    from the corridor's named streams (wait_corridor_inputs), its gates' schedules after this
+    replication's random closures, the rule's numbers at this replication's values."""
+    return wait_corridor_inputs(
+        cp.corridor, cp.direction, [plan.flows[i] for i in cp.flows], [calendars[i] for i in cp.flows],
+        list(cp.classes), class_priority, v, rep_seq, plan.model.horizon.days, float(cp.sensitivity.of(v)),
+        [float(r.of(v)) for r in cp.detour_h], float(cp.outside_detour_h.of(v)), plan.model.horizon.hours)
 
 
 def corridor_inputs(cp: CorridorPlan, flows: list[FlowPlan], v: list, rep_seq: np.random.SeedSequence,
@@ -546,6 +532,133 @@ def corridor_inputs(cp: CorridorPlan, flows: list[FlowPlan], v: list, rep_seq: n
             day_factors.setdefault(i, {})[ci] = factors[row]
         rng = stream(rep_seq, f"diverted/{cp.corridor}/{cp.direction}/{c}")
         out[(cp.corridor, cp.direction, c)] = int(rng.poisson(float(leaving.sum())))
+    return out
+
+
+# ------------------------------------------------------------------ a corridor on the 'wait' rule
+#
+# The vehicles of a corridor on the `wait` rule in one replication, from named streams.
+#
+# The corridor's demand of a class in a direction is the sum of its gates' (each gate's demand
+# with its own profiles and steps): one Poisson stream, ``arrivals/<corridor>/<direction>/<class>``.
+# Each arriving vehicle carries its own draws, the j-th of its class taking the j-th value of
+# each stream: its choice's uniform (``choice/...``), its service at each stage of each gate it
+# might choose (``service/<corridor>/<direction>/<class>/<gate>/<stage>``) and its patience
+# (``patience/<corridor>/<direction>/<class>``). So a change at one gate (its lanes, hours,
+# services) changes no vehicle's draws, and other vehicles only through their choices (common
+# random numbers). A gate's initial backlog stays at its gate, drawn from the gate's own streams
+# as without a corridor. A gate's weight on a day is its share of the corridor's expected
+# vehicles of the class that day; the outside option's weight is 1 (leaving weighs as much as the
+# corridor's gates together, at equal cost), or 0 where its detour is inf (no outside option:
+# a truck leaves only when no gate serves it).
+
+OUTSIDE_WEIGHT = 1.0
+
+
+def wait_corridor_inputs(corridor: str, direction: str, flows: list[FlowPlan], calendars: list[Calendar],
+                         classes: list[str], class_priority: np.ndarray, v: list, rep_seq: np.random.SeedSequence,
+                         days: int, sensitivity: float, detour_h: list[float], outside_detour_h: float,
+                         horizon_h: float) -> CorridorInputs:
+    """One direction of a corridor on the `wait` rule in one replication: its gates' flows
+    (their plans and this replication's calendars, in the corridor's order), the classes they
+    handle (in the scenario's order, with their priorities), the replication's numbers (v:
+    sim.model.plan.Plan.values), its seed, and the rule's numbers (detour_h per gate)."""
+    n_classes = len(classes)
+    gates, backlog, rates = [], [], np.zeros((len(flows), n_classes, 24 * days))
+    for j, (fp, cal) in enumerate(zip(flows, calendars)):
+        # the gate's schedules and its own backlog: the flow as it is, without its demand
+        own = flow_inputs(replace(fp, demand=(None,) * len(fp.classes)), v, rep_seq, cal, days,
+                          class_priority[[classes.index(c) for c in fp.classes]])
+        gates.append(gate_schedule(own, classes, _mean_service(fp, v), [list(r) for r in fp.refusals]))
+        backlog.append(own)
+        for ci, c in enumerate(fp.classes):
+            per_day = fp.demand[ci].of(v) if fp.demand[ci] is not None else 0.0
+            if per_day > 0:
+                rates[j, classes.index(c)] = per_day * unit_rates(fp, ci, v, days)[0]
+    k_max = max(g.stages for g in gates)
+    prefix = f"{corridor}/{direction}"
+    runs = []  # per class: arrival, u, service (gates, k_max, n), deadline
+    for cl, c in enumerate(classes):
+        total = rates[:, cl].sum(axis=0)
+        arrival = poisson_arrivals(total, stream(rep_seq, f"arrivals/{prefix}/{c}")) if total.any() else np.empty(0)
+        n = arrival.size
+        service = np.zeros((len(flows), k_max, n))
+        patience = None
+        for j, fp in enumerate(flows):
+            if c not in fp.classes:
+                continue
+            ci = fp.classes.index(c)
+            cols = [k for k in range(len(fp.stage_names)) if k != fp.acceptance]
+            for k, st in zip(cols, fp.stages):
+                rng = stream(rep_seq, f"service/{prefix}/{c}/{fp.gate}/{st.name}")
+                service[j, k] = st.service[ci].of(v).draw(rng, n) / 60.0
+            patience = fp.patience[ci] if patience is None else patience
+        deadline = _deadlines(patience, v, arrival, rep_seq, f"patience/{prefix}/{c}")
+        runs.append((arrival, stream(rep_seq, f"choice/{prefix}/{c}").random(n), service, deadline))
+    # the backlog first (gate by gate), then the classes' runs, merged by time (stable)
+    parts = [(f.arrival, np.full(f.n, j), f.available if f.available is not None else f.arrival,
+              np.zeros(f.n), _padded(f.service, j, len(flows), k_max),
+              f.deadline if f.deadline is not None else np.full(f.n, np.inf),
+              np.array([classes.index(f.classes[x]) for x in f.vclass], dtype=np.int64))
+             for j, f in enumerate(backlog)]
+    parts += [(arr, np.full(arr.size, -1), arr, u, service, dl, np.full(arr.size, cl, np.int64))
+              for cl, (arr, u, service, dl) in enumerate(runs)]
+    arrival = np.concatenate([p[0] for p in parts])
+    order = np.argsort(arrival, kind="mergesort")
+    gate, joins, u, deadline, vclass = (np.concatenate([p[i] for p in parts])[order] for i in (1, 2, 3, 5, 6))
+    service = np.concatenate([p[4] for p in parts], axis=2)[:, :, order]
+    day_demand = rates.reshape(len(flows), n_classes, days, 24).sum(axis=3)
+    total_day = day_demand.sum(axis=0)
+    leaving = math.isfinite(outside_detour_h)
+    weight = np.concatenate([np.divide(day_demand, total_day, out=np.zeros_like(day_demand), where=total_day > 0),
+                             np.full((1, n_classes, days), OUTSIDE_WEIGHT if leaving else 0.0)])
+    return CorridorInputs(
+        name=corridor, direction=direction, classes=list(classes), class_priority=class_priority, gates=gates,
+        arrival=arrival[order], vclass=vclass, gate=gate.astype(np.int64), joins=joins, u=u, service=service,
+        deadline=None if np.all(np.isinf(deadline)) else deadline, weight=weight,
+        detour_h=np.array([*detour_h, outside_detour_h if leaving else 0.0], dtype=float), sensitivity=float(sensitivity),
+        horizon_h=horizon_h)
+
+
+def _mean_service(fp: FlowPlan, v: list) -> np.ndarray:
+    """(stages, the flow's classes): each class's mean service time at each stage, hours (0 at
+    the far side's acceptance step)."""
+    out = np.zeros((len(fp.stage_names), len(fp.classes)))
+    cols = [k for k in range(len(fp.stage_names)) if k != fp.acceptance]
+    for k, st in zip(cols, fp.stages):
+        out[k] = [st.service[ci].of(v).expected() / 60.0 for ci in range(len(fp.classes))]
+    return out
+
+
+def _padded(service: np.ndarray, j: int, n_gates: int, k_max: int) -> np.ndarray:
+    """A gate's own vehicles' services (n, its stages) as (gates, k_max, n): theirs at gate j, 0 elsewhere."""
+    out = np.zeros((n_gates, k_max, service.shape[0]))
+    out[j, :service.shape[1]] = service.T
+    return out
+
+
+def with_corridors(rep: ReplicationInputs, records: list[FlowRecord | None], simulate_corridor) -> list[FlowRecord]:
+    """A replication's flow records (None at the gates of its corridors on 'wait') with each
+    such corridor run by an engine's simulate_corridor and its gates' records in their flows' places."""
+    for cc in rep.corridors:
+        for i, rec in zip(cc.flows, simulate_corridor(cc.inputs).records, strict=True):
+            records[i] = rec
+    return records
+
+
+def left_by_choice(rep: ReplicationInputs, records: list[FlowRecord]) -> dict[tuple[str, str, str], int]:
+    """The trucks of each corridor on 'wait', direction and class that left the province: its
+    vehicles of the class that are at none of its gates (they chose the outside option, or no
+    gate served them)."""
+    out = {}
+    for cc in rep.corridors:
+        c = cc.inputs
+        at_gates = np.zeros(len(c.classes), np.int64)
+        for i in cc.flows:
+            f = records[i].inputs
+            at_gates[[c.classes.index(name) for name in f.classes]] += np.bincount(f.vclass, minlength=len(f.classes))
+        came = np.bincount(c.vclass, minlength=len(c.classes))
+        out.update(((c.name, c.direction, name), int(came[k] - at_gates[k])) for k, name in enumerate(c.classes))
     return out
 
 

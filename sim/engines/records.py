@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .draws import FlowInputs
+from .inputs import FlowInputs
 
 
 @dataclass

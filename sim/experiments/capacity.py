@@ -56,12 +56,13 @@ def _open_days(cal) -> np.ndarray:
 def corridor_factors(m) -> dict[tuple[str, str, str], np.ndarray]:
     """A corridor's factor on each of its gates' demand by day, per (gate, direction, class), at
     nominal values (a ScenarioModel's): its gates' demand split by its rule over the days each
-    serves before random closures."""
+    serves before random closures. Under 'wait' each gate keeps its own demand here: where
+    trucks go depends on the queues they find, known only in a run."""
     out = {}
     for corridor in m.corridors.values():
         for d in corridor.directions(m):
             choice = corridor.choice(d)
-            if choice.rule == "shares" and choice.outside_share == 0:
+            if choice.rule == "wait" or (choice.rule == "shares" and choice.outside_share == 0):
                 continue
             for c in corridor.classes(m, d):
                 gates = [g for g in corridor.handling(m, d) if c in m.gates[g].classes]

@@ -318,7 +318,8 @@ class GatePlan:
 @dataclass(frozen=True)
 class CorridorPlan:
     """One direction of a corridor (sim.model.corridors): its rule, the share of its demand that
-    leaves the province, its gates' flows and the classes they handle."""
+    leaves the province, its gates' flows and the classes they handle; under 'wait', the
+    logit's numbers (sim.engines.corridor)."""
 
     corridor: str
     direction: str
@@ -327,6 +328,9 @@ class CorridorPlan:
     none_open: str  # under 'open', on a day no gate serves: "queue" or "leave"
     flows: tuple[int, ...]  # the positions in Plan.flows of its gates' flows in this direction
     classes: tuple[str, ...]  # the classes they handle, in the scenario's order
+    sensitivity: Ref | None = None  # under 'wait': per hour of expected wait (inf: the lowest cost)
+    detour_h: tuple[Ref, ...] = ()  # under 'wait': each gate's detour, in the order of flows
+    outside_detour_h: Ref | None = None  # under 'wait': the detour out of the province (inf: none)
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # its split where nothing in it varies
 
     @property
@@ -508,15 +512,26 @@ def _compile(scenario, key: str) -> Plan:
             ))
         gates.append(GatePlan(gid, closures, tuple(flows)))
     position = {(f.gate, f.direction): i for i, f in enumerate(f for g in gates for f in g.flows)}
-    corridors = tuple(
-        CorridorPlan(cid, d, c.choice(d).rule,
-                     tracer.number(("corridors", cid, d, "outside_share"), c.choice(d).outside_share),
-                     c.choice(d).none_open,
-                     tuple(position[(g, d)] for g in c.handling(nominal, d)), tuple(c.classes(nominal, d)))
-        for cid, c in nominal.corridors.items() for d in c.directions(nominal))
+    corridors = tuple(_corridor_plan(tracer, cid, c, d, nominal, position)
+                      for cid, c in nominal.corridors.items() for d in c.directions(nominal))
     return Plan(key=key, path=scenario.path, model=nominal, ranges=scenario.ranges, rows=scenario._ensemble_rows,
                 program=program, priority=priority, warmup_days=warmup, gates=tuple(gates),
                 checks=tuple(checks), corridors=corridors)
+
+
+def _corridor_plan(tracer: "_Refs", cid: str, corridor, d: str, nominal: ScenarioModel,
+                   position: dict[tuple[str, str], int]) -> CorridorPlan:
+    """One direction of a corridor, its numbers traced (each may be a range)."""
+    choice = corridor.choice(d)
+    at = ("corridors", cid, d)
+    gates = corridor.handling(nominal, d)
+    wait = choice.rule == "wait"
+    return CorridorPlan(
+        cid, d, choice.rule, tracer.number(at + ("outside_share",), choice.outside_share), choice.none_open,
+        tuple(position[(g, d)] for g in gates), tuple(corridor.classes(nominal, d)),
+        sensitivity=tracer.number(at + ("sensitivity",), choice.sensitivity) if wait else None,
+        detour_h=tuple(tracer.number(at + ("detour_h", g), choice.detour_h[g]) for g in gates) if wait else (),
+        outside_detour_h=tracer.number(at + ("outside_detour_h",), choice.outside_detour_h) if wait else None)
 
 
 class _Refs:

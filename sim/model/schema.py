@@ -350,7 +350,6 @@ class Expectation(_Model):
 
 
 CHOICE_RULES = ("shares", "open", "wait")
-AVAILABLE_RULES = ("shares", "open")  # 'wait' is validated but not run yet
 WAIT_FIELDS = ("sensitivity", "detour_h", "outside_detour_h")
 
 
@@ -361,13 +360,20 @@ def _sensitivity(value: float) -> float:
     return value
 
 
+def _outside_detour(value: float) -> float:
+    """The detour out of the province: >= 0 and finite up to MAX_DETOUR_H, or inf (no outside option)."""
+    if not (0 <= value <= MAX_DETOUR_H or value == math.inf):
+        raise ValueError(f"must be >= 0 and <= {MAX_DETOUR_H:g} h, or inf (no outside option)")
+    return value
+
+
 class CorridorChoice(_Model):
     """How a corridor's demand in one direction is spread over its gates, each class on its own:
     ``shares``, each gate keeps its own demand; ``open``, on a day a gate is closed all day or
     refuses the class, its demand goes to the corridor's gates that serve it that day, in
     proportion to their own demand (none serving: ``none_open``, the trucks queue for their own
-    gate or leave the province); ``wait`` (not run yet), each
-    truck chooses from the gates' queues. ``outside_share`` of the demand leaves the province
+    gate or leave the province); ``wait``, each
+    truck chooses from the gates' queues (sim.engines.corridor). ``outside_share`` of the demand leaves the province
     (to Lạng Sơn) under every rule but ``wait``, whose outside option is a detour."""
 
     rule: Literal["shares", "open", "wait"] = "shares"
@@ -376,10 +382,10 @@ class CorridorChoice(_Model):
     # their own gates and queue for the reopening (as the 2022 queues at each reopening show)
     none_open: Literal["leave", "queue"] = "leave"
     # rule 'wait': the logit's sensitivity (per hour of expected wait), the detour to each gate
-    # and out of the province (hours)
+    # and out of the province (hours; inf: trucks leave only when no gate serves them)
     sensitivity: Annotated[float, Field(allow_inf_nan=True), AfterValidator(_sensitivity)] | None = None
     detour_h: dict[str, Annotated[float, Field(ge=0, le=MAX_DETOUR_H)]] | None = None
-    outside_detour_h: float | None = Field(None, ge=0, le=MAX_DETOUR_H)
+    outside_detour_h: Annotated[float, Field(allow_inf_nan=True), AfterValidator(_outside_detour)] | None = None
     source: str | None = None
 
 
@@ -710,7 +716,7 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
 def _check_corridors(m: ScenarioModel, file: str) -> None:
     """A corridor names gates of the scenario, each in no other corridor; its id is a plain name
     apart from the gates' (corridor rows share the tables' gate column); each rule's fields
-    are its own, and the rule 'wait', validated here, is not run yet."""
+    are its own, the rule 'wait' has a detour for each of its gates and no other."""
     member: dict[str, str] = {}
     for cid, corridor in m.corridors.items():
         where = f"corridors.{cid}"
@@ -743,6 +749,9 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
                     if getattr(choice, f) is not None:
                         raise ScenarioError(file, f"{cw}.{f}", f"belongs to the rule 'wait', not '{choice.rule}'")
                 continue
+            if len(handled) < 2:
+                raise ScenarioError(file, f"{cw}.rule", f"the rule 'wait' chooses between gates: only "
+                                                        f"'{handled[0]}' of the corridor handles {d}")
             for f in WAIT_FIELDS:
                 if getattr(choice, f) is None:
                     raise ScenarioError(file, f"{cw}.{f}", "required field is missing (the rule 'wait' needs "
@@ -758,7 +767,6 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
             if choice.outside_share:
                 raise ScenarioError(file, f"{cw}.outside_share", "the rule 'wait' leaves the province by its "
                                                                  "outside_detour_h, not a share")
-            raise ScenarioError(file, f"{cw}.rule", "rule 'wait' is not available yet; use 'shares' or 'open'")
 
 
 def _validate(data: dict, file: str) -> ScenarioModel:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..engines.records import FlowRecord
 from ..base.days import calendar_months, month_names
-from ..engines.draws import ReplicationInputs
+from ..engines.draws import ReplicationInputs, left_by_choice
 from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile
 from .queue_profile import candidate_events, hours_after_warmup, queue_summary
 
@@ -297,7 +297,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     labels, values = tuple(util_labels) + lay.labels, np.concatenate([util_values, table[lay.pick]])
     if rep.model.corridors:  # after every other row: a scenario's other rows read as without its corridors
-        more_labels, more_values = corridor_rows(labels, values, corridor_shape(rep.model), rep.diverted)
+        more_labels, more_values = corridor_rows(labels, values, corridor_shape(rep.model),
+                                                 {**rep.diverted, **left_by_choice(rep, records)})
         labels, values = labels + more_labels, np.concatenate([values, more_values])
     return ReplicationResult(
         labels=_interned(labels), values=values, daily=daily, daily_queue_mean=queue_mean,

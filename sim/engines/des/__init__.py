@@ -1,6 +1,6 @@
 """The SimPy discrete-event engine."""
 
 from .corridor import simulate_corridor
-from .engine import simulate
+from .replication import simulate
 
 __all__ = ["simulate", "simulate_corridor"]

@@ -215,11 +215,15 @@ def stage_pools(env: simpy.Environment, flow) -> list[StagePool]:
                 zip(flow.lanes, flow.quota, flow.lane_calendars, flow.service_factor))]
 
 
-def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
-    """Run one replication; return the per-vehicle record of every flow."""
+def simulate_flows(rep: ReplicationInputs) -> list[FlowRecord | None]:
+    """Run one replication's flows; the per-vehicle record of each (None at the gates of a
+    corridor on 'wait', sim.engines.des.replication)."""
     env = simpy.Environment()
     records = []
     for flow in rep.flows:
+        if flow is None:  # a gate of a corridor on 'wait'
+            records.append(None)
+            continue
         pools = stage_pools(env, flow)
         shape = (flow.n, len(pools))
         start, end = np.full(shape, np.nan), np.full(shape, np.nan)

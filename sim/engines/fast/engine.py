@@ -71,6 +71,7 @@ def simulate_flow(flow: FlowInputs, horizon_h: float) -> FlowRecord:
     return FlowRecord(flow, start.T, end.T, lane.T, left)  # (n, stages) views of the stage-major arrays
 
 
-def simulate(rep: ReplicationInputs) -> list[FlowRecord]:
-    """Run one replication; the same records as ``sim.engines.des.simulate`` up to float rounding."""
-    return [simulate_flow(flow, rep.horizon_h) for flow in rep.flows]
+def simulate_flows(rep: ReplicationInputs) -> list[FlowRecord | None]:
+    """Run one replication's flows; the same records as ``sim.engines.des.engine.simulate_flows``
+    up to float rounding (None at the gates of a corridor on 'wait', sim.engines.fast.replication)."""
+    return [None if flow is None else simulate_flow(flow, rep.horizon_h) for flow in rep.flows]
