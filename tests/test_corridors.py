@@ -423,5 +423,5 @@ def test_open_with_none_open_queue_keeps_a_days_trucks_at_their_gates_when_no_ga
     raw["corridors"]["c"]["exit"]["rule"] = "shares"
     from sim import BordersimError
 
-    with pytest.raises(BordersimError, match=r"none_open.*belongs to the rule 'open', not 'shares'"):
+    with pytest.raises(BordersimError, match=r"none_open: 'queue' belongs to the rule 'open', not 'shares'"):
         from_dict(raw)

@@ -92,7 +92,7 @@ def test_a_wait_corridors_trucks_are_conserved_and_both_engines_agree(raw, seed,
     result = replication_metrics(rep, records)
     slow = replication_metrics(rep, des.simulate(rep))
     assert slow.labels == result.labels
-    np.testing.assert_array_equal(slow.values, result.values)
+    np.testing.assert_allclose(slow.values, result.values, rtol=1e-12, atol=1e-12)  # the engines agree to float rounding
     value = dict(zip(result.labels, result.values))
     came = {cc.inputs.direction: cc.inputs.n for cc in rep.corridors}
     handled = {f.inputs.direction for f in records if f.inputs.gate in raw["corridors"]["c"]["gates"]}

@@ -742,8 +742,10 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
             handled = corridor.handling(m, d)
             if not handled:
                 raise ScenarioError(file, cw, f"no gate of the corridor handles {d}; leave the table out")
-            if choice.rule != "open" and "none_open" in choice.model_fields_set:
-                raise ScenarioError(file, f"{cw}.none_open", f"belongs to the rule 'open', not '{choice.rule}'")
+            if choice.rule != "open" and choice.none_open != "leave":  # 'leave' is what every other rule does
+                raise ScenarioError(file, f"{cw}.none_open", f"'queue' belongs to the rule 'open', not "
+                                                             f"'{choice.rule}' (a file extending one on 'open' sets "
+                                                             "none_open = \"leave\")")
             if choice.rule != "wait":
                 for f in WAIT_FIELDS:
                     if getattr(choice, f) is not None:
