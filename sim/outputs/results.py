@@ -112,10 +112,11 @@ def write_run(result: RunResult, out_dir: str | Path | Staged, make_plots: bool 
         daily, qbh, tis = result.daily, result.queue_by_hour, result.time_in_system_hist
         names = {g: gate.name for g, gate in result.scenario.nominal.gates.items()}
         names["all"] = "all gates"
-        jobs = [("queue_by_hour", qbh, names, tmp / "queue_by_hour.png"),
-                ("time_in_system", tis, names, tmp / "time_in_system.png"),
+        # the longest to draw first (0.4, 0.3, 0.2, 0.1 s here), so that two workers end together
+        jobs = [("queue_by_date", daily, names, tmp / "queue_by_date.png"),
+                ("queue_by_hour", qbh, names, tmp / "queue_by_hour.png"),
                 ("crossings_per_day", daily, names, tmp / "crossings_per_day.png"),
-                ("queue_by_date", daily, names, tmp / "queue_by_date.png")]
+                ("time_in_system", tis, names, tmp / "time_in_system.png")]
         with drawing(jobs if make_plots else [], result.workers):
             result.summary.to_csv(tmp / "summary.csv", index=False, float_format=FLOAT_FORMAT)
             write_large_csv(result.per_replication, tmp / "per_replication.csv")
