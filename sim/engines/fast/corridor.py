@@ -8,12 +8,13 @@ quota positions, the day's count) and a priority queue per level of the vehicles
 reached it (by ready time, ties in the previous stage's start order, the first stage's in
 arrival order). Before a vehicle chooses at t, every gate's passes are taken on up to t: every
 start before t is decided, which no later arrival can change (it is ready at t or later); a
-start the pass would make at t or later is left undecided, its state put back. Then a gate's
-vehicles that crossed or gave up before t are known: a crossing is known when its last stage
-starts; a vehicle waiting at a stage where it may give up is gone at max(deadline, when it came
-to the stage) if it has not started that stage by then, so the kernel notes that time when it
-joins the stage and, once it is past, looks whether it started. After the last arrival the
-passes run to the horizon.
+start the pass would make at t or later is left undecided, its state put back, and kept as
+the stage's next start until a vehicle joins or starts there: a stage with nothing new is
+passed over without working it out again. Then a gate's vehicles that crossed or gave up
+before t are known: a crossing is known when its last stage starts; a vehicle waiting at a
+stage where it may give up is gone at max(deadline, when it came to the stage) if it has not
+started that stage by then, so the kernel notes that time when it joins the stage and, once it
+is past, looks whether it started. After the last arrival the passes run to the horizon.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     day_safe = np.full(n_rows, -np.inf)
     t_prev = np.full(n_rows, -np.inf)
     rank = np.zeros(n_rows, np.int64)
+    # per stage row, the start its pass would make next (inf: none), known while nothing has
+    # joined or started there since; -inf: not known
+    pending = np.full(n_rows, -np.inf)
     # per gate, a heap of the noted exits (crossings, and give-ups unless started by then)
     n_notes = n * (k_max + 1)
     ev_time = np.empty(n_notes)
@@ -151,6 +155,8 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
             ends = cal_ends[cal_off[g]:cal_off[g + 1]]
             for k in range(n_stages[g]):  # each stage's pass on to the bound, in stage order
                 r = stage_base[g] + k
+                if pending[r] >= bound:  # its next start is at the bound or later: nothing to do
+                    continue
                 base = r * n_levels
                 per_lane = lane_on[r]
                 unlimited = lanes[r] < 0 and not per_lane
@@ -163,6 +169,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                         if queued[base + lv] > 0 and ready[k, queue[base + lv, 0]] < earliest:
                             earliest = ready[k, queue[base + lv, 0]]
                     if earliest == np.inf:
+                        pending[r] = np.inf
                         break
                     nf = n_free[r]
                     if per_lane:
@@ -174,6 +181,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                     if t >= bound or t >= horizon:  # not decided yet (or never): the pass's state put back
                         if per_lane:
                             lane_i[r, :nf] = saved[:nf]
+                        pending[r] = t if t < horizon else np.inf
                         break
                     cal_i[r], cur_day[r], used[r], day_safe[r] = c_i, c_day, c_used, c_safe
                     chosen = 0  # the best level with a vehicle ready by t (one exists: earliest <= t)
@@ -209,6 +217,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                             ready[k + 1, v] = finish
                             tie[k + 1, v] = order
                             q = (r + 1) * n_levels + level[v]
+                            pending[r + 1] = -np.inf
                             queued[q] = _push(queue[q], queued[q], v, ready[k + 1], tie[k + 1])
                             if has_deadline and k + 1 < patience_stages[g]:
                                 n_ev = _note_exit(max(deadline[v], finish), v, k + 1, g, ev_time, ev_vehicle, ev_stage,
@@ -232,6 +241,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
         ready[0, i] = joins[i]
         tie[0, i] = i
         q = stage_base[g] * n_levels + level[i]
+        pending[stage_base[g]] = -np.inf
         queued[q] = _push(queue[q], queued[q], i, ready[0], tie[0])
         if has_deadline and patience_stages[g] > 0:
             n_ev = _note_exit(max(deadline[i], arrival[i]), i, 0, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
