@@ -18,7 +18,6 @@ validated at load: every ensemble row, both ends of every range (``sim.model.sce
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -34,7 +33,7 @@ from .adjust import apply_static, day_span
 from .calendar import fixed_calendar
 from .distributions import Duration
 from ..base.errors import ScenarioError
-from .ranges import ACCEPTANCE, Keyed, Sampled, draw_inputs, model_form, path_str
+from .ranges import ACCEPTANCE, Keyed, Sampled, draw_inputs, model_form, path_str, placed
 from ..base.days import step_days
 from ..base.rng import stream
 from .schema import Bounds, ScenarioModel, _round_sampled, leaf_bounds
@@ -136,20 +135,7 @@ class _TracedDist:
 
 def _traced_raw(raw: dict, slots: dict[tuple, Slot]) -> dict:
     """raw with a Slot at each uncertain input's path (the containers on the way copied)."""
-    data = dict(raw)
-    copied: dict[tuple, Any] = {(): data}
-    for path, slot in slots.items():
-        node = data
-        for depth in range(len(path) - 1):
-            key = path[:depth + 1]
-            child = copied.get(key)
-            if child is None:
-                child = copy.copy(node[path[depth]])
-                node[path[depth]] = child
-                copied[key] = child
-            node = child
-        node[path[-1]] = slot
-    return data
+    return placed(raw, slots)
 
 
 def _traced_adjustments(nominal: ScenarioModel, data: dict, program: Program) -> list:

@@ -305,11 +305,16 @@ def find_ranges(node: Any, file: str) -> list[Range]:
 
 
 def substitute(raw: dict, values: dict[tuple, float]) -> dict:
-    """raw with the values put at their paths; only the containers on those paths are copied
-    (the rest is shared with raw, which is never modified)."""
+    """raw with the values put at their paths, as sampled numbers (placed)."""
+    return placed(raw, {path: Sampled(value) for path, value in values.items()})
+
+
+def placed(raw: dict, leaves_at: dict[tuple, Any]) -> dict:
+    """raw with each leaf put at its path; only the containers on those paths are copied (the
+    rest is shared with raw, which is never modified)."""
     data = dict(raw)
     copied: dict[tuple, Any] = {(): data}
-    for path, value in values.items():
+    for path, leaf in leaves_at.items():
         node = data
         for depth in range(len(path) - 1):
             key = path[:depth + 1]
@@ -319,5 +324,5 @@ def substitute(raw: dict, values: dict[tuple, float]) -> dict:
                 node[path[depth]] = child
                 copied[key] = child
             node = child
-        node[path[-1]] = Sampled(value)
+        node[path[-1]] = leaf
     return data
