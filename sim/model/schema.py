@@ -523,6 +523,22 @@ def _strip(tp: Any, key: Any = None) -> Any:
             return tp
 
 
+def _key_type(tp: Any, key: Any) -> tuple[str | None, Any, list] | None:
+    """One key down a type: a model's field (by name or alias: its name, annotation and
+    metadata), a dict's values or a list's items (no name, no metadata); None where the type has
+    no such key. The step both walks of the schema take (_allowed_keys, leaf_bounds)."""
+    import typing
+
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        name, fld = next(((n, f) for n, f in tp.model_fields.items() if key in (n, f.alias)), (None, None))
+        return None if fld is None else (name, fld.annotation, list(fld.metadata))
+    if typing.get_origin(tp) is dict:
+        return None, typing.get_args(tp)[1], []
+    if typing.get_origin(tp) is list:
+        return None, typing.get_args(tp)[0], []
+    return None
+
+
 def _allowed_keys(loc: tuple) -> list[str]:
     """The keys the table at ``loc`` allows, found by walking the model classes."""
     import typing
@@ -533,17 +549,10 @@ def _allowed_keys(loc: tuple) -> list[str]:
         if isinstance(tp, tuple):  # the tag of a discriminated union: stay on the chosen model
             tp = tp[1]
             continue
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            fld = next((f for n, f in tp.model_fields.items() if key in (n, f.alias)), None)
-            if fld is None:
-                return []
-            tp = fld.annotation
-        elif typing.get_origin(tp) is dict:
-            tp = typing.get_args(tp)[1]
-        elif typing.get_origin(tp) is list:
-            tp = typing.get_args(tp)[0]
-        else:
+        step = _key_type(tp, key)
+        if step is None:
             return []
+        tp = step[1]
     tp = _strip(tp)
     if isinstance(tp, tuple):
         tp = tp[1]
@@ -607,25 +616,20 @@ def leaf_bounds(path: tuple, tree: dict) -> Bounds | None:
                 tp = (tagged or args)[0]
             else:
                 break
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            name, fld = next(((n, f) for n, f in tp.model_fields.items() if key in (n, f.alias)), (None, None))
-            if fld is None:
-                return None
-            if tp is Adjustment and name == "set" and depth == len(path) - 1:
-                what = node.get("what")
-                if what in ("lanes", "acceptance_limit", "demand"):
-                    dated = node.get("from") is not None or node.get("until") is not None
-                    tp, metadata = _set_number(what, dated), []
-                    continue
-                return None
-            metadata = list(fld.metadata)
-            tp = fld.annotation
-        elif typing.get_origin(tp) is dict:
-            tp = typing.get_args(tp)[1]
-        elif typing.get_origin(tp) is list:
-            tp = typing.get_args(tp)[0]
-        else:
+        step = _key_type(tp, key)
+        if step is None:
             return None
+        name, annotation, field_metadata = step
+        if tp is Adjustment and name == "set" and depth == len(path) - 1:
+            what = node.get("what")
+            if what in ("lanes", "acceptance_limit", "demand"):
+                dated = node.get("from") is not None or node.get("until") is not None
+                tp, metadata = _set_number(what, dated), []
+                continue
+            return None
+        if name is not None:  # a model's field: its own constraints
+            metadata = field_metadata
+        tp = annotation
         node = node[key] if isinstance(node, (dict, list)) else None
     while typing.get_origin(tp) is typing.Annotated:
         args = typing.get_args(tp)
