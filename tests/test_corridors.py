@@ -106,16 +106,36 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def test_the_calibrated_baseline_with_a_shares_corridor_writes_todays_tables(tmp_path):
-    """The library's base with its three Móng Cái crossings in a corridor on 'shares' (nobody
-    leaving) writes today's summary.csv, per_replication.csv and daily.csv at the same seed:
-    the same bytes, line for line, once the corridor's own rows (each gate's corridor_share
-    and the corridor's diverted_out, all 0), which come after every other row, are left out."""
+def _without_corridors(text: str) -> str:
+    """A scenario file's text with its corridor tables taken out (each from its header to the
+    next blank line before a line that is neither a key nor a comment of it)."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("[corridors."):
+            inside = True
+        elif inside and line.startswith("["):
+            inside = False
+        if not inside:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_the_baseline_with_a_shares_corridor_writes_the_tables_it_writes_without(tmp_path):
+    """The 2022 baseline with its three Móng Cái crossings in a corridor on 'shares' (nobody
+    leaving) writes the summary.csv, per_replication.csv and daily.csv of the baseline without a
+    corridor at the same seed: the same bytes, line for line, once the corridor's own rows (each
+    gate's corridor_share and the corridor's diverted_out, all 0), which come after every other
+    row, are left out."""
+    text = (ROOT / "scenarios" / "baseline_2022.toml").read_text(encoding="utf-8")
+    assert "[corridors.mong_cai_crossings]" in text
+    without = tmp_path / "without.toml"
+    without.write_text(_without_corridors(text), encoding="utf-8")
+    assert not load(without).nominal.corridors
     with_corridor = tmp_path / "corridor.toml"
-    with_corridor.write_text(f'extends = "{FITTED}"\n\n[corridors.mong_cai_crossings]\n'
+    with_corridor.write_text(f'extends = "{without}"\n\n[corridors.mong_cai_crossings]\n'
                              'gates = ["mong_cai", "bac_luan_2", "km3_4"]\n', encoding="utf-8")
     args = ["--reps", "3", "--seed", "7", "--no-plots", "--no-report", "--quiet", "--workers", "1"]
-    assert main(["run", str(FITTED), "--out", str(tmp_path / "today"), *args]) == 0
+    assert main(["run", str(without), "--out", str(tmp_path / "today"), *args]) == 0
     assert main(["run", str(with_corridor), "--out", str(tmp_path / "corridor"), *args]) == 0
     today, corridor = tmp_path / "today", tmp_path / "corridor"
     assert (today / "daily.csv").read_bytes() == (corridor / "daily.csv").read_bytes()
