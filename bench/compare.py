@@ -3,7 +3,7 @@ against four times a single run, end to end through the CLI, in one run of this 
 
     python bench/compare.py            # 200 replications each (a few minutes)
     python bench/compare.py --reps 20  # a smoke test
-    python bench/compare.py --corridors  # against the library's corridor scenarios instead
+    python bench/compare.py --corridors  # against the library's three scenarios of trucks choosing their gate
 
 Target: the comparison of four scenarios takes no more than 4x one 200-replication run.
 """
@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "calibration" / "fitted_2022.toml"
 ALTS = [ROOT / "scenarios" / f"{n}.toml" for n in
         ("km3_4_permanent_bridge", "faster_procedures", "higher_acceptance_limits")]
-# the scenarios whose trucks choose their gate (a corridor on 'open'): they need --allow-overload
-CORRIDOR_ALTS = [ROOT / "scenarios" / f"{n}.toml" for n in ("bac_luan_2_closed_month", "km3_4_storm_season")]
+# the scenarios whose trucks choose their gate: two closures (the corridor on 'open', which need
+# --allow-overload) and the permanent bridge at Km3+4 with each truck choosing by the queues ('wait')
+CORRIDOR_ALTS = [ROOT / "scenarios" / f"{n}.toml" for n in
+                 ("bac_luan_2_closed_month", "km3_4_storm_season", "km3_4_permanent_bridge_choice")]
 
 
 def bordersim() -> list[str]:
