@@ -241,6 +241,59 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
                     counts[c, 5] += 1
 
 
+@nb.njit(cache=True)
+def waiting_pass(arrival, vclass, start, end, left, warmup_h, horizon_h, shelf_h, hours, spoiled, gave_up):
+    """Each vehicle's own waiting, for pricing it (sim.statistics.metrics.priced), into per class
+    (of the flow) and calendar day arrays (accumulators zeroed by the caller):
+    hours: the hours it waited within the horizon after the warm-up: the waiting that
+    waiting_truck_hours counts (before a stage, for the far side's acceptance, turned away; from
+    when it came, or the horizon's start for a backlog, until it starts the stage, gives up or
+    the horizon ends), whether it crossed, gave up or is still waiting;
+    spoiled: the share of its goods lost in the day, min(1, hours waited since it came /
+    shelf_h[c]) at the day's end less at its start (shelf_h inf: goods that keep), so that a
+    vehicle's loss over the days adds up to its loss at the end, never above the goods;
+    gave_up: the vehicles that gave up waiting in the day (as flow_pass counts them).
+    The loss is a function of each vehicle's own cumulative wait, not of a mean: it is
+    concave, so the loss of the mean wait overstates it where some wait past the shelf life."""
+    n, k_stages = start.shape
+    days = hours.shape[1]
+    lo = max(warmup_h, 0.0)  # a backlog that came before the start waits from 0 in the tables
+    for i in range(n):
+        c = vclass[i]
+        q = left[i]
+        if q < horizon_h:  # NaN: it did not give up
+            gave_up[c, min(max(int(q / 24.0), 0), days - 1)] += 1
+        shelf = shelf_h[c]
+        waited = 0.0  # hours waited since it came (its goods' time out)
+        ready = arrival[i]
+        for k in range(k_stages):
+            if not ready < horizon_h:  # beyond the horizon, or NaN: in service at its end
+                break
+            stop = start[i, k]
+            last = np.isnan(stop) or q < stop  # it has not started the stage (NaN), or gave up first
+            if last:
+                stop = horizon_h if np.isnan(q) else q  # still waiting at the horizon's end, or gave up
+            b = min(stop, horizon_h)
+            a = ready
+            if a < lo:  # waited before the warm-up's end (or the start): its goods' time, no price
+                waited += min(b, lo) - a
+                a = lo
+            while a < b:  # the interval split by calendar day
+                d = min(int(a / 24.0), days - 1)  # a >= 0: truncation is the floor
+                e = min(b, 24.0 * (d + 1))
+                if e <= a:  # the last day: the rest of the interval
+                    e = b
+                h = e - a
+                hours[c, d] += h
+                if shelf < np.inf:
+                    spoiled[c, d] += min(1.0, (waited + h) / shelf) - min(1.0, waited / shelf)
+                waited += h
+                a = e
+            if last:
+                break
+            ready = end[i, k]
+
+
 @nb.njit(cache=True, inline="always")
 def _bin_value(hist, b, below, j):
     """The j-th smallest value (from 0), in bin b with `below` values under it, placed as if the
