@@ -244,7 +244,6 @@ def _extreme_notes(summary: pd.DataFrame, scens: list[dict], base: str, names: d
             for name, (_g, ns) in notes.items() if name == base or ns != said]
 
 
-@kind("compare")
 def _compare_costs(table: pd.DataFrame, alts: list[dict], base: str, names: dict[str, str]) -> Section | None:
     """What each alternative saves in the cost of waiting (VND bn), per gate: the total and each
     component in the base and the alternative, the paired difference with its 95 % interval, and
@@ -285,6 +284,7 @@ def _compare_costs(table: pd.DataFrame, alts: list[dict], base: str, names: dict
     return section
 
 
+@kind("compare")
 def compare_page(folder: Folder) -> Page:
     from ..findings import UNCHANGED, headline_rows, unchanged
 
