@@ -58,7 +58,7 @@ def test_mmc_waiting_cost_matches_little_and_erlang_c():
 
 def test_a_scenario_without_costs_has_no_cost_rows():
     r = run_replication(from_dict(single_queue(0.5, 1, {"dist": "exponential", "mean": 60.0}, days=20, warmup_days=0)), 1, 0)
-    assert not [row for row in r.rows if row[2].startswith("cost_")] and not r.daily_costs
+    assert not [row for row in r.rows if row[2].startswith("cost_")] and not r.daily_cost
 
 
 def _by(table: pd.DataFrame, **keys) -> pd.Series:
@@ -95,10 +95,10 @@ def test_costs_add_up_by_component_class_gate_direction_and_day():
     assert checked > 50 and v[("all", "all", "cost_total_vnd", "")] > 0
     assert all(v[("all", "all", m, "")] > 0 for m in COST_PARTS), "every component is priced in the baseline"
     daily = daily_table(res.results, res.scenario.nominal.horizon.start)
-    for m in COST_METRICS:
-        by_day = daily[(daily.metric == m) & (daily.gate == "all") & (daily.direction == "all")]["mean"].sum()
-        assert by_day == pytest.approx(res.summary.set_index(["gate", "direction", "metric", "stage", "class"])
-                                       .loc[("all", "all", m, "", ""), "mean"], rel=1e-9)
+    summary = res.summary.set_index(["gate", "direction", "metric", "stage", "class"])["mean"]
+    for g, d in daily[["gate", "direction"]].drop_duplicates().itertuples(index=False):
+        by_day = daily[(daily.metric == "cost_total_vnd") & (daily.gate == g) & (daily.direction == d)]["mean"].sum()
+        assert by_day == pytest.approx(summary[(g, d, "cost_total_vnd", "", "")], rel=1e-9)
     inputs = res.results[0].inputs
     hours = sum(v[("all", "all", "cost_time_vnd", c)] / inputs[f"classes.{c}.costs.truck_hour_vnd"] for c in classes)
     assert hours == pytest.approx(v[("all", "all", "waiting_truck_hours", "")], rel=1e-9)
@@ -127,8 +127,10 @@ def test_spoilage_is_each_vehicle_s_own_and_matches_a_hand_computation():
     assert metric(r, "g", "exit", "cost_time_vnd") == pytest.approx(240 * 1_000.0, rel=1e-12)
     assert metric(r, "g", "exit", "cost_parking_vnd") == pytest.approx(10 * 24_000.0, rel=1e-12)
     assert metric(r, "g", "exit", "cost_total_vnd") == pytest.approx(600e6 + 240_000 + 240_000, rel=1e-12)
-    days = r.daily_costs[("g", "exit")][COST_METRICS.index("cost_spoilage_vnd")]
-    np.testing.assert_allclose(days, [120e6] * 5 + [0.0] * 25, rtol=1e-12)  # a fifth a day for five days
+    # by day: a fifth of the goods on each of the first five days, 24 h at VND 1,000 and a day's
+    # parking on each of the first ten
+    np.testing.assert_allclose(r.daily_cost[("g", "exit")], [120e6 + 48_000] * 5 + [48_000] * 5 + [0.0] * 20,
+                               rtol=1e-12)
 
 
 def test_waiting_pass_by_hand():

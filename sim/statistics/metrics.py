@@ -23,8 +23,8 @@ Per replication, for each gate x direction and the totals (gate ``all``, directi
 - the costs of waiting, in đồng (VND), where the scenario's classes have costs (``COST_METRICS``;
   ``priced``): each vehicle's own waiting (the waiting of ``waiting_truck_hours``) at its class's
   truck-hour rate and at its day rates of parking and refrigeration, its goods' spoilage from its
-  own days waited, and the vehicles that gave up at the cost of giving up, per group, class and
-  day; ``cost_total_vnd`` is their sum. ``cost_diverted_vnd``: a corridor's trucks that left the
+  own days waited, and the vehicles that gave up at the cost of giving up, per group and class;
+  ``cost_total_vnd`` is their sum, also per day (what was incurred on the day). ``cost_diverted_vnd``: a corridor's trucks that left the
   province, at their class's cost of leaving (a corridor's row, as ``diverted_out``).
 Across replications: mean and a 95 % t-interval for the mean.
 
@@ -120,8 +120,8 @@ class ReplicationResult:
     # per group (monthly_groups, the daily tables' groups), MONTHLY_METRICS x calendar months
     monthly: np.ndarray | None = None
     monthly_groups: tuple[tuple[str, str], ...] = ()
-    # a priced scenario's: per (gate, direction) group, COST_METRICS x days (VND incurred each day)
-    daily_costs: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # a priced scenario's: per (gate, direction) group, cost_total_vnd incurred on each day
+    daily_cost: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     # CPU seconds of the thread that ran it, by phase (sim.experiments.experiment.PHASES); not
     # part of the result: the same replication costs what the machine makes it cost
     cpu_s: np.ndarray | None = field(default=None, compare=False)
@@ -153,7 +153,7 @@ def result_bytes(model) -> int:
     n_groups = len(lay.group_list)
     n_months = len(calendar_months(model.horizon.start, model.horizon.days)[1])
     values = (8 * (n_labels + 24 * len(flows) + (TIS_BINS_H.size - 1) * n_hist + len(MONTHLY_METRICS) * n_months
-                   * n_groups + costs * len(COST_METRICS) * model.horizon.days * n_groups)
+                   * n_groups + costs * model.horizon.days * n_groups)
               + 4 * 3 * model.horizon.days * n_groups)
     n_arrays = 2 + len(flows) + n_hist + (3 + costs) * n_groups
     return values + ARRAY_OVERHEAD_BYTES * n_arrays + TABLE_BYTES_PER_VALUE * n_labels
@@ -366,7 +366,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             tis_hist[gate] = np.bincount(_COARSE, weights=g_tis[row], minlength=TIS_BINS_H.size - 1)
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     labels, values = tuple(util_labels) + lay.labels, np.concatenate([util_values, table[lay.pick]])
-    daily_costs = {}
+    daily_cost = {}
     if costs:  # per group, each class's costs and the group's (summed over its days: daily.csv adds up to it)
         g_cost_day = group_sums(lay.membership, cost_day.reshape(n_flows, -1)).reshape(-1, len(COST_PARTS), days)
         g_cost_class = group_sums(lay.membership, cost_class.reshape(n_flows, -1)).reshape(-1, n_cls, len(COST_PARTS))
@@ -374,7 +374,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
                                      with_total(g_cost_class.transpose(2, 0, 1)).transpose(1, 2, 0)], axis=1)
         labels, values = labels + lay.cost_labels, np.concatenate([values, cost_table.reshape(len(cost_table), -1)
                                                                    [lay.cost_pick]])
-        daily_costs = {(gate, d): with_total(g_cost_day[lay.same[gi]]) for gi, (gate, d, _k) in enumerate(lay.group_list)}
+        daily_cost = {(gate, d): g_cost_day[lay.same[gi]].sum(axis=0) for gi, (gate, d, _k) in enumerate(lay.group_list)}
     if rep.model.corridors:  # after every other row: a scenario's other rows read as without its corridors
         diverted_vnd = ({c: rep.costs[j, _RATE["diverted_vnd"]] for j, c in enumerate(lay.classes)} if costs
                         else None)
@@ -384,7 +384,7 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     return ReplicationResult(
         labels=_interned(labels), values=values, daily=daily, daily_queue_mean=queue_mean,
         daily_queue_end=queue_end, queue_by_hour={k: q.hour_mean[i] for i, k in enumerate(flow_keys)},
-        tis_hist=tis_hist, monthly=month_table[lay.same], daily_costs=daily_costs,
+        tis_hist=tis_hist, monthly=month_table[lay.same], daily_cost=daily_cost,
         monthly_groups=_interned(tuple((gate, d) for gate, d, _k in lay.group_list)),
     )
 
@@ -622,12 +622,14 @@ DAILY_METRICS = (("crossings", "daily"), ("queue_mean", "daily_queue_mean"), ("q
 
 def _daily_series(r: ReplicationResult, key: tuple[str, str]) -> list[np.ndarray]:
     """A replication's daily series of a group, in the order of daily_metric_names."""
-    return [getattr(r, attr)[key] for _metric, attr in DAILY_METRICS] + list(r.daily_costs.get(key, ()))
+    return [getattr(r, attr)[key] for _metric, attr in DAILY_METRICS] + (
+        [r.daily_cost[key]] if r.daily_cost else [])
 
 
 def daily_metric_names(results: list[ReplicationResult]) -> tuple[str, ...]:
-    """The metrics of daily.csv: DAILY_METRICS', and COST_METRICS for a priced scenario."""
-    return tuple(m for m, _a in DAILY_METRICS) + (COST_METRICS if results[0].daily_costs else ())
+    """The metrics of daily.csv: DAILY_METRICS', and cost_total_vnd for a priced scenario (its
+    components by day would take a run five times the memory for what summary.csv says by group)."""
+    return tuple(m for m, _a in DAILY_METRICS) + (COST_METRICS[:1] if results[0].daily_cost else ())
 
 
 def daily_matrix(results: list[ReplicationResult], start, keys: list | None = None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -650,8 +652,8 @@ def daily_matrix(results: list[ReplicationResult], start, keys: list | None = No
 
 def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
     """Per calendar day, gate and direction (tidy): crossings, the mean number waiting
-    (queue_mean), the number waiting at the day's end (queue_end) and, priced, the costs
-    incurred in the day (COST_METRICS), each with the mean over replications, its 95 % interval
+    (queue_mean), the number waiting at the day's end (queue_end) and, priced, the cost
+    incurred in the day (cost_total_vnd), each with the mean over replications, its 95 % interval
     and the replications' 5th and 95th percentiles."""
     parts = []
     for key in results[0].daily:  # a group at a time: never every day of every group of every replication at once
