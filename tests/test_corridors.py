@@ -110,7 +110,8 @@ def test_the_calibrated_baseline_with_a_shares_corridor_writes_todays_tables(tmp
     """The library's base with its three Móng Cái crossings in a corridor on 'shares' (nobody
     leaving) writes today's summary.csv, per_replication.csv and daily.csv at the same seed:
     the same bytes, line for line, once the corridor's own rows (each gate's corridor_share
-    and the corridor's diverted_out, all 0), which come after every other row, are left out."""
+    and the corridor's diverted_out and its cost_diverted_vnd, all 0), which come after every other row, are
+    left out."""
     with_corridor = tmp_path / "corridor.toml"
     with_corridor.write_text(f'extends = "{FITTED}"\n\n[corridors.mong_cai_crossings]\n'
                              'gates = ["mong_cai", "bac_luan_2", "km3_4"]\n', encoding="utf-8")
@@ -122,13 +123,14 @@ def test_the_calibrated_baseline_with_a_shares_corridor_writes_todays_tables(tmp
     for table in ("summary.csv", "per_replication.csv"):
         new = _lines(corridor / table)
         own = [line for line in new if "corridor_share" in line or "mong_cai_crossings" in line]
-        # 3 gates x (exit, entry, both) shares; 2 directions x (all classes, 2 classes) and both diverted
-        assert len(own) == (9 + 7) * (1 if table == "summary.csv" else 3)
+        # 3 gates x (exit, entry, both) shares; 2 directions x (all classes, 2 classes) and both diverted,
+        # each diverted_out with its cost (the baseline has costs)
+        assert len(own) == (9 + 7 + 7) * (1 if table == "summary.csv" else 3)
         assert [line for line in new if line not in own] == _lines(today / table), table
         if table == "summary.csv":
             assert new[-len(own):] == own  # after every other row
-            diverted = pd.read_csv(corridor / table).query("metric == 'diverted_out'")
-            assert (diverted["mean"] == 0).all()
+            diverted = pd.read_csv(corridor / table).query("metric in ('diverted_out', 'cost_diverted_vnd')")
+            assert len(diverted) == 14 and (diverted["mean"] == 0).all()
 
 
 # ------------------------------------------------------------------ 'open'
