@@ -199,9 +199,15 @@ CORRIDOR_CASES = [
 
 @pytest.mark.parametrize("what,old,new,field,words", CORRIDOR_CASES, ids=[c[0] for c in CORRIDOR_CASES])
 def test_a_bad_corridor_gives_one_line_and_exit_2(tmp_path, capsys, what, old, new, field, words):
-    assert old in TWO_GATES, old
+    assert_run_refused(tmp_path, capsys, TWO_GATES, old, new, field, words)
+
+
+def assert_run_refused(tmp_path: Path, capsys, good: str, old: str, new: str, field: str, words: str) -> None:
+    """``good`` with ``old`` changed to ``new``, run: one error line naming the file and the
+    field, exit 2, nothing written beside the file."""
+    assert old in good, old
     path = tmp_path / "bad.toml"
-    path.write_text(TWO_GATES.replace(old, new, 1), encoding="utf-8")
+    path.write_text(good.replace(old, new, 1), encoding="utf-8")
     out = tmp_path / "out"
     rc = main(["run", str(path), "--reps", "2", "--out", str(out), "--quiet"])
     _assert_one_line_error(rc, capsys.readouterr().err, str(path), field, words)

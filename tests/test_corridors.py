@@ -124,8 +124,8 @@ def test_the_baseline_with_a_shares_corridor_writes_the_tables_it_writes_without
     """The 2022 baseline with its three Móng Cái crossings in a corridor on 'shares' (nobody
     leaving) writes the summary.csv, per_replication.csv and daily.csv of the baseline without a
     corridor at the same seed: the same bytes, line for line, once the corridor's own rows (each
-    gate's corridor_share and the corridor's diverted_out, all 0), which come after every other
-    row, are left out."""
+    gate's corridor_share and the corridor's diverted_out and cost_diverted_vnd, all 0), which
+    come after every other row, are left out."""
     text = (ROOT / "scenarios" / "baseline_2022.toml").read_text(encoding="utf-8")
     assert "[corridors.mong_cai_crossings]" in text
     without = tmp_path / "without.toml"
@@ -142,13 +142,14 @@ def test_the_baseline_with_a_shares_corridor_writes_the_tables_it_writes_without
     for table in ("summary.csv", "per_replication.csv"):
         new = _lines(corridor / table)
         own = [line for line in new if "corridor_share" in line or "mong_cai_crossings" in line]
-        # 3 gates x (exit, entry, both) shares; 2 directions x (all classes, 2 classes) and both diverted
-        assert len(own) == (9 + 7) * (1 if table == "summary.csv" else 3)
+        # 3 gates x (exit, entry, both) shares; 2 directions x (all classes, 2 classes) and both diverted,
+        # each diverted_out with its cost (the baseline has costs)
+        assert len(own) == (9 + 7 + 7) * (1 if table == "summary.csv" else 3)
         assert [line for line in new if line not in own] == _lines(today / table), table
         if table == "summary.csv":
             assert new[-len(own):] == own  # after every other row
-            diverted = pd.read_csv(corridor / table).query("metric == 'diverted_out'")
-            assert (diverted["mean"] == 0).all()
+            diverted = pd.read_csv(corridor / table).query("metric in ('diverted_out', 'cost_diverted_vnd')")
+            assert len(diverted) == 14 and (diverted["mean"] == 0).all()
 
 
 # ------------------------------------------------------------------ 'open'

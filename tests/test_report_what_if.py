@@ -170,7 +170,7 @@ def test_the_printed_table_and_the_report_show_the_same_metrics_labels_and_figur
     cmp, _out, html = what_if
     printed = headline_table(cmp, ALT).split("unchanged:")[0].splitlines()[1:]
     labels = ["mean wait h", "mean time in system h", "95 % crossed within h", "mean number waiting",
-              "truck-hours waiting", "crossings", "gave up waiting", "held by the daily limit"]
+              "truck-hours waiting", "crossings", "gave up waiting", "held by the daily limit", "cost of waiting VND bn"]
     rows, gate = [], None
     for line in printed:
         if not line.startswith("  "):

@@ -51,6 +51,9 @@ class ReplicationInputs:
     # before the run; those that leave a corridor on 'wait' are known after it
     diverted: dict[tuple[str, str, str], int] = field(default_factory=dict)
     corridors: list[ChoosingCorridor] = field(default_factory=list)
+    # per class of the scenario, its cost inputs (sim.model.schema.COST_FIELDS) in this
+    # replication; None where the scenario has no costs
+    costs: np.ndarray | None = None
 
 
 def _norm(values: list[float]) -> np.ndarray:
@@ -479,7 +482,9 @@ def plan_inputs(plan: Plan, v: list, rep_seq: np.random.SeedSequence) -> Replica
              for i, (fp, cal) in enumerate(zip(plan.flows, calendars))]
     return ReplicationInputs(model=plan.model, horizon_h=plan.model.horizon.hours,
                              warmup_h=24.0 * plan.warmup_days.of(v), flows=flows, diverted=diverted,
-                             corridors=choosing)
+                             corridors=choosing,
+                             costs=np.array([[r.of(v) for r in cls] for cls in plan.costs], dtype=float)
+                             if plan.costs else None)
 
 
 def choosing_inputs(cp: CorridorPlan, plan: Plan, v: list, rep_seq: np.random.SeedSequence,

@@ -152,7 +152,8 @@ def _values(results: list[ReplicationResult], corridors: tuple = ()) -> pd.DataF
     missing = tuple(c for c in corridors if (c[0], ALL, "diverted_out", "", "") not in have
                     and all((g, d, "crossings", "", "") in have for d, gates, _c in c[1] for g in gates))
     if missing:
-        extra = [corridor_rows(r.labels, r.values, missing, {}) for r in results]
+        priced = {} if any(lab[2] == "cost_total_vnd" for lab in labels) else None  # none left: nothing to price
+        extra = [corridor_rows(r.labels, r.values, missing, {}, priced) for r in results]
         labels = labels + extra[0][0]
         values = np.hstack([values, np.vstack([x for _l, x in extra])])
     return pd.DataFrame(values, columns=pd.MultiIndex.from_tuples(labels, names=KEYS))

@@ -36,7 +36,7 @@ from ..base.errors import ScenarioError
 from .ranges import ACCEPTANCE, Keyed, Sampled, draw_inputs, model_form, path_str, placed
 from ..base.days import step_days
 from ..base.rng import stream
-from .schema import Bounds, ScenarioModel, _round_sampled, leaf_bounds
+from .schema import COST_FIELDS, NO_COST, Bounds, ScenarioModel, _round_sampled, leaf_bounds
 
 # --------------------------------------------------------------------- tracing
 
@@ -340,6 +340,9 @@ class Plan:
     gates: tuple[GatePlan, ...]
     checks: tuple[tuple[int, Bounds, str], ...] = field(repr=False)  # (slot, bounds, field) of each traced number
     corridors: tuple[CorridorPlan, ...] = ()  # each corridor's directions
+    # per class of the scenario, its cost inputs in the order of COST_FIELDS (an input left out:
+    # NO_COST's); () where the scenario has no costs
+    costs: tuple[tuple[Ref, ...], ...] = ()
     compile_s: float = field(default=0.0, compare=False)  # the CPU seconds compiling it took (what --timings shows)
 
     @property
@@ -500,9 +503,13 @@ def _compile(scenario, key: str) -> Plan:
     position = {(f.gate, f.direction): i for i, f in enumerate(f for g in gates for f in g.flows)}
     corridors = tuple(_corridor_plan(tracer, cid, c, d, nominal, position)
                       for cid, c in nominal.corridors.items() for d in c.directions(nominal))
+    costs = tuple(
+        tuple(tracer.number(("classes", c, "costs", f), v) if (v := getattr(cls.costs, f)) is not None
+              else Ref(NO_COST[f]) for f in COST_FIELDS)
+        for c, cls in nominal.classes.items()) if all(cls.costs for cls in nominal.classes.values()) else ()
     return Plan(key=key, path=scenario.path, model=nominal, ranges=scenario.ranges, rows=scenario._ensemble_rows,
                 program=program, priority=priority, warmup_days=warmup, gates=tuple(gates),
-                checks=tuple(checks), corridors=corridors)
+                checks=tuple(checks), corridors=corridors, costs=costs)
 
 
 def _corridor_plan(tracer: "_Refs", cid: str, corridor, d: str, nominal: ScenarioModel,

@@ -54,6 +54,11 @@ MAX_DEPTH = 32  # tables and arrays nested in one another (the baseline needs 6)
 MAX_FILE_BYTES = 10_000_000  # a TOML file (the baseline is 20 kB)
 MAX_DETOUR_H = 168.0  # a corridor's detour to a gate or out of the province: at most a week's drive
 MAX_SENSITIVITY = 1000.0  # per hour, a finite logit sensitivity (beyond it, inf: the shortest expected wait)
+# costs, in đồng (VND): a rate of waiting (an hour, a day) or a sum per truck; far above any
+# reported figure (VND 1.5 million a day of cold storage, goods of VND 900 million a truck), low
+# enough that a replication's sum stays exact to far below a đồng per truck in a float
+MAX_RATE_VND = 1e9  # per hour or per day of waiting
+MAX_TRUCK_VND = 1e11  # per truck: goods value, the cost of giving up or of leaving the province
 
 
 def _round_sampled(value: Any) -> Any:
@@ -103,6 +108,42 @@ class Horizon(_Model):
         return 24.0 * self.days
 
 
+VND_RATE = Annotated[float, Field(ge=0, le=MAX_RATE_VND)]
+VND_TRUCK = Annotated[float, Field(ge=0, le=MAX_TRUCK_VND)]
+
+
+# a class's cost inputs in the order a replication carries them (sim.engines.draws.ReplicationInputs.costs)
+COST_FIELDS = ("truck_hour_vnd", "parking_day_vnd", "reefer_day_vnd", "goods_value_vnd", "shelf_life_days",
+               "gave_up_vnd", "diverted_vnd")
+NO_COST = {"reefer_day_vnd": 0.0, "goods_value_vnd": 0.0, "shelf_life_days": math.inf}  # a field left out
+
+
+class ClassCosts(_Model):
+    """What waiting costs a vehicle of the class, in đồng (VND): per hour and per day of its
+    waiting (the waiting of ``waiting_truck_hours``), its goods' spoilage, and per truck that
+    gives up or leaves the province (sim.statistics.metrics, COST_METRICS). Every class of a
+    scenario has costs or none has: a class without them would be priced at 0 silently."""
+
+    truck_hour_vnd: VND_RATE = Field(description="the truck and its driver, per hour waited")
+    parking_day_vnd: VND_RATE = Field(description="parking in the gate's yards, per day waited")
+    # a refrigerated load's fuel or cold storage, per day waited; None: the class is not refrigerated
+    reefer_day_vnd: VND_RATE | None = None
+    # spoilage: the goods' value per truck times min(1, days waited / shelf_life_days) (both or
+    # neither; None: the goods keep)
+    goods_value_vnd: VND_TRUCK | None = None
+    shelf_life_days: float | None = Field(None, gt=0, le=MAX_PATIENCE_DAYS,
+                                          description="days waited after which the goods are lost")
+    gave_up_vnd: VND_TRUCK = Field(description="per truck that gives up waiting: the trip lost")
+    diverted_vnd: VND_TRUCK = Field(description="per truck that leaves the province (to Lạng Sơn)")
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _spoilage_pair(self):
+        if (self.goods_value_vnd is None) != (self.shelf_life_days is None):
+            raise ValueError("spoilage needs both goods_value_vnd and shelf_life_days (or neither: goods that keep)")
+        return self
+
+
 class VehicleClass(_Model):
     priority: int = Field(0, ge=0, le=MAX_PRIORITY, description="lower is served first; FCFS within a priority")
     # how long a vehicle of the class waits to cross before it gives up (turns back, unloads
@@ -121,6 +162,7 @@ class VehicleClass(_Model):
     # the directions in which it may give up (an empty truck going home cannot)
     patience_directions: list[Literal["exit", "entry"]] = Field(default_factory=lambda: list(DIRECTIONS),
                                                                  min_length=1)
+    costs: ClassCosts | None = None  # what its waiting costs; None in every class: the scenario is not priced
     description: str | None = None
     source: str | None = None
 
@@ -711,6 +753,12 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
             if c not in m.classes:
                 raise ScenarioError(file, f"{where}.classes", f"unknown class '{c}'")
     _check_corridors(m, file)
+    priced = [c for c, cls in m.classes.items() if cls.costs is not None]
+    if priced and len(priced) < len(m.classes):
+        missing = next(c for c in m.classes if c not in priced)
+        raise ScenarioError(file, f"classes.{missing}.costs", f"required field is missing: every class needs costs "
+                                                              f"once one has them ({', '.join(priced)} has), or its "
+                                                              "waiting would be priced at 0")
     for e in m.expect:
         if e.gate != "all" and e.gate not in m.gates and e.gate not in m.corridors:
             raise ScenarioError(file, "expect.gate", f"unknown gate '{e.gate}' (gates: all, "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..statistics.metrics import CORRIDOR_METRICS
+from ..statistics.metrics import COST_METRICS, COST_PARTS, CORRIDOR_METRICS, DIVERTED_COST
 from .formats import METRICS, difference, estimate, metric, number, percent
 
 ALL = "all"
@@ -141,7 +141,7 @@ def extreme_notes(summary: pd.DataFrame, names: dict[str, str] | None = None,
 # what the printed table and the report show per gate, the metrics a planner reads first (their
 # labels and digits: sim.outputs.formats.METRICS)
 HEADLINE = ["wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean", "waiting_truck_hours",
-            "crossings", "gave_up", "held_by_limit_share"]
+            "crossings", "gave_up", "held_by_limit_share", "cost_total_vnd"]
 QUIET_WHEN_ZERO = {"gave_up"}  # left out of the printed table where nobody gave up in either scenario
 UNCHANGED = "every figure the same, replication by replication"  # what a gate of unchanged() is
 
@@ -265,7 +265,48 @@ def _moved(r: pd.Series, metric_: str) -> str:
     how = metric(metric_)
 
     def level(x: float) -> str:
-        return percent(x, how.digits) if how.share else number(x, how.digits)
+        return percent(x, how.digits) if how.share else number(how.unit(x), how.digits)
 
     return (f"{level(r.base_mean)} → {level(r.alt_mean)} "
-            f"({difference(r.diff_mean, r.diff_ci_low, r.diff_ci_high, how.digits, how.share)})")
+            f"({difference(*(how.unit(x) for x in (r.diff_mean, r.diff_ci_low, r.diff_ci_high)), how.digits, how.share)})")
+
+
+# ------------------------------------------------------------------ costs
+
+
+def cost_shares(table: pd.DataFrame, gate: str = ALL, direction: str = ALL, value: str = "mean"
+                ) -> list[tuple[str, float, float]]:
+    """The components of a group's cost of waiting (COST_PARTS): (metric, its figure, its share
+    of the total, cost_total_vnd), in their order; [] where the table has no costs. ``value``:
+    the column read (``mean`` of a summary, ``diff_mean`` of compare.csv's rows)."""
+    total = _main(table, gate, direction, COST_METRICS[0])
+    if total is None:
+        return []
+    out = []
+    for m in COST_PARTS:
+        row = _main(table, gate, direction, m)
+        if row is not None:
+            out.append((m, float(row[value]), float(row[value] / total[value]) if total[value] else float("nan")))
+    return out
+
+
+def cost_lines(summary: pd.DataFrame, names: dict[str, str] | None = None) -> list[str]:
+    """What waiting cost all gates (the mean with its 95 % interval, VND bn) and each component's
+    share of it; and, per corridor, its trucks that left the province, priced. None where the
+    summary has no costs."""
+    total = _main(summary, ALL, ALL, COST_METRICS[0])
+    if total is None:
+        return []
+    how = METRICS[COST_METRICS[0]]
+    parts = ", ".join(f"{METRICS[m].label.removesuffix(' VND bn')} {share:.0%}"
+                      for m, _v, share in cost_shares(summary) if pd.notna(share))
+    lines = [f"waiting cost all gates VND {estimate(*(how.unit(total[k]) for k in ('mean', 'ci_low', 'ci_high')), how.digits)}"
+             f" bn: {parts}."]
+    diverted = summary[(summary["metric"] == DIVERTED_COST) & (summary["direction"] == ALL)
+                       & (summary["class"].fillna("") == "")]
+    out = METRICS[DIVERTED_COST]
+    for r in diverted.itertuples():
+        lines.append(f"the trucks that left the province from {(names or {}).get(r.gate, r.gate)} cost VND "
+                     f"{estimate(out.unit(r.mean), out.unit(r.ci_low), out.unit(r.ci_high), out.digits)} bn more "
+                     "(not in the gates' cost).")
+    return lines

@@ -38,6 +38,11 @@ class Metric:
     label: str
     digits: int
     share: bool = False  # a share: printed in per cent, its difference in percentage points
+    scale: float = 1.0  # the figure as shown is value x scale (VND in billions: 1e-9, its label "VND bn")
+
+    def unit(self, value: float) -> float:
+        """A value in the unit its label names (VND bn for VND)."""
+        return value * self.scale
 
 
 METRICS = {
@@ -53,6 +58,14 @@ METRICS = {
     "held_by_limit_share": Metric("held by the daily limit", 1, share=True),
     "corridor_share": Metric("share of its corridor", 1, share=True),
     "diverted_out": Metric("left the province", 0),
+    # the costs of waiting (sim.statistics.metrics.COST_METRICS), in billions of đồng
+    "cost_total_vnd": Metric("cost of waiting VND bn", 2, scale=1e-9),
+    "cost_time_vnd": Metric("trucks' time VND bn", 2, scale=1e-9),
+    "cost_parking_vnd": Metric("parking VND bn", 2, scale=1e-9),
+    "cost_reefer_vnd": Metric("refrigeration VND bn", 2, scale=1e-9),
+    "cost_spoilage_vnd": Metric("spoilage VND bn", 2, scale=1e-9),
+    "cost_gave_up_vnd": Metric("trips given up VND bn", 2, scale=1e-9),
+    "cost_diverted_vnd": Metric("sent to Lạng Sơn VND bn", 2, scale=1e-9),
 }
 
 

@@ -262,7 +262,8 @@ def calibration_marginals(cal, path: Path) -> None:
 DIFF_METRICS = [("time_in_system_mean_h", metric("time_in_system_mean_h").label, 1),
                 ("time_in_system_p95_h", metric("time_in_system_p95_h").label, 1),
                 ("waiting_truck_hours", metric("waiting_truck_hours").label + "\n(thousands)", 1e-3),
-                ("held_by_limit_share", metric("held_by_limit_share").label + "\n(percentage points)", 100)]
+                ("held_by_limit_share", metric("held_by_limit_share").label + "\n(percentage points)", 100),
+                ("cost_total_vnd", metric("cost_total_vnd").label, metric("cost_total_vnd").scale)]
 
 
 def compare_differences(table: pd.DataFrame, names: dict[str, str], path: Path) -> None:

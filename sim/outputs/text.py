@@ -15,7 +15,7 @@ from ..experiments.sensitivity import CONF_LEVEL, RANKED_INDEX, interval_level, 
 from ..experiments.sweep import SweepResult
 from ..statistics.metrics import SHARES
 from .findings import (ALL, QUIET_WHEN_ZERO, UNCHANGED, closures_of, corridor_changes, corridor_lines, corridors_of,
-                       extreme_notes, gate_rows, headline_rows, unchanged)
+                       cost_lines, extreme_notes, gate_rows, headline_rows, unchanged)
 from .formats import Metric, difference, estimate, metric, number, percent, wrapped
 
 # where the printed table's rest is (the CLI prints it under the tables)
@@ -57,23 +57,25 @@ def corridor_moves(cmp: Comparison, alt: str) -> str:
 
 def level(value: float, shown: Metric) -> str:
     """A scenario's figure of a metric, as the tables show it (a share in per cent)."""
-    return percent(value, shown.digits) if shown.share else number(value, shown.digits)
+    return percent(value, shown.digits) if shown.share else number(shown.unit(value), shown.digits)
 
 
 def shown_difference(row, shown: Metric) -> str:
     """A row's paired difference with its interval, as the tables show it (sim.outputs.formats.difference)."""
-    return difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high, shown.digits, share=shown.share)
+    return difference(*(shown.unit(x) for x in (row.diff_mean, row.diff_ci_low, row.diff_ci_high)), shown.digits,
+                      share=shown.share)
 
 
 # the run's printed table: (metric, label, decimals, scale), each label sim.outputs.formats.METRICS'; the
 # waits with fewer decimals than a comparison's differences need and the truck-hours in
 # thousands, so that three columns fit 100
-_RUN_DIGITS = {"wait_mean_h": 1, "time_in_system_p95_h": 0}
+_RUN_DIGITS = {"wait_mean_h": 1, "time_in_system_p95_h": 0, "cost_total_vnd": 0}
 TABLE_METRICS = [(m, metric(m).label, _RUN_DIGITS.get(m, metric(m).digits), 1) for m in (
     "crossings", "gave_up", "wait_mean_h", "time_in_system_mean_h", "time_in_system_p95_h", "queue_mean")] + [
     ("waiting_truck_hours", "1000 truck-hours waiting", 0, 1e-3),
-    ("held_by_limit_share", metric("held_by_limit_share").label, 1, 1)]
-RUN_ELSEWHERE = ("arrivals, in system at the end, max queue, waits by stage and class: summary.csv; "
+    ("held_by_limit_share", metric("held_by_limit_share").label, 1, 1),
+    ("cost_total_vnd", metric("cost_total_vnd").label, _RUN_DIGITS["cost_total_vnd"], metric("cost_total_vnd").scale)]
+RUN_ELSEWHERE = ("arrivals, in system at the end, max queue, waits and costs by stage and class: summary.csv; "
              "by month: monthly.csv; by day: daily.csv")
 DIRECTIONS = {"exit": "exit", "entry": "entry", "all": "both directions"}
 
@@ -103,6 +105,7 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
         lines.append(("all gates" if head == "all" else head) if row is None else
                      f"  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     lines.append(wrapped(f"more: {RUN_ELSEWHERE}"))
+    lines += [wrapped(f"costs: {line}") for line in cost_lines(summary)]
     if scenario is None:
         return "\n".join(lines)
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}

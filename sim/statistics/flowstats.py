@@ -242,6 +242,84 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
 
 
 @nb.njit(cache=True, inline="always")
+def _interval(c, a, b, count, t_sum):
+    """Waiting over [a, b) (0 <= a <= b <= the horizon) as two events of class c in day buckets
+    (classes x days + 1): how many start or end there (count, +1 and -1) and the signed sum of
+    their times (t_sum); a day's hours are then level x 24 + count x (its end) - t_sum
+    (_day_hours). No branch on the data, so that it runs at memory speed."""
+    da = int(a * (1.0 / 24.0))  # a >= 0: truncation is the floor; an ulp's error moves nothing
+    db = int(b * (1.0 / 24.0))
+    count[c, da] += 1.0
+    t_sum[c, da] += a
+    count[c, db] -= 1.0
+    t_sum[c, db] -= b
+
+
+@nb.njit(cache=True, inline="always")
+def _day_hours(count, t_sum, c, days, out, scale):
+    """Add each day's hours of waiting of class c (from _interval's buckets), times scale, to out."""
+    level = 0.0
+    for d in range(days):
+        out[c, d] += scale * (24.0 * level + 24.0 * (d + 1) * count[c, d] - t_sum[c, d])
+        level += count[c, d]
+
+
+@nb.njit(cache=True)
+def waiting_pass(arrival, vclass, start, end, left, warmup_h, horizon_h, shelf_h, hours, spoiled, gave_up):
+    """Each vehicle's own waiting, for pricing it (sim.statistics.metrics.priced), into per class
+    (of the flow) and calendar day arrays (accumulators zeroed by the caller):
+    hours: the hours it waited within the horizon after the warm-up: the waiting that
+    waiting_truck_hours counts (before a stage, for the far side's acceptance, turned away; from
+    when it came, or the horizon's start for a backlog, until it starts the stage, gives up or
+    the horizon ends), whether it crossed, gave up or is still waiting;
+    spoiled: the share of its goods lost in the day, min(1, hours waited since it came /
+    shelf_h[c]) at the day's end less at its start (shelf_h inf: goods that keep), so that a
+    vehicle's loss over the days adds up to its loss at the end, never above the goods: the
+    hours it waited before its shelf life ran out, over the shelf life;
+    gave_up: the vehicles that gave up waiting in the day (as flow_pass counts them).
+    The loss is a function of each vehicle's own cumulative wait, not of a mean: it is
+    concave, so the loss of the mean wait overstates it where some wait past the shelf life.
+    Each waiting interval is two events in day buckets, however many days it spans (_interval)."""
+    n, k_stages = start.shape
+    n_cls, days = hours.shape
+    count, t_sum = np.zeros((n_cls, days + 1)), np.zeros((n_cls, days + 1))  # the bucket of days: the horizon's end
+    s_count, s_sum = np.zeros((n_cls, days + 1)), np.zeros((n_cls, days + 1))  # the waiting within the shelf life
+    lo = max(warmup_h, 0.0)  # a backlog that came before the start waits from 0 in the tables
+    for i in range(n):
+        c = vclass[i]
+        q = left[i]
+        if q < horizon_h:  # NaN: it did not give up
+            gave_up[c, min(max(int(q / 24.0), 0), days - 1)] += 1
+        shelf = shelf_h[c]
+        waited = 0.0  # hours waited since it came (its goods' time out)
+        ready = arrival[i]
+        for k in range(k_stages):
+            if not ready < horizon_h:  # beyond the horizon, or NaN: in service at its end
+                break
+            stop = start[i, k]
+            last = np.isnan(stop) or q < stop  # it has not started the stage (NaN), or gave up first
+            if last:
+                stop = horizon_h if np.isnan(q) else q  # still waiting at the horizon's end, or gave up
+            b = min(stop, horizon_h)
+            a = ready
+            if a < lo:  # waited before the warm-up's end (or the start): its goods' time, no price
+                waited += max(min(b, lo) - a, 0.0)
+                a = lo
+            if b > a:  # most stages start as a vehicle reaches them
+                _interval(c, a, b, count, t_sum)
+                if waited < shelf:  # the part of [a, b) before its goods are lost
+                    _interval(c, a, min(b, a + (shelf - waited)), s_count, s_sum)
+                waited += b - a
+            if last:
+                break
+            ready = end[i, k]
+    for c in range(n_cls):
+        _day_hours(count, t_sum, c, days, hours, 1.0)
+        if shelf_h[c] < np.inf:
+            _day_hours(s_count, s_sum, c, days, spoiled, 1.0 / shelf_h[c])
+
+
+@nb.njit(cache=True, inline="always")
 def _bin_value(hist, b, below, j):
     """The j-th smallest value (from 0), in bin b with `below` values under it, placed as if the
     bin's values were spread evenly over it (log-evenly for the log bins)."""

@@ -19,7 +19,13 @@ Per replication, for each gate x direction and the totals (gate ``all``, directi
 - ``crossings_per_day``: crossings / days in the horizon;
 - ``gave_up``: vehicles that gave up waiting within the horizon (a class with a patience:
   ``sim.model.schema.VehicleClass.patience_days``); they are not crossings, and not in the waits;
-- ``utilisation`` (per stage): lane-hours busy / (lanes x hours the stage could serve).
+- ``utilisation`` (per stage): lane-hours busy / (lanes x hours the stage could serve);
+- the costs of waiting, in đồng (VND), where the scenario's classes have costs (``COST_METRICS``;
+  ``priced``): each vehicle's own waiting (the waiting of ``waiting_truck_hours``) at its class's
+  truck-hour rate and at its day rates of parking and refrigeration, its goods' spoilage from its
+  own days waited, and the vehicles that gave up at the cost of giving up, per group and class;
+  ``cost_total_vnd`` is their sum, also per day (what was incurred on the day). ``cost_diverted_vnd``: a corridor's trucks that left the
+  province, at their class's cost of leaving (a corridor's row, as ``diverted_out``).
 Across replications: mean and a 95 % t-interval for the mean.
 
 By calendar month (``MONTHLY_METRICS``, ``monthly_table``), per group: ``crossings`` (those
@@ -41,7 +47,9 @@ import pandas as pd
 from ..engines.records import FlowRecord
 from ..base.days import calendar_months, month_names
 from ..engines.draws import ReplicationInputs, left_by_choice
-from .flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile
+from ..model.schema import COST_FIELDS
+from .flowstats import (BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile,
+                        waiting_pass)
 from .queue_profile import candidate_events, hours_after_warmup, queue_summary
 
 ALL = "all"
@@ -54,6 +62,32 @@ GROUP_METRICS = (
     "waiting_truck_hours",
 )
 MONTHLY_METRICS = ("crossings", "queue_mean", "waiting_truck_hours", "wait_mean_h", "time_in_system_mean_h")
+# the costs of waiting (VND), per group, class and day: the total, then its components (priced)
+COST_METRICS = ("cost_total_vnd", "cost_time_vnd", "cost_parking_vnd", "cost_reefer_vnd", "cost_spoilage_vnd",
+                "cost_gave_up_vnd")
+COST_PARTS = COST_METRICS[1:]
+DIVERTED_COST = "cost_diverted_vnd"  # a corridor's trucks that left the province, priced
+_RATE = {f: j for j, f in enumerate(COST_FIELDS)}
+
+
+def priced(hours: np.ndarray, spoiled: np.ndarray, gave_up: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """The cost components (COST_PARTS, VND) of a flow's vehicles per class and day, from what
+    sim.statistics.flowstats.waiting_pass gives (hours waited, share of the goods lost, vehicles
+    that gave up; classes x days) and each class's cost inputs (rows in the order of
+    sim.model.schema.COST_FIELDS): the hours at the truck-hour rate, at the day rates of parking
+    and refrigeration (per 24 h), the goods' value times the share lost, the vehicles that gave up
+    at the cost of giving up. The one definition of each component."""
+    def rate(name):
+        return rates[:, _RATE[name], None]
+
+    return np.stack([rate("truck_hour_vnd") * hours, rate("parking_day_vnd") / 24.0 * hours,
+                     rate("reefer_day_vnd") / 24.0 * hours, rate("goods_value_vnd") * spoiled,
+                     rate("gave_up_vnd") * gave_up])
+
+
+def with_total(parts: np.ndarray) -> np.ndarray:
+    """Cost components (COST_PARTS along the first axis) with their total first (COST_METRICS)."""
+    return np.concatenate([parts.sum(axis=0, keepdims=True), parts])
 
 
 def _coarse_of_fine() -> np.ndarray:
@@ -86,6 +120,8 @@ class ReplicationResult:
     # per group (monthly_groups, the daily tables' groups), MONTHLY_METRICS x calendar months
     monthly: np.ndarray | None = None
     monthly_groups: tuple[tuple[str, str], ...] = ()
+    # a priced scenario's: per (gate, direction) group, cost_total_vnd incurred on each day
+    daily_cost: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     # CPU seconds of the thread that ran it, by phase (sim.experiments.experiment.PHASES); not
     # part of the result: the same replication costs what the machine makes it cost
     cpu_s: np.ndarray | None = field(default=None, compare=False)
@@ -109,16 +145,24 @@ def result_bytes(model) -> int:
 
     flows = tuple((g, d, tuple(model.gates[g].classes), *_names_acc(stage_layout(model.gates[g].spec(d), d)))
                   for g, d in model.flows())
-    lay = _layout(tuple(model.gates), tuple(model.classes), flows)
+    costs = is_priced(model)
+    lay = _layout(tuple(model.gates), tuple(model.classes), flows, costs)
     n_util = sum(len(names) - (acc >= 0) for *_x, names, acc in flows)
-    n_labels = n_util + len(lay.labels) + len(_corridor_layout(corridor_shape(model))[0])
+    n_labels = n_util + len(lay.labels) + len(lay.cost_labels) + len(_corridor_layout(corridor_shape(model), costs)[0])
     n_hist = sum(1 for _g, d, _k in lay.group_list if d == ALL)
     n_groups = len(lay.group_list)
     n_months = len(calendar_months(model.horizon.start, model.horizon.days)[1])
     values = (8 * (n_labels + 24 * len(flows) + (TIS_BINS_H.size - 1) * n_hist + len(MONTHLY_METRICS) * n_months
-                   * n_groups) + 4 * 3 * model.horizon.days * n_groups)
-    n_arrays = 2 + len(flows) + n_hist + 3 * n_groups
+                   * n_groups + costs * model.horizon.days * n_groups)
+              + 4 * 3 * model.horizon.days * n_groups)
+    n_arrays = 2 + len(flows) + n_hist + (3 + costs) * n_groups
     return values + ARRAY_OVERHEAD_BYTES * n_arrays + TABLE_BYTES_PER_VALUE * n_labels
+
+
+def is_priced(model) -> bool:
+    """Whether a scenario (a ScenarioModel) prices its waiting: its classes have costs (all or
+    none, sim.model.schema)."""
+    return all(cls.costs is not None for cls in model.classes.values())
 
 
 def _names_acc(layout: tuple[list[str], int]) -> tuple[tuple[str, ...], int]:
@@ -160,6 +204,8 @@ class _Layout:
     stage_of: tuple[np.ndarray, ...]  # per flow: each of its stages' column in stages
     labels: tuple  # the group metrics' labels ...
     pick: tuple[np.ndarray, np.ndarray]  # ... and their (distinct group, column) in the group table
+    cost_labels: tuple = ()  # the costs' labels (a priced scenario's) ...
+    cost_pick: tuple = ()  # ... and their (distinct group, column) in the cost table
 
 
 def _flow_shape(f) -> tuple:
@@ -167,7 +213,7 @@ def _flow_shape(f) -> tuple:
 
 
 @lru_cache(maxsize=64)
-def _layout(gate_order: tuple, all_classes: tuple, flows: tuple) -> _Layout:
+def _layout(gate_order: tuple, all_classes: tuple, flows: tuple, costs: bool = False) -> _Layout:
     flow_keys = tuple((g, d) for g, d, *_ in flows)
     group_list = list(_groups(gate_order, list(flow_keys)))
     listed = np.array([[k in keys for k in flow_keys] for _g, _d, keys in group_list])
@@ -194,15 +240,28 @@ def _layout(gate_order: tuple, all_classes: tuple, flows: tuple) -> _Layout:
             labels.append((g, d, metric, stage, vclass))
             rows.append(same[gi])
             cols.append(col)
+    cost_labels, cost_rows, cost_cols = [], [], []
+    for gi, (g, d, keys) in enumerate(group_list if costs else ()):
+        # the cost table's columns: the group's COST_METRICS, then each class's
+        present = {c for _g, _d, cls, _n, _a in (flows[flow_keys.index(k)] for k in keys) for c in cls}
+        for ci, c in enumerate(("", *all_classes)):
+            if c == "" or c in present:
+                for j, m in enumerate(COST_METRICS):
+                    cost_labels.append((g, d, m, "", c))
+                    cost_rows.append(same[gi])
+                    cost_cols.append(ci * len(COST_METRICS) + j)
     return _Layout(group_list, membership, same, all_classes, stages, class_of, stage_of, tuple(labels),
-                   (np.array(rows, np.int64), np.array(cols, np.int64)))
+                   (np.array(rows, np.int64), np.array(cols, np.int64)), tuple(cost_labels),
+                   (np.array(cost_rows, np.int64), np.array(cost_cols, np.int64)))
 
 
 def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> ReplicationResult:
     days = rep.model.horizon.days
     H, warm = rep.horizon_h, rep.warmup_h
     n_flows = len(records)
-    lay = _layout(tuple(rep.model.gates), tuple(rep.model.classes), tuple(_flow_shape(r.inputs) for r in records))
+    costs = rep.costs is not None
+    lay = _layout(tuple(rep.model.gates), tuple(rep.model.classes), tuple(_flow_shape(r.inputs) for r in records),
+                  costs)
     n_cls, n_st = len(lay.classes), len(lay.stages)
     # per flow, its sums in the layout of the group table: all classes' counts, each class's
     # counts, the waits for each stage, the initial backlog
@@ -220,6 +279,9 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     n_months = len(months)
     monthly = np.zeros((n_flows, n_months, N_MONTHLY))
     open_day = np.zeros((n_flows, days), np.bool_)
+    # priced: per flow, its cost components by day, and by class of the scenario
+    cost_day = np.zeros((n_flows, len(COST_PARTS), days if costs else 0))
+    cost_class = np.zeros((n_flows, n_cls if costs else 0, len(COST_PARTS)))
     util_labels, util_values = [], []
     for fi, rec in enumerate(records):
         f = rec.inputs
@@ -234,6 +296,14 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         flow_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, f.acceptance, quota_day, warm, H, days, cal.starts,
                   cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], month_of_day,
                   monthly[fi], plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
+        if costs:
+            rates = rep.costs[lay.class_of[fi]]
+            hours, spoiled, gave_up = (np.zeros((len(f.classes), days)) for _ in range(3))
+            waiting_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, warm, H,
+                         24.0 * rates[:, _RATE["shelf_life_days"]], hours, spoiled, gave_up)
+            parts = priced(hours, spoiled, gave_up, rates)
+            cost_day[fi] = parts.sum(axis=1)
+            cost_class[fi, lay.class_of[fi]] = parts.sum(axis=2).T
         row = sums[fi]
         row[:N_COUNTS] = counts.sum(axis=0)
         for c_local, c in enumerate(lay.class_of[fi]):
@@ -296,19 +366,30 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
             tis_hist[gate] = np.bincount(_COARSE, weights=g_tis[row], minlength=TIS_BINS_H.size - 1)
     flow_keys = [(r.inputs.gate, r.inputs.direction) for r in records]
     labels, values = tuple(util_labels) + lay.labels, np.concatenate([util_values, table[lay.pick]])
+    daily_cost = {}
+    if costs:  # per group, each class's costs and the group's (summed over its days: daily.csv adds up to it)
+        g_cost_day = group_sums(lay.membership, cost_day.reshape(n_flows, -1)).reshape(-1, len(COST_PARTS), days)
+        g_cost_class = group_sums(lay.membership, cost_class.reshape(n_flows, -1)).reshape(-1, n_cls, len(COST_PARTS))
+        cost_table = np.concatenate([with_total(g_cost_day.sum(axis=2).T).T[:, None],
+                                     with_total(g_cost_class.transpose(2, 0, 1)).transpose(1, 2, 0)], axis=1)
+        labels, values = labels + lay.cost_labels, np.concatenate([values, cost_table.reshape(len(cost_table), -1)
+                                                                   [lay.cost_pick]])
+        daily_cost = {(gate, d): g_cost_day[lay.same[gi]].sum(axis=0) for gi, (gate, d, _k) in enumerate(lay.group_list)}
     if rep.model.corridors:  # after every other row: a scenario's other rows read as without its corridors
+        diverted_vnd = ({c: rep.costs[j, _RATE["diverted_vnd"]] for j, c in enumerate(lay.classes)} if costs
+                        else None)
         more_labels, more_values = corridor_rows(labels, values, corridor_shape(rep.model),
-                                                 {**rep.diverted, **left_by_choice(rep, records)})
+                                                 {**rep.diverted, **left_by_choice(rep, records)}, diverted_vnd)
         labels, values = labels + more_labels, np.concatenate([values, more_values])
     return ReplicationResult(
         labels=_interned(labels), values=values, daily=daily, daily_queue_mean=queue_mean,
         daily_queue_end=queue_end, queue_by_hour={k: q.hour_mean[i] for i, k in enumerate(flow_keys)},
-        tis_hist=tis_hist, monthly=month_table[lay.same],
+        tis_hist=tis_hist, monthly=month_table[lay.same], daily_cost=daily_cost,
         monthly_groups=_interned(tuple((gate, d) for gate, d, _k in lay.group_list)),
     )
 
 
-CORRIDOR_METRICS = ("diverted_out",)  # the metrics of rows whose gate column holds a corridor's id
+CORRIDOR_METRICS = ("diverted_out", DIVERTED_COST)  # the metrics of rows whose gate column holds a corridor's id
 
 
 def corridor_shape(model) -> tuple:
@@ -320,10 +401,11 @@ def corridor_shape(model) -> tuple:
 
 
 @lru_cache(maxsize=64)
-def _corridor_layout(shape: tuple) -> tuple[tuple, tuple]:
+def _corridor_layout(shape: tuple, costs: bool = False) -> tuple[tuple, tuple]:
     """The corridor rows' labels and how each is computed: each gate's corridor_share per
     direction it handles and both, then per direction the diverted_out of all classes and of
-    each class, then of both directions."""
+    each class, then of both directions; priced (costs), each diverted_out's cost_diverted_vnd
+    after it."""
     labels, recipe = [], []
     for cid, directions in shape:
         every = tuple(dict.fromkeys(g for _d, gates, _c in directions for g in gates))
@@ -340,16 +422,23 @@ def _corridor_layout(shape: tuple) -> tuple[tuple, tuple]:
                 recipe.append(("diverted", ((cid, d, c),)))
         labels.append((cid, ALL, "diverted_out", "", ""))
         recipe.append(("diverted", tuple((cid, d, c) for d, _g, classes in directions for c in classes)))
+    if costs:  # each diverted_out's cost after it
+        pairs = [pair for lab, how in zip(labels, recipe) for pair in
+                 [(lab, how)] + ([((*lab[:2], DIVERTED_COST, *lab[3:]), ("priced", how[1]))]
+                                 if how[0] == "diverted" else [])]
+        labels, recipe = [lab for lab, _h in pairs], [how for _l, how in pairs]
     return tuple(labels), tuple(recipe)
 
 
-def corridor_rows(labels: tuple, values: np.ndarray, shape: tuple, diverted) -> tuple[tuple, np.ndarray]:
+def corridor_rows(labels: tuple, values: np.ndarray, shape: tuple, diverted,
+                  diverted_vnd: dict[str, float] | None = None) -> tuple[tuple, np.ndarray]:
     """A replication's corridor rows (the one definition of each), from its other rows' labels
     and values and its diverted counts ({(corridor, direction, class): trucks}; none: 0):
     ``corridor_share``, a gate's crossings over its corridor's in a direction (or both; NaN
     where the corridor has none), and ``diverted_out``, the trucks that left the province
-    instead (to Lạng Sơn) by corridor, direction and class."""
-    out_labels, recipe = _corridor_layout(shape)
+    instead (to Lạng Sơn) by corridor, direction and class; with ``diverted_vnd`` (a priced
+    scenario's cost of a truck that leaves, by class), ``cost_diverted_vnd``, those trucks priced."""
+    out_labels, recipe = _corridor_layout(shape, diverted_vnd is not None)
     crossings = {lab[:2]: float(x) for lab, x in zip(labels, values) if lab[2:] == ("crossings", "", "")}
     out = np.empty(len(recipe))
     for j, (kind, *args) in enumerate(recipe):
@@ -357,8 +446,10 @@ def corridor_rows(labels: tuple, values: np.ndarray, shape: tuple, diverted) -> 
             own, members = args
             total = sum(crossings[m] for m in members)
             out[j] = crossings[own] / total if total > 0 else np.nan
-        else:
+        elif kind == "diverted":
             out[j] = sum(diverted.get(k, 0) for k in args[0])
+        else:  # "priced"
+            out[j] = sum(diverted.get(k, 0) * diverted_vnd.get(k[2], 0.0) for k in args[0])
     return out_labels, out
 
 
@@ -529,28 +620,41 @@ def per_replication(results: list[ReplicationResult]) -> pd.DataFrame:
 DAILY_METRICS = (("crossings", "daily"), ("queue_mean", "daily_queue_mean"), ("queue_end", "daily_queue_end"))
 
 
+def _daily_series(r: ReplicationResult, key: tuple[str, str]) -> list[np.ndarray]:
+    """A replication's daily series of a group, in the order of daily_metric_names."""
+    return [getattr(r, attr)[key] for _metric, attr in DAILY_METRICS] + (
+        [r.daily_cost[key]] if r.daily_cost else [])
+
+
+def daily_metric_names(results: list[ReplicationResult]) -> tuple[str, ...]:
+    """The metrics of daily.csv: DAILY_METRICS', and cost_total_vnd for a priced scenario (its
+    components by day would take a run five times the memory for what summary.csv says by group)."""
+    return tuple(m for m, _a in DAILY_METRICS) + (COST_METRICS[:1] if results[0].daily_cost else ())
+
+
 def daily_matrix(results: list[ReplicationResult], start, keys: list | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The daily figures of every replication (of the groups ``keys``, default all): their
     labels (gate, direction, date, metric) and values (replications x labels), in one matrix."""
     keys = list(results[0].daily) if keys is None else keys
     days = len(next(iter(results[0].daily.values())))
     dates = pd.date_range(start, periods=days, freq="D").date
-    m = np.stack([np.concatenate([getattr(r, attr)[k] for k in keys for _metric, attr in DAILY_METRICS])
-                  for r in results])
-    n_series = len(keys) * len(DAILY_METRICS)
+    names = daily_metric_names(results)
+    m = np.stack([np.concatenate([x for k in keys for x in _daily_series(r, k)]) for r in results])
+    n_series = len(keys) * len(names)
     labels = pd.DataFrame({
-        "gate": np.repeat([g for g, _d in keys], len(DAILY_METRICS) * days),
-        "direction": np.repeat([d for _g, d in keys], len(DAILY_METRICS) * days),
+        "gate": np.repeat([g for g, _d in keys], len(names) * days),
+        "direction": np.repeat([d for _g, d in keys], len(names) * days),
         "date": np.tile(dates, n_series),
-        "metric": np.tile(np.repeat([metric for metric, _a in DAILY_METRICS], days), len(keys)),
+        "metric": np.tile(np.repeat(names, days), len(keys)),
     })
     return labels, m
 
 
 def daily_table(results: list[ReplicationResult], start) -> pd.DataFrame:
     """Per calendar day, gate and direction (tidy): crossings, the mean number waiting
-    (queue_mean) and the number waiting at the day's end (queue_end), each with the mean over
-    replications, its 95 % interval and the replications' 5th and 95th percentiles."""
+    (queue_mean), the number waiting at the day's end (queue_end) and, priced, the cost
+    incurred in the day (cost_total_vnd), each with the mean over replications, its 95 % interval
+    and the replications' 5th and 95th percentiles."""
     parts = []
     for key in results[0].daily:  # a group at a time: never every day of every group of every replication at once
         labels, m = daily_matrix(results, start, [key])

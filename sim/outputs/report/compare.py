@@ -66,7 +66,7 @@ def _level(value: float, metric: str) -> str:
     from ..formats import metric as shown
 
     how = shown(metric)
-    return percent(value, how.digits) if how.share else num(value, how.digits)
+    return percent(value, how.digits) if how.share else num(how.unit(value), how.digits)
 
 
 def _change(m: pd.Series) -> str:
@@ -76,11 +76,14 @@ def _change(m: pd.Series) -> str:
     from ..formats import metric as shown
 
     how = shown(str(m.metric))
-    figure = difference_mean(m.diff_mean, m.diff_ci_low, m.diff_ci_high, how.digits, how.share)
+    figure = difference_mean(*(how.unit(x) for x in (m.diff_mean, m.diff_ci_low, m.diff_ci_high)), how.digits,
+                             how.share)
     if how.share:
         text = f"{how.label} {figure} percentage points"
     elif how.label.endswith(" h"):
         text = f"{how.label.removesuffix(' h')} {figure}{NBSP}h"
+    elif how.label.endswith(" VND bn"):
+        text = f"{how.label.removesuffix(' VND bn')} {figure}{NBSP}VND{NBSP}bn"
     else:
         text = f"{how.label} {figure}"
     return text + (f" ({_relative(m.rel_diff)})" if pd.notna(m.rel_diff) else "")
@@ -241,6 +244,46 @@ def _extreme_notes(summary: pd.DataFrame, scens: list[dict], base: str, names: d
             for name, (_g, ns) in notes.items() if name == base or ns != said]
 
 
+def _compare_costs(table: pd.DataFrame, alts: list[dict], base: str, names: dict[str, str]) -> Section | None:
+    """What each alternative saves in the cost of waiting (VND bn), per gate: the total and each
+    component in the base and the alternative, the paired difference with its 95 % interval, and
+    each component's share of the total's difference; a corridor's trucks sent out of the
+    province, priced. None where the comparison has no costs."""
+    from ..findings import cost_shares, headline_rows
+    from ...statistics.metrics import COST_METRICS, DIVERTED_COST
+
+    if not (table.metric == COST_METRICS[0]).any():
+        return None
+    section = Section("costs", "Costs of waiting")
+    section.text(f"What the waiting costs in each scenario and what each alternative saves against {base}, in "
+                 "billions of đồng (VND bn), the paired difference with its 95 % interval: each vehicle's own waiting "
+                 "priced by the hour (truck and driver) and by the day (parking; refrigeration), its goods' spoilage "
+                 "from its own days waited, the trips of the vehicles that gave up. 'share' is each component's part "
+                 "of the difference in the total (a saving below 0).")
+    for s in alts:
+        rows, emphasis = [], set()
+        for g, shown, m in headline_rows(table, s["name"], metrics=COST_METRICS):
+            alt_rows = table[table.scenario == s["name"]]
+            share = dict((k, sh) for k, _v, sh in cost_shares(alt_rows, g, ALL, "diff_mean"))
+            metric = str(m.metric)
+            rows.append([names.get(g, g), shown.label.removesuffix(" VND bn"), _level(m.base_mean, metric),
+                         _level(m.alt_mean, metric), _difference(m, metric),
+                         percent(share[metric]) if metric in share else ""])
+            if g == ALL and metric == COST_METRICS[0]:
+                emphasis.add(len(rows) - 1)
+        out = table[(table.scenario == s["name"]) & (table.metric == DIVERTED_COST) & (table.direction == ALL)
+                    & (table["class"] == "")]
+        for m in out.itertuples():
+            rows.append([f"{names.get(m.gate, m.gate)}: left the province", "trips to Lạng Sơn",
+                         _level(m.base_mean, DIVERTED_COST), _level(m.alt_mean, DIVERTED_COST),
+                         _difference(pd.Series(m._asdict()), DIVERTED_COST), ""])
+        section.add("table", Table(["gate", "VND bn", base, s["name"], "difference [95 % CI]", "share"],
+                                   grouped(rows), caption=f"{s['name']} against {base}: the cost of waiting, per gate "
+                                                          "(all gates last)", numeric={2, 3, 4, 5},
+                                   emphasis=emphasis))
+    return section
+
+
 @kind("compare")
 def compare_page(folder: Folder) -> Page:
     from ..findings import UNCHANGED, headline_rows, unchanged
@@ -296,6 +339,8 @@ def compare_page(folder: Folder) -> Page:
             head.add("notes", [f"Unchanged{which}: {', '.join(names.get(g, g) for g in same)} ({UNCHANGED})."])
     head.add("notes", _extreme_notes(summary, scens, base, names))
 
+    costs = _compare_costs(table, alts, base, names)
+
     plot = Section("plot", "The differences as a plot")
     plot.add("figure", folder.figure("compare_differences.png", "Differences per gate",
                                      "Each alternative's difference to the base with its 95 % interval "
@@ -346,7 +391,7 @@ def compare_page(folder: Folder) -> Page:
         what.add("subhead2", f"{s['name']}{' (base)' if s['name'] == base else ''}: {s.get('description', '')}")
         layer_blocks(what, s, show_first=len(s.get("layers") or []) <= 1, shown=shown, root=folder.path)
 
-    sections = [head, plot, waiting, dates, time_in, what]
+    sections = [head, *([costs] if costs else []), plot, waiting, dates, time_in, what]
     months = _compare_months(folder, names, alts, base)
     if months is not None:
         sections.insert(2, months)

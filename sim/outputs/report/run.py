@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..findings import (ALL, corridor_lines, extreme_gates, extreme_notes, gate_value, main_rows, stage_label,
-                        wait_shares, wait_without)
+from ..findings import (ALL, corridor_lines, cost_lines, extreme_gates, extreme_notes, gate_value, main_rows,
+                        stage_label, wait_shares, wait_without)
 from .blocks import (INTERVALS, MONTH_NOTE, MONTHLY, NBSP, REPLICATIONS, by_month, derived_warnings, gate_names,
                      grouped, lookup, month_caption, num, percent, plot_drawer, spread, with_ci)
 from .inputs import layer_blocks, sources_section
@@ -237,6 +237,58 @@ def _run_months(folder: Folder, names: dict[str, str]) -> Section | None:
     return section
 
 
+def _costs_section(summary: pd.DataFrame, names: dict[str, str]) -> Section | None:
+    """What the waiting cost, per gate (both directions) and all gates, in VND bn: the total with
+    its 95 % interval and each component with its share of it; per class for all gates; the
+    corridors' trucks that left the province, priced. None where the run has no costs."""
+    from ..findings import cost_lines, cost_shares
+    from ..formats import METRICS
+    from ...statistics.metrics import COST_METRICS, COST_PARTS
+
+    total_of = METRICS[COST_METRICS[0]]
+    if lookup(summary, ALL, ALL, COST_METRICS[0]) is None:
+        return None
+
+    def in_bn(row: pd.Series | None) -> str:
+        return with_ci(None if row is None else row[["mean", "ci_low", "ci_high"]].astype(float) * total_of.scale,
+                       total_of.digits)
+
+    section = Section("costs", "Costs of waiting")
+    section.text("What the waiting cost, in billions of đồng (VND bn): each vehicle's own waiting (the truck-hours "
+                 "above, within the horizon: those that crossed, gave up or still wait) priced by the hour (truck and "
+                 "driver) and by the day (parking in the gate's yards; refrigeration for refrigerated classes), its "
+                 "goods' spoilage from its own days waited (up to the goods' value), and the trips of the vehicles "
+                 "that gave up. Means over the replications with their 95 % confidence intervals; each component's "
+                 "share of the gate's cost in brackets. The cost inputs and their sources are listed under the "
+                 "scenario's inputs.")
+    gates = [g for g in dict.fromkeys(main_rows(summary).gate) if g != ALL] + [ALL]
+    rows = []
+    for g in gates:
+        shares = {m: (v, sh) for m, v, sh in cost_shares(summary, g)}
+        rows.append([names.get(g, g), in_bn(lookup(summary, g, ALL, COST_METRICS[0]))]
+                    + [f"{num(total_of.unit(shares[m][0]), total_of.digits)} ({percent(shares[m][1])})"
+                       if m in shares else "–" for m in COST_PARTS])
+    heads = [METRICS[m].label.removesuffix(" VND bn") for m in COST_PARTS]
+    section.add("table", Table(["gate", "cost of waiting VND bn [95 % CI]"] + heads, rows,
+                               numeric=set(range(1, 2 + len(COST_PARTS))), emphasis={len(rows) - 1},
+                               caption="Per gate, both directions, VND bn; all gates last"))
+    classes = [c for c in dict.fromkeys(summary["class"].fillna("")) if c]
+    by_class = [[c, in_bn(_class_row(summary, COST_METRICS[0], c))]
+                + [num(total_of.unit(r["mean"]), total_of.digits) if (r := _class_row(summary, m, c)) is not None
+                   else "–" for m in COST_PARTS] for c in classes]
+    section.add("table", Table(["class", "cost of waiting VND bn [95 % CI]"] + heads, by_class,
+                               numeric=set(range(1, 2 + len(COST_PARTS))),
+                               caption="All gates, per vehicle class, VND bn"))
+    section.add("notes", [line[0].upper() + line[1:] for line in cost_lines(summary, names)])
+    return section
+
+
+def _class_row(summary: pd.DataFrame, metric: str, vclass: str) -> pd.Series | None:
+    sel = summary[(summary.gate == ALL) & (summary.direction == ALL) & (summary.metric == metric)
+                  & (summary["class"].fillna("") == vclass) & (summary.stage.fillna("") == "")]
+    return None if sel.empty else sel.iloc[0]
+
+
 @kind("run")
 def run_page(folder: Folder) -> Page:
     meta = folder.meta
@@ -257,6 +309,7 @@ def run_page(folder: Folder) -> Page:
     closures = {g: info.get("closures", []) for g, info in (scen.get("gates") or {}).items()}
     notes += extreme_notes(summary, names, closures)
     notes += [f"Where the traffic went, {line}" for line in corridor_lines(summary, scen.get("corridors") or {}, names)]
+    notes += [line[0].upper() + line[1:] for line in cost_lines(summary, names)[:1]]
     if observed is not None:
         notes.append(observed[1])
     findings.add("notes", notes)
@@ -294,7 +347,8 @@ def run_page(folder: Folder) -> Page:
     what.add("facts", _run_facts(meta, scen))
     layer_blocks(what, scen, show_first=True, root=folder.path)
 
-    sections = [findings, directions, waiting, dates, time_in]
+    costs = _costs_section(summary, names)
+    sections = [findings, *([costs] if costs else []), directions, waiting, dates, time_in]
     months = _run_months(folder, names)
     if months is not None:
         sections.insert(1, months)
