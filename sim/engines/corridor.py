@@ -265,12 +265,22 @@ def choose(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refus
     """The option a vehicle of class vclass arriving at t takes, on the vehicles in each gate's
     system (in_system) and its uniform u: a gate's index, or the number of gates for the
     outside option (the module's docstring gives the rule)."""
+    n_options = capacity.shape[0] + 1
+    return choose_into(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refused_from, refused_to,
+                       refused_off, np.empty(n_options), np.empty(n_options))
+
+
+@nb.njit(cache=True)
+def choose_into(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refused_from, refused_to,
+                refused_off, cost, w):
+    """``choose`` with its working arrays given (cost, w: one entry per option), so that a
+    kernel choosing for every vehicle allocates them once. It has one return and no views of
+    arrays: numba then keeps no reference counts in it."""
     n_gates, n_classes, days = capacity.shape
     d = min(day_of(t), days - 1)
-    cost = np.empty(n_gates + 1)
-    w = np.zeros(n_gates + 1)
     best = np.inf
     for g in range(n_gates + 1):
+        w[g] = 0.0
         if g < n_gates:
             cap = capacity[g, vclass, d]
             if not cap > 0 or not weight[g, vclass, d] > 0:
@@ -299,18 +309,16 @@ def choose(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refus
             else:
                 w[g] *= math.exp(-sensitivity * (cost[g] - best))
             total += w[g]
-    if not total > 0:
-        return n_gates
     target = u * total
     acc = 0.0
-    last = n_gates
+    chosen = n_gates  # no option at all: the outside option
+    found = not total > 0
     for g in range(n_gates + 1):
-        if w[g] > 0:
+        if not found and w[g] > 0:
             acc += w[g]
-            last = g
-            if acc > target:
-                return g
-    return last  # u x total rounded up to the sum: the last option
+            chosen = g  # if u x total rounds up to the sum: the last option
+            found = acc > target
+    return chosen
 
 
 def corridor_records(c: CorridorInputs, choice: np.ndarray, start: list[np.ndarray], end: list[np.ndarray],

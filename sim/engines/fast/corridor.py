@@ -19,66 +19,119 @@ is past, looks whether it started. After the last arrival the passes run to the 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numba as nb
 import numpy as np
 
 from ...base.days import day_of
-from ..corridor import CorridorInputs, CorridorRecord, check, choice_tables, choose, corridor_records
+from ..corridor import CorridorInputs, CorridorRecord, check, choice_tables, choose_into, corridor_records
 from .engine import lane_calendar_arrays, levels, stacked
 from .kernels import gave_up, next_start
 
 
-@nb.njit(cache=True, inline="always")
-def _before(key, tie, a, b):
-    return key[a] < key[b] or (key[a] == key[b] and tie[a] < tie[b])
+# What the kernel calls for each vehicle is given whole arrays and the row or offset to use,
+# and each of its arrays is last used at one place (one exit from each loop, one return):
+# numba then keeps no reference counts in it. A view of a row, an array given to a function
+# numba inlines, or one last used at different places by path costs an atomic increment and
+# decrement each time: two fifths of the kernel's time when it did so.
 
 
 @nb.njit(cache=True)
-def _push(heap, size, x, key, tie):
-    """Put x in a binary min-heap (heap[:size]) ordered by (key, tie); returns the new size."""
+def _push(heap, at, size, x, key, tie):
+    """Put x in the binary min-heap heap[at:at + size], ordered by (key[x], tie[x]); returns the new size."""
+    kx = key[x]
+    tx = tie[x]
     j = size
-    while j > 0:
+    up = j > 0
+    while up:
         parent = (j - 1) >> 1
-        if not _before(key, tie, x, heap[parent]):
-            break
-        heap[j] = heap[parent]
-        j = parent
-    heap[j] = x
+        p = heap[at + parent]
+        up = kx < key[p] or (kx == key[p] and tx < tie[p])
+        if up:
+            heap[at + j] = p
+            j = parent
+            up = j > 0
+    heap[at + j] = x
     return size + 1
 
 
 @nb.njit(cache=True)
-def _pop(heap, size, key, tie):
-    """Take the least element (heap[0]) out of a binary min-heap; returns the new size."""
+def _pop(heap, at, size, key, tie):
+    """Take the least element (heap[at]) out of the binary min-heap heap[at:at + size]; returns the new size."""
     size -= 1
-    x = heap[size]
+    x = heap[at + size]
+    kx = key[x]
+    tx = tie[x]
     j = 0
-    while True:
+    down = True
+    while down:
         child = 2 * j + 1
-        if child >= size:
-            break
-        if child + 1 < size and _before(key, tie, heap[child + 1], heap[child]):
-            child += 1
-        if not _before(key, tie, heap[child], x):
-            break
-        heap[j] = heap[child]
-        j = child
-    if size > 0:
-        heap[j] = x
+        down = child < size
+        if down:
+            c = heap[at + child]
+            if child + 1 < size:
+                d = heap[at + child + 1]
+                if key[d] < key[c] or (key[d] == key[c] and tie[d] < tie[c]):
+                    child += 1
+                    c = d
+            down = key[c] < kx or (key[c] == kx and tie[c] < tx)
+            if down:
+                heap[at + j] = c
+                j = child
+    heap[at + j] = x  # size 0: x goes back to the slot it came from, past the heap's end
     return size
 
 
 @nb.njit(cache=True)
-def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_heap, exit_size):
+def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_heap, exit_at, exit_size):
     """Note a time at which vehicle i may leave gate g: its crossing (k = -1), or when it gives
     up at stage k unless it has started it by then. Returns the number of notes."""
     ev_time[n_ev] = t
     ev_vehicle[n_ev] = i
     ev_stage[n_ev] = k
-    exit_size[g] = _push(exit_heap[g], exit_size[g], n_ev, ev_time, ev_order)
+    exit_size[g] = _push(exit_heap, g * exit_at, exit_size[g], n_ev, ev_time, ev_order)
     return n_ev + 1
+
+
+@nb.njit(cache=True)
+def _gate_start(r, t, free, n_free, unlimited, starts, ends, cal_end, cal_i, quota, quota_on, cur_day, used,
+                day_safe):
+    """kernels.next_start, rule for rule, at stage row r whose lanes follow the gate's calendar
+    (starts/ends from cal_i to cal_end) and, if quota_on[r], a daily limit quota[r] (every
+    stage but one whose lanes have calendars of their own): the earliest time >= t
+    a lane (free[r, :n_free], none if unlimited) is free, the gate open and the day's limit not
+    reached, the lane, and the positions (cal_i, cur_day, used, day_safe), which the caller
+    keeps only if the start is made."""
+    lane = 0
+    f = np.inf
+    for j in range(0 if unlimited else n_free):  # the earliest free lane (the first of equals)
+        if free[r, j] < f:
+            lane = j
+            f = free[r, j]
+    if not unlimited and f > t:
+        t = f
+    n_quota = quota.shape[1]
+    searching = True
+    while searching:
+        while cal_i < cal_end and ends[cal_i] <= t:  # the next open time (as next_open_from)
+            cal_i += 1
+        if cal_i == cal_end:
+            t = np.inf
+            searching = False
+        else:
+            if t < starts[cal_i]:
+                t = starts[cal_i]
+            searching = quota_on[r]
+            if searching:  # the day's limit: on a later day the count starts afresh
+                if not t < day_safe:
+                    d = day_of(t)
+                    if d != cur_day:
+                        cur_day = d
+                        used = 0
+                        day_safe = 24.0 * (d + 1) - 1e-6
+                searching = cur_day < n_quota and used >= quota[r, cur_day]
+                if searching:
+                    t = 24.0 * (cur_day + 1)
+    return t, lane, cal_i, cur_day, used, day_safe
 
 
 @nb.njit(cache=True)
@@ -109,10 +162,13 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     lane_out = np.full((k_max, n), -1, np.int16)
     left = np.full(n, np.nan)
     choice = np.full(n, n_gates, np.int64)
-    ready = np.full((k_max, n), np.nan)  # when a vehicle reached each stage of its gate
-    tie = np.zeros((k_max, n), np.int64)  # its order among those that reach it at once
-    # per stage row and level, a heap of the vehicles waiting there
-    queue = np.empty((n_rows * n_levels, max(n, 1)), np.int64)
+    # vehicle v at stage k is k * n + v: when it reached the stage and its order among those
+    # that reach it at once
+    ready = np.full(k_max * n, np.nan)
+    tie = np.zeros(k_max * n, np.int64)
+    # per stage row and level (q = row * n_levels + level), a heap of the vehicles waiting
+    # there: queue[q * n:q * n + queued[q]]
+    queue = np.empty(n_rows * n_levels * n, np.int64)
     queued = np.zeros(n_rows * n_levels, np.int64)
     width = lane_off.shape[1] - 1
     n_free = np.empty(n_rows, np.int64)
@@ -123,7 +179,9 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
         if lane_on[r]:
             lane_i[r, :width] = lane_off[r, :width]
     saved = np.zeros(max(width, 1), np.int64)
-    cal_i = np.zeros(n_rows, np.int64)
+    cal_i = np.zeros(n_rows, np.int64)  # absolute positions in cal_starts/cal_ends
+    for g in range(n_gates):
+        cal_i[stage_base[g]:stage_base[g] + n_stages[g]] = cal_off[g]
     cur_day = np.full(n_rows, -1, np.int64)
     used = np.zeros(n_rows, np.int64)
     day_safe = np.full(n_rows, -np.inf)
@@ -139,58 +197,61 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     ev_stage = np.empty(n_notes, np.int64)
     ev_order = np.arange(n_notes)
     n_ev = 0
-    exit_heap = np.empty((n_gates, max(n_notes, 1)), np.int64)
+    exit_heap = np.empty(n_gates * n_notes, np.int64)
     exit_size = np.zeros(n_gates, np.int64)
     assigned = np.zeros(n_gates, np.int64)
     gone = np.zeros(n_gates, np.int64)
     in_system = np.zeros(n_gates, np.int64)
     no_int = np.zeros(0, np.int64)
+    cost = np.empty(n_gates + 1)
+    option_weight = np.empty(n_gates + 1)
     for i in range(n + 1):
         final = i == n
         # before a choice, every start before its arrival; after the last arrival, all (a fixed
         # vehicle chooses nothing: it joins its gate at once)
         bound = np.inf if final else arrival[i] if fixed[i] < 0 else -np.inf
         for g in range(n_gates if bound > -np.inf else 0):
-            starts = cal_starts[cal_off[g]:cal_off[g + 1]]
-            ends = cal_ends[cal_off[g]:cal_off[g + 1]]
+            cal_end = cal_off[g + 1]
             for k in range(n_stages[g]):  # each stage's pass on to the bound, in stage order
                 r = stage_base[g] + k
                 if pending[r] >= bound:  # its next start is at the bound or later: nothing to do
                     continue
                 base = r * n_levels
+                at_k = k * n
                 per_lane = lane_on[r]
                 unlimited = lanes[r] < 0 and not per_lane
                 patient = has_deadline and k < patience_stages[g]
-                quota_day = quota[r] if quota_on[r] else no_int
-                offsets = lane_off[r] if per_lane else no_int
                 while True:
                     earliest = np.inf
-                    for lv in range(n_levels):
-                        if queued[base + lv] > 0 and ready[k, queue[base + lv, 0]] < earliest:
-                            earliest = ready[k, queue[base + lv, 0]]
+                    for q in range(base, base + n_levels):
+                        if queued[q] > 0 and ready[queue[q * n]] < earliest:
+                            earliest = ready[queue[q * n]]
                     if earliest == np.inf:
                         pending[r] = np.inf
                         break
-                    nf = n_free[r]
-                    if per_lane:
-                        saved[:nf] = lane_i[r, :nf]
-                    t, lane, c_i, c_day, c_used, c_safe = next_start(
-                        earliest if earliest > t_prev[r] else t_prev[r], free[r], nf, unlimited, per_lane,
-                        lane_i[r], offsets, lane_starts, lane_ends, starts, ends, cal_i[r], quota_day, cur_day[r],
-                        used[r], day_safe[r])
-                    if t >= bound or t >= horizon:  # not decided yet (or never): the pass's state put back
+                    t = earliest if earliest > t_prev[r] else t_prev[r]
+                    c_i, c_day, c_used, c_safe = cal_i[r], cur_day[r], used[r], day_safe[r]
+                    if per_lane:  # lanes on calendars of their own (rare): next_start on the row's views
+                        saved[:n_free[r]] = lane_i[r, :n_free[r]]
+                        t, lane, c_i, c_day, c_used, c_safe = next_start(
+                            t, free[r], n_free[r], False, True, lane_i[r], lane_off[r], lane_starts, lane_ends,
+                            cal_starts, cal_ends, c_i, no_int, c_day, c_used, c_safe)
+                    else:
+                        t, lane, c_i, c_day, c_used, c_safe = _gate_start(
+                            r, t, free, n_free[r], unlimited, cal_starts, cal_ends, cal_end, c_i, quota, quota_on,
+                            c_day, c_used, c_safe)
+                    if t >= bound or t >= horizon:  # not decided yet (or never): the lanes' positions put back
                         if per_lane:
-                            lane_i[r, :nf] = saved[:nf]
+                            lane_i[r, :n_free[r]] = saved[:n_free[r]]
                         pending[r] = t if t < horizon else np.inf
                         break
                     cal_i[r], cur_day[r], used[r], day_safe[r] = c_i, c_day, c_used, c_safe
-                    chosen = 0  # the best level with a vehicle ready by t (one exists: earliest <= t)
-                    while queued[base + chosen] == 0 or ready[k, queue[base + chosen, 0]] > t:
-                        chosen += 1
-                    q = base + chosen
-                    v = queue[q, 0]
-                    queued[q] = _pop(queue[q], queued[q], ready[k], tie[k])
-                    since = arrival[v] if k == 0 else ready[k, v]
+                    q = base  # the best level with a vehicle ready by t (one exists: earliest <= t)
+                    while queued[q] == 0 or ready[queue[q * n]] > t:
+                        q += 1
+                    v = queue[q * n] - at_k
+                    queued[q] = _pop(queue, q * n, queued[q], ready, tie)
+                    since = arrival[v] if k == 0 else ready[at_k + v]
                     if patient and gave_up(deadline[v], since, t):  # it left before its turn
                         left[v] = max(deadline[v], since)
                         t_prev[r] = t
@@ -212,19 +273,21 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                         end[k, v] = finish
                         if k == n_stages[g] - 1:
                             n_ev = _note_exit(finish, v, -1, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                                              exit_heap, exit_size)
+                                              exit_heap, n_notes, exit_size)
                         else:  # on to the next stage, in this stage's start order among equal times
-                            ready[k + 1, v] = finish
-                            tie[k + 1, v] = order
+                            x = at_k + n + v
+                            ready[x] = finish
+                            tie[x] = order
                             q = (r + 1) * n_levels + level[v]
                             pending[r + 1] = -np.inf
-                            queued[q] = _push(queue[q], queued[q], v, ready[k + 1], tie[k + 1])
+                            queued[q] = _push(queue, q * n, queued[q], x, ready, tie)
                             if has_deadline and k + 1 < patience_stages[g]:
                                 n_ev = _note_exit(max(deadline[v], finish), v, k + 1, g, ev_time, ev_vehicle, ev_stage,
-                                                  ev_order, n_ev, exit_heap, exit_size)
-            while exit_size[g] > 0 and ev_time[exit_heap[g, 0]] < bound:  # the exits before the bound
-                e = exit_heap[g, 0]
-                exit_size[g] = _pop(exit_heap[g], exit_size[g], ev_time, ev_order)
+                                                  ev_order, n_ev, exit_heap, n_notes, exit_size)
+            at = g * n_notes
+            while exit_size[g] > 0 and ev_time[exit_heap[at]] < bound:  # the exits before the bound
+                e = exit_heap[at]
+                exit_size[g] = _pop(exit_heap, at, exit_size[g], ev_time, ev_order)
                 if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
                     gone[g] += 1
             in_system[g] = assigned[g] - gone[g]
@@ -232,28 +295,28 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
             break
         g = fixed[i]
         if g < 0:
-            g = choose(arrival[i], vclass[i], u[i], in_system, capacity, weight, detour, sensitivity, refused_from,
-                       refused_to, refused_off)
+            g = choose_into(arrival[i], vclass[i], u[i], in_system, capacity, weight, detour, sensitivity,
+                            refused_from, refused_to, refused_off, cost, option_weight)
             if g == n_gates:
                 continue
         choice[i] = g
         assigned[g] += 1
-        ready[0, i] = joins[i]
-        tie[0, i] = i
+        ready[i] = joins[i]
+        tie[i] = i
         q = stage_base[g] * n_levels + level[i]
         pending[stage_base[g]] = -np.inf
-        queued[q] = _push(queue[q], queued[q], i, ready[0], tie[0])
+        queued[q] = _push(queue, q * n, queued[q], i, ready, tie)
         if has_deadline and patience_stages[g] > 0:
             n_ev = _note_exit(max(deadline[i], arrival[i]), i, 0, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                              exit_heap, exit_size)
+                              exit_heap, n_notes, exit_size)
     if has_deadline:  # those never started where they may give up: gone, if within the horizon
         for g in range(n_gates):
             for k in range(min(patience_stages[g], n_stages[g])):
-                base = (stage_base[g] + k) * n_levels
-                for lv in range(n_levels):
-                    for p in range(queued[base + lv]):
-                        v = queue[base + lv, p]
-                        gone_at = max(deadline[v], arrival[v] if k == 0 else ready[k, v])
+                q0 = (stage_base[g] + k) * n_levels
+                for q in range(q0, q0 + n_levels):
+                    for p in range(queued[q]):
+                        v = queue[q * n + p] - k * n
+                        gone_at = max(deadline[v], arrival[v] if k == 0 else ready[k * n + v])
                         if gone_at < horizon:
                             left[v] = gone_at
     return choice, start, end, lane_out, left
