@@ -55,13 +55,11 @@ def _push(heap, at, size, x, key, tie):
 
 
 @nb.njit(cache=True)
-def _pop(heap, at, size, key, tie):
-    """Take the least element (heap[at]) out of the binary min-heap heap[at:at + size]; returns the new size."""
-    size -= 1
-    x = heap[at + size]
+def _sift_down(heap, at, size, j, x, key, tie):
+    """Put x at position j of the binary min-heap heap[at:at + size] or below it, moving the
+    lesser children up, ordered by (key, tie)."""
     kx = key[x]
     tx = tie[x]
-    j = 0
     down = True
     while down:
         child = 2 * j + 1
@@ -77,19 +75,42 @@ def _pop(heap, at, size, key, tie):
             if down:
                 heap[at + j] = c
                 j = child
-    heap[at + j] = x  # size 0: x goes back to the slot it came from, past the heap's end
+    heap[at + j] = x  # an empty heap: x goes back to the slot it came from, past the heap's end
+
+
+@nb.njit(cache=True)
+def _pop(heap, at, size, key, tie):
+    """Take the least element (heap[at]) out of the binary min-heap heap[at:at + size]; returns the new size."""
+    size -= 1
+    _sift_down(heap, at, size, 0, heap[at + size], key, tie)
     return size
 
 
 @nb.njit(cache=True)
-def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_heap, exit_at, exit_size):
+def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_heap, exit_at, exit_size, live):
     """Note a time at which vehicle i may leave gate g: its crossing (k = -1), or when it gives
     up at stage k unless it has started it by then. Returns the number of notes."""
     ev_time[n_ev] = t
     ev_vehicle[n_ev] = i
     ev_stage[n_ev] = k
     exit_size[g] = _push(exit_heap, g * exit_at, exit_size[g], n_ev, ev_time, ev_order)
+    live[g] += 1
     return n_ev + 1
+
+
+@nb.njit(cache=True)
+def _drop_started(exit_heap, at, size, ev_time, ev_vehicle, ev_stage, ev_order, start):
+    """Gate's exit notes (exit_heap[at:at + size]) without the give-ups of vehicles that have
+    started that stage (they will not count), made a heap again; returns the new size."""
+    m = 0
+    for p in range(size):
+        e = exit_heap[at + p]
+        if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
+            exit_heap[at + m] = e
+            m += 1
+    for j in range(m // 2 - 1, -1, -1):
+        _sift_down(exit_heap, at, m, j, exit_heap[at + j], ev_time, ev_order)
+    return m
 
 
 @nb.njit(cache=True)
@@ -199,6 +220,10 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     n_ev = 0
     exit_heap = np.empty(n_gates * n_notes, np.int64)
     exit_size = np.zeros(n_gates, np.int64)
+    # per gate, its notes that will count (crossings, give-ups of vehicles not started there):
+    # a vehicle's give-up at a stage is noted when it comes to the stage, though most start it
+    # long before; once they are most of the heap, the heap is made again without them
+    live = np.zeros(n_gates, np.int64)
     assigned = np.zeros(n_gates, np.int64)
     gone = np.zeros(n_gates, np.int64)
     in_system = np.zeros(n_gates, np.int64)
@@ -257,6 +282,8 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                         t_prev[r] = t
                         continue
                     start[k, v] = t
+                    if patient:  # its give-up here will not count
+                        live[g] -= 1
                     took = service[g, k, v]
                     if factor_on[r]:
                         took *= factor[r, vclass[v], min(day_of(t), n_days - 1)]
@@ -273,7 +300,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                         end[k, v] = finish
                         if k == n_stages[g] - 1:
                             n_ev = _note_exit(finish, v, -1, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                                              exit_heap, n_notes, exit_size)
+                                              exit_heap, n_notes, exit_size, live)
                         else:  # on to the next stage, in this stage's start order among equal times
                             x = at_k + n + v
                             ready[x] = finish
@@ -283,13 +310,17 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                             queued[q] = _push(queue, q * n, queued[q], x, ready, tie)
                             if has_deadline and k + 1 < patience_stages[g]:
                                 n_ev = _note_exit(max(deadline[v], finish), v, k + 1, g, ev_time, ev_vehicle, ev_stage,
-                                                  ev_order, n_ev, exit_heap, n_notes, exit_size)
+                                                  ev_order, n_ev, exit_heap, n_notes, exit_size, live)
             at = g * n_notes
+            if exit_size[g] > 2 * live[g] + 64:
+                exit_size[g] = _drop_started(exit_heap, at, exit_size[g], ev_time, ev_vehicle, ev_stage, ev_order,
+                                             start)
             while exit_size[g] > 0 and ev_time[exit_heap[at]] < bound:  # the exits before the bound
                 e = exit_heap[at]
                 exit_size[g] = _pop(exit_heap, at, exit_size[g], ev_time, ev_order)
                 if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
                     gone[g] += 1
+                    live[g] -= 1
             in_system[g] = assigned[g] - gone[g]
         if final:
             break
@@ -308,7 +339,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
         queued[q] = _push(queue, q * n, queued[q], i, ready, tie)
         if has_deadline and patience_stages[g] > 0:
             n_ev = _note_exit(max(deadline[i], arrival[i]), i, 0, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                              exit_heap, n_notes, exit_size)
+                              exit_heap, n_notes, exit_size, live)
     if has_deadline:  # those never started where they may give up: gone, if within the horizon
         for g in range(n_gates):
             for k in range(min(patience_stages[g], n_stages[g])):
