@@ -114,6 +114,16 @@ def _drop_started(exit_heap, at, size, ev_time, ev_vehicle, ev_stage, ev_order, 
 
 
 @nb.njit(cache=True)
+def _first_ready(head, base, n_levels):
+    """When the first vehicle of a stage is ready: the least of its levels' queue heads."""
+    earliest = np.inf
+    for q in range(base, base + n_levels):
+        if head[q] < earliest:
+            earliest = head[q]
+    return earliest
+
+
+@nb.njit(cache=True)
 def _gate_start(r, t, free, n_free, unlimited, starts, ends, cal_end, cal_i, quota, quota_on, cur_day, used,
                 day_safe):
     """kernels.next_start, rule for rule, at stage row r whose lanes follow the gate's calendar
@@ -191,6 +201,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     # there: queue[q * n:q * n + queued[q]]
     queue = np.empty(n_rows * n_levels * n, np.int64)
     queued = np.zeros(n_rows * n_levels, np.int64)
+    head = np.full(n_rows * n_levels, np.inf)  # when the first of each queue is ready (inf: empty)
     width = lane_off.shape[1] - 1
     n_free = np.empty(n_rows, np.int64)
     free = np.full((n_rows, max(width, lanes.max(), 1)), -np.inf)
@@ -208,9 +219,16 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     day_safe = np.full(n_rows, -np.inf)
     t_prev = np.full(n_rows, -np.inf)
     rank = np.zeros(n_rows, np.int64)
-    # per stage row, the start its pass would make next (inf: none), known while nothing has
-    # joined or started there since; -inf: not known
+    # per stage row, the start its pass would make next (inf: none), kept while nothing has
+    # started there or joined ready before its first (which alone could bring it forward);
+    # -inf: not known. Where known, the lane and positions with which it is made (next_*).
     pending = np.full(n_rows, -np.inf)
+    known = np.zeros(n_rows, np.bool_)
+    next_lane = np.zeros(n_rows, np.int64)
+    next_cal = np.zeros(n_rows, np.int64)
+    next_day = np.zeros(n_rows, np.int64)
+    next_used = np.zeros(n_rows, np.int64)
+    next_safe = np.zeros(n_rows)
     # per gate, a heap of the noted exits (crossings, and give-ups unless started by then)
     n_notes = n * (k_max + 1)
     ev_time = np.empty(n_notes)
@@ -247,35 +265,42 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                 unlimited = lanes[r] < 0 and not per_lane
                 patient = has_deadline and k < patience_stages[g]
                 while True:
-                    earliest = np.inf
-                    for q in range(base, base + n_levels):
-                        if queued[q] > 0 and ready[queue[q * n]] < earliest:
-                            earliest = ready[queue[q * n]]
-                    if earliest == np.inf:
-                        pending[r] = np.inf
-                        break
-                    t = earliest if earliest > t_prev[r] else t_prev[r]
-                    c_i, c_day, c_used, c_safe = cal_i[r], cur_day[r], used[r], day_safe[r]
-                    if per_lane:  # lanes on calendars of their own (rare): next_start on the row's views
-                        saved[:n_free[r]] = lane_i[r, :n_free[r]]
-                        t, lane, c_i, c_day, c_used, c_safe = next_start(
-                            t, free[r], n_free[r], False, True, lane_i[r], lane_off[r], lane_starts, lane_ends,
-                            cal_starts, cal_ends, c_i, no_int, c_day, c_used, c_safe)
+                    if known[r]:  # the start worked out before, which nothing since has changed
+                        known[r] = False
+                        t, lane = pending[r], next_lane[r]
+                        c_i, c_day, c_used, c_safe = next_cal[r], next_day[r], next_used[r], next_safe[r]
                     else:
-                        t, lane, c_i, c_day, c_used, c_safe = _gate_start(
-                            r, t, free, n_free[r], unlimited, cal_starts, cal_ends, cal_end, c_i, quota, quota_on,
-                            c_day, c_used, c_safe)
-                    if t >= bound or t >= horizon:  # not decided yet (or never): the lanes' positions put back
-                        if per_lane:
-                            lane_i[r, :n_free[r]] = saved[:n_free[r]]
-                        pending[r] = t if t < horizon else np.inf
-                        break
+                        earliest = _first_ready(head, base, n_levels)
+                        if earliest == np.inf:
+                            pending[r] = np.inf
+                            break
+                        t = earliest if earliest > t_prev[r] else t_prev[r]
+                        c_i, c_day, c_used, c_safe = cal_i[r], cur_day[r], used[r], day_safe[r]
+                        if per_lane:  # lanes on calendars of their own (rare): next_start on the row's views
+                            saved[:n_free[r]] = lane_i[r, :n_free[r]]
+                            t, lane, c_i, c_day, c_used, c_safe = next_start(
+                                t, free[r], n_free[r], False, True, lane_i[r], lane_off[r], lane_starts, lane_ends,
+                                cal_starts, cal_ends, c_i, no_int, c_day, c_used, c_safe)
+                        else:
+                            t, lane, c_i, c_day, c_used, c_safe = _gate_start(
+                                r, t, free, n_free[r], unlimited, cal_starts, cal_ends, cal_end, c_i, quota, quota_on,
+                                c_day, c_used, c_safe)
+                        if t >= bound or t >= horizon:  # not decided yet (or never): kept, not made
+                            if per_lane:  # the lanes' positions put back: it is worked out again
+                                lane_i[r, :n_free[r]] = saved[:n_free[r]]
+                            elif t < horizon:
+                                known[r] = True
+                                next_lane[r], next_cal[r], next_day[r], next_used[r], next_safe[r] = (
+                                    lane, c_i, c_day, c_used, c_safe)
+                            pending[r] = t if t < horizon else np.inf
+                            break
                     cal_i[r], cur_day[r], used[r], day_safe[r] = c_i, c_day, c_used, c_safe
                     q = base  # the best level with a vehicle ready by t (one exists: earliest <= t)
-                    while queued[q] == 0 or ready[queue[q * n]] > t:
+                    while head[q] > t:
                         q += 1
                     v = queue[q * n] - at_k
                     queued[q] = _pop(queue, q * n, queued[q], ready, tie)
+                    head[q] = ready[queue[q * n]] if queued[q] > 0 else np.inf
                     since = arrival[v] if k == 0 else ready[at_k + v]
                     if patient and gave_up(deadline[v], since, t):  # it left before its turn
                         left[v] = max(deadline[v], since)
@@ -306,8 +331,11 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                             ready[x] = finish
                             tie[x] = order
                             q = (r + 1) * n_levels + level[v]
-                            pending[r + 1] = -np.inf
+                            if finish < _first_ready(head, (r + 1) * n_levels, n_levels):
+                                pending[r + 1] = -np.inf  # its next start may come sooner
+                                known[r + 1] = False
                             queued[q] = _push(queue, q * n, queued[q], x, ready, tie)
+                            head[q] = min(head[q], finish)
                             if has_deadline and k + 1 < patience_stages[g]:
                                 n_ev = _note_exit(max(deadline[v], finish), v, k + 1, g, ev_time, ev_vehicle, ev_stage,
                                                   ev_order, n_ev, exit_heap, n_notes, exit_size, live)
@@ -335,8 +363,11 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
         ready[i] = joins[i]
         tie[i] = i
         q = stage_base[g] * n_levels + level[i]
-        pending[stage_base[g]] = -np.inf
+        if joins[i] < _first_ready(head, stage_base[g] * n_levels, n_levels):
+            pending[stage_base[g]] = -np.inf
+            known[stage_base[g]] = False
         queued[q] = _push(queue, q * n, queued[q], i, ready, tie)
+        head[q] = min(head[q], joins[i])
         if has_deadline and patience_stages[g] > 0:
             n_ev = _note_exit(max(deadline[i], arrival[i]), i, 0, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
                               exit_heap, n_notes, exit_size, live)
