@@ -408,6 +408,5 @@ def simulate_corridor(c: CorridorInputs) -> CorridorRecord:
         cal_starts, cal_ends, cal_off, lane_starts, lane_ends, lane_off, lane_on, factor, factor_on, deadline,
         patience, float(c.horizon_h), tables.capacity, tables.weight, tables.detour, tables.sensitivity,
         tables.refused_from, tables.refused_to, tables.refused_off)
-    per_gate = [slice(0, g.stages) for g in c.gates]
-    return corridor_records(c, choice, [start[s].T for s in per_gate], [end[s].T for s in per_gate],
-                            [lane[s].T for s in per_gate], left)
+    return corridor_records(c, choice, [start[:g.stages] for g in c.gates], [end[:g.stages] for g in c.gates],
+                            [lane[:g.stages] for g in c.gates], left)
