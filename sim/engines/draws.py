@@ -601,7 +601,8 @@ def wait_corridor_inputs(corridor: str, direction: str, flows: list[FlowPlan], c
     # k_max rows), which so come out in the order the engines read (indexing the 3-D services
     # along their last axis gave another memory order, which the fast engine then copied)
     parts = [(f.arrival, (j, f.arrival if f.available is None else f.available, 0.0,
-                          np.inf if f.deadline is None else f.deadline, [classes.index(f.classes[x]) for x in f.vclass]),
+                          np.inf if f.deadline is None else f.deadline,
+                          [classes.index(f.classes[x]) for x in f.vclass]),
               _padded(f.service, j, len(flows), k_max)) for j, f in enumerate(backlog)]
     parts += [(arr, (-1, arr, u, dl, cl), service) for cl, (arr, u, service, dl) in enumerate(runs)]
     bounds = np.cumsum([0] + [arr.size for arr, _columns, _service in parts])

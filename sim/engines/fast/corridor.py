@@ -2,19 +2,21 @@
 
 A choice at t reads the vehicles in each gate's system at t, which depend on every event at
 every gate before t, so a gate cannot be computed as one recursion over all its vehicles. The
-kernel runs the per-flow recursion of ``kernels`` (its stage passes, the same next start from
+kernel runs the per-flow recursion of ``kernels`` (its stage passes, the rules of
 ``next_start``) resumably: each stage of each gate keeps its pass's state (lanes, calendar and
 quota positions, the day's count) and a priority queue per level of the vehicles that have
 reached it (by ready time, ties in the previous stage's start order, the first stage's in
 arrival order). Before a vehicle chooses at t, every gate's passes are taken on up to t: every
 start before t is decided, which no later arrival can change (it is ready at t or later); a
-start the pass would make at t or later is left undecided, its state put back, and kept as
-the stage's next start until a vehicle joins or starts there: a stage with nothing new is
-passed over without working it out again. Then a gate's vehicles that crossed or gave up
-before t are known: a crossing is known when its last stage starts; a vehicle waiting at a
-stage where it may give up is gone at max(deadline, when it came to the stage) if it has not
-started that stage by then, so the kernel notes that time when it joins the stage and, once it
-is past, looks whether it started. After the last arrival the passes run to the horizon.
+start the pass would make at t or later is left undecided, its state left as it was, and kept
+as the stage's next start, with the lane and positions it would be made with, until a vehicle
+starts there or joins ready before the stage's first (which alone could bring it forward): a
+stage with nothing new is passed over, and its kept start made without working it out again.
+Then a gate's vehicles that crossed or gave up before t are known: a crossing is known when its
+last stage starts; a vehicle waiting at a stage where it may give up is gone at max(deadline,
+when it came to the stage) if it has not started that stage by then, so the kernel notes that
+time when it joins the stage and, once it is past, looks whether it started. After the last
+arrival the passes run to the horizon.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .kernels import gave_up, next_start
 # and each of its arrays is last used at one place (one exit from each loop, one return):
 # numba then keeps no reference counts in it. A view of a row, an array given to a function
 # numba inlines, or one last used at different places by path costs an atomic increment and
-# decrement each time: two fifths of the kernel's time when it did so.
+# decrement each time: nearly half of the kernel's time when it did so.
 
 
 @nb.njit(cache=True)
