@@ -265,12 +265,22 @@ def choose(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refus
     """The option a vehicle of class vclass arriving at t takes, on the vehicles in each gate's
     system (in_system) and its uniform u: a gate's index, or the number of gates for the
     outside option (the module's docstring gives the rule)."""
+    n_options = capacity.shape[0] + 1
+    return choose_into(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refused_from, refused_to,
+                       refused_off, np.empty(n_options), np.empty(n_options))
+
+
+@nb.njit(cache=True)
+def choose_into(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refused_from, refused_to,
+                refused_off, cost, w):
+    """``choose`` with its working arrays given (cost, w: one entry per option), so that a
+    kernel choosing for every vehicle allocates them once. It has one return and no views of
+    arrays: numba then keeps no reference counts in it."""
     n_gates, n_classes, days = capacity.shape
     d = min(day_of(t), days - 1)
-    cost = np.empty(n_gates + 1)
-    w = np.zeros(n_gates + 1)
     best = np.inf
     for g in range(n_gates + 1):
+        w[g] = 0.0
         if g < n_gates:
             cap = capacity[g, vclass, d]
             if not cap > 0 or not weight[g, vclass, d] > 0:
@@ -299,25 +309,26 @@ def choose(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refus
             else:
                 w[g] *= math.exp(-sensitivity * (cost[g] - best))
             total += w[g]
-    if not total > 0:
-        return n_gates
     target = u * total
     acc = 0.0
-    last = n_gates
+    chosen = n_gates  # no option at all: the outside option
+    found = not total > 0
     for g in range(n_gates + 1):
-        if w[g] > 0:
+        if not found and w[g] > 0:
             acc += w[g]
-            last = g
-            if acc > target:
-                return g
-    return last  # u x total rounded up to the sum: the last option
+            chosen = g  # if u x total rounds up to the sum: the last option
+            found = acc > target
+    return chosen
 
 
 def corridor_records(c: CorridorInputs, choice: np.ndarray, start: list[np.ndarray], end: list[np.ndarray],
                      lane: list[np.ndarray], left: np.ndarray) -> CorridorRecord:
     """Per gate, the FlowRecord of its vehicles (those that chose it or are fixed to it), from
-    an engine's per-vehicle times: start, end and lane per gate (n, its stages), left (n,). A
-    gate's record knows the classes it serves alone, as its flow does without the corridor."""
+    an engine's per-vehicle times: start, end and lane per gate, stage-major (its stages, n),
+    left (n,). A gate's record knows the classes it serves alone, as its flow does without the
+    corridor; its arrays are (vehicles, stages) views of stage-major ones, as the fast engine's
+    flow records are (a gather along the vehicles of stage-major rows is several times faster
+    than one of (n, stages) rows)."""
     records = []
     for gi, g in enumerate(c.gates):
         sel = np.flatnonzero(choice == gi)
@@ -327,7 +338,7 @@ def corridor_records(c: CorridorInputs, choice: np.ndarray, start: list[np.ndarr
         local[own] = np.arange(own.size)
         flow = FlowInputs(
             gate=g.gate, direction=c.direction, arrival=c.arrival[sel], vclass=local[c.vclass[sel]],
-            class_priority=c.class_priority[own], service=c.service[gi, :g.stages][:, sel].T,
+            class_priority=c.class_priority[own], service=c.service[gi, :g.stages].take(sel, axis=1).T,
             classes=[c.classes[k] for k in own], stage_names=list(g.stage_names), lanes=list(g.lanes),
             quota=list(g.quota), calendar=g.calendar, n_backlog=int(np.sum(c.gate == gi)),
             acceptance=g.acceptance, lane_calendars=list(g.lane_calendars),
@@ -336,6 +347,7 @@ def corridor_records(c: CorridorInputs, choice: np.ndarray, start: list[np.ndarr
             deadline=None if c.deadline is None else c.deadline[sel],
             patience_stages=g.patience_stages if c.deadline is not None else 0,
         )
-        records.append(FlowRecord(flow, start[gi][sel], end[gi][sel], lane[gi][sel], left[sel]))
+        records.append(FlowRecord(flow, start[gi].take(sel, axis=1).T, end[gi].take(sel, axis=1).T,
+                                  lane[gi].take(sel, axis=1).T, left[sel]))
     return CorridorRecord(c, np.where(choice < len(c.gates), choice, OUTSIDE), records)
 

@@ -600,18 +600,27 @@ def wait_corridor_inputs(corridor: str, direction: str, flows: list[FlowPlan], c
             patience = fp.patience[ci] if patience is None else patience
         deadline = _deadlines(patience, v, arrival, rep_seq, f"patience/{prefix}/{c}")
         runs.append((arrival, stream(rep_seq, f"choice/{prefix}/{c}").random(n), service, deadline))
-    # the backlog first (gate by gate), then the classes' runs, merged by time (stable)
-    parts = [(f.arrival, np.full(f.n, j), f.available if f.available is not None else f.arrival,
-              np.zeros(f.n), _padded(f.service, j, len(flows), k_max),
-              f.deadline if f.deadline is not None else np.full(f.n, np.inf),
-              np.array([classes.index(f.classes[x]) for x in f.vclass], dtype=np.int64))
-             for j, f in enumerate(backlog)]
-    parts += [(arr, np.full(arr.size, -1), arr, u, service, dl, np.full(arr.size, cl, np.int64))
-              for cl, (arr, u, service, dl) in enumerate(runs)]
-    arrival = np.concatenate([p[0] for p in parts])
+    # the backlog first (gate by gate), then the classes' runs, merged by time (stable), with
+    # what goes with each vehicle as the rows of one array gathered in one call: its gate (-1:
+    # it chooses), when it joins, its uniform, deadline and class, then its services (gates x
+    # k_max rows), which so come out in the order the engines read (indexing the 3-D services
+    # along their last axis gave another memory order, which the fast engine then copied)
+    parts = [(f.arrival, (j, f.arrival if f.available is None else f.available, 0.0,
+                          np.inf if f.deadline is None else f.deadline,
+                          [classes.index(f.classes[x]) for x in f.vclass]),
+              _padded(f.service, j, len(flows), k_max)) for j, f in enumerate(backlog)]
+    parts += [(arr, (-1, arr, u, dl, cl), service) for cl, (arr, u, service, dl) in enumerate(runs)]
+    bounds = np.cumsum([0] + [arr.size for arr, _columns, _service in parts])
+    rows = np.empty((5 + len(flows) * k_max, bounds[-1]))
+    for (arr, columns, service), first in zip(parts, bounds):
+        for r, column in enumerate(columns):
+            rows[r, first:first + arr.size] = column
+        rows[5:, first:first + arr.size] = service.reshape(len(flows) * k_max, arr.size)
+    arrival = np.concatenate([arr for arr, _columns, _service in parts])
     order = np.argsort(arrival, kind="mergesort")
-    gate, joins, u, deadline, vclass = (np.concatenate([p[i] for p in parts])[order] for i in (1, 2, 3, 5, 6))
-    service = np.concatenate([p[4] for p in parts], axis=2)[:, :, order]
+    arrival, rows = arrival[order], rows.take(order, axis=1)
+    gate, joins, u, deadline, vclass = rows[0].astype(np.int64), rows[1], rows[2], rows[3], rows[4].astype(np.int64)
+    service = rows[5:].reshape(len(flows), k_max, arrival.size)
     day_demand = rates.reshape(len(flows), n_classes, days, 24).sum(axis=3)
     total_day = day_demand.sum(axis=0)
     leaving = math.isfinite(outside_detour_h)
@@ -619,7 +628,7 @@ def wait_corridor_inputs(corridor: str, direction: str, flows: list[FlowPlan], c
                              np.full((1, n_classes, days), OUTSIDE_WEIGHT if leaving else 0.0)])
     return CorridorInputs(
         name=corridor, direction=direction, classes=list(classes), class_priority=class_priority, gates=gates,
-        arrival=arrival[order], vclass=vclass, gate=gate.astype(np.int64), joins=joins, u=u, service=service,
+        arrival=arrival, vclass=vclass, gate=gate, joins=joins, u=u, service=service,
         deadline=None if np.all(np.isinf(deadline)) else deadline, weight=weight,
         detour_h=np.array([*detour_h, outside_detour_h if leaving else 0.0], dtype=float), sensitivity=float(sensitivity),
         horizon_h=horizon_h)

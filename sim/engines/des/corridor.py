@@ -26,9 +26,9 @@ def simulate_corridor(c: CorridorInputs) -> CorridorRecord:
     env = simpy.Environment()
     n = c.n
     pools = [stage_pools(env, g) for g in c.gates]
-    start = [np.full((n, g.stages), np.nan) for g in c.gates]
-    end = [np.full((n, g.stages), np.nan) for g in c.gates]
-    lanes = [np.full((n, g.stages), -1, np.int16) for g in c.gates]
+    start = [np.full((g.stages, n), np.nan) for g in c.gates]  # stage-major, as corridor_records takes them
+    end = [np.full((g.stages, n), np.nan) for g in c.gates]
+    lanes = [np.full((g.stages, n), -1, np.int16) for g in c.gates]
     left = np.full(n, np.nan)
     choice = np.full(n, len(c.gates), np.int64)  # the outside option until a gate is chosen
     if n:
@@ -61,7 +61,7 @@ def _arrivals(env, c: CorridorInputs, pools, start, end, lanes, left, choice):
                 continue
         choice[i] = g
         assigned[g] += 1
-        env.process(_at_gate(env, c, i, g, pools[g], start[g], end[g], lanes[g], left, exits[g]))
+        env.process(_at_gate(env, c, i, g, pools[g], start[g].T, end[g].T, lanes[g].T, left, exits[g]))
 
 
 def _at_gate(env, c: CorridorInputs, i: int, g: int, pools, start, end, lanes, left, exits):

@@ -2,83 +2,169 @@
 
 A choice at t reads the vehicles in each gate's system at t, which depend on every event at
 every gate before t, so a gate cannot be computed as one recursion over all its vehicles. The
-kernel runs the per-flow recursion of ``kernels`` (its stage passes, the same next start from
+kernel runs the per-flow recursion of ``kernels`` (its stage passes, the rules of
 ``next_start``) resumably: each stage of each gate keeps its pass's state (lanes, calendar and
 quota positions, the day's count) and a priority queue per level of the vehicles that have
 reached it (by ready time, ties in the previous stage's start order, the first stage's in
 arrival order). Before a vehicle chooses at t, every gate's passes are taken on up to t: every
 start before t is decided, which no later arrival can change (it is ready at t or later); a
-start the pass would make at t or later is left undecided, its state put back, and kept as
-the stage's next start until a vehicle joins or starts there: a stage with nothing new is
-passed over without working it out again. Then a gate's vehicles that crossed or gave up
-before t are known: a crossing is known when its last stage starts; a vehicle waiting at a
-stage where it may give up is gone at max(deadline, when it came to the stage) if it has not
-started that stage by then, so the kernel notes that time when it joins the stage and, once it
-is past, looks whether it started. After the last arrival the passes run to the horizon.
+start the pass would make at t or later is left undecided, its state left as it was, and kept
+as the stage's next start, with the lane and positions it would be made with, until a vehicle
+starts there or joins ready before the stage's first (which alone could bring it forward): a
+stage with nothing new is passed over, and its kept start made without working it out again.
+Then a gate's vehicles that crossed or gave up before t are known: a crossing is known when its
+last stage starts; a vehicle waiting at a stage where it may give up is gone at max(deadline,
+when it came to the stage) if it has not started that stage by then, so the kernel notes that
+time when it joins the stage and, once it is past, looks whether it started. After the last
+arrival the passes run to the horizon.
 """
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import numba as nb
 import numpy as np
 
 from ...base.days import day_of
-from ..corridor import CorridorInputs, CorridorRecord, check, choice_tables, choose, corridor_records
+from ..corridor import CorridorInputs, CorridorRecord, check, choice_tables, choose_into, corridor_records
 from .engine import lane_calendar_arrays, levels, stacked
 from .kernels import gave_up, next_start
 
 
-@nb.njit(cache=True, inline="always")
-def _before(key, tie, a, b):
-    return key[a] < key[b] or (key[a] == key[b] and tie[a] < tie[b])
+# What the kernel calls for each vehicle is given whole arrays and the row or offset to use,
+# and each of its arrays is last used at one place (one exit from each loop, one return):
+# numba then keeps no reference counts in it. A view of a row, an array given to a function
+# numba inlines, or one last used at different places by path costs an atomic increment and
+# decrement each time: nearly half of the kernel's time when it did so.
 
 
 @nb.njit(cache=True)
-def _push(heap, size, x, key, tie):
-    """Put x in a binary min-heap (heap[:size]) ordered by (key, tie); returns the new size."""
+def _push(heap, at, size, x, key, tie):
+    """Put x in the binary min-heap heap[at:at + size], ordered by (key[x], tie[x]); returns the new size."""
+    kx = key[x]
+    tx = tie[x]
     j = size
-    while j > 0:
+    up = j > 0
+    while up:
         parent = (j - 1) >> 1
-        if not _before(key, tie, x, heap[parent]):
-            break
-        heap[j] = heap[parent]
-        j = parent
-    heap[j] = x
+        p = heap[at + parent]
+        up = kx < key[p] or (kx == key[p] and tx < tie[p])
+        if up:
+            heap[at + j] = p
+            j = parent
+            up = j > 0
+    heap[at + j] = x
     return size + 1
 
 
 @nb.njit(cache=True)
-def _pop(heap, size, key, tie):
-    """Take the least element (heap[0]) out of a binary min-heap; returns the new size."""
-    size -= 1
-    x = heap[size]
-    j = 0
-    while True:
+def _sift_down(heap, at, size, j, x, key, tie):
+    """Put x at position j of the binary min-heap heap[at:at + size] or below it, moving the
+    lesser children up, ordered by (key, tie)."""
+    kx = key[x]
+    tx = tie[x]
+    down = True
+    while down:
         child = 2 * j + 1
-        if child >= size:
-            break
-        if child + 1 < size and _before(key, tie, heap[child + 1], heap[child]):
-            child += 1
-        if not _before(key, tie, heap[child], x):
-            break
-        heap[j] = heap[child]
-        j = child
-    if size > 0:
-        heap[j] = x
+        down = child < size
+        if down:
+            c = heap[at + child]
+            if child + 1 < size:
+                d = heap[at + child + 1]
+                if key[d] < key[c] or (key[d] == key[c] and tie[d] < tie[c]):
+                    child += 1
+                    c = d
+            down = key[c] < kx or (key[c] == kx and tie[c] < tx)
+            if down:
+                heap[at + j] = c
+                j = child
+    heap[at + j] = x  # an empty heap: x goes back to the slot it came from, past the heap's end
+
+
+@nb.njit(cache=True)
+def _pop(heap, at, size, key, tie):
+    """Take the least element (heap[at]) out of the binary min-heap heap[at:at + size]; returns the new size."""
+    size -= 1
+    _sift_down(heap, at, size, 0, heap[at + size], key, tie)
     return size
 
 
 @nb.njit(cache=True)
-def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_heap, exit_size):
+def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_heap, exit_at, exit_size, live):
     """Note a time at which vehicle i may leave gate g: its crossing (k = -1), or when it gives
     up at stage k unless it has started it by then. Returns the number of notes."""
     ev_time[n_ev] = t
     ev_vehicle[n_ev] = i
     ev_stage[n_ev] = k
-    exit_size[g] = _push(exit_heap[g], exit_size[g], n_ev, ev_time, ev_order)
+    exit_size[g] = _push(exit_heap, g * exit_at, exit_size[g], n_ev, ev_time, ev_order)
+    live[g] += 1
     return n_ev + 1
+
+
+@nb.njit(cache=True)
+def _drop_started(exit_heap, at, size, ev_time, ev_vehicle, ev_stage, ev_order, start):
+    """Gate's exit notes (exit_heap[at:at + size]) without the give-ups of vehicles that have
+    started that stage (they will not count), made a heap again; returns the new size."""
+    m = 0
+    for p in range(size):
+        e = exit_heap[at + p]
+        if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
+            exit_heap[at + m] = e
+            m += 1
+    for j in range(m // 2 - 1, -1, -1):
+        _sift_down(exit_heap, at, m, j, exit_heap[at + j], ev_time, ev_order)
+    return m
+
+
+@nb.njit(cache=True)
+def _first_ready(head, base, n_levels):
+    """When the first vehicle of a stage is ready: the least of its levels' queue heads."""
+    earliest = np.inf
+    for q in range(base, base + n_levels):
+        if head[q] < earliest:
+            earliest = head[q]
+    return earliest
+
+
+@nb.njit(cache=True)
+def _gate_start(r, t, free, n_free, unlimited, starts, ends, cal_end, cal_i, quota, quota_on, cur_day, used,
+                day_safe):
+    """kernels.next_start, rule for rule, at stage row r whose lanes follow the gate's calendar
+    (starts/ends from cal_i to cal_end) and, if quota_on[r], a daily limit quota[r] (every
+    stage but one whose lanes have calendars of their own): the earliest time >= t
+    a lane (free[r, :n_free], none if unlimited) is free, the gate open and the day's limit not
+    reached, the lane, and the positions (cal_i, cur_day, used, day_safe), which the caller
+    keeps only if the start is made."""
+    lane = 0
+    f = np.inf
+    for j in range(0 if unlimited else n_free):  # the earliest free lane (the first of equals)
+        if free[r, j] < f:
+            lane = j
+            f = free[r, j]
+    if not unlimited and f > t:
+        t = f
+    n_quota = quota.shape[1]
+    searching = True
+    while searching:
+        while cal_i < cal_end and ends[cal_i] <= t:  # the next open time (as next_open_from)
+            cal_i += 1
+        if cal_i == cal_end:
+            t = np.inf
+            searching = False
+        else:
+            if t < starts[cal_i]:
+                t = starts[cal_i]
+            searching = quota_on[r]
+            if searching:  # the day's limit: on a later day the count starts afresh
+                if not t < day_safe:
+                    d = day_of(t)
+                    if d != cur_day:
+                        cur_day = d
+                        used = 0
+                        day_safe = 24.0 * (d + 1) - 1e-6
+                searching = cur_day < n_quota and used >= quota[r, cur_day]
+                if searching:
+                    t = 24.0 * (cur_day + 1)
+    return t, lane, cal_i, cur_day, used, day_safe
 
 
 @nb.njit(cache=True)
@@ -109,11 +195,15 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     lane_out = np.full((k_max, n), -1, np.int16)
     left = np.full(n, np.nan)
     choice = np.full(n, n_gates, np.int64)
-    ready = np.full((k_max, n), np.nan)  # when a vehicle reached each stage of its gate
-    tie = np.zeros((k_max, n), np.int64)  # its order among those that reach it at once
-    # per stage row and level, a heap of the vehicles waiting there
-    queue = np.empty((n_rows * n_levels, max(n, 1)), np.int64)
+    # vehicle v at stage k is k * n + v: when it reached the stage and its order among those
+    # that reach it at once
+    ready = np.full(k_max * n, np.nan)
+    tie = np.zeros(k_max * n, np.int64)
+    # per stage row and level (q = row * n_levels + level), a heap of the vehicles waiting
+    # there: queue[q * n:q * n + queued[q]]
+    queue = np.empty(n_rows * n_levels * n, np.int64)
     queued = np.zeros(n_rows * n_levels, np.int64)
+    head = np.full(n_rows * n_levels, np.inf)  # when the first of each queue is ready (inf: empty)
     width = lane_off.shape[1] - 1
     n_free = np.empty(n_rows, np.int64)
     free = np.full((n_rows, max(width, lanes.max(), 1)), -np.inf)
@@ -123,15 +213,24 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
         if lane_on[r]:
             lane_i[r, :width] = lane_off[r, :width]
     saved = np.zeros(max(width, 1), np.int64)
-    cal_i = np.zeros(n_rows, np.int64)
+    cal_i = np.zeros(n_rows, np.int64)  # absolute positions in cal_starts/cal_ends
+    for g in range(n_gates):
+        cal_i[stage_base[g]:stage_base[g] + n_stages[g]] = cal_off[g]
     cur_day = np.full(n_rows, -1, np.int64)
     used = np.zeros(n_rows, np.int64)
     day_safe = np.full(n_rows, -np.inf)
     t_prev = np.full(n_rows, -np.inf)
     rank = np.zeros(n_rows, np.int64)
-    # per stage row, the start its pass would make next (inf: none), known while nothing has
-    # joined or started there since; -inf: not known
+    # per stage row, the start its pass would make next (inf: none), kept while nothing has
+    # started there or joined ready before its first (which alone could bring it forward);
+    # -inf: not known. Where known, the lane and positions with which it is made (next_*).
     pending = np.full(n_rows, -np.inf)
+    known = np.zeros(n_rows, np.bool_)
+    next_lane = np.zeros(n_rows, np.int64)
+    next_cal = np.zeros(n_rows, np.int64)
+    next_day = np.zeros(n_rows, np.int64)
+    next_used = np.zeros(n_rows, np.int64)
+    next_safe = np.zeros(n_rows)
     # per gate, a heap of the noted exits (crossings, and give-ups unless started by then)
     n_notes = n * (k_max + 1)
     ev_time = np.empty(n_notes)
@@ -139,63 +238,79 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     ev_stage = np.empty(n_notes, np.int64)
     ev_order = np.arange(n_notes)
     n_ev = 0
-    exit_heap = np.empty((n_gates, max(n_notes, 1)), np.int64)
+    exit_heap = np.empty(n_gates * n_notes, np.int64)
     exit_size = np.zeros(n_gates, np.int64)
+    # per gate, its notes that will count (crossings, give-ups of vehicles not started there):
+    # a vehicle's give-up at a stage is noted when it comes to the stage, though most start it
+    # long before; once they are most of the heap, the heap is made again without them
+    live = np.zeros(n_gates, np.int64)
     assigned = np.zeros(n_gates, np.int64)
     gone = np.zeros(n_gates, np.int64)
     in_system = np.zeros(n_gates, np.int64)
     no_int = np.zeros(0, np.int64)
+    cost = np.empty(n_gates + 1)
+    option_weight = np.empty(n_gates + 1)
     for i in range(n + 1):
         final = i == n
         # before a choice, every start before its arrival; after the last arrival, all (a fixed
         # vehicle chooses nothing: it joins its gate at once)
         bound = np.inf if final else arrival[i] if fixed[i] < 0 else -np.inf
         for g in range(n_gates if bound > -np.inf else 0):
-            starts = cal_starts[cal_off[g]:cal_off[g + 1]]
-            ends = cal_ends[cal_off[g]:cal_off[g + 1]]
+            cal_end = cal_off[g + 1]
             for k in range(n_stages[g]):  # each stage's pass on to the bound, in stage order
                 r = stage_base[g] + k
                 if pending[r] >= bound:  # its next start is at the bound or later: nothing to do
                     continue
                 base = r * n_levels
+                at_k = k * n
                 per_lane = lane_on[r]
                 unlimited = lanes[r] < 0 and not per_lane
                 patient = has_deadline and k < patience_stages[g]
-                quota_day = quota[r] if quota_on[r] else no_int
-                offsets = lane_off[r] if per_lane else no_int
                 while True:
-                    earliest = np.inf
-                    for lv in range(n_levels):
-                        if queued[base + lv] > 0 and ready[k, queue[base + lv, 0]] < earliest:
-                            earliest = ready[k, queue[base + lv, 0]]
-                    if earliest == np.inf:
-                        pending[r] = np.inf
-                        break
-                    nf = n_free[r]
-                    if per_lane:
-                        saved[:nf] = lane_i[r, :nf]
-                    t, lane, c_i, c_day, c_used, c_safe = next_start(
-                        earliest if earliest > t_prev[r] else t_prev[r], free[r], nf, unlimited, per_lane,
-                        lane_i[r], offsets, lane_starts, lane_ends, starts, ends, cal_i[r], quota_day, cur_day[r],
-                        used[r], day_safe[r])
-                    if t >= bound or t >= horizon:  # not decided yet (or never): the pass's state put back
-                        if per_lane:
-                            lane_i[r, :nf] = saved[:nf]
-                        pending[r] = t if t < horizon else np.inf
-                        break
+                    if known[r]:  # the start worked out before, which nothing since has changed
+                        known[r] = False
+                        t, lane = pending[r], next_lane[r]
+                        c_i, c_day, c_used, c_safe = next_cal[r], next_day[r], next_used[r], next_safe[r]
+                    else:
+                        earliest = _first_ready(head, base, n_levels)
+                        if earliest == np.inf:
+                            pending[r] = np.inf
+                            break
+                        t = earliest if earliest > t_prev[r] else t_prev[r]
+                        c_i, c_day, c_used, c_safe = cal_i[r], cur_day[r], used[r], day_safe[r]
+                        if per_lane:  # lanes on calendars of their own (rare): next_start on the row's views
+                            saved[:n_free[r]] = lane_i[r, :n_free[r]]
+                            t, lane, c_i, c_day, c_used, c_safe = next_start(
+                                t, free[r], n_free[r], False, True, lane_i[r], lane_off[r], lane_starts, lane_ends,
+                                cal_starts, cal_ends, c_i, no_int, c_day, c_used, c_safe)
+                        else:
+                            t, lane, c_i, c_day, c_used, c_safe = _gate_start(
+                                r, t, free, n_free[r], unlimited, cal_starts, cal_ends, cal_end, c_i, quota, quota_on,
+                                c_day, c_used, c_safe)
+                        if t >= bound or t >= horizon:  # not decided yet (or never): kept, not made
+                            if per_lane:  # the lanes' positions put back: it is worked out again
+                                lane_i[r, :n_free[r]] = saved[:n_free[r]]
+                            elif t < horizon:
+                                known[r] = True
+                                next_lane[r], next_cal[r], next_day[r], next_used[r], next_safe[r] = (
+                                    lane, c_i, c_day, c_used, c_safe)
+                            pending[r] = t if t < horizon else np.inf
+                            break
                     cal_i[r], cur_day[r], used[r], day_safe[r] = c_i, c_day, c_used, c_safe
-                    chosen = 0  # the best level with a vehicle ready by t (one exists: earliest <= t)
-                    while queued[base + chosen] == 0 or ready[k, queue[base + chosen, 0]] > t:
-                        chosen += 1
-                    q = base + chosen
-                    v = queue[q, 0]
-                    queued[q] = _pop(queue[q], queued[q], ready[k], tie[k])
-                    since = arrival[v] if k == 0 else ready[k, v]
+                    q = base  # the best level with a vehicle ready by t (one exists: earliest <= t)
+                    while head[q] > t:
+                        q += 1
+                    v = queue[q * n] - at_k
+                    queued[q] = _pop(queue, q * n, queued[q], ready, tie)
+                    head[q] = ready[queue[q * n]] if queued[q] > 0 else np.inf
+                    since = arrival[v] if k == 0 else ready[at_k + v]
                     if patient and gave_up(deadline[v], since, t):  # it left before its turn
                         left[v] = max(deadline[v], since)
                         t_prev[r] = t
                         continue
                     start[k, v] = t
+                    if patient:  # its give-up here will not count
+                        live[g] -= 1
                     took = service[g, k, v]
                     if factor_on[r]:
                         took *= factor[r, vclass[v], min(day_of(t), n_days - 1)]
@@ -212,48 +327,60 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                         end[k, v] = finish
                         if k == n_stages[g] - 1:
                             n_ev = _note_exit(finish, v, -1, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                                              exit_heap, exit_size)
+                                              exit_heap, n_notes, exit_size, live)
                         else:  # on to the next stage, in this stage's start order among equal times
-                            ready[k + 1, v] = finish
-                            tie[k + 1, v] = order
+                            x = at_k + n + v
+                            ready[x] = finish
+                            tie[x] = order
                             q = (r + 1) * n_levels + level[v]
-                            pending[r + 1] = -np.inf
-                            queued[q] = _push(queue[q], queued[q], v, ready[k + 1], tie[k + 1])
+                            if finish < _first_ready(head, (r + 1) * n_levels, n_levels):
+                                pending[r + 1] = -np.inf  # its next start may come sooner
+                                known[r + 1] = False
+                            queued[q] = _push(queue, q * n, queued[q], x, ready, tie)
+                            head[q] = min(head[q], finish)
                             if has_deadline and k + 1 < patience_stages[g]:
                                 n_ev = _note_exit(max(deadline[v], finish), v, k + 1, g, ev_time, ev_vehicle, ev_stage,
-                                                  ev_order, n_ev, exit_heap, exit_size)
-            while exit_size[g] > 0 and ev_time[exit_heap[g, 0]] < bound:  # the exits before the bound
-                e = exit_heap[g, 0]
-                exit_size[g] = _pop(exit_heap[g], exit_size[g], ev_time, ev_order)
+                                                  ev_order, n_ev, exit_heap, n_notes, exit_size, live)
+            at = g * n_notes
+            if exit_size[g] > 2 * live[g] + 64:
+                exit_size[g] = _drop_started(exit_heap, at, exit_size[g], ev_time, ev_vehicle, ev_stage, ev_order,
+                                             start)
+            while exit_size[g] > 0 and ev_time[exit_heap[at]] < bound:  # the exits before the bound
+                e = exit_heap[at]
+                exit_size[g] = _pop(exit_heap, at, exit_size[g], ev_time, ev_order)
                 if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
                     gone[g] += 1
+                    live[g] -= 1
             in_system[g] = assigned[g] - gone[g]
         if final:
             break
         g = fixed[i]
         if g < 0:
-            g = choose(arrival[i], vclass[i], u[i], in_system, capacity, weight, detour, sensitivity, refused_from,
-                       refused_to, refused_off)
+            g = choose_into(arrival[i], vclass[i], u[i], in_system, capacity, weight, detour, sensitivity,
+                            refused_from, refused_to, refused_off, cost, option_weight)
             if g == n_gates:
                 continue
         choice[i] = g
         assigned[g] += 1
-        ready[0, i] = joins[i]
-        tie[0, i] = i
+        ready[i] = joins[i]
+        tie[i] = i
         q = stage_base[g] * n_levels + level[i]
-        pending[stage_base[g]] = -np.inf
-        queued[q] = _push(queue[q], queued[q], i, ready[0], tie[0])
+        if joins[i] < _first_ready(head, stage_base[g] * n_levels, n_levels):
+            pending[stage_base[g]] = -np.inf
+            known[stage_base[g]] = False
+        queued[q] = _push(queue, q * n, queued[q], i, ready, tie)
+        head[q] = min(head[q], joins[i])
         if has_deadline and patience_stages[g] > 0:
             n_ev = _note_exit(max(deadline[i], arrival[i]), i, 0, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                              exit_heap, exit_size)
+                              exit_heap, n_notes, exit_size, live)
     if has_deadline:  # those never started where they may give up: gone, if within the horizon
         for g in range(n_gates):
             for k in range(min(patience_stages[g], n_stages[g])):
-                base = (stage_base[g] + k) * n_levels
-                for lv in range(n_levels):
-                    for p in range(queued[base + lv]):
-                        v = queue[base + lv, p]
-                        gone_at = max(deadline[v], arrival[v] if k == 0 else ready[k, v])
+                q0 = (stage_base[g] + k) * n_levels
+                for q in range(q0, q0 + n_levels):
+                    for p in range(queued[q]):
+                        v = queue[q * n + p] - k * n
+                        gone_at = max(deadline[v], arrival[v] if k == 0 else ready[k * n + v])
                         if gone_at < horizon:
                             left[v] = gone_at
     return choice, start, end, lane_out, left
@@ -283,6 +410,5 @@ def simulate_corridor(c: CorridorInputs) -> CorridorRecord:
         cal_starts, cal_ends, cal_off, lane_starts, lane_ends, lane_off, lane_on, factor, factor_on, deadline,
         patience, float(c.horizon_h), tables.capacity, tables.weight, tables.detour, tables.sensitivity,
         tables.refused_from, tables.refused_to, tables.refused_off)
-    per_gate = [slice(0, g.stages) for g in c.gates]
-    return corridor_records(c, choice, [start[s].T for s in per_gate], [end[s].T for s in per_gate],
-                            [lane[s].T for s in per_gate], left)
+    return corridor_records(c, choice, [start[:g.stages] for g in c.gates], [end[:g.stages] for g in c.gates],
+                            [lane[:g.stages] for g in c.gates], left)
