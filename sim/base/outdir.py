@@ -40,7 +40,7 @@ from .errors import OutputError, ScenarioError
 
 MARKER = ".bordersim"  # in every results folder: {"written_by": "bordersim", "kind": ..., "files": FILES}
 FILES = ".bordersim-files.json"  # in every folder bordersim writes files to: their paths and SHA-256
-KINDS = ("run", "compare", "sweep")  # the kinds of results folder, each written by its own command
+KINDS = ("run", "compare", "sweep", "optimise")  # the kinds of results folder, each written by its own command
 # What a folder of each kind held when bordersim wrote a marker without "files" (it did not list
 # its files then): those names are taken as bordersim's; any other file there is someone's.
 WRITTEN_BEFORE_LISTS = {
