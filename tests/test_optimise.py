@@ -78,8 +78,10 @@ def test_the_evidence_runs_on_fresh_seeds_paired_with_the_scenario_as_given():
 
 
 def test_same_trials_on_1_and_2_workers(tmp_path):
-    one = optimise(MMC, constraints=[WAIT], workers=1, out=tmp_path / "one", **FAST)
-    two = optimise(MMC, constraints=[WAIT], workers=2, out=tmp_path / "two", **FAST)
+    # past TPE's 10 random start-up trials, so that later proposals depend on the batches' history
+    kw = dict(FAST, trials=20)
+    one = optimise(MMC, constraints=[WAIT], workers=1, out=tmp_path / "one", **kw)
+    two = optimise(MMC, constraints=[WAIT], workers=2, out=tmp_path / "two", **kw)
     assert two.workers == 2
     for name in ("trials.csv", "front.csv", "evidence.csv", "recommended.toml"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
