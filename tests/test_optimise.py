@@ -28,6 +28,7 @@ from sim.experiments.optimise import evidence_seed, interval, measure_values, Me
 from sim.model import scenario as sc
 from sim.outputs.optimise import optimise
 from tests.test_analytic import erlang_c_wait
+from tests.test_sweep import dask_cluster  # noqa: F401 - the sweep tests' Dask LocalCluster fixture
 
 DATA = Path(__file__).parent / "data"
 MMC = DATA / "mmc_levers.toml"
