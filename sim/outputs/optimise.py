@@ -14,7 +14,6 @@ the whole run are sim.base.outdir's.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..base.errors import OutputError, shorten
-from ..base.outdir import atomic_dir, atomic_file, check_target, holding, read_marker, version
+from ..base.outdir import atomic_dir, atomic_file, check_target, file_lock, holding, read_marker, version
 from ..experiments import optimise as opt
 from ..model.scenario import Scenario
 from .provenance import seen_from
@@ -136,26 +135,20 @@ def recommended_toml(setup: opt.OptimiseSetup, best: pd.Series, folder: Path | N
 
 
 def _flock_lock(path: Path):
-    """optuna's journal lock as a flock of the journal itself (_FlockLock)."""
+    """optuna's journal lock as a flock of the journal itself (sim.base.outdir.file_lock): a killed
+    search leaves no lock file to wait on, as optuna's own file and symlink locks would."""
     from optuna.storages.journal._file import BaseJournalFileLock
 
     class _FlockLock(BaseJournalFileLock):
-        """optuna's journal lock as a flock of the journal itself: the kernel drops it when its
-    process dies, so a killed search leaves no lock file behind to wait on (optuna's own file
-    and symlink locks would)."""
-
         def __init__(self) -> None:
-            self.fd: int | None = None
+            self.held = contextlib.ExitStack()
 
         def acquire(self) -> bool:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.held.enter_context(file_lock(path))
             return True
 
         def release(self) -> None:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
+            self.held.close()
 
     return _FlockLock()
 
