@@ -345,7 +345,7 @@ class Expectation(_Model):
     gate: str = "all"
     direction: Literal["exit", "entry", "all"] = "all"
     metric: str
-    change: Literal["decrease", "increase"]
+    change: Literal["decrease", "increase", "none"]  # none: the same in every replication (a file that changes nothing)
     note: str | None = None
 
 
