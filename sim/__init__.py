@@ -17,6 +17,7 @@ from .outputs.results import read_table, write_comparison, write_results
 from .experiments.run import RunResult, run, run_replication
 from .model.scenario import Scenario, from_dict, load
 from .outputs.sweep import sweep
+from .outputs.optimise import optimise
 
 __all__ = [
     "BordersimError",
@@ -32,6 +33,7 @@ __all__ = [
     "ScenarioError",
     "from_dict",
     "load",
+    "optimise",
     "read_table",
     "run",
     "run_replication",

@@ -141,6 +141,34 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-plots", action="store_true", help="write tables only")
     sw.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
     sw.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    op = sub.add_parser("optimise", help="search a scenario's levers for the least cost (or a metric) that meets "
+                                         "constraints, on common random numbers")
+    op.add_argument("scenario", help="scenario TOML file or library name with [levers.<id>] tables")
+    op.add_argument("--objective", default="lever_cost",
+                    help="what to minimise: lever_cost (default: the levers' annual cost, with --constraint), "
+                         "total_cost (levers' cost + the waiting cost cost_total_vnd a year) or METRIC[@GATE] "
+                         "(no gate: all gates together)")
+    op.add_argument("--constraint", action="append", default=[], metavar="'METRIC[@GATE] <= LIMIT'",
+                    help="a limit on a trial's mean, <= or >=; no gate: at every gate; repeatable")
+    op.add_argument("--lever", action="append", default=[], metavar="ID",
+                    help="search only these levers (the others stay at their base); repeatable; default: all")
+    op.add_argument("--trials", type=_whole_number(1), default=100, help="trials (default 100)")
+    op.add_argument("--reps", type=_whole_number(2), default=20, help="replications per trial (default 20)")
+    op.add_argument("--batch", type=_whole_number(1), default=10,
+                    help="trials proposed at a time and run together (default 10; the results depend on it, "
+                         "not on --workers)")
+    op.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED,
+                    help=f"root seed of the replications, the sampler and the evidence (default {DEFAULT_SEED})")
+    op.add_argument("--out", help="output folder; rerunning the same command resumes it "
+                                  "(default results/optimise_<scenario>/)")
+    op.add_argument("--workers", type=_whole_number(1), help="parallel processes (default: one per core)")
+    op.add_argument("--scheduler", choices=("local", "dask"), help="local (default) or dask, as for sweep")
+    op.add_argument("--address", help="with --scheduler dask: a running scheduler, tcp://HOST:PORT")
+    op.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or des")
+    op.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help=SET_HELP)
+    op.add_argument("--no-plots", action="store_true", help="write tables only")
+    op.add_argument("--no-report", action="store_true", help="no report.html beside the tables")
+    op.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     v = sub.add_parser("validate", help="check scenario files and print their uncertain inputs")
     v.add_argument("scenarios", nargs="*", help=f"scenario TOML files or library names (default: {DEFAULT}, "
                                                 "as for run)")
@@ -326,6 +354,41 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_optimise(args) -> int:
+    from .outputs.optimise import optimise
+    from .outputs.text import optimise_report
+
+    path = scenario_path(args.scenario)
+    out = _out_arg(args.out)
+    if out is None:
+        from .model import scenario as sc
+
+        out = Path("results") / f"optimise_{sc.load(path, sets=args.set).name}"
+    state = {}
+
+    def started(done: int, todo: int) -> None:
+        state["started"] = True
+        if done and not args.quiet:
+            print(f"resuming {out}/: {done} trials done before, {todo} to run", flush=True)
+
+    try:
+        result = optimise(path, objective=args.objective, constraints=args.constraint, levers=args.lever,
+                          trials=args.trials, reps=args.reps, batch=args.batch, seed=args.seed, engine=args.engine,
+                          out=out, workers=args.workers, scheduler=args.scheduler, address=args.address,
+                          sets=args.set, make_plots=not args.no_plots, report=not args.no_report,
+                          progress=False if args.quiet else None, warn=_warn, on_start=started)
+    except KeyboardInterrupt as exc:
+        if not state.get("started"):
+            raise
+        kind = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"bordersim: {kind}; the trials finished so far are kept in {out}/: run the same command to resume",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    if not args.quiet:
+        print(optimise_report(result))
+    return 0
+
+
 def _cmd_report(args) -> int:
     from .base.outdir import atomic_file, holding, read_marker
     from .outputs.report import build_report
@@ -359,6 +422,14 @@ def _cmd_validate(args) -> int:
             print(f"  ensemble {scen.ensemble_file}: {len(scen.ensemble)} parameter sets of "
                   f"{scen.ensemble.shape[1]} inputs, one set per replication")
         from_ensemble = set() if scen.ensemble is None else set(scen.ensemble.columns)
+        if scen.nominal.levers:
+            from .experiments.levers import LeverSpace, describe_lever
+
+            LeverSpace.of(scen)  # every lever's paths and choices checked against the scenario
+            print(f"  levers ({len(scen.nominal.levers)}: what a planner controls):")
+            for lid, lever in scen.nominal.levers.items():
+                print(f"    {lid}: {describe_lever(lever)}")
+            print(f"  uncertain inputs ({len(scen.ranges)}: what each replication draws):")
         for r in scen.ranges:
             how = " (from the ensemble)" if r.name() in from_ensemble else ""
             print(f"  {r.name()}: {r.kind} {list(r.values)}{how}")
@@ -444,7 +515,8 @@ def _dispatch(args) -> int:
     handle_term = _main_thread()  # signal handlers can only be set from the main thread
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
-        commands = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "validate": _cmd_validate,
+        commands = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "optimise": _cmd_optimise,
+                    "validate": _cmd_validate,
                     "calibrate": _cmd_calibrate, "report": _cmd_report}
         return commands[args.command](args)
     except BordersimError as exc:

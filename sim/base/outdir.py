@@ -40,7 +40,7 @@ from .errors import OutputError, ScenarioError
 
 MARKER = ".bordersim"  # in every results folder: {"written_by": "bordersim", "kind": ..., "files": FILES}
 FILES = ".bordersim-files.json"  # in every folder bordersim writes files to: their paths and SHA-256
-KINDS = ("run", "compare", "sweep")  # the kinds of results folder, each written by its own command
+KINDS = ("run", "compare", "sweep", "optimise")  # the kinds of results folder, each written by its own command
 # What a folder of each kind held when bordersim wrote a marker without "files" (it did not list
 # its files then): those names are taken as bordersim's; any other file there is someone's.
 WRITTEN_BEFORE_LISTS = {
@@ -390,6 +390,19 @@ def holding(folder: str | Path, elsewhere: bool = False) -> Iterator[None]:
             again = f"run again, or {_REMEDY}" if elsewhere else "run again"
             raise OutputError(str(folder), None, f"another bordersim command put new results in it at the same "
                                                  f"time; {again}")
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive flock of a file in a folder this process holds, for a library's own journal
+    written in place (an optimisation's optuna journal): the kernel drops it when the process
+    dies, so a kill leaves no lock file behind to wait on."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -22,6 +22,15 @@ def replication_seed(seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
+def derived_seed(seed: int, name: str, *index: int) -> int:
+    """A root seed for another use of a run's seed, named by what it is for (and indexed):
+    ``SeedSequence(seed, spawn_key=(key of name, *index))``'s first 63 bits. Its streams are
+    not the run's (the run's replications spawn from ``seed`` itself), and it depends only on
+    the seed, the name and the index."""
+    words = np.random.SeedSequence(seed, spawn_key=(_name_key(name), *index)).generate_state(2, np.uint32)
+    return (int(words[0]) | int(words[1]) << 32) >> 1
+
+
 @lru_cache(maxsize=4096)
 def _name_key(name: str) -> int:
     # A stable 32-bit key for the stream name (Python's hash() is salted per process).

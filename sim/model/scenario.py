@@ -438,6 +438,10 @@ def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None,
     ensemble_file = raw.pop("ensemble", None)
     check_new_names(raw, layers or [], path)
     ranges = find_ranges(raw, path)
+    lever_range = next((r for r in ranges if r.path[0] == "levers"), None)
+    if lever_range is not None:  # a lever's values and costs are what a planner decides, not drawn
+        raise ScenarioError(path, path_str(lever_range.path), "a lever's numbers are plain numbers, not ranges "
+                                                              "(its values are integer = [lo, hi] or real = [lo, hi])")
     nominal = build_model(substitute(raw, {r.path: r.nominal() for r in ranges}), path)
     # The ends of every range must be valid too, or some replications would fail.
     for end, pick in (("low", Range.low), ("high", Range.high)):

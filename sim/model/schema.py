@@ -387,7 +387,7 @@ class Expectation(_Model):
     gate: str = "all"
     direction: Literal["exit", "entry", "all"] = "all"
     metric: str
-    change: Literal["decrease", "increase"]
+    change: Literal["decrease", "increase", "none"]  # none: the same in every replication (a file that changes nothing)
     note: str | None = None
 
 
@@ -462,6 +462,42 @@ class Corridor(_Model):
 _SHARES = CorridorChoice()
 
 
+MAX_LEVER_COST = 1e15  # VND per unit and year: some US$40 billion, beyond any border works (a typo's guard)
+MAX_LEVER_CHOICES = 100
+LeverCost = Annotated[float, Field(ge=0, le=MAX_LEVER_COST)]
+
+
+class LeverChoice(_Model):
+    """One value of a choice lever: the changes it makes (``--set`` lines, PATH=VALUE) and the
+    units of the lever's cost it takes (0 for the scenario as given)."""
+
+    set: list[str] = Field(default_factory=list, description="PATH=VALUE changes, as --set takes them")
+    units: float = Field(ge=0, le=1e6, description="units of the lever's cost this choice takes")
+    description: str | None = None
+
+
+class Lever(_Model):
+    """What a planner controls: the inputs it sets (``paths``, set to the lever's value, or each
+    choice's ``set``), the values it may take (``integer = [lo, hi]``, ``real = [lo, hi]`` or
+    ``choices``), its value in the scenario as given (``base``: cost 0), and its cost per unit
+    away from ``base`` and year, capital (annualised) and operating, in VND, with their source."""
+
+    description: str | None = None
+    paths: list[str] = Field(default_factory=list, description="inputs set to the lever's value (integer, real)")
+    integer: list[int] | None = Field(None, min_length=2, max_length=2)
+    real: list[float] | None = Field(None, min_length=2, max_length=2)
+    choices: dict[str, LeverChoice] | None = Field(None, min_length=2, max_length=MAX_LEVER_CHOICES)
+    base: float | str = Field(description="the value (or choice) the scenario as given has")
+    unit: str = Field(min_length=1, description="what one unit of the cost is, e.g. 'customs lane each way'")
+    capital_per_unit_year: LeverCost = Field(description="VND a year: the capital cost annualised")
+    operating_per_unit_year: LeverCost = Field(description="VND a year")
+    cost_source: str = Field(min_length=1, description="where the costs come from, or 'assumption: ...' and why")
+
+    @property
+    def kind(self) -> str:
+        return "integer" if self.integer is not None else "real" if self.real is not None else "choices"
+
+
 class ScenarioModel(_Model):
     name: str
     description: str = ""
@@ -472,6 +508,7 @@ class ScenarioModel(_Model):
     demand_steps: list[DemandStep] = Field(default_factory=list)
     adjust: list[Adjustment] = Field(default_factory=list)
     corridors: dict[str, Corridor] = Field(default_factory=dict)
+    levers: dict[str, Lever] = Field(default_factory=dict)
     expect: list[Expectation] = Field(default_factory=list)
     observation: Observation = Field(default_factory=Observation)
     source: str | None = None
@@ -759,6 +796,7 @@ def _cross_check(m: ScenarioModel, file: str) -> None:
         raise ScenarioError(file, f"classes.{missing}.costs", f"required field is missing: every class needs costs "
                                                               f"once one has them ({', '.join(priced)} has), or its "
                                                               "waiting would be priced at 0")
+    _check_levers(m, file)
     for e in m.expect:
         if e.gate != "all" and e.gate not in m.gates and e.gate not in m.corridors:
             raise ScenarioError(file, "expect.gate", f"unknown gate '{e.gate}' (gates: all, "
@@ -821,6 +859,61 @@ def _check_corridors(m: ScenarioModel, file: str) -> None:
             if choice.outside_share:
                 raise ScenarioError(file, f"{cw}.outside_share", "the rule 'wait' leaves the province by its "
                                                                  "outside_detour_h, not a share")
+
+
+def _check_levers(m: ScenarioModel, file: str) -> None:
+    """A lever has one kind of values (integer, real or choices) that hold its base, sets inputs
+    (paths for a number, each choice's set, the base choice's none: it is the scenario as given),
+    and no input is set by two levers. Whether the paths name inputs is checked against the
+    scenario by the optimisation (sim.experiments.levers), as --set checks its own."""
+    owner: dict[str, str] = {}
+    for lid, lever in m.levers.items():
+        where = f"levers.{lid}"
+        check_slug(lid, file, where)
+        kinds = [k for k in ("integer", "real", "choices") if getattr(lever, k) is not None]
+        if len(kinds) != 1:
+            raise ScenarioError(file, where, "needs exactly one of integer = [lo, hi], real = [lo, hi] or "
+                                             f"[{where}.choices.<name>] (has {', '.join(kinds) or 'none'})")
+        if lever.kind == "choices":
+            if lever.paths:
+                raise ScenarioError(file, f"{where}.paths", "a choice lever sets inputs in each choice's set; "
+                                                            "paths belong to integer and real levers")
+            if not isinstance(lever.base, str) or lever.base not in lever.choices:
+                raise ScenarioError(file, f"{where}.base", f"{_echo(lever.base)} is not one of its choices "
+                                                           f"({', '.join(lever.choices)})")
+            base = lever.choices[lever.base]
+            if base.set or base.units:
+                raise ScenarioError(file, f"{where}.choices.{lever.base}", "is the base, the scenario as given: it "
+                                                                           "sets nothing and costs 0 units")
+            targets = {}
+            for name, choice in lever.choices.items():
+                check_slug(name, file, f"{where}.choices")
+                for i, text in enumerate(choice.set):
+                    path = text.partition("=")[0].rstrip("+-*").strip()
+                    if not path or "=" not in text:
+                        raise ScenarioError(file, f"{where}.choices.{name}.set[{i}]",
+                                            f"'{shorten(text)}' is not PATH=VALUE (as --set takes it)")
+                    targets[path] = name
+            paths = list(targets)
+        else:
+            lo, hi = getattr(lever, lever.kind)
+            if not lo < hi:
+                raise ScenarioError(file, f"{where}.{lever.kind}", f"[{lo:g}, {hi:g}] needs lo < hi")
+            if isinstance(lever.base, str) or not lo <= lever.base <= hi:
+                raise ScenarioError(file, f"{where}.base", f"{_echo(lever.base)} must be a number in "
+                                                           f"[{lo:g}, {hi:g}], its {lever.kind} range")
+            if lever.kind == "integer" and not float(lever.base).is_integer():
+                raise ScenarioError(file, f"{where}.base", f"{lever.base:g} is not a whole number")
+            if not lever.paths:
+                raise ScenarioError(file, f"{where}.paths", "names no input: give the inputs the lever sets")
+            paths = list(lever.paths)
+        for path in paths:
+            if path in owner and owner[path] != lid:
+                raise ScenarioError(file, where, f"sets {shorten(path, 120)}, which lever '{owner[path]}' sets "
+                                                 "already; an input belongs to one lever")
+            if path in owner:
+                raise ScenarioError(file, f"{where}.paths", f"lists {shorten(path, 120)} twice")
+            owner[path] = lid
 
 
 def _validate(data: dict, file: str) -> ScenarioModel:

@@ -225,3 +225,50 @@ def _ranking_stats(kind: str, row: pd.Series) -> str:
         text = shown("spearman", "rho", ".3f")
     significant = row.get(f"{RANKED_INDEX[kind]}_significant")
     return text + (f"  {NOT_SIGNIFICANT}" if pd.notna(significant) and not significant else "")
+
+
+def vnd(value: float) -> str:
+    """A cost in VND as printed and reported: billions (and millions below one billion)."""
+    if not pd.notna(value):
+        return "–"
+    return f"{value / 1e9:,.2f} bn VND" if abs(value) >= 1e9 else f"{value / 1e6:,.1f} M VND"
+
+
+def evidence_value(quantity: str, value: float) -> str:
+    """A value of evidence.csv: a cost in VND, any other measure with four significant digits."""
+    return vnd(value) if quantity.endswith("vnd_per_year") or "cost" in quantity and "vnd" in quantity \
+        else f"{value:.4g}"
+
+
+def optimise_report(result) -> str:
+    """What the CLI prints after an optimisation: the trials, the recommended levers and what they
+    cost, and the evidence (fresh replications, paired against the scenario as given)."""
+    s = result.setup
+    t = result.trials
+    lines = [wrapped(f"{s.scenario.name}: {len(t)} trials of {s.reps} replications on common random numbers "
+                     f"(objective {s.objective.label}; {int(t['feasible'].sum())} meet "
+                     f"{'; '.join(c.label for c in s.constraints) or 'no constraint'}); "
+                     f"{result.computed} run now, {result.resumed} found done; {result.wall_s:.1f} s")]
+    lines.append(f"Pareto front: {len(result.front)} trials (front.csv)")
+    if result.recommended is None:
+        lines.append("no recommendation: no trial meets every constraint")
+    else:
+        r = result.recommended
+        levers = ", ".join(f"{lid} = {r[lid]}" for lid in s.space.levers)
+        lines.append(wrapped(f"recommended (trial {int(r['trial'])}): {levers}; levers' cost "
+                             f"{vnd(r['lever_cost_vnd_per_year'])} a year (capital {vnd(r['lever_capital_vnd_per_year'])}, "
+                             f"operating {vnd(r['lever_operating_vnd_per_year'])})"))
+        lines.append("evidence on fresh replications (recommended - as given, paired, with 95 % intervals):")
+        for _, e in result.evidence.iterrows():
+            q = e["quantity"]
+            diff = (f"{evidence_value(q, e['difference_mean'])} [{evidence_value(q, e['difference_ci_low'])}, "
+                    f"{evidence_value(q, e['difference_ci_high'])}]")
+            holds = ""
+            if e["constraint"]:
+                holds = f"; {e['constraint']}: {'holds' if e['holds'] else 'fails'}" \
+                        f"{' (its interval too)' if e['holds_at_95'] else ' (not its whole interval)'}"
+            lines.append(wrapped(f"  {q}: as given {evidence_value(q, e['as_given_mean'])}, recommended "
+                                 f"{evidence_value(q, e['recommended_mean'])}, difference {diff}{holds}"))
+    if result.out is not None:
+        lines.append(f"written to {result.out}/")
+    return "\n".join(lines)

@@ -13,7 +13,7 @@ writing its function in a module of its own and registering it with ``@kind("nam
 The modules: ``page`` (the page, the folder it is read from, rendering), ``blocks`` (cells,
 tables by month, warnings and plots the pages share), ``inputs`` (a scenario's files and inputs
 with their sources), then a module per kind of folder: ``run``, ``compare``, ``calibration``,
-``sweep``. The report reads the folders sim.outputs.results and the sweep write; it imports no
+``sweep``, ``optimise``. The report reads the folders sim.outputs.results and the sweep write; it imports no
 writer of them.
 """
 
@@ -22,6 +22,6 @@ from .page import KINDS, Folder, Page, ReportError, build_report, folder_kind, k
 
 # each kind's module registers its page; imported in this order, which is the order an error
 # lists the kinds in
-from . import run, compare, calibration, sweep  # noqa: E402, F401, I001
+from . import run, compare, calibration, sweep, optimise  # noqa: E402, F401, I001
 
 __all__ = ["KINDS", "Folder", "Page", "ReportError", "build_report", "folder_kind", "kind", "render", "value_text"]

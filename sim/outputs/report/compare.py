@@ -102,9 +102,13 @@ def _expectations(table: pd.DataFrame, scen: dict, names: dict[str, str]) -> lis
             rows.append([scen["name"], where, label, f"to {e['change']}", "–", "not in the results"])
             continue
         r = sel.iloc[0]
-        holds = r.diff_ci_high < 0 if e["change"] == "decrease" else r.diff_ci_low > 0
-        against = r.diff_ci_low > 0 if e["change"] == "decrease" else r.diff_ci_high < 0
-        verdict = "holds" if holds else ("the opposite" if against else "not shown (the interval includes 0)")
+        if e["change"] == "none":  # the same in every replication: a difference of exactly 0, interval and all
+            same = r.diff_mean == 0 and r.diff_ci_low == 0 and r.diff_ci_high == 0
+            verdict = "holds" if same else "changed"
+        else:
+            holds = r.diff_ci_high < 0 if e["change"] == "decrease" else r.diff_ci_low > 0
+            against = r.diff_ci_low > 0 if e["change"] == "decrease" else r.diff_ci_high < 0
+            verdict = "holds" if holds else ("the opposite" if against else "not shown (the interval includes 0)")
         rows.append([scen["name"], where, label, f"to {e['change']}", _difference(r, e["metric"]), verdict])
     return rows
 

@@ -1,0 +1,50 @@
+"""An optimisation's figure, drawn from its trials table: ``front.png``, every trial's lever cost
+against its performance (the front's second axis), the feasible ones apart from the others, the
+Pareto front joined, the recommended trial marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+BILLION = 1e9  # VND: the cost axis is in billions of VND a year
+
+
+def draw_front(trials: pd.DataFrame, performance: pd.Series, performance_label: str, recommended: int | None,
+               title: str, path) -> None:
+    """The figure from the trials table (trials.csv) and each trial's performance."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    cost = trials["lever_cost_vnd_per_year"] / BILLION
+    ok = trials["feasible"].astype(bool)
+    ax.scatter(cost[~ok], performance[~ok], s=14, color="0.7", label="meets not every constraint")
+    ax.scatter(cost[ok], performance[ok], s=18, color="tab:blue", label="meets every constraint")
+    front = trials["front"].astype(bool)
+    order = cost[front].sort_values().index
+    ax.plot(cost[order], performance[order], "-o", color="tab:orange", ms=5, label="Pareto front")
+    if recommended is not None:
+        at = trials.index[trials["trial"] == recommended]
+        ax.scatter(cost[at], performance[at], s=160, marker="*", color="tab:red", zorder=5, label="recommended")
+    ax.set_xlabel("levers' cost, billion VND a year (capital annualised + operating)")
+    ax.set_ylabel(performance_label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
+def front_figure(result, path: Path) -> None:
+    """front.png of a finished optimisation (sim.outputs.optimise.OptimiseResult)."""
+    from ..experiments.optimise import performance_values
+
+    s = result.setup
+    rec = None if result.recommended is None else int(result.recommended["trial"])
+    draw_front(result.trials, performance_values(s, result.trials), s.performance_label, rec,
+               f"Optimisation of {s.scenario.name}: {len(result.trials)} trials of {s.reps} replications "
+               f"(means), objective {s.objective.label}", path)

@@ -1,0 +1,189 @@
+"""Levers and bordersim optimise (sim.experiments.levers, sim.experiments.optimise, sim.outputs.optimise).
+
+- over the lanes of an M/M/c gate, the least lever cost that meets a mean-wait target is the
+  smallest c whose Erlang C wait meets it;
+- the recommended levers' evidence runs on a seed derived from --seed, not the search's;
+- the same seed gives the same trials.csv, to the byte, on 1 and 2 workers (and a Dask cluster);
+- an optimisation killed with SIGKILL and started again counts every trial once, and its
+  trials.csv equals an uninterrupted run's;
+- bad levers, objectives and constraints are one line naming the file and field, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.cli import main
+from sim.experiments.experiment import run_design
+from sim.experiments.optimise import evidence_seed, interval, measure_values, Measure
+from sim.model import scenario as sc
+from sim.outputs.optimise import optimise
+from tests.test_analytic import erlang_c_wait
+from tests.test_sweep import dask_cluster  # noqa: F401 - the sweep tests' Dask LocalCluster fixture
+
+DATA = Path(__file__).parent / "data"
+MMC = DATA / "mmc_levers.toml"
+LAMBDA, MU = 2.4, 1.0  # per hour: mmc_levers.toml's 57.6 trucks a day, 60-minute exponential service
+TARGET_H = 0.5
+WAIT = f"wait_mean_h@g <= {TARGET_H}"
+FAST = dict(trials=12, reps=5, batch=4, seed=7, progress=False, make_plots=False, report=False)
+
+
+def _bordersim() -> list[str]:
+    exe = Path(sys.executable).with_name("bordersim")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sim.cli"]
+
+
+def test_the_least_cost_meeting_a_wait_target_is_erlang_c_smallest_c():
+    c_star = next(c for c in range(1, 7) if c * MU > LAMBDA and erlang_c_wait(LAMBDA, MU, c) <= TARGET_H)
+    # the target is not a close call: the simulation's noise cannot move c* (a wrong search could)
+    assert erlang_c_wait(LAMBDA, MU, c_star - 1) > 2 * TARGET_H > 4 * erlang_c_wait(LAMBDA, MU, c_star)
+    result = optimise(MMC, constraints=[WAIT], workers=1, **FAST)
+    assert int(result.recommended["lanes"]) == c_star
+    t = result.trials
+    assert sorted(t["lanes"].unique()) != [c_star], "the search should have tried other values"
+    assert not t[t["lanes"] < c_star]["feasible"].any() and t[t["lanes"] >= c_star]["feasible"].all()
+    lever = sc.load(MMC).nominal.levers["lanes"]
+    per_lane = lever.capital_per_unit_year + lever.operating_per_unit_year
+    assert result.recommended["lever_cost_vnd_per_year"] == pytest.approx((c_star - lever.base) * per_lane)
+    assert int(t.iloc[0]["lanes"]) == lever.base  # trial 0: the scenario as given
+    ev = result.evidence.set_index("quantity")
+    assert bool(ev.loc["wait_mean_h@g", "holds"]) and ev.loc["wait_mean_h@g", "difference_ci_high"] < 0
+
+
+def test_the_evidence_runs_on_fresh_seeds_paired_with_the_scenario_as_given():
+    result = optimise(MMC, constraints=[WAIT], workers=1, **FAST)
+    setup = result.setup
+    fresh = evidence_seed(setup.seed)
+    assert fresh != setup.seed
+    rec = {"lanes": int(result.recommended["lanes"])}
+    measure = Measure("wait_mean_h", "g")
+    ev = result.evidence.set_index("quantity").loc["wait_mean_h@g"]
+    for seed, same in ((fresh, True), (setup.seed, False)):
+        given, chosen = run_design([setup.space.as_given(), setup.space.point(rec)], setup.reps, seed, workers=1,
+                                   progress=False)
+        got = interval(measure_values(chosen, [measure])["wait_mean_h@g"])[0]
+        base = interval(measure_values(given, [measure])["wait_mean_h@g"])[0]
+        assert (got == ev["recommended_mean"] and base == ev["as_given_mean"]) == same
+    search_mean = result.trials.set_index("trial").loc[int(result.recommended["trial"]), "wait_mean_h@g_mean"]
+    assert search_mean != ev["recommended_mean"]
+
+
+def test_same_trials_on_1_and_2_workers(tmp_path):
+    # past TPE's 10 random start-up trials, so that later proposals depend on the batches' history
+    kw = dict(FAST, trials=20)
+    one = optimise(MMC, constraints=[WAIT], workers=1, out=tmp_path / "one", **kw)
+    two = optimise(MMC, constraints=[WAIT], workers=2, out=tmp_path / "two", **kw)
+    assert two.workers == 2
+    for name in ("trials.csv", "front.csv", "evidence.csv", "recommended.toml"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert one.trials["lanes"].nunique() > 1
+
+
+@pytest.mark.slow
+def test_same_trials_on_a_dask_cluster(tmp_path, dask_cluster):
+    optimise(MMC, constraints=[WAIT], workers=1, out=tmp_path / "one", **FAST)
+    dsk = optimise(MMC, constraints=[WAIT], scheduler="dask", address=dask_cluster.scheduler_address,
+                   out=tmp_path / "dask", **FAST)
+    assert dsk.setup.scheduler == "dask"
+    assert (tmp_path / "one" / "trials.csv").read_bytes() == (tmp_path / "dask" / "trials.csv").read_bytes()
+
+
+def _told(out: Path) -> int:
+    journal = out / "study" / "journal.log"
+    if not journal.exists():
+        return 0
+    return sum(1 for line in journal.read_text().splitlines() if '"op_code":6' in line and '"state":1' in line)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_counts_every_trial_once(tmp_path):
+    args = ["optimise", str(MMC), "--constraint", WAIT, "--trials", "24", "--reps", "6", "--batch", "4",
+            "--seed", "3", "--workers", "1", "--no-plots", "--no-report", "--quiet"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_bordersim() + args + ["--out", str(killed)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and _told(killed) < 5:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    told = _told(killed)
+    assert 5 <= told < 24, "the kill should fall between the first batches and the last"
+    assert not (killed / "trials.csv").exists()
+    resumed = subprocess.run(_bordersim() + args[:-1] + ["--out", str(killed)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {killed}/: {told} trials done before, {24 - told} to run" in resumed.stdout
+    whole = tmp_path / "whole"
+    subprocess.run(_bordersim() + args + ["--out", str(whole)], check=True, capture_output=True)
+    assert (killed / "trials.csv").read_bytes() == (whole / "trials.csv").read_bytes()
+    table = pd.read_csv(killed / "trials.csv")
+    assert table["trial"].tolist() == list(range(24))  # every trial once
+    assert _told(killed) == 24
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _with(tmp_path: Path, old: str, new: str) -> Path:
+    text = MMC.read_text()
+    assert old in text
+    path = tmp_path / "levers.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("change, extra, said", [
+    (("paths = [\"gates.g.exit.stages.customs.lanes\"]", "paths = [\"gates.g.exit.stages.custom.lanes\"]"), [],
+     "levers.lanes.paths: gates.g.exit.stages.custom.lanes"),
+    (("capital_per_unit_year = 1e9", "capital_per_unit_year = -1e9"), [], "levers.lanes.capital_per_unit_year"),
+    (("integer = [1, 6]", "integer = [1, 200]"), [], "levers.lanes.paths"),  # 200 lanes: past MAX_LANES
+    (("base = 1", "base = 2"), [], "levers.lanes.base"),
+    (("[levers.lanes]", "[levers.lanes.x]"), [], "levers.lanes"),
+    (None, ["--constraint", "wait_mean_hours@g <= 1"], "--constraint"),
+    (None, ["--constraint", "wait_mean_h@g < 1"], "--constraint"),
+    (None, ["--constraint", "wait_mean_h@nowhere <= 1"], "--constraint"),
+    (None, ["--objective", "lever_cost"], "--objective"),
+    (None, ["--objective", "total_cost", "--constraint", WAIT], "--objective"),
+    (None, ["--objective", "time_in_system_p95_h@g", "--lever", "bridge"], "--lever"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, extra, said):
+    path = _with(tmp_path, *change) if change else MMC
+    out = tmp_path / "out"
+    args = ["optimise", str(path), "--trials", "4", "--reps", "2", "--out", str(out), "--quiet"]
+    if not any(a == "--constraint" for a in extra) and "--objective" not in extra[:1]:
+        args += ["--constraint", WAIT]
+    code = main(args + extra)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("bordersim: error: ") and said in err, err
+    assert not out.exists()
+
+
+def test_an_objective_without_a_lever_is_refused(tmp_path, capsys):
+    path = tmp_path / "no_levers.toml"
+    text = MMC.read_text()
+    path.write_text(text[:text.index("[levers.lanes]")])
+    code = main(["optimise", str(path), "--constraint", WAIT, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "levers: the scenario declares no levers" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_lists_levers_apart_from_uncertain_inputs(capsys):
+    assert main(["validate", str(DATA / "mmc_levers.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "levers (1: what a planner controls):" in out and "lanes: integer 1 to 6, base 1" in out
+    assert out.index("levers (1") < out.index("uncertain inputs (0")
