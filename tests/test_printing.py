@@ -53,7 +53,7 @@ def test_the_printed_run_and_compare_tables_fit_100_columns(tmp_path, capsys):
         # Bắc Luân II's limit changes Bắc Luân II and all gates; the others are named as unchanged
         assert len(rows) == 2 and all(re.search(r"\[[-+~0-9.,]+, [-+~0-9.,]+\]", r) for r in rows), head
     assert " ".join(text.split("unchanged: ")[1].split("\n  ")).splitlines()[0] == (
-        "mong_cai, km3_4, hoanh_mo, bac_phong_sinh (every figure the same, replication by replication)")
+        "mong_cai, km3_4, hoanh_mo, bac_phong_sinh (its own figures the same, replication by replication)")
     assert "compare.csv" in text and "compare_monthly.csv" in text
 
 

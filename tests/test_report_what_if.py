@@ -80,12 +80,12 @@ def test_gates_where_nothing_changed_are_named_in_one_line_not_as_rows_of_zeros(
     table = html_tables(html, "findings")[-1]
     assert {row[0] for row in table["rows"]} - {""} == {BAC_LUAN_2, "all gates"}
     assert not any(cell.startswith("0 [0, 0]") for row in table["rows"] for cell in row)
-    line = f"Unchanged: {', '.join(UNTOUCHED)} (every figure the same, replication by replication)."
+    line = f"Unchanged: {', '.join(UNTOUCHED)} (its own figures the same, replication by replication)."
     assert line in _findings(html)
     printed = headline_table(cmp, ALT)
     assert "mong_cai" not in printed.split("unchanged:")[0] and "0 [0, 0]" not in printed
-    assert " ".join(printed.split("unchanged: ")[1].split()) == ("mong_cai, km3_4, hoanh_mo, bac_phong_sinh (every "
-                                                                 "figure the same, replication by replication)")
+    assert " ".join(printed.split("unchanged: ")[1].split()) == ("mong_cai, km3_4, hoanh_mo, bac_phong_sinh (its own "
+                                                                 "figures the same, replication by replication)")
     # the months: no column of zeros for them either
     for t in html_tables(html, "months"):
         assert t["header"][1:] == [BAC_LUAN_2, "all gates"], t["caption"]
@@ -95,14 +95,17 @@ def test_gates_where_nothing_changed_are_named_in_one_line_not_as_rows_of_zeros(
 
 
 def test_a_gate_with_any_difference_is_not_called_unchanged():
-    """One difference not exactly 0 (a bound of 1e-12, or two means that differ) keeps a gate."""
+    """One difference not exactly 0 (a bound of 1e-12, or two means that differ) keeps a gate; a
+    gate's share of its corridor, which moves with the other gates' crossings, does not."""
     from sim.outputs.findings import unchanged
 
     rows = [("a", 0.0, 0.0, 0.0, 5.0, 5.0), ("a", 0.0, 0.0, 0.0, 1.0, 1.0), ("b", 0.0, 0.0, 1e-12, 5.0, 5.0),
             ("c", 0.0, 0.0, 0.0, 5.0, 5.5), ("d", np.nan, np.nan, np.nan, np.nan, np.nan),
             ("e", np.nan, np.nan, np.nan, 2.0, np.nan), ("all", 0.0, 0.0, 0.0, 1.0, 1.0)]
-    table = pd.DataFrame([{"scenario": "x", "gate": g, "diff_mean": d, "diff_ci_low": lo, "diff_ci_high": hi,
-                           "base_mean": b, "alt_mean": a} for g, d, lo, hi, b, a in rows])
+    table = pd.DataFrame([{"scenario": "x", "gate": g, "metric": "crossings", "diff_mean": d, "diff_ci_low": lo,
+                           "diff_ci_high": hi, "base_mean": b, "alt_mean": a} for g, d, lo, hi, b, a in rows]
+                         + [{"scenario": "x", "gate": "a", "metric": "corridor_share", "diff_mean": 0.01,
+                             "diff_ci_low": 0.005, "diff_ci_high": 0.015, "base_mean": 0.4, "alt_mean": 0.41}])
     assert unchanged(table, "x") == ["a", "d"]
 
 

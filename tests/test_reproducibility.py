@@ -52,7 +52,8 @@ def test_outputs_are_complete(tmp_path):
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
     assert {"gate", "direction", "metric", "mean", "ci_low", "ci_high"} <= set(summary.columns)
     gates = set(summary["gate"])
-    assert {"mong_cai", "bac_luan_2", "km3_4", "hoanh_mo", "bac_phong_sinh", "all"} == gates
+    # the gates, all of them, and the baseline's corridor (its diverted_out; README: summary.csv)
+    assert {"mong_cai", "bac_luan_2", "km3_4", "hoanh_mo", "bac_phong_sinh", "all", "mong_cai_crossings"} == gates
     # no stray temporary folders beside the output
     assert [p.name for p in tmp_path.iterdir()] == ["full"]
 
