@@ -17,7 +17,7 @@ from sim import compare, load
 from sim.cli import main
 from sim.outputs import serve, whatif
 
-from .serve_page import SMALL, Served, alive, children
+from .serve_page import ROOT, SMALL, Served, alive, children
 
 REPS = 3
 
@@ -45,6 +45,15 @@ def test_each_control_gives_its_set_line_and_a_bad_value_its_own_message(small):
     km = changed.nominal.gates["km3_4"]
     assert km.exit.stages[0].lanes == 4 and changed.nominal.gates["mong_cai"].hours == {
         "default": ["06:00-12:00", "13:00-22:00"]}
+
+    # a corridor's sensitivity is a control where its trucks choose by the wait rule, not on 'open'
+    assert not [c for c in whatif.controls(small) if c.key.startswith("sensitivity.")]
+    choice = load(ROOT / "scenarios" / "mong_cai_choice.toml")
+    assert [c.key for c in whatif.controls(choice) if c.key.startswith("sensitivity.")] == [
+        "sensitivity.mong_cai_crossings.exit", "sensitivity.mong_cai_crossings.entry"]
+    inf = whatif.read_state(choice, {"sensitivity.mong_cai_crossings.exit": "inf"})
+    assert inf.sets == ["corridors.mong_cai_crossings.exit.sensitivity=inf"]
+    assert load(choice.path, sets=inf.sets).nominal.corridors["mong_cai_crossings"].exit.sensitivity == float("inf")
 
     bad = whatif.read_state(small, {"lanes.km3_4.exit.customs": "four", "closure_from.km3_4": "2022-03-01",
                                     "demand.mong_cai": "1.2\nname = 'other'", "reps": "201", "seed": "-1",

@@ -41,6 +41,7 @@ DEFAULT_SEED = 20221130  # sim.experiments.run.DEFAULT_SEED, as `bordersim compa
 ID = "whatif"  # the ids of the adjustments a what-if adds start with it
 COST = re.compile(r"cost_.*_vnd")  # a cost metric, in dong, where a scenario has them
 QUEUES = ("queue_mean", "queue_end")  # the daily queue figures the page draws (daily.csv)
+SAID = 2  # clear differences a gate's sentence names, the headline's first (as the report's first finding)
 CHART_DECIMALS = 3  # the charts' series are rounded to this many decimals (vehicles, hours): drawn, not read
 
 
@@ -306,8 +307,8 @@ def _difference_row(m: pd.Series, names: Mapping[str, str]) -> dict:
 
 
 def findings(rows: list[tuple[str, pd.Series]], same: list[str], names: Mapping[str, str]) -> list[str]:
-    """A sentence per gate of what the change does, its clear differences (an interval that
-    excludes 0) with their intervals ("Km3+4 pontoon: mean time in system -7.3 h [-12.5, -2.1] *"),
+    """A sentence per gate of what the change does, its first SAID clear differences (an interval
+    that excludes 0; the table has them all) with their intervals ("Km3+4 pontoon: mean time in system -7.3 h [-12.5, -2.1] *"),
     all gates last; the gates where it shows nothing clearly and those where it changes nothing.
     ``rows``: (gate, its row of compare.csv) of the headline metrics (headline_rows)."""
     clear: dict[str, list[str]] = {}
@@ -317,9 +318,9 @@ def findings(rows: list[tuple[str, pd.Series]], same: list[str], names: Mapping[
             clear.setdefault(g, []).append(change_words(m, interval=True))
         elif g not in quiet:
             quiet.append(g)
-    out = [f"{names.get(g, g)}: {'; '.join(words)}." for g, words in clear.items() if g != ALL]
+    out = [f"{names.get(g, g)}: {'; '.join(words[:SAID])}." for g, words in clear.items() if g != ALL]
     if ALL in clear:
-        out.append(f"All gates: {'; '.join(clear[ALL])}.")
+        out.append(f"All gates: {'; '.join(clear[ALL][:SAID])}.")
     quiet = [g for g in quiet if g not in clear and g != ALL]
     if quiet:
         out.append(f"No clear change (every interval includes 0) at {', '.join(names.get(g, g) for g in quiet)}.")
