@@ -122,6 +122,7 @@ def test_a_bad_value_gets_its_message_beside_its_control_and_the_page_fits_a_pho
             wait_for(browser, "bordersim.status === 'error'")
             assert said in browser.evaluate(message)
             assert browser.evaluate(f"document.querySelector('[data-control=\"{LANES}\"]').classList.contains('bad')")
+            assert browser.evaluate(f"document.querySelector('[data-control=\"{LANES}\"]').closest('details').open")
             _type(browser, LANES, "")
             wait_for(browser, "bordersim.status === 'done'")
             assert browser.evaluate(message) == ""

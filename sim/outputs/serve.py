@@ -187,6 +187,12 @@ class Runner:
 
     # ------------------------------------------------------------ runs
 
+    def warm(self) -> None:
+        """Run the page's first state (the scenario as given, the default replications and seed)
+        now, for the server: the workers load the compiled engine meanwhile, and the first page
+        that opens finds it kept or under way."""
+        self.submit(whatif.read_state(self.base, {}))
+
     def submit(self, changes: whatif.Changes) -> tuple[dict | None, Job | None]:
         """The kept result of these changes, or the run that computes it (one per set of changes:
         a second page asking the same watches the same run). Busy past MAX_JOBS runs."""
@@ -356,7 +362,7 @@ def make_app(runner: Runner):
     of progress lines and then the result, as JSON lines) and its scenario file (/api/scenario.toml)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     plotly: dict[str, Any] = {}
@@ -393,6 +399,10 @@ def make_app(runner: Runner):
 
     async def run(request):
         items, client = state(request)
+        token = object()  # this request, the page's newest: an older one of the same page ends
+        if client:
+            with runner.lock:
+                runner.latest[client] = token
         changes = whatif.read_state(runner.base, items, PAGE_PARAMS)
         notes = [f"'{k}' in the address is no control of this page (left out)" for k in changes.unknown]
         if changes.errors:
@@ -406,10 +416,6 @@ def make_app(runner: Runner):
                 media_type="application/x-ndjson", status_code=503)
         if kept is not None:
             return StreamingResponse(iter([line(_final(kept, notes))]), media_type="application/x-ndjson")
-        token = object()
-        if client:
-            with runner.lock:
-                runner.latest[client] = token
 
         async def events():
             seen = None
@@ -448,12 +454,8 @@ def make_app(runner: Runner):
         return Response(text, media_type="application/toml; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
-    async def controls(request):
-        return JSONResponse({"controls": [{"key": c.key, "params": list(c.params), "current": c.current}
-                                          for c in runner.controls]})
-
     return Starlette(routes=[Route("/", page), Route("/plotly.min.js", plotly_js), Route("/api/run", run),
-                             Route("/api/scenario.toml", download), Route("/api/controls", controls)])
+                             Route("/api/scenario.toml", download)])
 
 
 def _final(outcome: dict, notes: list[str]) -> dict:
@@ -498,6 +500,7 @@ def serve(path: Path, scenario_arg: str, host: str = LOCAL, port: int = DEFAULT_
         warn(f"serving on {host}: anyone who can reach this machine there can run simulations on it (no login); "
              f"the default, {LOCAL}, serves this machine alone")
     runner = Runner(scenario, scenario_arg, workers)
+    runner.warm()
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):

@@ -360,13 +360,16 @@ def page_result(cmp: Comparison, tables: list[Tables], changes: Changes, command
 
 
 def json_safe(value: Any) -> Any:
-    """numpy's numbers as Python's, dates as text: what json.dumps takes."""
+    """numpy's numbers as Python's, no figure (NaN) as null, dates as text: what json.dumps takes
+    (and JSON.parse reads: it has no NaN)."""
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     return value

@@ -50,6 +50,8 @@ document.addEventListener("DOMContentLoaded", () => {
       const key = box.dataset.errorFor;
       box.textContent = page.errors[key] || "";
       box.parentElement.classList.toggle("bad", Boolean(page.errors[key]));
+      const group = box.closest("details");
+      if (page.errors[key] && group) group.open = true;  // a message is never hidden in a closed gate
     }
     const unplaced = Object.entries(page.errors).filter(([k]) => !document.querySelector(`[data-error-for="${CSS.escape(k)}"]`));
     document.getElementById("general").textContent = [...page.general, ...unplaced.map(([, v]) => v)].join("\n");
