@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 
 import numpy as np
@@ -157,6 +158,28 @@ def test_the_server_stops_on_sigterm_and_ctrl_c_with_no_process_left(sig):
     while any(alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in workers)
+
+
+def test_a_pages_newer_change_supersedes_its_older_one_and_another_pages_stands():
+    with Served(str(SMALL)) as served:
+        got: dict[str, list] = {}
+
+        def ask(name: str, params: dict) -> None:
+            got[name] = served.run(params)
+
+        long = {"reps": "200", "lanes.km3_4.exit.customs": "4"}
+        older = threading.Thread(target=ask, args=("older", {**long, "client": "a"}))
+        other = threading.Thread(target=ask, args=("other", {**long, "client": "b"}))
+        older.start()
+        other.start()
+        time.sleep(0.5)
+        ask("newer", {"reps": "2", "lanes.km3_4.exit.customs": "5", "client": "a"})
+        older.join(120)
+        other.join(300)
+    assert got["newer"][-1]["type"] == "result" and got["newer"][-1]["sets"] == [
+        "gates.km3_4.exit.stages.customs.lanes=5"]
+    assert got["older"][-1] == {"type": "superseded"}  # page a's older change: dropped
+    assert got["other"][-1]["type"] == "result" and got["other"][-1]["reps"] == 200  # page b's: its own answer
 
 
 def test_serve_refuses_a_port_in_use_in_one_line(capsys):
