@@ -176,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write one self-contained HTML page for a results folder")
     rp.add_argument("folder", help="a folder of results: a run, a comparison, or calibration/")
     rp.add_argument("-o", "--out", help="the HTML file to write (default: FOLDER/report.html)")
+    sv = sub.add_parser("serve", help="a local web page: move a control, see what it does to the queues")
+    sv.add_argument("scenario", nargs="?", help=f"scenario TOML file or library name (default: {DEFAULT}, as for run)")
+    sv.add_argument("--port", type=_whole_number(0), default=8000, help="port to listen on (default 8000; 0: any free)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine alone; any other with a warning)")
+    sv.add_argument("--workers", type=_whole_number(1), help="worker processes (default: one per core)")
     c = sub.add_parser("calibrate", help="fit the uncertain inputs to observed figures, or --check the fit")
     c.add_argument("targets", nargs="?", help=f"targets TOML file (default: calibration/{LIBRARY_TARGETS})")
     c.add_argument("--check", action="store_true",
@@ -436,6 +442,18 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .outputs.serve import serve
+
+    path = scenario_path(args.scenario)
+    try:
+        serve(path, args.scenario or str(path), host=args.host, port=args.port, workers=args.workers, warn=_warn,
+              ready=lambda url: print(f"bordersim serve: {path} at {url} (Ctrl-C to stop)", flush=True))
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the way a server is stopped, after its runs and workers
+        print(f"bordersim: serve stopped ({'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'})", file=sys.stderr)
+    return 0
+
+
 def _cmd_calibrate(args) -> int:
     from .experiments import calibrate as cal
     from .outputs.calibration import check_outputs, check_table, write_calibration
@@ -516,8 +534,8 @@ def _dispatch(args) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if handle_term else None
     try:
         commands = {"run": _cmd_run, "compare": _cmd_compare, "sweep": _cmd_sweep, "optimise": _cmd_optimise,
-                    "validate": _cmd_validate,
-                    "calibrate": _cmd_calibrate, "report": _cmd_report}
+                    "validate": _cmd_validate, "calibrate": _cmd_calibrate, "report": _cmd_report,
+                    "serve": _cmd_serve}
         return commands[args.command](args)
     except BordersimError as exc:
         print(f"bordersim: error: {exc.one_line()}", file=sys.stderr)

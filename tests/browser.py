@@ -25,6 +25,21 @@ def find_chromium() -> str | None:
     return shutil.which("chromium")
 
 
+def chromium_or_skip(what: str) -> str:
+    """Debian's chromium binary for the browser tests of ``what``; where there is none the test
+    skips and says why, and under CI (CI set, which installs it) it fails."""
+    import pytest
+
+    binary = find_chromium()
+    if binary is None:
+        why = ("no Chromium: install Debian's package (apt-get install chromium; .ci/run does this as root) "
+               f"to run the browser tests of {what}")
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {why}")
+        pytest.skip(why)
+    return binary
+
+
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 

@@ -159,6 +159,21 @@ def test_describe_by_blocks_gives_the_same_numbers(monkeypatch):
         np.testing.assert_array_equal(blocked[k], v, err_msg=k)
 
 
+def test_describe_spreads_are_nanquantiles_column_by_column():
+    """The 5th and 95th percentiles of the replications are numpy's nanquantile of each column
+    (its values, NaN left out), bit for bit, whether a matrix has no NaN, a few or whole columns."""
+    rng = np.random.default_rng(5)
+    for share in (0.0, 0.1, 0.6):
+        m = rng.lognormal(0.0, 2.0, (23, 57))
+        m[rng.random(m.shape) < share] = np.nan
+        m[:, 3] = np.nan
+        got = metrics._describe(m)
+        for j in range(m.shape[1]):
+            col = m[:, j]
+            want = np.nanquantile(col, [0.05, 0.95]) if not np.isnan(col).all() else [np.nan, np.nan]
+            np.testing.assert_array_equal([got["p05"][j], got["p95"][j]], want, err_msg=f"{share} {j}")
+
+
 def test_the_daily_table_never_holds_every_day_of_every_replication_at_once():
     """The daily table's statistics go a group at a time: what they allocate at the peak is a
     fraction of the matrix of every group's days for every replication (which, with its

@@ -7,7 +7,6 @@ prints. Where no browser can be had the tests skip and say why; under CI (CI set
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from sim.cli import main
 
-from .browser import Browser, find_chromium
+from .browser import Browser, chromium_or_skip
 from .helpers import html_tables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,14 +30,7 @@ pytestmark = pytest.mark.slow  # a browser per page, on four written folders
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    binary = find_chromium()
-    if binary is None:
-        why = ("no Chromium: install Debian's package (apt-get install chromium; .ci/run does this as root) "
-               "to run the browser tests of the report")
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {why}")
-        pytest.skip(why)
-    return binary
+    return chromium_or_skip("the report")
 
 
 @pytest.fixture(scope="module")

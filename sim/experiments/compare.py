@@ -215,6 +215,23 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
     changed it, else ``NAME_2``, ``NAME_3``, ... (``Comparison.names``). ``warn``, if given, is
     called with each warning as soon as it is known (they are also in the result). ``executor``:
     any ``concurrent.futures.Executor`` (default: a local pool of ``workers`` processes)."""
+    scenarios, warnings = prepare(base, alternatives, reps, allow_overload, sets)
+    workers, cut = resolve_workers(workers, len(scenarios) * reps)
+    if cut:
+        warnings.append(cut)
+    for w in warnings if warn else ():
+        warn(w)
+    t0 = time.perf_counter()
+    results = run_design([Point(s) for s in scenarios], reps, seed, engine, executor=executor, workers=workers,
+                         progress=progress, desc=f"compare {len(scenarios)} scenarios ({engine})")
+    return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
+
+
+def prepare(base: Scenario, alternatives: list[Scenario], reps: int, allow_overload: bool = False,
+            sets: list[str] | None = None) -> tuple[list[Scenario], list[str]]:
+    """A comparison's scenarios before any replication (the base first, each alternative with
+    ``sets`` applied and named as ``compare`` names it) and its warnings; the replications
+    refused (too many) and an overloaded scenario too (without ``allow_overload``)."""
     if not alternatives:
         raise CompareError(None, None, "needs at least one alternative to compare with the base")
     from ..model.adjust import set_warnings
@@ -230,15 +247,7 @@ def compare(base: Scenario, alternatives: list[Scenario], reps: int = 20, seed: 
     for s in scenarios:
         warnings += capacity.check(s, allow_overload=allow_overload)
     warnings += list(dict.fromkeys(w for s in scenarios if (w := ensemble_warning(s, reps))))
-    workers, cut = resolve_workers(workers, len(scenarios) * reps)
-    if cut:
-        warnings.append(cut)
-    for w in warnings if warn else ():
-        warn(w)
-    t0 = time.perf_counter()
-    results = run_design([Point(s) for s in scenarios], reps, seed, engine, executor=executor, workers=workers,
-                         progress=progress, desc=f"compare {len(scenarios)} scenarios ({engine})")
-    return Comparison(scenarios, seed, reps, engine, results, time.perf_counter() - t0, warnings, workers)
+    return scenarios, warnings
 
 
-__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "compare", "paired", "SUMMARY_COLUMNS"]
+__all__ = ["COMPARE_COLUMNS", "CompareError", "Comparison", "compare", "paired", "prepare", "SUMMARY_COLUMNS"]

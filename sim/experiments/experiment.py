@@ -93,10 +93,16 @@ class _Task:
 _PLANS: dict[str, Plan] = {}  # the plans this process was given (a worker's: by its pool or its cluster)
 
 
-def install_plans(plans: Sequence[Plan]) -> None:
-    """Keep these plans in this process for the tasks that name them by key (a worker's setup)."""
+def install_plans(plans: Sequence[Plan], keep: int | None = None) -> None:
+    """Keep these plans in this process for the tasks that name them by key (a worker's setup);
+    with ``keep``, at most that many, the oldest given dropped first (a worker that serves one
+    change after another)."""
     prepare_process()
-    _PLANS.update((p.key, p) for p in plans)
+    for p in plans:
+        _PLANS.pop(p.key, None)
+        _PLANS[p.key] = p
+    while keep is not None and len(_PLANS) > keep:
+        _PLANS.pop(next(iter(_PLANS)))
 
 
 def installed_plan(key: str) -> Plan:

@@ -119,13 +119,19 @@ def init_worker(parent_pid: int, setup=None, setup_args: tuple = ()) -> None:
         setup(*setup_args)
 
 
+def new_pool(workers: int, setup=None, setup_args: tuple = ()) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` bordersim workers (init_worker: they die with this process,
+    ignore Ctrl-C, use one thread each), each set up once by setup(*setup_args); the caller
+    stops it (stop_now). local_pool holds one for a ``with`` block; a server keeps one."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(), setup, setup_args))
+
+
 @contextlib.contextmanager
 def local_pool(workers: int, setup=None, setup_args: tuple = ()):
     """A process pool of ``workers`` bordersim workers, each set up once by setup(*setup_args)
     (a module-level function); on any exception in the ``with`` body (KeyboardInterrupt and
     SIGTERM included) its workers are killed at once."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
-                               initargs=(os.getpid(), setup, setup_args))
+    pool = new_pool(workers, setup, setup_args)
     try:
         yield pool
     except BaseException:

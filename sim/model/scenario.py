@@ -304,12 +304,7 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
             raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' has a sign, which would set the value, not "
                                               f"change it: write {where}+={n} to add {n} (-= to subtract, *= to "
                                               f"multiply), or {where}={n} for the value {n}")
-        try:
-            value = tomllib.loads(f"v = {a.value_text}")["v"]
-        except (tomllib.TOMLDecodeError, ValueError, RecursionError):
-            raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' is not a TOML value (a number, a string in "
-                                              "quotes, a range {uniform = [lo, hi]}, ...); to change the value "
-                                              "write PATH+=N, PATH-=N or PATH*=F") from None
+        value = toml_value(a.value_text, file, field_, "; to change the value write PATH+=N, PATH-=N or PATH*=F")
         node: Any = raw
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node, dict) or key not in node:
@@ -335,6 +330,20 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
             absolute.add(where)
         target[keys[-1]] = to_keyed(value, file, keys)
     return Layer(f"{file}{SET_LAYER}", out, relative=tuple((w, op, v) for w, op, v in relative if w not in absolute))
+
+
+def toml_value(text: str, file: str, field_: str, hint: str = "") -> Any:
+    """One TOML value written as text (``--set``'s VALUE, a control of a page): a number, a date,
+    a string in quotes, a range {uniform = [lo, hi]}, ...; anything else, more than one value
+    (a line break and another key) included, is one ScenarioError naming ``field_``."""
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        doc = None
+    if doc is None or list(doc) != ["v"]:
+        raise ScenarioError(file, field_, f"'{shorten(text)}' is not a TOML value (a number, a string in quotes, a "
+                                          f"range {{uniform = [lo, hi]}}, ...){hint}")
+    return doc["v"]
 
 
 def _relative_change(a: "Assignment", operand: Any, current: Any, file: str) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..statistics.metrics import COST_METRICS, COST_PARTS, CORRIDOR_METRICS, DIVERTED_COST
-from .formats import METRICS, difference, estimate, metric, number, percent
+from .formats import METRICS, difference, difference_mean, estimate, metric, number, percent
 
 ALL = "all"
 EXTREME = 3.0  # a gate's mean wait at least this many times the median of the other gates' is extreme
@@ -157,6 +157,28 @@ def headline_rows(table: pd.DataFrame, alt: str, metrics=HEADLINE, skip=()):
             if m.empty or (metric in QUIET_WHEN_ZERO and m.iloc[0].base_mean == 0 and m.iloc[0].alt_mean == 0):
                 continue
             yield g, METRICS[metric], m.iloc[0]
+
+
+def change_words(m: pd.Series, interval: bool = False, before_unit: str = " ") -> str:
+    """A row of compare.csv's paired difference in words, as its table prints it: "mean wait
+    -0.63 h", "held by the daily limit -0.5 percentage points"; with ``interval``, its 95 %
+    interval after the unit and a * where that excludes 0: "mean time in system -7.3 h
+    [-12.5, -2.1] *". ``before_unit``: the space between the figure and an hour's unit (a
+    page's no-break space)."""
+    how = metric(str(m.metric))
+    figures = (how.unit(x) for x in (m.diff_mean, m.diff_ci_low, m.diff_ci_high))  # VND in billions
+    text = (difference if interval else difference_mean)(*figures, how.digits, how.share)
+    figure, bracket, rest = text.partition(" [")
+    figure = figure.removesuffix(" pp")
+    if how.share:
+        words = f"{how.label} {figure} percentage points"
+    elif how.label.endswith(" h"):
+        words = f"{how.label.removesuffix(' h')} {figure}{before_unit}h"
+    elif how.label.endswith(" VND bn"):
+        words = f"{how.label.removesuffix(' VND bn')} {figure}{before_unit}VND{before_unit}bn"
+    else:
+        words = f"{how.label} {figure}"
+    return words + (f" [{rest}" if bracket else "")
 
 
 def unchanged(table: pd.DataFrame, alt: str) -> list[str]:

@@ -573,10 +573,13 @@ def _describe(m: np.ndarray, level: float = 0.95, low: np.ndarray | float | None
     if high is not None:
         hi = np.where(np.isnan(hi), hi, np.minimum(hi, high))
     p05, p95 = (np.full(m.shape[1:], np.nan) for _ in range(2))
-    some = n > 0
-    if ok.all():  # no NaN: np.quantile is vectorised, nanquantile loops over the columns
-        p05[:], p95[:] = np.quantile(m, [0.05, 0.95], axis=0)
-    elif some.any():
+    # np.quantile is vectorised, nanquantile loops over the columns: the columns without NaN
+    # (most) go the first way, the others the second (each column's figures the same either way)
+    full = n == m.shape[0]
+    some = (n > 0) & ~full
+    if full.any():
+        p05[full], p95[full] = np.quantile(m[:, full], [0.05, 0.95], axis=0)
+    if some.any():
         p05[some], p95[some] = np.nanquantile(m[:, some], [0.05, 0.95], axis=0)
     return {"mean": mean, "ci_low": lo, "ci_high": hi, "p05": p05, "p95": p95, "std": std, "n": n}
 

@@ -70,23 +70,11 @@ def _level(value: float, metric: str) -> str:
 
 
 def _change(m: pd.Series) -> str:
-    """A difference in words, as its table prints it: "mean wait −0.63 h (−2 %)", "held by the
-    daily limit −0.5 percentage points"."""
-    from ..formats import difference_mean
-    from ..formats import metric as shown
+    """A difference in words, as its table prints it (sim.outputs.findings.change_words), and
+    relative to the base: "mean wait −0.63 h (−2 %)"."""
+    from ..findings import change_words
 
-    how = shown(str(m.metric))
-    figure = difference_mean(*(how.unit(x) for x in (m.diff_mean, m.diff_ci_low, m.diff_ci_high)), how.digits,
-                             how.share)
-    if how.share:
-        text = f"{how.label} {figure} percentage points"
-    elif how.label.endswith(" h"):
-        text = f"{how.label.removesuffix(' h')} {figure}{NBSP}h"
-    elif how.label.endswith(" VND bn"):
-        text = f"{how.label.removesuffix(' VND bn')} {figure}{NBSP}VND{NBSP}bn"
-    else:
-        text = f"{how.label} {figure}"
-    return text + (f" ({_relative(m.rel_diff)})" if pd.notna(m.rel_diff) else "")
+    return change_words(m, before_unit=NBSP) + (f" ({_relative(m.rel_diff)})" if pd.notna(m.rel_diff) else "")
 
 
 def _expectations(table: pd.DataFrame, scen: dict, names: dict[str, str]) -> list[list[str]]:
