@@ -361,7 +361,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     if rep.model.corridors:  # after every other row: a scenario's other rows read as without its corridors
         diverted_vnd = ({c: rep.costs[j, _RATE["diverted_vnd"]] for j, c in enumerate(lay.classes)} if costs
                         else None)
-        more_labels, more_values = corridor_rows(labels, values, corridor_shape(rep.model),
+        # each group's crossings from the group table (its labels are many more than its groups)
+        crossings = {(gate, d): float(table[lay.same[gi], at["crossings"]])
+                     for gi, (gate, d, _k) in enumerate(lay.group_list)}
+        more_labels, more_values = corridor_rows(crossings, corridor_shape(rep.model),
                                                  {**rep.diverted, **left_by_choice(rep, records)}, diverted_vnd)
         labels, values = labels + more_labels, np.concatenate([values, more_values])
     return ReplicationResult(
@@ -413,16 +416,21 @@ def _corridor_layout(shape: tuple, costs: bool = False) -> tuple[tuple, tuple]:
     return tuple(labels), tuple(recipe)
 
 
-def corridor_rows(labels: tuple, values: np.ndarray, shape: tuple, diverted,
+def crossings_by_group(labels: tuple, values: np.ndarray) -> dict[tuple[str, str], float]:
+    """A replication's crossings per (gate, direction) group, from its rows' labels and values."""
+    return {lab[:2]: float(x) for lab, x in zip(labels, values) if lab[2:] == ("crossings", "", "")}
+
+
+def corridor_rows(crossings: dict[tuple[str, str], float], shape: tuple, diverted,
                   diverted_vnd: dict[str, float] | None = None) -> tuple[tuple, np.ndarray]:
-    """A replication's corridor rows (the one definition of each), from its other rows' labels
-    and values and its diverted counts ({(corridor, direction, class): trucks}; none: 0):
-    ``corridor_share``, a gate's crossings over its corridor's in a direction (or both; NaN
-    where the corridor has none), and ``diverted_out``, the trucks that left the province
-    instead (to Lạng Sơn) by corridor, direction and class; with ``diverted_vnd`` (a priced
-    scenario's cost of a truck that leaves, by class), ``cost_diverted_vnd``, those trucks priced."""
+    """A replication's corridor rows (the one definition of each), from its crossings per
+    (gate, direction) group (crossings_by_group) and its diverted counts ({(corridor, direction,
+    class): trucks}; none: 0): ``corridor_share``, a gate's crossings over its corridor's in a
+    direction (or both; NaN where the corridor has none), and ``diverted_out``, the trucks that
+    left the province instead (to Lạng Sơn) by corridor, direction and class; with
+    ``diverted_vnd`` (a priced scenario's cost of a truck that leaves, by class),
+    ``cost_diverted_vnd``, those trucks priced."""
     out_labels, recipe = _corridor_layout(shape, diverted_vnd is not None)
-    crossings = {lab[:2]: float(x) for lab, x in zip(labels, values) if lab[2:] == ("crossings", "", "")}
     out = np.empty(len(recipe))
     for j, (kind, *args) in enumerate(recipe):
         if kind == "share":
