@@ -14,7 +14,8 @@ from scipy import stats
 from sim import from_dict, load, run
 from sim.cli import main
 from sim.experiments.run import run_replication
-from sim.statistics.flowstats import waiting_pass
+from sim.model.schema import COST_FIELDS
+from sim.statistics.flowstats import BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass
 from sim.statistics.metrics import COST_METRICS, COST_PARTS, DIVERTED_COST, daily_table
 
 from .helpers import metric, single_queue
@@ -133,24 +134,39 @@ def test_spoilage_is_each_vehicle_s_own_and_matches_a_hand_computation():
                                rtol=1e-12)
 
 
-def test_waiting_pass_by_hand():
+def test_pricing_pass_by_hand():
     """The kernel alone: a truck that came 2 days before the start (a backlog with an age), waits
     from 0 to 30 h before its first stage, is served to 31 h, gives up at 40 h; another still
     waiting at the horizon's end (72 h); a warm-up of 12 h. Hours after the warm-up by day, and
-    the first's goods, 3-day shelf life, lost by its own cumulative wait (48 h before the start)."""
+    the first's goods, 3-day shelf life, lost by its own cumulative wait (48 h before the start),
+    each component at rates that show it (1 VND an hour, 24 and 48 a day, goods of 1 VND, 1 VND
+    for giving up)."""
     arrival = np.array([-48.0, 50.0])
     start = np.array([[30.0, np.nan], [np.nan, np.nan]])
     end = np.array([[31.0, np.nan], [np.nan, np.nan]])
     left = np.array([40.0, np.nan])
-    hours, spoiled, gave_up = (np.zeros((1, 3)) for _ in range(3))
-    waiting_pass(arrival, np.zeros(2, np.int64), start, end, left, 12.0, 72.0, np.array([72.0]), hours, spoiled,
-                 gave_up)
+    days, horizon = 3, 72.0
+    rates = np.zeros((1, len(COST_FIELDS)))
+    for name, value in {"truck_hour_vnd": 1.0, "parking_day_vnd": 24.0, "reefer_day_vnd": 48.0,
+                        "goods_value_vnd": 1.0, "shelf_life_days": 3.0, "gave_up_vnd": 1.0}.items():
+        rates[0, COST_FIELDS.index(name)] = value
+    cost = np.zeros((1, len(COST_PARTS), days))
+    cal_ends = np.array([horizon])
+    flow_pass(arrival, np.zeros(2, np.int64), start, end, left, -1, np.zeros(0, np.int64), 12.0, horizon, days,
+              np.array([0.0]), cal_ends, np.searchsorted(cal_ends, 24.0 * np.arange(days), side="right"),
+              np.zeros((1, N_COUNTS)), np.zeros((1, 2)), np.zeros(days), np.zeros(2), np.zeros(N_HIST),
+              np.zeros(N_HIST), np.zeros(days, np.int64), np.zeros((1, N_MONTHLY)), *np.zeros((3, int(horizon))),
+              np.zeros(2), BIN_TABLE, BIN_EDGES, rates, cost)
+    by = dict(zip(COST_PARTS, cost[0]))
     # truck 1: 12-24 (12 h) and 24-30 (6 h), then 31-40 (9 h); truck 2: 50-72 (22 h, day 2)
-    np.testing.assert_allclose(hours, [[12.0, 6.0 + 9.0, 22.0]])
-    np.testing.assert_allclose(gave_up, [[0.0, 1.0, 0.0]])
+    hours = [12.0, 6.0 + 9.0, 22.0]
+    np.testing.assert_allclose(by["cost_time_vnd"], hours)
+    np.testing.assert_allclose(by["cost_parking_vnd"], hours)
+    np.testing.assert_allclose(by["cost_reefer_vnd"], 2 * np.array(hours))
+    np.testing.assert_allclose(by["cost_gave_up_vnd"], [0.0, 1.0, 0.0])
     # truck 1 had waited 48 + 12 h at the warm-up's end (60/72 of its goods lost, unpriced), all
     # 72 h by 24 h: 12/72 on day 0, nothing more; truck 2: 22/72 on day 2
-    np.testing.assert_allclose(spoiled, [[12 / 72, 0.0, 22 / 72]], rtol=1e-12)
+    np.testing.assert_allclose(by["cost_spoilage_vnd"], [12 / 72, 0.0, 22 / 72], rtol=1e-12)
 
 
 def test_engines_equal_on_costs():

@@ -28,6 +28,7 @@ from ..statistics.metrics import (
     ReplicationResult,
     corridor_rows,
     corridor_shape,
+    crossings_by_group,
     daily_matrix,
     daily_table,
     describe,
@@ -153,7 +154,7 @@ def _values(results: list[ReplicationResult], corridors: tuple = ()) -> pd.DataF
                     and all((g, d, "crossings", "", "") in have for d, gates, _c in c[1] for g in gates))
     if missing:
         priced = {} if any(lab[2] == "cost_total_vnd" for lab in labels) else None  # none left: nothing to price
-        extra = [corridor_rows(r.labels, r.values, missing, {}, priced) for r in results]
+        extra = [corridor_rows(crossings_by_group(r.labels, r.values), missing, {}, priced) for r in results]
         labels = labels + extra[0][0]
         values = np.hstack([values, np.vstack([x for _l, x in extra])])
     return pd.DataFrame(values, columns=pd.MultiIndex.from_tuples(labels, names=KEYS))

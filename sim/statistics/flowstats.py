@@ -21,6 +21,7 @@ import numba as nb
 import numpy as np
 
 from ..base.days import day_of
+from ..model.schema import COST_FIELDS
 
 HIST_LO_H = 1e-4
 HIST_DECADES = 10
@@ -136,12 +137,20 @@ def events_pass(times, signs, horizon_h, warmup_h, plus, net, area, warm):
 N_COUNTS = 7
 # per calendar month (of the crossing): steady crossings, their wait sum, their time-in-system sum
 N_MONTHLY = 3
+# the costs of waiting (VND) that flow_pass prices (_price_days), in its order: the hours at the
+# truck-hour rate, at the day rates of parking and of refrigeration, the goods' spoilage, the
+# vehicles that gave up
+COST_PARTS = ("cost_time_vnd", "cost_parking_vnd", "cost_reefer_vnd", "cost_spoilage_vnd", "cost_gave_up_vnd")
+# the columns of a class's cost inputs (sim.model.schema.COST_FIELDS) it reads
+RATE_TRUCK_HOUR, RATE_PARKING_DAY, RATE_REEFER_DAY, RATE_GOODS, RATE_SHELF_DAYS, RATE_GAVE_UP = (
+    COST_FIELDS.index(f) for f in ("truck_hour_vnd", "parking_day_vnd", "reefer_day_vnd", "goods_value_vnd",
+                                   "shelf_life_days", "gave_up_vnd"))
 
 
 @nb.njit(cache=True)
 def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, horizon_h, days, cal_starts, cal_ends,
               day_first, counts, stage_wait, daily, busy, wait_hist, tis_hist, month_of_day, monthly, plus, net, area,
-              warm, table, edges):
+              warm, table, edges, rates, cost):
     """One pass over a flow's vehicles (accumulators zeroed by the caller).
 
     counts (classes x N_COUNTS) and stage_wait (classes x stages: time waiting for each stage,
@@ -163,6 +172,13 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
     its start and end are one instant, and their -1 and +1 cancel in every level after an
     instant and in every area, so it adds nothing. left: when each vehicle gave up waiting (NaN:
     it did not), which takes it out of the queue.
+    Priced (rates: each class's cost inputs, in the order of sim.model.schema.COST_FIELDS; none:
+    no costs), cost (classes x COST_PARTS x days) gets what each vehicle's own waiting costs on
+    each day (_waiting_walk, _price_days): its waiting as queue_mean counts it, whether it
+    crossed, gave up or is still waiting, its goods' loss from its own cumulative wait (concave
+    in it: the loss of the mean wait would overstate it where some wait past the shelf life),
+    and the vehicles that gave up. Each waiting interval is two events in day buckets, however
+    many days it spans (_interval).
     """
     n, k_stages = start.shape
     wb = int(np.floor(warmup_h))
@@ -205,11 +221,24 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
             full_before[d + 1] = full_before[d] + (passed[d] >= quota_day[d])
     buf = np.empty(1)
     ibuf = buf.view(np.int64)
+    n_priced = rates.shape[0]  # the classes priced: all or none
+    shelf_h = 24.0 * rates[:, RATE_SHELF_DAYS]
+    # the waiting's day buckets (_interval), the bucket after the last day the horizon's end;
+    # s_: the waiting within the shelf life
+    count, t_sum = np.zeros((n_priced, days + 1)), np.zeros((n_priced, days + 1))
+    s_count, s_sum = np.zeros((n_priced, days + 1)), np.zeros((n_priced, days + 1))
+    gave_up = np.zeros((n_priced, days))
+    lo = max(warmup_h, 0.0)  # a backlog that came before the start waits from 0 in the tables
     for i in range(n):
         c = vclass[i]
         counts[c, 0] += 1
-        if left[i] < horizon_h:  # gave up (NaN: did not)
+        q = left[i]
+        if q < horizon_h:  # gave up (NaN: did not)
             counts[c, 6] += 1
+            if n_priced:
+                gave_up[c, min(max(int(q / 24.0), 0), days - 1)] += 1
+        if n_priced:
+            _waiting_walk(i, c, arrival[i], q, start, end, horizon_h, lo, shelf_h[c], count, t_sum, s_count, s_sum)
         dep = end[i, k_stages - 1] if k_stages > 0 else arrival[i]
         if not dep < horizon_h:  # NaN: not crossed
             continue
@@ -239,6 +268,8 @@ def flow_pass(arrival, vclass, start, end, left, acc_k, quota_day, warmup_h, hor
                 d1 = min(max(day_of(start[i, acc_k]), 0), days)
                 if full_before[d1] > full_before[d0]:
                     counts[c, 5] += 1
+    if n_priced:
+        _price_days(count, t_sum, s_count, s_sum, gave_up, rates, shelf_h, cost)
 
 
 @nb.njit(cache=True, inline="always")
@@ -256,67 +287,71 @@ def _interval(c, a, b, count, t_sum):
 
 
 @nb.njit(cache=True, inline="always")
-def _day_hours(count, t_sum, c, days, out, scale):
-    """Add each day's hours of waiting of class c (from _interval's buckets), times scale, to out."""
-    level = 0.0
-    for d in range(days):
-        out[c, d] += scale * (24.0 * level + 24.0 * (d + 1) * count[c, d] - t_sum[c, d])
-        level += count[c, d]
+def _day_hours(count, t_sum, c, d, level):
+    """Day d's hours of waiting of class c from _interval's buckets, level: the number waiting
+    at the day's start (the counts of the days before it, summed)."""
+    return 24.0 * level + 24.0 * (d + 1) * count[c, d] - t_sum[c, d]
+
+
+@nb.njit(cache=True, inline="always")
+def _waiting_walk(i, c, ready, q, start, end, horizon_h, lo, shelf, count, t_sum, s_count, s_sum):
+    """Vehicle i's (class c) own waiting into the day buckets (_interval): the waiting that
+    waiting_truck_hours counts (before a stage, for the far side's acceptance, turned away; from
+    when it came (ready), or the horizon's start for a backlog, until it starts the stage, gives
+    up (q; NaN: it did not) or the horizon ends), within the horizon after the warm-up (lo);
+    and in s_count, s_sum the part of it before its goods are lost, its cumulative wait since it
+    came reaching their shelf life (shelf hours; inf: goods that keep)."""
+    waited = 0.0  # hours waited since it came (its goods' time out)
+    for k in range(start.shape[1]):
+        if not ready < horizon_h:  # beyond the horizon, or NaN: in service at its end
+            break
+        stop = start[i, k]
+        last = np.isnan(stop) or q < stop  # it has not started the stage (NaN), or gave up first
+        if last:
+            stop = horizon_h if np.isnan(q) else q  # still waiting at the horizon's end, or gave up
+        b = min(stop, horizon_h)
+        a = ready
+        if a < lo:  # waited before the warm-up's end (or the start): its goods' time, no price
+            waited += max(min(b, lo) - a, 0.0)
+            a = lo
+        if b > a:  # most stages start as a vehicle reaches them
+            _interval(c, a, b, count, t_sum)
+            if waited < shelf < np.inf:  # the part of [a, b) before its goods are lost (which goods that keep skip)
+                _interval(c, a, min(b, a + (shelf - waited)), s_count, s_sum)
+            waited += b - a
+        if last:
+            break
+        ready = end[i, k]
 
 
 @nb.njit(cache=True)
-def waiting_pass(arrival, vclass, start, end, left, warmup_h, horizon_h, shelf_h, hours, spoiled, gave_up):
-    """Each vehicle's own waiting, for pricing it (sim.statistics.metrics.priced), into per class
-    (of the flow) and calendar day arrays (accumulators zeroed by the caller):
-    hours: the hours it waited within the horizon after the warm-up: the waiting that
-    waiting_truck_hours counts (before a stage, for the far side's acceptance, turned away; from
-    when it came, or the horizon's start for a backlog, until it starts the stage, gives up or
-    the horizon ends), whether it crossed, gave up or is still waiting;
-    spoiled: the share of its goods lost in the day, min(1, hours waited since it came /
-    shelf_h[c]) at the day's end less at its start (shelf_h inf: goods that keep), so that a
-    vehicle's loss over the days adds up to its loss at the end, never above the goods: the
-    hours it waited before its shelf life ran out, over the shelf life;
-    gave_up: the vehicles that gave up waiting in the day (as flow_pass counts them).
-    The loss is a function of each vehicle's own cumulative wait, not of a mean: it is
-    concave, so the loss of the mean wait overstates it where some wait past the shelf life.
-    Each waiting interval is two events in day buckets, however many days it spans (_interval)."""
-    n, k_stages = start.shape
-    n_cls, days = hours.shape
-    count, t_sum = np.zeros((n_cls, days + 1)), np.zeros((n_cls, days + 1))  # the bucket of days: the horizon's end
-    s_count, s_sum = np.zeros((n_cls, days + 1)), np.zeros((n_cls, days + 1))  # the waiting within the shelf life
-    lo = max(warmup_h, 0.0)  # a backlog that came before the start waits from 0 in the tables
-    for i in range(n):
-        c = vclass[i]
-        q = left[i]
-        if q < horizon_h:  # NaN: it did not give up
-            gave_up[c, min(max(int(q / 24.0), 0), days - 1)] += 1
-        shelf = shelf_h[c]
-        waited = 0.0  # hours waited since it came (its goods' time out)
-        ready = arrival[i]
-        for k in range(k_stages):
-            if not ready < horizon_h:  # beyond the horizon, or NaN: in service at its end
-                break
-            stop = start[i, k]
-            last = np.isnan(stop) or q < stop  # it has not started the stage (NaN), or gave up first
-            if last:
-                stop = horizon_h if np.isnan(q) else q  # still waiting at the horizon's end, or gave up
-            b = min(stop, horizon_h)
-            a = ready
-            if a < lo:  # waited before the warm-up's end (or the start): its goods' time, no price
-                waited += max(min(b, lo) - a, 0.0)
-                a = lo
-            if b > a:  # most stages start as a vehicle reaches them
-                _interval(c, a, b, count, t_sum)
-                if waited < shelf:  # the part of [a, b) before its goods are lost
-                    _interval(c, a, min(b, a + (shelf - waited)), s_count, s_sum)
-                waited += b - a
-            if last:
-                break
-            ready = end[i, k]
+def _price_days(count, t_sum, s_count, s_sum, gave_up, rates, shelf_h, cost):
+    """The cost components (COST_PARTS, VND) per class and day (cost: classes x COST_PARTS x
+    days) from the day buckets of _waiting_walk and the vehicles that gave up each day: the
+    hours waited at the truck-hour rate and at the day rates of parking and refrigeration (per
+    24 h); the goods' value times the share lost in the day, min(1, hours waited since it came /
+    its shelf life) at the day's end less at its start, so that a vehicle's loss over the days
+    adds up to its loss at the end, never above its goods; the vehicles that gave up at the
+    cost of giving up. The one definition of each component."""
+    n_cls, _n_parts, days = cost.shape
     for c in range(n_cls):
-        _day_hours(count, t_sum, c, days, hours, 1.0)
-        if shelf_h[c] < np.inf:
-            _day_hours(s_count, s_sum, c, days, spoiled, 1.0 / shelf_h[c])
+        truck_hour = rates[c, RATE_TRUCK_HOUR]
+        parking_hour = rates[c, RATE_PARKING_DAY] / 24.0
+        reefer_hour = rates[c, RATE_REEFER_DAY] / 24.0
+        lost_per_hour = 1.0 / shelf_h[c]
+        level = s_level = 0.0
+        for d in range(days):
+            hours = 0.0 + 1.0 * _day_hours(count, t_sum, c, d, level)  # as summed into zeros: -0.0 is 0.0
+            level += count[c, d]
+            spoiled = 0.0
+            if shelf_h[c] < np.inf:
+                spoiled = 0.0 + lost_per_hour * _day_hours(s_count, s_sum, c, d, s_level)
+                s_level += s_count[c, d]
+            cost[c, 0, d] = truck_hour * hours
+            cost[c, 1, d] = parking_hour * hours
+            cost[c, 2, d] = reefer_hour * hours
+            cost[c, 3, d] = rates[c, RATE_GOODS] * spoiled
+            cost[c, 4, d] = rates[c, RATE_GAVE_UP] * gave_up[c, d]
 
 
 @nb.njit(cache=True, inline="always")

@@ -20,12 +20,13 @@ Per replication, for each gate x direction and the totals (gate ``all``, directi
 - ``gave_up``: vehicles that gave up waiting within the horizon (a class with a patience:
   ``sim.model.schema.VehicleClass.patience_days``); they are not crossings, and not in the waits;
 - ``utilisation`` (per stage): lane-hours busy / (lanes x hours the stage could serve);
-- the costs of waiting, in đồng (VND), where the scenario's classes have costs (``COST_METRICS``;
-  ``priced``): each vehicle's own waiting (the waiting of ``waiting_truck_hours``) at its class's
-  truck-hour rate and at its day rates of parking and refrigeration, its goods' spoilage from its
-  own days waited, and the vehicles that gave up at the cost of giving up, per group and class;
-  ``cost_total_vnd`` is their sum, also per day (what was incurred on the day). ``cost_diverted_vnd``: a corridor's trucks that left the
-  province, at their class's cost of leaving (a corridor's row, as ``diverted_out``).
+- the costs of waiting, in đồng (VND), where the scenario's classes have costs (``COST_METRICS``,
+  priced per vehicle by ``sim.statistics.flowstats.flow_pass``): each vehicle's own waiting (the
+  waiting of ``waiting_truck_hours``) at its class's truck-hour rate and at its day rates of
+  parking and refrigeration, its goods' spoilage from its own days waited, and the vehicles that
+  gave up at the cost of giving up, per group and class; ``cost_total_vnd`` is their sum, also
+  per day (what was incurred on the day). ``cost_diverted_vnd``: a corridor's trucks that left
+  the province, at their class's cost of leaving (a corridor's row, as ``diverted_out``).
 Across replications: mean and a 95 % t-interval for the mean.
 
 By calendar month (``MONTHLY_METRICS``, ``monthly_table``), per group: ``crossings`` (those
@@ -48,8 +49,8 @@ from ..engines.records import FlowRecord
 from ..base.days import calendar_months, month_names
 from ..engines.draws import ReplicationInputs, left_by_choice
 from ..model.schema import COST_FIELDS
-from .flowstats import (BIN_EDGES, BIN_TABLE, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges, hist_quantile,
-                        waiting_pass)
+from .flowstats import (BIN_EDGES, BIN_TABLE, COST_PARTS, N_COUNTS, N_HIST, N_MONTHLY, flow_pass, hist_edges,
+                        hist_quantile)
 from .queue_profile import candidate_events, hours_after_warmup, queue_summary
 
 ALL = "all"
@@ -62,27 +63,12 @@ GROUP_METRICS = (
     "waiting_truck_hours",
 )
 MONTHLY_METRICS = ("crossings", "queue_mean", "waiting_truck_hours", "wait_mean_h", "time_in_system_mean_h")
-# the costs of waiting (VND), per group, class and day: the total, then its components (priced)
-COST_METRICS = ("cost_total_vnd", "cost_time_vnd", "cost_parking_vnd", "cost_reefer_vnd", "cost_spoilage_vnd",
-                "cost_gave_up_vnd")
-COST_PARTS = COST_METRICS[1:]
+# the costs of waiting (VND), per group, class and day: the total, then its components (priced
+# per vehicle by sim.statistics.flowstats.flow_pass)
+COST_METRICS = ("cost_total_vnd", *COST_PARTS)
 DIVERTED_COST = "cost_diverted_vnd"  # a corridor's trucks that left the province, priced
 _RATE = {f: j for j, f in enumerate(COST_FIELDS)}
-
-
-def priced(hours: np.ndarray, spoiled: np.ndarray, gave_up: np.ndarray, rates: np.ndarray) -> np.ndarray:
-    """The cost components (COST_PARTS, VND) of a flow's vehicles per class and day, from what
-    sim.statistics.flowstats.waiting_pass gives (hours waited, share of the goods lost, vehicles
-    that gave up; classes x days) and each class's cost inputs (rows in the order of
-    sim.model.schema.COST_FIELDS): the hours at the truck-hour rate, at the day rates of parking
-    and refrigeration (per 24 h), the goods' value times the share lost, the vehicles that gave up
-    at the cost of giving up. The one definition of each component."""
-    def rate(name):
-        return rates[:, _RATE[name], None]
-
-    return np.stack([rate("truck_hour_vnd") * hours, rate("parking_day_vnd") / 24.0 * hours,
-                     rate("reefer_day_vnd") / 24.0 * hours, rate("goods_value_vnd") * spoiled,
-                     rate("gave_up_vnd") * gave_up])
+_UNPRICED = np.zeros((0, len(COST_FIELDS)))
 
 
 def with_total(parts: np.ndarray) -> np.ndarray:
@@ -279,9 +265,9 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     n_months = len(months)
     monthly = np.zeros((n_flows, n_months, N_MONTHLY))
     open_day = np.zeros((n_flows, days), np.bool_)
-    # priced: per flow, its cost components by day, and by class of the scenario
-    cost_day = np.zeros((n_flows, len(COST_PARTS), days if costs else 0))
-    cost_class = np.zeros((n_flows, n_cls if costs else 0, len(COST_PARTS)))
+    # priced: per flow, each of its classes' (in the flow's order, the scenario's classes being
+    # as many or more) cost components by day
+    cost = np.zeros((n_flows, n_cls if costs else 0, len(COST_PARTS), days))
     util_labels, util_values = [], []
     for fi, rec in enumerate(records):
         f = rec.inputs
@@ -295,15 +281,8 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
         quota_day = _NO_QUOTA if f.acceptance < 0 else f.quota[f.acceptance]
         flow_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, f.acceptance, quota_day, warm, H, days, cal.starts,
                   cal.ends, day_first, counts, stage_wait, day[fi], busy, wait_h[fi], tis_h[fi], month_of_day,
-                  monthly[fi], plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES)
-        if costs:
-            rates = rep.costs[lay.class_of[fi]]
-            hours, spoiled, gave_up = (np.zeros((len(f.classes), days)) for _ in range(3))
-            waiting_pass(f.arrival, f.vclass, rec.start, rec.end, rec.left, warm, H,
-                         24.0 * rates[:, _RATE["shelf_life_days"]], hours, spoiled, gave_up)
-            parts = priced(hours, spoiled, gave_up, rates)
-            cost_day[fi] = parts.sum(axis=1)
-            cost_class[fi, lay.class_of[fi]] = parts.sum(axis=2).T
+                  monthly[fi], plus[fi], net[fi], area[fi], warm_parts[fi], BIN_TABLE, BIN_EDGES,
+                  rep.costs[lay.class_of[fi]] if costs else _UNPRICED, cost[fi, :len(f.classes)])
         row = sums[fi]
         row[:N_COUNTS] = counts.sum(axis=0)
         for c_local, c in enumerate(lay.class_of[fi]):
@@ -368,6 +347,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     labels, values = tuple(util_labels) + lay.labels, np.concatenate([util_values, table[lay.pick]])
     daily_cost = {}
     if costs:  # per group, each class's costs and the group's (summed over its days: daily.csv adds up to it)
+        cost_day = cost.sum(axis=1)
+        cost_class = np.zeros((n_flows, n_cls, len(COST_PARTS)))
+        for fi, by_class in enumerate(cost.sum(axis=3)):
+            cost_class[fi, lay.class_of[fi]] = by_class[:len(lay.class_of[fi])]
         g_cost_day = group_sums(lay.membership, cost_day.reshape(n_flows, -1)).reshape(-1, len(COST_PARTS), days)
         g_cost_class = group_sums(lay.membership, cost_class.reshape(n_flows, -1)).reshape(-1, n_cls, len(COST_PARTS))
         cost_table = np.concatenate([with_total(g_cost_day.sum(axis=2).T).T[:, None],
@@ -378,7 +361,10 @@ def replication_metrics(rep: ReplicationInputs, records: list[FlowRecord]) -> Re
     if rep.model.corridors:  # after every other row: a scenario's other rows read as without its corridors
         diverted_vnd = ({c: rep.costs[j, _RATE["diverted_vnd"]] for j, c in enumerate(lay.classes)} if costs
                         else None)
-        more_labels, more_values = corridor_rows(labels, values, corridor_shape(rep.model),
+        # each group's crossings from the group table (its labels are many more than its groups)
+        crossings = {(gate, d): float(table[lay.same[gi], at["crossings"]])
+                     for gi, (gate, d, _k) in enumerate(lay.group_list)}
+        more_labels, more_values = corridor_rows(crossings, corridor_shape(rep.model),
                                                  {**rep.diverted, **left_by_choice(rep, records)}, diverted_vnd)
         labels, values = labels + more_labels, np.concatenate([values, more_values])
     return ReplicationResult(
@@ -430,16 +416,21 @@ def _corridor_layout(shape: tuple, costs: bool = False) -> tuple[tuple, tuple]:
     return tuple(labels), tuple(recipe)
 
 
-def corridor_rows(labels: tuple, values: np.ndarray, shape: tuple, diverted,
+def crossings_by_group(labels: tuple, values: np.ndarray) -> dict[tuple[str, str], float]:
+    """A replication's crossings per (gate, direction) group, from its rows' labels and values."""
+    return {lab[:2]: float(x) for lab, x in zip(labels, values) if lab[2:] == ("crossings", "", "")}
+
+
+def corridor_rows(crossings: dict[tuple[str, str], float], shape: tuple, diverted,
                   diverted_vnd: dict[str, float] | None = None) -> tuple[tuple, np.ndarray]:
-    """A replication's corridor rows (the one definition of each), from its other rows' labels
-    and values and its diverted counts ({(corridor, direction, class): trucks}; none: 0):
-    ``corridor_share``, a gate's crossings over its corridor's in a direction (or both; NaN
-    where the corridor has none), and ``diverted_out``, the trucks that left the province
-    instead (to Lạng Sơn) by corridor, direction and class; with ``diverted_vnd`` (a priced
-    scenario's cost of a truck that leaves, by class), ``cost_diverted_vnd``, those trucks priced."""
+    """A replication's corridor rows (the one definition of each), from its crossings per
+    (gate, direction) group (crossings_by_group) and its diverted counts ({(corridor, direction,
+    class): trucks}; none: 0): ``corridor_share``, a gate's crossings over its corridor's in a
+    direction (or both; NaN where the corridor has none), and ``diverted_out``, the trucks that
+    left the province instead (to Lạng Sơn) by corridor, direction and class; with
+    ``diverted_vnd`` (a priced scenario's cost of a truck that leaves, by class),
+    ``cost_diverted_vnd``, those trucks priced."""
     out_labels, recipe = _corridor_layout(shape, diverted_vnd is not None)
-    crossings = {lab[:2]: float(x) for lab, x in zip(labels, values) if lab[2:] == ("crossings", "", "")}
     out = np.empty(len(recipe))
     for j, (kind, *args) in enumerate(recipe):
         if kind == "share":
