@@ -187,3 +187,32 @@ def test_validate_lists_levers_apart_from_uncertain_inputs(capsys):
     out = capsys.readouterr().out
     assert "levers (1: what a planner controls):" in out and "lanes: integer 1 to 6, base 1" in out
     assert out.index("levers (1") < out.index("uncertain inputs (0")
+
+
+def test_the_least_total_cost_is_the_lanes_that_balance_their_cost_and_the_waits_erlang_c_prices(tmp_path):
+    """total_cost: the levers' cost a year plus the waiting cost a year (cost_total_vnd of all
+    gates, scaled to a year). With only the truck-hour priced, an M/M/c gate's waiting cost a
+    year is rate x lambda x Wq(c) x 8,760 h, so the best number of lanes is the c that least
+    adds its lanes' cost to that: Erlang C's, not a close call at this rate. Each trial's
+    objective is its levers' cost plus its waiting cost."""
+    rate = 300_000.0  # VND an hour of waiting: a test value
+    priced = tmp_path / "priced.toml"
+    priced.write_text(f'extends = "{MMC}"\n\n[classes.truck.costs]\ntruck_hour_vnd = {rate}\nparking_day_vnd = 0\n'
+                      'gave_up_vnd = 0\ndiverted_vnd = 0\nsource = "assumption: a test value"\n', encoding="utf-8")
+    lever = sc.load(MMC).nominal.levers["lanes"]
+    per_lane = lever.capital_per_unit_year + lever.operating_per_unit_year
+
+    def total(c: int) -> float:
+        return (c - lever.base) * per_lane + rate * LAMBDA * erlang_c_wait(LAMBDA, MU, c) * 8760
+
+    stable = [c for c in range(1, 7) if c * MU > LAMBDA]
+    best = min(stable, key=total)
+    others = sorted(total(c) for c in stable if c != best)
+    assert others[0] > 1.15 * total(best)  # no close call
+    result = optimise(priced, objective="total_cost", workers=1, **FAST)
+    assert int(result.recommended["lanes"]) == best
+    t = result.trials
+    assert np.allclose(t["objective_mean"], t["lever_cost_vnd_per_year"] + t["waiting_cost_vnd_per_year_mean"],
+                       rtol=1e-12)
+    ev = result.evidence.set_index("quantity")
+    assert ev.loc["waiting_cost_vnd_per_year", "difference_ci_high"] < 0  # the lanes save waiting

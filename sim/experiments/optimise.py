@@ -147,8 +147,9 @@ def parse_objective(text: str, scenario: Scenario, constraints: Sequence[Constra
             parse_outputs([f"{WAITING_COST}@all"], scenario)
         except SweepError:
             raise OptimiseError(scenario.path, "--objective", f"total_cost needs the waiting-cost metric "
-                                                              f"{WAITING_COST}, which this bordersim does not "
-                                                              "compute; give lever_cost or a METRIC[@GATE]") from None
+                                                              f"{WAITING_COST}, and the scenario has no costs "
+                                                              "([classes.<class>.costs]); give lever_cost or a "
+                                                              "METRIC[@GATE]") from None
         return Objective("total_cost", Measure(WAITING_COST, "all"))
     if text in OBJECTIVES or "@" not in text and text.endswith("_cost"):
         raise OptimiseError(None, "--objective", f"'{shorten(text)}' is not an objective; allowed: "

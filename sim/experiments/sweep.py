@@ -50,7 +50,8 @@ from . import capacity
 from ..model.adjust import override_warning, set_warnings
 from ..base.errors import BordersimError, ScenarioError, shorten
 from .experiment import ENGINES, Point, iter_design
-from ..statistics.metrics import GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult, describe, metric_range
+from ..statistics.metrics import (COST_METRICS, DIVERTED_COST, GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult,
+                                  describe, metric_range)
 from ..model.ranges import Range
 from ..model.scenario import Layer, Scenario, from_dict, load, merge_layers, set_layer
 from .sensitivity import MORRIS_LEVELS, analyse, tested_inputs, unit_problem
@@ -75,7 +76,7 @@ MAX_REPS = 1_000_000
 MAX_LIST = 10_000  # values of one list or integer range
 STAT_COLUMNS = ["mean", "ci_low", "ci_high", "p05", "p95", "std", "n"]
 LABELS = SUMMARY_COLUMNS[:5]  # gate, direction, metric, stage, class
-OUTPUT_METRICS = GROUP_METRICS + ("held_by_limit_share", "corridor_share", "diverted_out")
+OUTPUT_METRICS = GROUP_METRICS + ("held_by_limit_share", "corridor_share", "diverted_out") + COST_METRICS + (DIVERTED_COST,)
 DEFAULT_OUTPUT = "time_in_system_mean_h"
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _INTEGER = r"[+-]?\d+"
@@ -572,13 +573,17 @@ def parse_outputs(texts: Sequence[str], scenario: Scenario) -> list[Output]:
     """``METRIC[@GATE]`` each (METRIC alone: every gate and the whole border; for a corridor's
     metric, every corridor gate or every corridor); default: the mean time in system of every gate."""
     m = scenario.nominal
-    where = {"corridor_share": [g for c in m.corridors.values() for g in c.gates], "diverted_out": list(m.corridors)}
+    where = {"corridor_share": [g for c in m.corridors.values() for g in c.gates], "diverted_out": list(m.corridors),
+             DIVERTED_COST: list(m.corridors)}
     out: list[Output] = []
     for text in texts or [DEFAULT_OUTPUT]:
         metric, sep, gate = text.strip().partition("@")
         if metric not in OUTPUT_METRICS:
             raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; allowed: "
                                                f"{', '.join(OUTPUT_METRICS)} (as METRIC or METRIC@GATE)")
+        if metric in (*COST_METRICS, DIVERTED_COST) and not any(c.costs for c in m.classes.values()):
+            raise SweepError(None, "--output", f"'{metric}' prices waiting, and the scenario has no costs: "
+                                               "give its classes [classes.<class>.costs] (README: Costs of waiting)")
         gates = where.get(metric, list(m.gates) + ["all"])
         if not gates:
             raise SweepError(None, "--output", f"'{metric}' is a corridor's metric; the scenario has no corridor")
