@@ -69,6 +69,10 @@ class LeverSpace:
     scenario: Scenario
     levers: dict[str, Lever]
     _variants: dict[tuple, Scenario] = field(default_factory=dict, repr=False)
+    # the scenario with a choice's --set lines, built once: the check builds each choice's and
+    # the search each combination's, the same lines when one choice lever is searched (a build
+    # validates the fitted ensemble's rows again: most of an optimisation's work outside the runs)
+    _built: dict[tuple[str, ...], Scenario] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, scenario: Scenario, only: Sequence[str] = ()) -> "LeverSpace":
@@ -133,11 +137,16 @@ class LeverSpace:
         return list(self.scenario.layers) or [Layer(self.scenario.path, self.scenario.raw)]
 
     def _with(self, lines: list[str]) -> Scenario:
-        layers = self._layers()
-        if lines:
-            layers.append(set_layer(lines, merge_layers(layers), self.scenario.path))
-        return from_dict(merge_layers(layers), self.scenario.path,
-                         base_dir=Path(self.scenario.path).resolve().parent, layers=layers)
+        key = tuple(lines)
+        if key not in self._built:
+            if not lines:
+                self._built[key] = self.scenario
+            else:
+                layers = self._layers()
+                layers.append(set_layer(lines, merge_layers(layers), self.scenario.path))
+                self._built[key] = from_dict(merge_layers(layers), self.scenario.path,
+                                             base_dir=Path(self.scenario.path).resolve().parent, layers=layers)
+        return self._built[key]
 
     def _variant(self, key: tuple) -> Scenario:
         """The scenario of one combination of choices, with the number levers' paths as ranges
