@@ -256,17 +256,19 @@ def derive(scenario: Scenario, params: Sequence[tuple[str, str | None]]) -> tupl
         assignments.append((path, f"{path}={rng}"))
     base_layers = list(scenario.layers) or [Layer(scenario.path, scenario.raw)]
     merged = merge_layers(base_layers)
-    for path, assignment in assignments:  # each alone first: an error names its own --param
-        try:
-            layer = set_layer([assignment], merged, scenario.path)
-            _from_layers(scenario, base_layers + [layer])
-        except ScenarioError as exc:
-            raise _param_error(path, exc) from None
     try:
         layers = base_layers + ([set_layer([a for _, a in assignments], merged, scenario.path)] if assignments else [])
         derived = _from_layers(scenario, layers)
-    except ScenarioError as exc:
-        raise SweepError(exc.file, exc.field, f"{exc.message} (with every --param at the ends of its values)") from None
+    except ScenarioError as together:
+        # which --param it is: each alone (a build validates a fitted ensemble's rows again, so
+        # only when the whole fails), the first that fails alone named, else the whole's error
+        for path, assignment in assignments:
+            try:
+                _from_layers(scenario, base_layers + [set_layer([assignment], merged, scenario.path)])
+            except ScenarioError as exc:
+                raise _param_error(path, exc) from None
+        raise SweepError(together.file, together.field,
+                         f"{together.message} (with every --param at the ends of its values)") from None
     out = []
     for (path, _spec), p in zip(params, parsed):
         if p is None:
