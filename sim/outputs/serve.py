@@ -516,8 +516,18 @@ def serve(path: Path, scenario_arg: str, host: str = LOCAL, port: int = DEFAULT_
 
     config = uvicorn.Config(make_app(runner), log_config=None, access_log=False, lifespan="off",
                             timeout_graceful_shutdown=2)
+    server = Server(config)
     try:
-        Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
+        # uvicorn raises the signal that stopped it again once it has shut down, for the caller's
+        # handler (Ctrl-C, SIGTERM); should that not have reached us, call the handler here, so a
+        # stop always ends as the caller expects (its message, never a silent return)
+        import signal
+
+        for sig in reversed(getattr(server, "_captured_signals", [])):
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                handler(sig, None)
     finally:
         runner.close()
         sock.close()
