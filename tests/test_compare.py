@@ -314,3 +314,16 @@ def test_compare_applies_sets_to_the_alternatives_only():
                     & (cmp.table.metric == "wait_mean_h") & (cmp.table.stage == "")].iloc[0]
     assert row.diff_mean < 0
     assert "sets" in compare.__doc__
+
+
+def test_a_value_out_of_range_from_compares_set_names_the_set(tmp_path, capsys):
+    """As for `run`, an alternative's value a --set gave that the schema refuses is one line naming
+    that --set (not only the file it changed); exit 2, nothing written."""
+    out = tmp_path / "c"
+    tiny = str(DATA / "tiny.toml")
+    code = main(["compare", tiny, tiny, "--set", "gates.hoanh_mo.exit.stages.customs.lanes=0", "--reps", "2",
+                 "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--set gates.hoanh_mo.exit.stages.customs.lanes=0: " in err and "greater than or equal to 1" in err, err
+    assert not out.exists()

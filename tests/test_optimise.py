@@ -157,6 +157,8 @@ def _with(tmp_path: Path, old: str, new: str) -> Path:
     (None, ["--constraint", "wait_mean_h@nowhere <= 1"], "--constraint"),
     (None, ["--objective", "lever_cost"], "--objective"),
     (None, ["--objective", "total_cost", "--constraint", WAIT], "--objective"),
+    # a misspelt objective names the objectives, not only the metrics
+    (None, ["--objective", "total_cots", "--constraint", WAIT], "did you mean total_cost? allowed: lever_cost, total_cost"),
     (None, ["--objective", "time_in_system_p95_h@g", "--lever", "bridge"], "--lever"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, extra, said):

@@ -361,7 +361,7 @@ def test_set_changes_a_value_relatively_and_refuses_a_sign_after_a_plain_equals(
     ranged = load(SMALL, sets=[f"{limit}={{uniform = [100, 120]}}", f"{limit}-=10"])
     assert [r.values for r in ranged.ranges if r.name() == limit] == [(90.0, 110.0)]
     out = tmp_path / "out"
-    for bad, said in ((f"{lanes}=+1", f"{lanes}+=1 to add 1"), (f"{lanes}=-1", "-= to subtract"),
+    for bad, said in ((f"{lanes}=+1", f"{lanes}+=1 to add 1"), (f"{lanes}=-1", f"{lanes}-=1 to subtract 1"),
                       (f"{lanes}*=0", "above 0"), (f"{lanes}+=abc", "not a TOML value"),
                       (f"{lanes}-=5", f"--set {lanes}-=5"),
                       ("gates.mong_cai.exit.stages.customs.service_min*=0.7", "such as .mean"),

@@ -41,7 +41,7 @@ from ..model.scenario import Scenario, load
 from ..statistics.metrics import ReplicationResult, describe
 from .experiment import ENGINES, iter_design, replicate
 from .levers import LeverSpace
-from .sweep import SCHEDULERS, SweepError, executor_for, parse_outputs, values_only
+from .sweep import OUTPUT_METRICS, SCHEDULERS, SweepError, executor_for, parse_outputs, values_only
 
 OBJECTIVES = ("lever_cost", "total_cost")  # besides a metric, METRIC[@GATE]
 WAITING_COST = "cost_total_vnd"  # the waiting cost of a run (VND over the horizon after its warm-up), gate all
@@ -154,7 +154,19 @@ def parse_objective(text: str, scenario: Scenario, constraints: Sequence[Constra
     if text in OBJECTIVES or "@" not in text and text.endswith("_cost"):
         raise OptimiseError(None, "--objective", f"'{shorten(text)}' is not an objective; allowed: "
                                                  f"{', '.join(OBJECTIVES)} or METRIC[@GATE]")
-    measures = parse_measure(text, scenario, "--objective")
+    try:
+        measures = parse_measure(text, scenario, "--objective")
+    except OptimiseError as exc:
+        metric = text.partition("@")[0]
+        if "is not a metric" not in exc.message:
+            raise
+        import difflib
+
+        close = difflib.get_close_matches(metric, [*OBJECTIVES, *OUTPUT_METRICS], n=1, cutoff=0.8)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise OptimiseError(None, "--objective", f"'{shorten(metric)}' is neither an objective nor a metric; {hint}"
+                                                 f"allowed: {', '.join(OBJECTIVES)}, or METRIC[@GATE] with METRIC "
+                                                 f"one of {', '.join(OUTPUT_METRICS)}") from None
     measure = next(ms for ms in measures if ms.gate == "all") if "@" not in text else measures[0]
     return Objective("metric", measure)
 

@@ -301,8 +301,10 @@ def set_layer(assignments: list[str], raw: dict, file: str) -> Layer:
         field_ = f"--set {where}"
         if not a.relative and a.value_text[:1] in ("+", "-"):
             n = a.value_text[1:].strip() or "N"
+            sign = a.value_text[0]
+            how, other = ("add", "-= to subtract") if sign == "+" else ("subtract", "+= to add")
             raise ScenarioError(file, field_, f"'{shorten(a.value_text)}' has a sign, which would set the value, not "
-                                              f"change it: write {where}+={n} to add {n} (-= to subtract, *= to "
+                                              f"change it: write {where}{sign}={n} to {how} {n} ({other}, *= to "
                                               f"multiply), or {where}={n} for the value {n}")
         value = toml_value(a.value_text, file, field_, "; to change the value write PATH+=N, PATH-=N or PATH*=F")
         node: Any = raw
@@ -634,14 +636,20 @@ def load(path: str | Path, sets: list[str] | None = None) -> Scenario:
     if not sets:
         return from_dict(merge_layers(layers), str(p), base_dir=p.resolve().parent, layers=layers)
     layers.append(set_layer(sets, merge_layers(layers), str(p)))
+    return _built_with_sets(layers, str(p), sets)
+
+
+def _built_with_sets(layers: list[Layer], path: str, sets: list[str]) -> Scenario:
+    """The scenario of ``layers``, the last of them ``sets``' changes; an error about a value a
+    --set gave names the --set, not the file it changed."""
     try:
-        return from_dict(merge_layers(layers), str(p), base_dir=p.resolve().parent, layers=layers)
-    except ScenarioError as exc:  # a value --set gave: name the --set, not the file it changed
+        return from_dict(merge_layers(layers), path, base_dir=Path(path).resolve().parent, layers=layers)
+    except ScenarioError as exc:
         row, _, where = str(exc.field).rpartition(": ")  # an ensemble's "row 3: <field>"
         a = next((a for a in map(parse_assignment, reversed(sets)) if a and _names(where, a.keys)), None)
         if a is None:
             raise
-        raise ScenarioError(str(p), f"--set {a.where}{a.op}{shorten(a.value_text, 60)}",
+        raise ScenarioError(path, f"--set {a.where}{a.op}{shorten(a.value_text, 60)}",
                             f"{exc.message} (in the ensemble's {row})" if row else exc.message) from None
 
 
@@ -669,10 +677,11 @@ def sets_described(description: str | None) -> list[str] | None:
     return rest.split("; --set ")
 
 
-def with_sets(scenario: Scenario, sets: list[str]) -> Scenario:
+def with_sets(scenario: Scenario, sets: list[str], name_sets: bool = True) -> Scenario:
     """The scenario with ``--set PATH=VALUE`` changes on top (sim.model.scenario.load's ``sets``), under
     its own name, described as "NAME with --set A; --set B" (sets_description) unless a set gives
-    the description itself."""
+    the description itself. A value a --set gave that the schema refuses is an error naming that
+    --set (``name_sets``), or the input it changed (a page's control, which says where itself)."""
     layers = list(scenario.layers)
     if not layers:  # built from a dict: the dict is its one layer (its ensemble, resolved, too)
         raw = dict(scenario.raw, **({"ensemble": scenario.ensemble_file} if scenario.ensemble_file else {}))
@@ -682,6 +691,5 @@ def with_sets(scenario: Scenario, sets: list[str]) -> Scenario:
         changes = Layer(changes.file, {**changes.raw, "description": sets_description(scenario.name, list(sets))},
                         relative=changes.relative)
     layers.append(changes)
-    changed = from_dict(merge_layers(layers), scenario.path, base_dir=Path(scenario.path).resolve().parent,
-                        layers=layers)
+    changed = _built_with_sets(layers, scenario.path, list(sets) if name_sets else [])
     return changed if changed.name == scenario.name else changed.renamed(scenario.name)

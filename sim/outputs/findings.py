@@ -330,6 +330,8 @@ def cost_lines(summary: pd.DataFrame, names: dict[str, str] | None = None) -> li
                        & (summary["class"].fillna("") == "")]
     out = METRICS[DIVERTED_COST]
     for r in diverted.itertuples():
+        if r.mean == 0 and r.ci_high == 0:  # nobody left in any replication: no line of zeros
+            continue
         lines.append(f"the trucks that left the province from {(names or {}).get(r.gate, r.gate)} cost VND "
                      f"{estimate(out.unit(r.mean), out.unit(r.ci_low), out.unit(r.ci_high), out.digits)} bn more "
                      "(not in the gates' cost).")

@@ -291,7 +291,7 @@ class Runner:
         for key, line in job.changes.lines.items():
             job.check()
             try:
-                with_sets(self.base, [line])
+                with_sets(self.base, [line], name_sets=False)
             except ScenarioError as own:
                 errors[key] = own.one_line()
         return errors or {"": exc.one_line()}

@@ -254,7 +254,8 @@ def optimise_report(result) -> str:
         lines.append("no recommendation: no trial meets every constraint")
     else:
         r = result.recommended
-        levers = ", ".join(f"{lid} = {r[lid]}" for lid in s.space.levers)
+        levers = ", ".join(f"{lid} = {r[lid]:.4g}" if isinstance(r[lid], float) else f"{lid} = {r[lid]}"
+                           for lid in s.space.levers)  # a real lever to 4 digits (trials.csv has it whole)
         lines.append(wrapped(f"recommended (trial {int(r['trial'])}): {levers}; levers' cost "
                              f"{vnd(r['lever_cost_vnd_per_year'])} a year (capital {vnd(r['lever_capital_vnd_per_year'])}, "
                              f"operating {vnd(r['lever_operating_vnd_per_year'])})"))
