@@ -46,9 +46,11 @@ def alive(pid: int) -> bool:
 class Served:
     """A running `bordersim serve`: its process and the page's address."""
 
-    def __init__(self, *args: str, timeout: float = 120.0):
+    def __init__(self, *args: str, timeout: float = 120.0, ctrl_c_ignored: bool = False):
+        # ctrl_c_ignored: started as a shell's background job is, with SIGINT ignored
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ctrl_c_ignored else None
         self.proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "serve", *args, "--port", "0"], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
         deadline = time.monotonic() + timeout
         line = ""
         while time.monotonic() < deadline:

@@ -143,9 +143,11 @@ def test_a_change_the_scenario_refuses_gets_the_schemas_message_beside_its_contr
         runner.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_the_server_stops_on_sigterm_and_ctrl_c_with_no_process_left(sig):
-    served = Served(str(SMALL))
+@pytest.mark.parametrize("sig, ignored", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)])
+def test_the_server_stops_on_sigterm_and_ctrl_c_with_no_process_left(sig, ignored):
+    """SIGTERM and Ctrl-C stop the server, its runs and its workers, with one line saying so; also
+    a server started with Ctrl-C ignored (a shell's background job), which uvicorn still stops on it."""
+    served = Served(str(SMALL), ctrl_c_ignored=ignored)
     try:
         workers = children(served.proc.pid)
         assert len(workers) >= 1  # its pool, started with it

@@ -520,14 +520,17 @@ def serve(path: Path, scenario_arg: str, host: str = LOCAL, port: int = DEFAULT_
     try:
         server.run(sockets=[sock])
         # uvicorn raises the signal that stopped it again once it has shut down, for the caller's
-        # handler (Ctrl-C, SIGTERM); should that not have reached us, call the handler here, so a
-        # stop always ends as the caller expects (its message, never a silent return)
+        # handler (Ctrl-C, SIGTERM). That does not reach us where the handler is not Python's (a
+        # process started with Ctrl-C ignored, as a shell's background job is), or where asyncio
+        # took the signal as its task ended: the stop then ends here as the caller expects (its
+        # handler, else KeyboardInterrupt), never as a silent return
         import signal
 
         for sig in reversed(getattr(server, "_captured_signals", [])):
             handler = signal.getsignal(sig)
             if callable(handler):
                 handler(sig, None)
+            raise KeyboardInterrupt()
     finally:
         runner.close()
         sock.close()
