@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..base.errors import OutputError, shorten
-from ..base.outdir import atomic_dir, atomic_file, check_target, file_lock, holding, read_marker, version
+from ..base.outdir import atomic_file, file_lock, version
 from ..experiments import optimise as opt
 from ..model.scenario import Scenario
 from .provenance import seen_from
+from .resumable import Resumable
 from .results import FLOAT_FORMAT
 
 SPEC_FILE = "optimise.json"
@@ -153,50 +153,26 @@ def _flock_lock(path: Path):
     return _FlockLock()
 
 
+FOLDER = Resumable(
+    "optimise", "optimisation", "an", SPEC_FILE, STUDY_DIR,
+    words={"scenario_sha256": "the scenario (its content)", "levers": "--lever", "objective": "--objective",
+           "constraints": "--constraint", "trials": "--trials", "reps": "--reps", "batch": "--batch",
+           "seed": "--seed", "engine": "--engine", "scenario": "the scenario"},
+    shows=lambda key: key != "scenario_sha256")
+
+
 @contextlib.contextmanager
 def optimise_folder(out: Path, command: dict) -> Iterator["OptimiseFolder"]:
-    """An optimisation's folder, held for the block (as a sweep's: sim.outputs.sweep.sweep_folder):
-    made whole with its marker, optimise.json and study/ if absent or empty, or reopened to
-    resume; refused if it holds anything but an optimisation of this very command."""
-    marker = read_marker(out) if os.path.isdir(out) and not os.path.islink(out) else None
-    if marker is not None:
-        if marker.get("kind") != "optimise":
-            raise OutputError(str(out), None, f"holds a bordersim {marker.get('kind') or 'output'}, not an "
-                                              "optimisation; choose another --out")
-        _same_command(out, _read_spec(out).get("command", {}), command)
-    else:
-        check_target(out, "optimise")
-        spec = {"written_by": "bordersim", "kind": "optimise", "version": version(), "command": command,
+    """An optimisation's folder, held for the block (sim.outputs.resumable, as a sweep's): made
+    whole with its marker, optimise.json and study/ if absent or empty, or reopened to resume;
+    refused if it holds anything but an optimisation of this very command."""
+
+    def spec() -> dict:
+        return {"written_by": "bordersim", "kind": "optimise", "version": version(), "command": command,
                 "common_random_numbers": "replication i of every trial uses the same seed"}
-        with atomic_dir(out, "optimise") as staged:
-            (staged.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
-                                                encoding="utf-8")
-            (staged.dir / STUDY_DIR).mkdir()
-    with holding(out, elsewhere=True):
-        _same_command(out, _read_spec(out).get("command", {}), command)
-        (out / STUDY_DIR).mkdir(exist_ok=True)
+
+    with FOLDER.held(out, command, spec):
         yield OptimiseFolder(out)
-
-
-def _read_spec(out: Path) -> dict:
-    try:
-        return json.loads((out / SPEC_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(str(out), SPEC_FILE, f"cannot be read ({shorten(exc, 120)}); this folder's optimisation "
-                                               "cannot be resumed: choose another --out") from None
-
-
-def _same_command(out: Path, had: dict, now: dict) -> None:
-    """Refuse to resume a folder written by another command: one line naming the first difference."""
-    words = {"scenario_sha256": "the scenario (its content)", "levers": "--lever", "objective": "--objective",
-             "constraints": "--constraint", "trials": "--trials", "reps": "--reps", "batch": "--batch",
-             "seed": "--seed", "engine": "--engine", "scenario": "the scenario"}
-    for key in now:
-        if had.get(key) != now[key]:
-            shown = f" (it was {had.get(key)}, now {now[key]})" if key not in ("scenario_sha256",) else ""
-            raise OutputError(str(out), None, f"holds an optimisation of another command: {words.get(key, key)} "
-                                              f"differs{shown}; run the same command to resume it, or choose "
-                                              "another --out")
 
 
 class OptimiseFolder:

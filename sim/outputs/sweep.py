@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..base.errors import OutputError, shorten
-from ..base.outdir import atomic_dir, atomic_file, check_target, holding, read_marker, version
+from ..base.outdir import atomic_file, version
 from ..experiments.sensitivity import CONF_LEVEL, interval_level, tested_inputs
 from ..experiments.sweep import Design, SweepResult, executor_for, prepare, run_points, summarise
 from ..model.scenario import Scenario
 from .provenance import seen_from
+from .resumable import Resumable
 from .results import FLOAT_FORMAT, prepare_writing, write_large_csv
 
 SPEC_FILE = "sweep.json"
@@ -111,59 +111,29 @@ def default_chunk(points: int, reps: int) -> int:
 # ------------------------------------------------------------------ the folder
 
 
+FOLDER = Resumable(
+    "sweep", "sweep", "a", SPEC_FILE, CHUNKS,
+    words={"scenario_sha256": "the scenario (its content, with the swept ranges)", "params": "--param",
+           "design": "--design", "size": "--points", "reps": "--reps", "seed": "--seed", "engine": "--engine",
+           "design_sha256": "the design's points", "points": "the number of points", "scenario": "the scenario"},
+    shows=lambda key: key in ("design", "size", "reps", "seed", "engine", "points"))
+
+
 @contextlib.contextmanager
 def sweep_folder(out: Path, command: dict, points: int, reps: int,
                  chunk_points: int | None) -> Iterator["SweepFolder"]:
-    """A sweep's folder, held for the block (sim.base.outdir.holding: two sweeps never write one
-    folder, and no other command replaces it meanwhile): made whole with its marker and
-    sweep.json if absent or empty (sim.base.outdir.atomic_dir), or reopened to resume; refused
-    if it holds anything but a sweep of this very command."""
-    marker = read_marker(out) if os.path.isdir(out) and not os.path.islink(out) else None
-    if marker is not None:
-        kind = marker.get("kind")
-        if kind != "sweep":
-            raise OutputError(str(out), None, f"holds a bordersim {kind or 'output'}, not a sweep; choose another "
-                                              "--out")
-        _same_command(out, _read_spec(out).get("command", {}), command)
-    else:
-        check_target(out, "sweep")  # absent or empty: created below; anything else refused
+    """A sweep's folder, held for the block (sim.outputs.resumable): made whole with its marker
+    and sweep.json if absent or empty, or reopened to resume; refused if it holds anything but a
+    sweep of this very command."""
+
+    def spec() -> dict:
         n = chunk_points or default_chunk(points, reps)
-        spec = {"written_by": "bordersim", "kind": "sweep", "version": version(), "command": command,
+        return {"written_by": "bordersim", "kind": "sweep", "version": version(), "command": command,
                 "chunk_points": n, "chunks": -(-points // n),
                 "common_random_numbers": "replication i of every point uses the same seed"}
-        with atomic_dir(out, "sweep") as staged:
-            (staged.dir / SPEC_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
-                                                encoding="utf-8")
-            (staged.dir / CHUNKS).mkdir()
-    with holding(out, elsewhere=True):
-        spec = _read_spec(out)  # the folder held: a sweep started at the same instant may have made it
-        _same_command(out, spec.get("command", {}), command)
-        (out / CHUNKS).mkdir(exist_ok=True)
-        yield SweepFolder(out, spec)
 
-
-def _read_spec(out: Path) -> dict:
-    """A sweep folder's sweep.json; one that cannot be read is one OutputError."""
-    try:
-        return json.loads((out / SPEC_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(str(out), SPEC_FILE, f"cannot be read ({shorten(exc, 120)}); this folder's sweep "
-                                               "cannot be resumed: choose another --out") from None
-
-
-def _same_command(out: Path, had: dict, now: dict) -> None:
-    """Refuse to resume a folder written by another command: one line naming the first difference."""
-    words = {"scenario_sha256": "the scenario (its content, with the swept ranges)", "params": "--param",
-             "design": "--design", "size": "--points", "reps": "--reps", "seed": "--seed", "engine": "--engine",
-             "design_sha256": "the design's points", "points": "the number of points", "scenario": "the scenario"}
-    for key in now:
-        if had.get(key) != now[key]:
-            what = words.get(key, key)
-            shown = ""
-            if key in ("design", "size", "reps", "seed", "engine", "points"):
-                shown = f" (it was {had.get(key)}, now {now[key]})"
-            raise OutputError(str(out), None, f"holds a sweep of another command: {what} differs{shown}; run the "
-                                              "same command to resume it, or choose another --out")
+    with FOLDER.held(out, command, spec) as found:
+        yield SweepFolder(out, found)
 
 
 class SweepFolder:
