@@ -324,75 +324,63 @@ def _cmd_compare(args) -> int:
     return 0
 
 
-def _cmd_sweep(args) -> int:
-    from .outputs.sweep import sweep
-    from .outputs.text import sweep_report
-
+def _resumable(args, kind: str, pieces: str, run, report) -> int:
+    """A command whose folder the same command resumes (sweep, optimise): its default folder
+    results/KIND_NAME, a line when it resumes, and on Ctrl-C or SIGTERM once it has started,
+    where what is done is kept. run(path, out, on_start): its result; report(result): what it prints."""
     path = scenario_path(args.scenario)
     out = _out_arg(args.out)
     if out is None:
         from .model import scenario as sc
 
-        out = Path("results") / f"sweep_{sc.load(path, sets=args.set).name}"
+        out = Path("results") / f"{kind}_{sc.load(path, sets=args.set).name}"
     state = {}
 
     def started(done: int, todo: int) -> None:
         state["started"] = True
         if done and not args.quiet:
-            print(f"resuming {out}/: {done} points done before, {todo} to run", flush=True)
+            print(f"resuming {out}/: {done} {pieces} done before, {todo} to run", flush=True)
 
     try:
-        result = sweep(path, params=args.param, design=args.design, points=args.points, reps=args.reps,
-                       seed=args.seed, engine=args.engine, out=out, workers=args.workers, scheduler=args.scheduler,
-                       address=args.address, outputs=args.output, sets=args.set, allow_overload=args.allow_overload,
-                       make_plots=not args.no_plots, report=not args.no_report, progress=False if args.quiet else None,
-                       warn=_warn,
-                       on_start=started)
+        result = run(path, out, started)
     except KeyboardInterrupt as exc:
         if not state.get("started"):
             raise
-        kind = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"bordersim: {kind}; the points finished so far are kept in {out}/: run the same command to resume",
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"bordersim: {how}; the {pieces} finished so far are kept in {out}/: run the same command to resume",
               file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     if not args.quiet:
-        print(sweep_report(result))
+        print(report(result))
     return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .outputs.sweep import sweep
+    from .outputs.text import sweep_report
+
+    def run(path, out, started):
+        return sweep(path, params=args.param, design=args.design, points=args.points, reps=args.reps,
+                     seed=args.seed, engine=args.engine, out=out, workers=args.workers, scheduler=args.scheduler,
+                     address=args.address, outputs=args.output, sets=args.set, allow_overload=args.allow_overload,
+                     make_plots=not args.no_plots, report=not args.no_report, progress=False if args.quiet else None,
+                     warn=_warn, on_start=started)
+
+    return _resumable(args, "sweep", "points", run, sweep_report)
 
 
 def _cmd_optimise(args) -> int:
     from .outputs.optimise import optimise
     from .outputs.text import optimise_report
 
-    path = scenario_path(args.scenario)
-    out = _out_arg(args.out)
-    if out is None:
-        from .model import scenario as sc
+    def run(path, out, started):
+        return optimise(path, objective=args.objective, constraints=args.constraint, levers=args.lever,
+                        trials=args.trials, reps=args.reps, batch=args.batch, seed=args.seed, engine=args.engine,
+                        out=out, workers=args.workers, scheduler=args.scheduler, address=args.address,
+                        sets=args.set, make_plots=not args.no_plots, report=not args.no_report,
+                        progress=False if args.quiet else None, warn=_warn, on_start=started)
 
-        out = Path("results") / f"optimise_{sc.load(path, sets=args.set).name}"
-    state = {}
-
-    def started(done: int, todo: int) -> None:
-        state["started"] = True
-        if done and not args.quiet:
-            print(f"resuming {out}/: {done} trials done before, {todo} to run", flush=True)
-
-    try:
-        result = optimise(path, objective=args.objective, constraints=args.constraint, levers=args.lever,
-                          trials=args.trials, reps=args.reps, batch=args.batch, seed=args.seed, engine=args.engine,
-                          out=out, workers=args.workers, scheduler=args.scheduler, address=args.address,
-                          sets=args.set, make_plots=not args.no_plots, report=not args.no_report,
-                          progress=False if args.quiet else None, warn=_warn, on_start=started)
-    except KeyboardInterrupt as exc:
-        if not state.get("started"):
-            raise
-        kind = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"bordersim: {kind}; the trials finished so far are kept in {out}/: run the same command to resume",
-              file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    if not args.quiet:
-        print(optimise_report(result))
-    return 0
+    return _resumable(args, "optimise", "trials", run, optimise_report)
 
 
 def _cmd_report(args) -> int:
