@@ -526,10 +526,11 @@ def serve(path: Path, scenario_arg: str, host: str = LOCAL, port: int = DEFAULT_
         # handler, else KeyboardInterrupt), never as a silent return
         import signal
 
-        for sig in reversed(getattr(server, "_captured_signals", [])):
-            handler = signal.getsignal(sig)
+        captured = getattr(server, "_captured_signals", [])
+        if captured:  # the last signal, as uvicorn raises the captured ones last first
+            handler = signal.getsignal(captured[-1])
             if callable(handler):
-                handler(sig, None)
+                handler(captured[-1], None)
             raise KeyboardInterrupt()
     finally:
         runner.close()
