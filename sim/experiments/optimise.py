@@ -41,7 +41,8 @@ from ..model.scenario import Scenario, load
 from ..statistics.metrics import ReplicationResult, describe
 from .experiment import ENGINES, iter_design, replicate
 from .levers import LeverSpace
-from .sweep import OUTPUT_METRICS, SCHEDULERS, SweepError, executor_for, parse_outputs, values_only
+from .sweep import (OUTPUT_METRICS, SCHEDULERS, SweepError, executor_for, parse_outputs, scenario_sha256,
+                    values_only)
 
 OBJECTIVES = ("lever_cost", "total_cost")  # besides a metric, METRIC[@GATE]
 WAITING_COST = "cost_total_vnd"  # the waiting cost of a run (VND over the horizon after its warm-up), gate all
@@ -221,13 +222,7 @@ class OptimiseSetup:
 
     def identity(self) -> dict:
         """What makes two optimisations the same (a folder resumes only the same one)."""
-        import hashlib
-        import json
-
-        h = hashlib.sha256(json.dumps(self.scenario.raw, default=str, ensure_ascii=False).encode("utf-8"))
-        if self.scenario.ensemble is not None:
-            h.update(self.scenario.ensemble.to_csv(index=False).encode("utf-8"))
-        return {"scenario": self.scenario.name, "scenario_sha256": h.hexdigest(),
+        return {"scenario": self.scenario.name, "scenario_sha256": scenario_sha256(self.scenario),
                 "levers": list(self.space.levers), "objective": self.objective.label,
                 "constraints": [c.label for c in self.constraints], "trials": self.trials, "reps": self.reps,
                 "batch": self.batch, "seed": self.seed, "engine": self.engine}

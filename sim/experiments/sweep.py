@@ -675,17 +675,23 @@ class SweepResult:
         return self.design.frame()
 
 
+def scenario_sha256(scenario: Scenario) -> str:
+    """A scenario's content: its merged tree and its ensemble's parameter sets (a resumed
+    sweep or optimisation must be of the same content, not only of the same file name)."""
+    h = hashlib.sha256(json.dumps(scenario.raw, default=str, ensure_ascii=False).encode("utf-8"))
+    if scenario.ensemble is not None:
+        h.update(scenario.ensemble.to_csv(index=False).encode("utf-8"))
+    return h.hexdigest()
+
+
 def identity(scenario: Scenario, design: Design, reps: int, seed: int, engine: str) -> dict:
     """What makes two sweeps the same: the scenario's content (its merged tree with the swept
     ranges, and its ensemble), the parameters, the design and its points, the replications,
     the seed and the engine (not the workers or the scheduler: the results do not depend on
     them)."""
-    h = hashlib.sha256(json.dumps(scenario.raw, default=str, ensure_ascii=False).encode("utf-8"))
-    if scenario.ensemble is not None:
-        h.update(scenario.ensemble.to_csv(index=False).encode("utf-8"))
     return {
         "scenario": scenario.name,
-        "scenario_sha256": h.hexdigest(),
+        "scenario_sha256": scenario_sha256(scenario),
         "params": [p.identity() for p in design.params],
         "design": design.kind,
         "size": design.size,
