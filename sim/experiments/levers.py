@@ -24,7 +24,7 @@ from ..model.ranges import is_range, parse_assignment
 from ..model.scenario import Layer, Scenario, from_dict, merge_layers, set_layer
 from ..model.schema import Lever
 from .experiment import Point
-from .sweep import derive
+from .sweep import derive, toml_number
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class LeverSpace:
             if lever.kind == "choices":
                 out += lever.choices[str(v)].set
             elif _number(lever, v) != _number(lever, lever.base) or not self._plain_base(lever):
-                out += [f"{p}={_toml_number(_number(lever, v))}" for p in lever.paths]
+                out += [f"{p}={toml_number(_number(lever, v))}" for p in lever.paths]
         return out
 
     def point(self, values: Mapping[str, Any]) -> Point:
@@ -205,11 +205,7 @@ def _number(lever: Lever, value: Any) -> int | float:
 def _spec(lever: Lever) -> str:
     """The lever's values as a sweep's SPEC: an integer range a..b or an interval lo:hi."""
     lo, hi = getattr(lever, lever.kind)
-    return f"{int(lo)}..{int(hi)}" if lever.kind == "integer" else f"{_toml_number(lo)}:{_toml_number(hi)}"
-
-
-def _toml_number(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v))
+    return f"{int(lo)}..{int(hi)}" if lever.kind == "integer" else f"{toml_number(lo)}:{toml_number(hi)}"
 
 
 def _field_said(exc: ScenarioError) -> str:

@@ -252,7 +252,7 @@ def derive(scenario: Scenario, params: Sequence[tuple[str, str | None]]) -> tupl
     for (path, _spec), p in zip(params, parsed):
         if p is None:
             continue
-        rng = f"{{uniform = [{_toml_number(p.low())}, {_toml_number(p.high())}]}}"
+        rng = f"{{uniform = [{toml_number(p.low())}, {toml_number(p.high())}]}}"
         assignments.append((path, f"{path}={rng}"))
     base_layers = list(scenario.layers) or [Layer(scenario.path, scenario.raw)]
     merged = merge_layers(base_layers)
@@ -284,7 +284,8 @@ def _from_layers(scenario: Scenario, layers: list[Layer]) -> Scenario:
                      layers=layers)
 
 
-def _toml_number(v: float) -> str:
+def toml_number(v: float) -> str:
+    """A number as TOML writes it in a --set line: a whole number without its .0, else its repr."""
     return str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v))
 
 
