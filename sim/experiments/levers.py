@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import BordersimError, ScenarioError, shorten
-from ..model.ranges import is_range, parse_assignment
+from ..model.ranges import is_range, parse_assignment, value_at
 from ..model.scenario import Layer, Scenario, from_dict, merge_layers, set_layer
 from ..model.schema import Lever
 from .experiment import Point
@@ -185,12 +185,7 @@ class LeverSpace:
         self._variant(tuple(lv.base for lv in self.levers.values() if lv.kind == "choices"))
 
     def _value_at(self, path: str) -> Any:
-        node: Any = self.scenario.raw
-        for key in parse_assignment(f"{path}=0").keys:
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
-        return node
+        return value_at(self.scenario.raw, parse_assignment(f"{path}=0").keys)
 
     def _plain_base(self, lever: Lever) -> bool:
         """Every path of a number lever holds its base as a plain number in the scenario (so the

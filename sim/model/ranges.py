@@ -288,6 +288,16 @@ def draw_inputs(ranges: "tuple[Range, ...]", rows: "list[dict]", rng_for, fixed=
     return out
 
 
+def value_at(raw: Any, keys: tuple) -> Any:
+    """The node of a scenario tree at ``keys`` (an input's path); None where there is none."""
+    node = raw
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def leaves(node: Any, path: tuple = ()):
     """(path, node) for every range and every plain value of a raw scenario."""
     if isinstance(node, dict) and not is_range(node):

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..base.errors import ScenarioError, shorten
 from ..experiments.compare import Comparison
-from ..model.ranges import model_form
+from ..model.ranges import model_form, value_at
 from ..model.scenario import Scenario, merge_layers, set_layer, toml_value
 from ..statistics.metrics import ReplicationResult, daily_table, summarise
 from .findings import ALL, UNCHANGED, change_words, corridor_changes, corridors_of, headline_rows, stage_label, unchanged
@@ -71,13 +71,6 @@ def _inline(value: Any) -> str:
     return tomlkit.item(value).as_string()
 
 
-def _at(raw: Mapping, path: tuple) -> Any:
-    node: Any = raw
-    for key in path:
-        node = node[key]
-    return node
-
-
 def controls(scenario: Scenario) -> list[Control]:
     """The page's controls for a scenario, gate by gate (in the scenario's order), then each
     corridor direction whose trucks choose by the ``wait`` rule."""
@@ -104,7 +97,7 @@ def controls(scenario: Scenario) -> list[Control]:
             for stage in getattr(gate, d).stages:
                 path = ("gates", g, d, "stages", stage.name, "lanes")
                 out.append(Control(f"lanes.{g}.{d}.{stage.name}", f"{d} {stage_label(stage.name)} lanes", g, "value",
-                                   _inline(_at(raw, path)), path=path, params=(f"lanes.{g}.{d}.{stage.name}",)))
+                                   _inline(value_at(raw, path)), path=path, params=(f"lanes.{g}.{d}.{stage.name}",)))
                 kinds += [stage.name] if stage.name not in kinds else []
         for s in kinds:
             out.append(Control(f"service.{g}.{s}", f"{stage_label(s)} service time ×", g, "factor", "1",
@@ -115,7 +108,7 @@ def controls(scenario: Scenario) -> list[Control]:
             if choice is not None and choice.rule == "wait":
                 path = ("corridors", cid, d, "sensitivity")
                 out.append(Control(f"sensitivity.{cid}.{d}", f"{d}: sensitivity to the wait, per hour", cid, "value",
-                                   _inline(_at(raw, path)), path=path, params=(f"sensitivity.{cid}.{d}",)))
+                                   _inline(value_at(raw, path)), path=path, params=(f"sensitivity.{cid}.{d}",)))
     return out
 
 
