@@ -218,3 +218,28 @@ def test_the_least_total_cost_is_the_lanes_that_balance_their_cost_and_the_waits
                        rtol=1e-12)
     ev = result.evidence.set_index("quantity")
     assert ev.loc["waiting_cost_vnd_per_year", "difference_ci_high"] < 0  # the lanes save waiting
+
+
+def test_a_trial_stopped_between_its_creation_and_its_values_is_asked_again_as_it_was():
+    """optuna's journal writes a trial's creation and its values as separate records, so a kill
+    can leave a trial asked without its values; the resumed search asks them again as the
+    uninterrupted one did (its own seeded sampler, the same trials before it) and every trial's
+    values and outcome are the same."""
+    import dataclasses
+
+    import optuna
+
+    from sim.experiments import optimise as opt
+
+    setup = opt.prepare(MMC, constraints=[WAIT], trials=12, reps=3, batch=4, seed=7)
+    whole = opt.search(setup, progress=False)
+    storage = optuna.storages.InMemoryStorage()
+    opt.search(dataclasses.replace(setup, trials=4), storage=storage, progress=False)
+    storage.create_new_trial(storage.get_study_id_from_name(opt.STUDY))  # trial 4: created, no values yet
+    resumed = opt.search(setup, storage=storage, progress=False)
+
+    def done(study):
+        return [(t.number, t.params, t.values) for t in study.get_trials(deepcopy=False)]
+
+    assert done(resumed) == done(whole)
+    assert len(done(whole)) == 12

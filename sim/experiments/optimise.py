@@ -381,6 +381,22 @@ def _sampler(setup: OptimiseSetup, number: int):
     return optuna.samplers.TPESampler(seed=derived_seed(setup.seed, SAMPLER_STREAM, number) % 2**32)
 
 
+def _asked(setup: OptimiseSetup, study, frozen, dists: dict) -> dict:
+    """A trial asked before a stop: its values. A stop between optuna's creating the trial and its
+    writing the values (separate records of the journal) leaves some out; they are asked again
+    as ``ask`` asked them, by the trial's own seeded sampler on the same trials before it, so
+    the values are the ones an uninterrupted search gave."""
+    if set(frozen.params) >= set(dists):
+        return dict(frozen.params)
+    from optuna.trial import Trial
+
+    study.sampler = _sampler(setup, frozen.number)
+    trial = Trial(study, frozen._trial_id)
+    # Trial._suggest is what study.ask(fixed_distributions) calls for each name (no public form
+    # takes a distribution as it is); a value already written is returned as it is
+    return {name: trial._suggest(name, dist) for name, dist in dists.items()}
+
+
 def search(setup: OptimiseSetup, storage=None, executor=None, workers: int = 1, progress: bool | None = None):
     """Run the search to ``setup.trials`` trials in ``storage`` (optuna's; None: in memory),
     resuming what it holds; return the study. The first trial is every lever at its base (the
@@ -406,7 +422,7 @@ def search(setup: OptimiseSetup, storage=None, executor=None, workers: int = 1, 
             end = -(-n // setup.batch) * setup.batch
         else:
             end = n if running else n + setup.batch
-        batch = [(t.number, dict(t.params)) for t in running]
+        batch = [(t.number, _asked(setup, study, t, dists)) for t in running]
         for number in range(n, min(end, setup.trials)):
             study.sampler = _sampler(setup, number)
             trial = study.ask(dists)
