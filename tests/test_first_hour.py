@@ -21,7 +21,7 @@ import pytest
 
 from sim import load, run
 from sim.cli import main
-from sim.experiments.experiment import Point, run_design, task_sizes
+from sim.experiments.experiment import Point, design_tasks, run_design
 from sim.base.outdir import version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,11 +180,23 @@ def test_the_installed_wheel_runs_and_checks_the_calibration_from_an_empty_folde
     assert os.listdir(empty) == ["results"] and os.listdir(empty / "results") == ["baseline_2022_calibrated"]
 
 
-def test_first_tasks_are_single_replications():
-    assert task_sizes(200, 25, 2)[:3] == [(0, 1), (1, 2), (2, 27)]
-    assert task_sizes(3, 1, 2) == [(0, 1), (1, 2), (2, 3)]
-    sizes = task_sizes(1000, 25, 2)
-    assert sizes[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(sizes, sizes[1:]))
+def test_first_and_last_tasks_are_single_replications():
+    tasks = design_tasks(1, 200, 25, 2)
+    assert tasks[:3] == [(0, 0, 1), (0, 1, 2), (0, 2, 27)]
+    assert design_tasks(1, 3, 1, 2) == [(0, 0, 1), (0, 1, 2), (0, 2, 3)]
+    for n_points, reps, size, workers in ((1, 1000, 25, 2), (10, 20, 10, 2), (3, 7, 10, 4), (40, 1, 10, 2)):
+        tasks = design_tasks(n_points, reps, size, workers)
+        for p in range(n_points):  # each point's replications once, in order
+            own = [(a, b) for q, a, b in tasks if q == p]
+            assert own[0][0] == 0 and own[-1][1] == reps and all(x[1] == y[0] for x, y in zip(own, own[1:]))
+        assert [q for q, _a, _b in tasks] == sorted(q for q, _a, _b in tasks)
+        assert max(b - a for _q, a, b in tasks) <= size
+        # the end tapers: the last tasks are single replications, none larger than the ones before
+        ends = [b - a for _q, a, b in tasks[-workers:]]
+        assert ends == [1] * len(ends)
+        if n_points == 1:  # after the first round, never larger than the task before
+            sizes = [b - a for _q, a, b in tasks[workers:]]
+            assert all(x >= y for x, y in zip(sizes, sizes[1:])), sizes
 
 
 class _SlowExecutor:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +114,56 @@ def installed_plan(key: str) -> Plan:
         raise RuntimeError(f"no plan {key[:12]} was given to this process (install_plans)") from None
 
 
+PLANS_KEPT = 8  # plans a kept pool's worker holds (a few MB each; a server's scenario and latest changes, an
+# optimisation's combinations of choices), the oldest given dropped first
+
+
+class KeptPool(Executor):
+    """A local pool kept over many designs (an optimisation's batches, a server's runs), as
+    run_design's executor: each task carries its plan pickled (about 0.2 MB; copied, not
+    unpickled, where the worker has it already: _with_plan), so the workers, started once,
+    serve new scenarios without a new pool. A worker's first replication costs several of the
+    later ones (its heap grows, the compiled engine loads): a pool per design pays that each
+    time. ``result_of`` is how one task's result is awaited (a server's runs poll it)."""
+
+    def __init__(self, pool: Executor, keep: int = PLANS_KEPT):
+        self.pool, self.keep = pool, keep
+        self.plans: dict[str, bytes] = {}
+
+    def install_plans(self, plans: Sequence[Plan]) -> None:
+        for p in plans:
+            if p.key not in self.plans:
+                self.plans[p.key] = pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self.pool.submit(fn, *args, **kwargs)
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        futures = [self.pool.submit(_with_plan, self.plans[args[0].plan], self.keep, fn, *args)
+                   for args in zip(*iterables)]
+
+        def results():
+            try:
+                for f in futures:
+                    yield self.result_of(f)
+            finally:
+                for f in futures:
+                    f.cancel()
+
+        return results()
+
+    def result_of(self, future: Future):
+        return future.result()
+
+
+def _with_plan(plan: bytes, keep: int, fn, task, *args):
+    """In a worker: the task's plan installed if this worker lacks it (the last ``keep`` kept),
+    then the task."""
+    if task.plan not in _PLANS:
+        install_plans([pickle.loads(plan)], keep=keep)
+    return fn(task, *args)
+
+
 def _run_task(task: _Task, seed: int, engine: str,
               keep: Callable[[ReplicationResult], ReplicationResult] | None = None
               ) -> tuple[_Task, list[ReplicationResult]]:
@@ -184,7 +235,7 @@ def iter_design(points: Sequence[Point], reps: int, seed: int, engine: str = "fa
     install = getattr(executor, "install_plans", None)
     shipped = executor is None or install is not None
     tasks = [_Task(p, plans[p].key if shipped else plans[p], tuple(points[p].values.items()), first, last)
-             for p in range(len(points)) for first, last in task_sizes(reps, size, workers if p == 0 else 0)]
+             for p, first, last in design_tasks(len(points), reps, size, workers)]
     args = (tasks, [seed] * len(tasks), [engine] * len(tasks), [keep] * len(tasks))
     bar = tqdm(total=total if unit == "rep" else len(points), desc=desc, unit=unit,
                disable=None if progress is None else not progress, file=sys.stderr, **_bar_size(sys.stderr))
@@ -223,16 +274,24 @@ def _bar_size(file) -> dict:
     return {} if size.columns > 0 and size.lines > 0 else {"ncols": 80, "nrows": 24}
 
 
-def task_sizes(reps: int, size: int, workers: int) -> list[tuple[int, int]]:
-    """(first, last) of each task over replications 0..reps-1: tasks of ``size``, but the first
-    round (one task per worker) of a single replication each, so that the progress bar moves
-    as soon as the first replications end rather than after a whole chunk."""
-    bounds, i = [], 0
-    while i < reps:
-        n = 1 if len(bounds) < workers and size > 1 else size
-        bounds.append((i, min(i + n, reps)))
-        i += n
-    return bounds
+def design_tasks(n_points: int, reps: int, size: int, workers: int) -> list[tuple[int, int, int]]:
+    """(point, first, last) of each task over replications 0..reps-1 of each point, in order:
+    the first round (one task per worker) of a single replication each, so that the progress
+    bar moves as soon as the first replications end rather than after a whole chunk; then
+    tasks of ``size``, tapering at the end of the design to a single replication (at most the
+    replications left over twice the workers), so that the workers end together rather than
+    one waiting out another's last chunk."""
+    out: list[tuple[int, int, int]] = []
+    left = n_points * reps
+    for p in range(n_points):
+        i = 0
+        while i < reps:
+            n = 1 if len(out) < workers and size > 1 else min(size, max(1, -(-left // (2 * max(workers, 1)))))
+            n = min(n, reps - i)
+            out.append((p, i, i + n))
+            i += n
+            left -= n
+    return out
 
 
 def compiled() -> bool:

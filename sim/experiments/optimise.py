@@ -39,8 +39,9 @@ from ..base.errors import BordersimError, shorten
 from ..base.rng import derived_seed
 from ..model.scenario import Scenario, load
 from ..statistics.metrics import ReplicationResult, describe
-from .experiment import ENGINES, iter_design, replicate
+from .experiment import ENGINES, KeptPool, iter_design, replicate
 from .levers import LeverSpace
+from .workers import local_pool
 from .sweep import (OUTPUT_METRICS, SCHEDULERS, SweepError, executor_for, parse_outputs, scenario_sha256,
                     values_only)
 
@@ -581,9 +582,15 @@ def evidence(setup: OptimiseSetup, values: Mapping[str, Any], executor=None, wor
 
 @contextlib.contextmanager
 def executor_of(setup: OptimiseSetup, workers: int | None, executor, warn):
-    """(executor or None for a local pool per batch, workers): sweep's executor_for."""
-    with executor_for(setup.scheduler, setup.address, workers, executor, warn) as found:
-        yield found
+    """(executor, or None for this process alone; workers): sweep's executor_for, its local
+    pool kept for the whole search and the evidence (KeptPool): a pool per batch would start
+    its workers afresh ten times in a search of 100 trials."""
+    with executor_for(setup.scheduler, setup.address, workers, executor, warn) as (found, n):
+        if found is not None or n == 1:
+            yield found, n
+            return
+        with local_pool(n) as pool:
+            yield KeptPool(pool), n
 
 
 __all__ = ["Constraint", "Measure", "Objective", "OptimiseError", "OptimiseSetup", "TrialOutcome", "evaluate",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import pickle
 import socket
 import sys
 import threading
@@ -33,7 +32,7 @@ from typing import Any
 
 from ..base.errors import BordersimError, ScenarioError
 from ..experiments.compare import Comparison, prepare
-from ..experiments.experiment import Point, install_plans, installed_plan, run_design
+from ..experiments.experiment import KeptPool, Point, run_design
 from ..experiments.workers import new_pool, resolve_workers, stop_now
 from ..model.plan import compile_plan
 from ..model.scenario import Scenario, with_sets
@@ -43,7 +42,6 @@ MAX_JOBS = 8  # runs in flight (running or waiting for a thread); a change past 
 RUNNING = 2  # runs that prepare, collect and summarise at once
 RESULTS_KEPT = 64  # pages' results kept (a few hundred kB each)
 REPLICATIONS_KEPT = 4  # sets of replications kept with their tables (about 0.1 MB per replication of the baseline)
-PLANS_KEPT = 8  # plans a worker keeps (a few MB each): the scenario's and the latest changes'
 POLL_S = 0.05  # how often a page's stream looks at its run
 PAGE_PARAMS = ("gate", "queue")  # the page's own state in its address: the chart's gate and queue figure
 DEFAULT_PORT = 8000
@@ -113,49 +111,25 @@ class Job:
         self.phase, self._since = phase, now
 
 
-class _JobExecutor(Executor):
-    """The server's pool as run_design sees it for one run: each task carries its plan pickled
-    (about 0.2 MB, copied, not unpickled, where the worker has it already: _with_plan), the
-    replications done count into the run's progress, and once the run is cancelled it stops
-    handing them back and cancels what has not started."""
+class _JobExecutor(KeptPool):
+    """The server's pool as run_design sees it for one run (sim.experiments.experiment.KeptPool:
+    each task carries its plan), the replications done count into the run's progress, and once
+    the run is cancelled it stops handing them back and cancels what has not started."""
 
     def __init__(self, pool: Executor, job: Job):
-        self.pool, self.job = pool, job
-        self.plans: dict[str, bytes] = {}
+        super().__init__(pool)
+        self.job = job
 
-    def install_plans(self, plans) -> None:
-        self.plans.update((p.key, pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)) for p in plans)
-
-    def map(self, fn, *iterables, timeout=None, chunksize=1):
-        futures = [self.pool.submit(_with_plan, self.plans[args[0].plan], fn, *args) for args in zip(*iterables)]
-
-        def results():
+    def result_of(self, future):
+        while True:
+            self.job.check()
             try:
-                for f in futures:
-                    while True:
-                        self.job.check()
-                        try:
-                            out = f.result(timeout=POLL_S)
-                            break
-                        except FutureTimeout:
-                            continue
-                    self.job.done += len(out[1])
-                    yield out
-            finally:
-                for f in futures:
-                    f.cancel()
-
-        return results()
-
-
-def _with_plan(plan: bytes, fn, task, *args):
-    """In a worker: the task's plan installed if this worker lacks it (the last PLANS_KEPT kept),
-    then the task."""
-    try:
-        installed_plan(task.plan)
-    except RuntimeError:
-        install_plans([pickle.loads(plan)], keep=PLANS_KEPT)
-    return fn(task, *args)
+                out = future.result(timeout=POLL_S)
+                break
+            except FutureTimeout:
+                continue
+        self.job.done += len(out[1])
+        return out
 
 
 @dataclass
