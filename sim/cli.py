@@ -422,7 +422,7 @@ def _cmd_validate(args) -> int:
             LeverSpace.of(scen)  # every lever's paths and choices checked against the scenario
             print(f"  levers ({len(scen.nominal.levers)}: what a planner controls):")
             for lid, lever in scen.nominal.levers.items():
-                print(f"    {lid}: {describe_lever(lever)}")
+                print(f"    {lid}: {describe_lever(lever, scen.by_name, lid)}")
             print(f"  uncertain inputs ({len(scen.ranges)}: what each replication draws):")
         for r in scen.ranges:
             how = " (from the ensemble)" if r.name() in from_ensemble else ""

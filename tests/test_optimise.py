@@ -151,6 +151,10 @@ def _with(tmp_path: Path, old: str, new: str) -> Path:
     (("capital_per_unit_year = 1e9", "capital_per_unit_year = -1e9"), [], "levers.lanes.capital_per_unit_year"),
     (("integer = [1, 6]", "integer = [1, 200]"), [], "levers.lanes.paths"),  # 200 lanes: past MAX_LANES
     (("base = 1", "base = 2"), [], "levers.lanes.base"),
+    # a lever's costs may be uncertain (ranges), its values not; a cost range is checked at both ends
+    (("integer = [1, 6]", "integer = {uniform = [1, 6]}"), [], "levers.lanes.integer"),
+    (("operating_per_unit_year = 2e9", "operating_per_unit_year = {uniform = [-1e9, 2e9]}"), [],
+     "levers.lanes.operating_per_unit_year"),
     (("[levers.lanes]", "[levers.lanes.x]"), [], "levers.lanes"),
     (None, ["--constraint", "wait_mean_hours@g <= 1"], "--constraint"),
     (None, ["--constraint", "wait_mean_h@g < 1"], "--constraint"),
@@ -191,6 +195,34 @@ def test_validate_lists_levers_apart_from_uncertain_inputs(capsys):
     assert out.index("levers (1") < out.index("uncertain inputs (0")
 
 
+def test_a_lever_cost_range_is_drawn_per_replication_and_shared_by_the_trials(tmp_path):
+    """An uncertain cost (a range): each replication draws it (an uncertain input like any
+    other), the same value at every trial (common random numbers), so a trial's levers' cost
+    is its units times the draws' mean, with an interval; the scenario as given costs 0."""
+    low, high = 1e9, 5e9
+    path = _with(tmp_path, "operating_per_unit_year = 2e9", f"operating_per_unit_year = {{uniform = [{low}, {high}]}}")
+    result = optimise(path, constraints=[WAIT], workers=1, **FAST)
+    lever = sc.load(path).nominal.levers["lanes"]
+    assert lever.operating_per_unit_year == (low + high) / 2  # the scenario's value: the range's mean
+    draws = [r.inputs["levers.lanes.operating_per_unit_year"] for r in run_design(
+        [result.setup.space.as_given()], FAST["reps"], FAST["seed"], workers=1, progress=False)[0]]
+    assert len(set(draws)) == FAST["reps"] and all(low <= d <= high for d in draws)
+    t = result.trials
+    units = t["lanes"] - lever.base
+    expected = units * (lever.capital_per_unit_year + np.mean(draws))
+    assert np.allclose(t["lever_cost_vnd_per_year"], expected, rtol=1e-12)
+    assert (t["lever_cost_vnd_per_year"] != units * (lever.capital_per_unit_year + lever.operating_per_unit_year))[
+        units > 0].all()
+    lo, hi = interval(np.array(draws))[1:]
+    more = t[units > 0]
+    assert np.allclose(more["lever_cost_vnd_per_year_ci_low"], (more["lanes"] - 1) * (1e9 + lo), rtol=1e-12)
+    assert np.allclose(more["lever_cost_vnd_per_year_ci_high"], (more["lanes"] - 1) * (1e9 + hi), rtol=1e-12)
+    base = t[units == 0]
+    assert (base["lever_cost_vnd_per_year"] == 0).all() and (base["lever_cost_vnd_per_year_ci_high"] == 0).all()
+    ev = result.evidence.set_index("quantity").loc["lever_cost_vnd_per_year"]
+    assert ev["as_given_mean"] == 0 and ev["recommended_ci_low"] < ev["recommended_mean"] < ev["recommended_ci_high"]
+
+
 def test_the_least_total_cost_is_the_lanes_that_balance_their_cost_and_the_waits_erlang_c_prices(tmp_path):
     """total_cost: the levers' cost a year plus the waiting cost a year (cost_total_vnd of all
     gates, scaled to a year). With only the truck-hour priced, an M/M/c gate's waiting cost a
@@ -216,6 +248,9 @@ def test_the_least_total_cost_is_the_lanes_that_balance_their_cost_and_the_waits
     t = result.trials
     assert np.allclose(t["objective_mean"], t["lever_cost_vnd_per_year"] + t["waiting_cost_vnd_per_year_mean"],
                        rtol=1e-12)
+    # the objective's interval is that of the replications' sums (tighter than adding the two intervals)
+    assert np.allclose(t["objective_ci_high"] - t["objective_mean"], t["waiting_cost_vnd_per_year_ci_high"]
+                       - t["waiting_cost_vnd_per_year_mean"], rtol=1e-9)
     ev = result.evidence.set_index("quantity")
     assert ev.loc["waiting_cost_vnd_per_year", "difference_ci_high"] < 0  # the lanes save waiting
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import BordersimError, ScenarioError, shorten
-from ..model.ranges import is_range, parse_assignment, value_at
+from ..model.ranges import Range, is_range, parse_assignment, value_at
 from ..model.scenario import Layer, Scenario, from_dict, merge_layers, set_layer
 from ..model.schema import Lever
 from .experiment import Point
@@ -47,7 +47,13 @@ def lever_units(lever: Lever, value: Any) -> float:
     return abs(float(value) - float(lever.base))
 
 
-def describe_lever(lever: Lever) -> str:
+def cost_input(lid: str, field_: str) -> str:
+    """The name a lever's cost is drawn by where it is a range (an uncertain input): as any
+    input's, its path."""
+    return f"levers.{lid}.{field_}"
+
+
+def describe_lever(lever: Lever, ranges: Mapping[str, Range] | None = None, lid: str = "") -> str:
     """A lever in one line: its values, what it sets, its base and its cost per unit and year."""
     if lever.kind == "choices":
         values = "choices " + ", ".join(f"{n} ({c.units:g} units)" for n, c in lever.choices.items())
@@ -57,8 +63,16 @@ def describe_lever(lever: Lever) -> str:
         values = f"{lever.kind} {lo:g} to {hi:g}"
         sets = ", ".join(lever.paths)
     return (f"{values}, base {lever.base if isinstance(lever.base, str) else format(lever.base, 'g')}; sets "
-            f"{sets}; per {lever.unit} a year: capital {lever.capital_per_unit_year:,.0f} VND, operating "
-            f"{lever.operating_per_unit_year:,.0f} VND ({lever.cost_source})")
+            f"{sets}; per {lever.unit} a year: capital {_cost_said(lever, 'capital_per_unit_year', ranges, lid)} VND, "
+            f"operating {_cost_said(lever, 'operating_per_unit_year', ranges, lid)} VND ({lever.cost_source})")
+
+
+def _cost_said(lever: Lever, field_: str, ranges: Mapping[str, Range] | None, lid: str) -> str:
+    """A lever's cost per unit: its number, or its range (kind and values) with its mean."""
+    r = (ranges or {}).get(cost_input(lid, field_))
+    if r is None:
+        return f"{getattr(lever, field_):,.0f}"
+    return f"{r.kind} {' to '.join(f'{v:,.0f}' for v in (r.values[0], r.values[-1]))} (mean {r.nominal():,.0f})"
 
 
 @dataclass
@@ -99,12 +113,16 @@ class LeverSpace:
         """Every lever at its base: the scenario as given."""
         return {lid: (lv.base if lv.kind == "choices" else _number(lv, lv.base)) for lid, lv in self.levers.items()}
 
-    def cost(self, values: Mapping[str, Any]) -> LeverCost:
+    def cost(self, values: Mapping[str, Any], drawn: Mapping[str, float] | None = None) -> LeverCost:
+        """The cost of a set of lever values: at the costs a replication drew (``drawn``: its
+        inputs' values, ReplicationResult.inputs) where a cost is a range, else at each cost's
+        value in the scenario (a range's mean)."""
         capital = operating = 0.0
+        drawn = drawn or {}
         for lid, lever in self.levers.items():
             units = lever_units(lever, values[lid])
-            capital += units * lever.capital_per_unit_year
-            operating += units * lever.operating_per_unit_year
+            capital += units * drawn.get(cost_input(lid, "capital_per_unit_year"), lever.capital_per_unit_year)
+            operating += units * drawn.get(cost_input(lid, "operating_per_unit_year"), lever.operating_per_unit_year)
         return LeverCost(capital, operating)
 
     def sets(self, values: Mapping[str, Any]) -> list[str]:
@@ -207,4 +225,4 @@ def _field_said(exc: ScenarioError) -> str:
     return f"{exc.field}: " if exc.field else ""
 
 
-__all__ = ["LeverCost", "LeverSpace", "describe_lever", "lever_units"]
+__all__ = ["LeverCost", "LeverSpace", "cost_input", "describe_lever", "lever_units"]

@@ -47,6 +47,9 @@ from .sweep import (OUTPUT_METRICS, SCHEDULERS, SweepError, executor_for, parse_
 
 OBJECTIVES = ("lever_cost", "total_cost")  # besides a metric, METRIC[@GATE]
 WAITING_COST = "cost_total_vnd"  # the waiting cost of a run (VND over the horizon after its warm-up), gate all
+# a trial's levers' cost and, for total_cost, the levers' cost plus the waiting cost, per replication
+LEVER_COST = "lever_cost_vnd_per_year"
+TOTAL_COST = "total_cost_vnd_per_year"
 STUDY = "bordersim-optimise"
 DEFAULT_TRIALS = 100
 DEFAULT_REPS = 20
@@ -302,7 +305,8 @@ class TrialOutcome:
 
     @property
     def lever_cost(self) -> float:
-        return self.capital + self.operating
+        """The mean over its replications of the levers' cost (VND a year)."""
+        return self.stats[LEVER_COST][0] if LEVER_COST in self.stats else self.capital + self.operating
 
 
 def measure_values(results: Sequence[ReplicationResult], measures: Sequence[Measure]) -> dict[str, np.ndarray]:
@@ -327,17 +331,17 @@ def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[floa
     objective (with its interval), the performance (the front's second axis) and each
     constraint's value."""
     out: dict[str, tuple[float, float, float]] = {}
-    cost = outcome.lever_cost
     if setup.objective.name == "total_cost":
         k = per_year(setup.scenario)
         m, lo, hi = outcome.stats[setup.objective.measure.label]
         out["waiting_cost_vnd_per_year"] = (m * k, lo * k, hi * k)
-        out["objective"] = (cost + m * k, cost + lo * k, cost + hi * k)
+        cost = outcome.lever_cost  # a trial a version before costs' ranges told has no interval of the sum
+        out["objective"] = outcome.stats.get(TOTAL_COST, (cost + m * k, cost + lo * k, cost + hi * k))
         out["performance"] = out["waiting_cost_vnd_per_year"]
     elif setup.objective.name == "metric":
         out["objective"] = out["performance"] = outcome.stats[setup.objective.measure.label]
     else:
-        out["objective"] = (cost, cost, cost)
+        out["objective"] = outcome.stats.get(LEVER_COST, (outcome.lever_cost,) * 3)
         first = setup.constraints[0]
         same = [c for c in setup.constraints if c.measure.metric == first.measure.metric and c.op == first.op
                 and c.limit == first.limit]
@@ -363,11 +367,23 @@ def evaluate(setup: OptimiseSetup, trials: Sequence[tuple[int, Mapping[str, Any]
     with contextlib.closing(stream) as done:
         for k, results in done:
             number, values = trials[k]
-            cost = setup.space.cost(values)
+            capital, operating = lever_costs(setup, values, results)
             per_rep = measure_values(results, setup.measures)
-            out[k] = TrialOutcome(number, dict(values), cost.capital, cost.operating,
+            per_rep[LEVER_COST] = capital + operating
+            if setup.objective.name == "total_cost":
+                per_rep[TOTAL_COST] = per_rep[LEVER_COST] + per_rep[setup.objective.measure.label] * per_year(
+                    setup.scenario)
+            out[k] = TrialOutcome(number, dict(values), float(capital.mean()), float(operating.mean()),
                                   {label: interval(v) for label, v in per_rep.items()}, per_rep)
     return out  # type: ignore[return-value]
+
+
+def lever_costs(setup: OptimiseSetup, values: Mapping[str, Any], results: Sequence[ReplicationResult]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The levers' capital and operating cost (VND a year) in each replication: at the costs it
+    drew where a cost is a range (the same at every trial: common random numbers)."""
+    costs = [setup.space.cost(values, r.inputs) for r in results]
+    return np.array([c.capital for c in costs]), np.array([c.operating for c in costs])
 
 
 # ------------------------------------------------------------------ the search
@@ -471,13 +487,14 @@ def trials_table(setup: OptimiseSetup, study) -> pd.DataFrame:
             row[lid] = int(v) if lv.kind == "integer" else v
         row["lever_capital_vnd_per_year"] = o.capital
         row["lever_operating_vnd_per_year"] = o.operating
-        row["lever_cost_vnd_per_year"] = o.lever_cost
+        row[LEVER_COST] = o.lever_cost
         d = derived(setup, o)
         quantities = {"objective": d.pop("objective"), **{k: v for k, v in d.items() if k != "performance"},
                       **o.stats}
         for label, stat in quantities.items():
             for suffix, x in zip(("mean", "ci_low", "ci_high"), stat):
-                row[f"{label}_{suffix}"] = x
+                if (label, suffix) != (LEVER_COST, "mean"):  # the mean is lever_cost_vnd_per_year itself
+                    row[f"{label}_{suffix}"] = x
         for c in setup.constraints:
             row[f"slack[{c.label}]"] = c.slack(o.stats[c.measure.label][0])
         row["feasible"] = feasible(setup, o)
@@ -513,16 +530,22 @@ def front_table(setup: OptimiseSetup, table: pd.DataFrame) -> pd.DataFrame:
     return front.reset_index(drop=True)
 
 
-def performance_values(setup: OptimiseSetup, table: pd.DataFrame) -> pd.Series:
-    """Each trial's performance (the front's second axis), recomputed from its row's measures."""
+def performance_values(setup: OptimiseSetup, table: pd.DataFrame, stat: str = "mean") -> pd.Series:
+    """Each trial's performance (the front's second axis), recomputed from its row's measures:
+    its mean, or (``stat`` ci_low, ci_high) its interval's end, of the measure the mean is of."""
     if setup.objective.name == "total_cost":
-        return table["waiting_cost_vnd_per_year_mean"]
+        return table[f"waiting_cost_vnd_per_year_{stat}"]
     if setup.objective.name == "metric":
-        return table[f"{setup.objective.measure.label}_mean"]
+        return table[f"{setup.objective.measure.label}_{stat}"]
     first = setup.constraints[0]
-    cols = [f"{c.measure.label}_mean" for c in setup.constraints if c.measure.metric == first.measure.metric
-            and c.op == first.op and c.limit == first.limit]
-    return table[cols].max(axis=1) if first.op == "<=" else table[cols].min(axis=1)
+    labels = [c.measure.label for c in setup.constraints if c.measure.metric == first.measure.metric
+              and c.op == first.op and c.limit == first.limit]
+    means = table[[f"{x}_mean" for x in labels]].to_numpy(dtype=float)
+    # the worst gate's (a gate without a value, NaN, is passed over, as max and min do)
+    worst = (np.argmax(np.nan_to_num(means, nan=-np.inf), axis=1) if first.op == "<="
+             else np.argmin(np.nan_to_num(means, nan=np.inf), axis=1))
+    values = table[[f"{x}_{stat}" for x in labels]].to_numpy()
+    return pd.Series(values[np.arange(len(table)), worst], index=table.index)
 
 
 # ------------------------------------------------------------------ evidence
@@ -549,7 +572,7 @@ def evidence(setup: OptimiseSetup, values: Mapping[str, Any], executor=None, wor
         results = dict(done)
     given, rec = (measure_values(results[k], setup.measures) for k in (0, 1))
     rows = []
-    cost_given, cost_rec = setup.space.cost(base_values).total, setup.space.cost(values).total
+    cost_given, cost_rec = (sum(lever_costs(setup, v, results[k])) for k, v in ((0, base_values), (1, values)))
 
     def row(quantity: str, a: np.ndarray, b: np.ndarray, limit=None, op=None) -> dict:
         out = {"quantity": quantity}
@@ -562,13 +585,12 @@ def evidence(setup: OptimiseSetup, values: Mapping[str, Any], executor=None, wor
             out["holds_at_95"] = bool(far <= limit if op == "<=" else far >= limit)
         return out
 
-    n = setup.reps
-    rows.append(row("lever_cost_vnd_per_year", np.full(n, cost_given), np.full(n, cost_rec)))
+    rows.append(row(LEVER_COST, cost_given, cost_rec))
     if setup.objective.name == "total_cost":
         k = per_year(setup.scenario)
         label = setup.objective.measure.label
         rows.append(row("waiting_cost_vnd_per_year", given[label] * k, rec[label] * k))
-        rows.append(row("total_cost_vnd_per_year", cost_given + given[label] * k, cost_rec + rec[label] * k))
+        rows.append(row(TOTAL_COST, cost_given + given[label] * k, cost_rec + rec[label] * k))
     elif setup.objective.name == "metric":
         label = setup.objective.measure.label
         rows.append(row(label, given[label], rec[label]))

@@ -273,7 +273,7 @@ def derive(scenario: Scenario, params: Sequence[tuple[str, str | None]]) -> tupl
     for (path, _spec), p in zip(params, parsed):
         if p is None:
             p = _own_range(derived, path)
-        elif path not in derived._by_name:  # pragma: no cover - a --set range is always an input
+        elif path not in derived.by_name:  # pragma: no cover - a --set range is always an input
             raise SweepError(None, f"--param {shorten(path, 120)}", "did not become an input of the scenario")
         out.append(p)
     return derived, _mark_integers(derived, out)
@@ -308,9 +308,9 @@ def _own_range(scenario: Scenario, name: str) -> Param:
     calibration left of the prior (which it ruled out in part: a sweep over the prior explores
     values the observations contradict); uniform over the central 90 %, so that a few outlying
     parameter sets do not stretch it."""
-    r: Range | None = scenario._by_name.get(name)
+    r: Range | None = scenario.by_name.get(name)
     if r is None:
-        have = ", ".join(scenario._by_name) or "none"
+        have = ", ".join(scenario.by_name) or "none"
         raise SweepError(None, f"--param {shorten(name, 120)}",
                          f"is not an uncertain input of the scenario, so it needs values: PATH=SPEC, SPEC a list "
                          f"(1,2,3), an integer range (1..4) or an interval (5:40) (uncertain inputs: {shorten(have, 200)})")
@@ -356,7 +356,7 @@ def _mark_integers(scenario: Scenario, params: list[Param]) -> list[Param]:
     whole numbers (an interval's values are rounded, as sampled values are)."""
     out = []
     for p in params:
-        integer = _is_integer_field(scenario, scenario._by_name[p.name].path)
+        integer = _is_integer_field(scenario, scenario.by_name[p.name].path)
         if integer and p.discrete and not all(float(v).is_integer() for v in p.values):
             bad = next(v for v in p.values if not float(v).is_integer())
             raise SweepError(None, f"--param {shorten(p.name, 120)}",

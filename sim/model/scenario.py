@@ -49,6 +49,7 @@ from .ranges import (
 )
 from .schema import (  # noqa: F401  (the names other modules know sim.model.scenario by)
     DIRECTIONS,
+    LEVER_COST_FIELDS,
     MAX_DEPTH,
     MAX_FILE_BYTES,
     WEEKDAYS,
@@ -426,10 +427,11 @@ class Scenario:
         """The concrete scenario with the uncertain inputs at the given values (by name)."""
         if not self.ranges:
             return self.nominal
-        return build_model(substitute(self.raw, {self._by_name[k].path: v for k, v in values.items()}), self.path)
+        return build_model(substitute(self.raw, {self.by_name[k].path: v for k, v in values.items()}), self.path)
 
     @cached_property
-    def _by_name(self) -> dict[str, Range]:
+    def by_name(self) -> dict[str, Range]:
+        """The uncertain inputs by name."""
         return {r.name(): r for r in self.ranges}
 
     @cached_property
@@ -449,10 +451,11 @@ def from_dict(raw: dict, path: str = "<scenario>", base_dir: Path | None = None,
     ensemble_file = raw.pop("ensemble", None)
     check_new_names(raw, layers or [], path)
     ranges = find_ranges(raw, path)
-    lever_range = next((r for r in ranges if r.path[0] == "levers"), None)
-    if lever_range is not None:  # a lever's values and costs are what a planner decides, not drawn
-        raise ScenarioError(path, path_str(lever_range.path), "a lever's numbers are plain numbers, not ranges "
-                                                              "(its values are integer = [lo, hi] or real = [lo, hi])")
+    lever_range = next((r for r in ranges if r.path[0] == "levers" and r.path[-1] not in LEVER_COST_FIELDS), None)
+    if lever_range is not None:  # a lever's values are what a planner decides, not drawn; its costs may be uncertain
+        raise ScenarioError(path, path_str(lever_range.path), "a lever's values are plain numbers, not ranges (its "
+                                                              "values are integer = [lo, hi] or real = [lo, hi]; "
+                                                              f"only {' and '.join(LEVER_COST_FIELDS)} may be ranges)")
     nominal = build_model(substitute(raw, {r.path: r.nominal() for r in ranges}), path)
     # The ends of every range must be valid too, or some replications would fail.
     for end, pick in (("low", Range.low), ("high", Range.high)):

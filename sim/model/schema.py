@@ -465,6 +465,7 @@ _SHARES = CorridorChoice()
 MAX_LEVER_COST = 1e15  # VND per unit and year: some US$40 billion, beyond any border works (a typo's guard)
 MAX_LEVER_CHOICES = 100
 LeverCost = Annotated[float, Field(ge=0, le=MAX_LEVER_COST)]
+LEVER_COST_FIELDS = ("capital_per_unit_year", "operating_per_unit_year")  # a lever's numbers that may be ranges
 
 
 class LeverChoice(_Model):
@@ -489,8 +490,9 @@ class Lever(_Model):
     choices: dict[str, LeverChoice] | None = Field(None, min_length=2, max_length=MAX_LEVER_CHOICES)
     base: float | str = Field(description="the value (or choice) the scenario as given has")
     unit: str = Field(min_length=1, description="what one unit of the cost is, e.g. 'customs lane each way'")
-    capital_per_unit_year: LeverCost = Field(description="VND a year: the capital cost annualised")
-    operating_per_unit_year: LeverCost = Field(description="VND a year")
+    capital_per_unit_year: LeverCost = Field(description="VND a year: the capital cost annualised (a number or a "
+                                                         "range, which each replication draws)")
+    operating_per_unit_year: LeverCost = Field(description="VND a year (a number or a range)")
     cost_source: str = Field(min_length=1, description="where the costs come from, or 'assumption: ...' and why")
 
     @property

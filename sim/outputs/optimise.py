@@ -101,6 +101,16 @@ def optimise(scenario: str | Path | Scenario, objective: str = "lever_cost", con
     return result
 
 
+def _cost_ranges(setup: opt.OptimiseSetup, lid: str) -> dict:
+    """A lever's costs that are ranges, as the page says them: {field_range: {kind, values}}
+    (the lever's own fields hold the ranges' means)."""
+    from ..experiments.levers import cost_input
+    from ..model.schema import LEVER_COST_FIELDS
+
+    found = {f: setup.scenario.by_name.get(cost_input(lid, f)) for f in LEVER_COST_FIELDS}
+    return {f"{f}_range": {"kind": r.kind, "values": list(r.values)} for f, r in found.items() if r is not None}
+
+
 def recommended_toml(setup: opt.OptimiseSetup, best: pd.Series, folder: Path | None) -> str:
     """The scenario with the recommended levers: ``extends`` the scenario's file (relative to
     the folder the file goes to) and sets what the levers change, as TOML tables."""
@@ -229,7 +239,8 @@ class OptimiseFolder:
         s = result.setup
         meta = {"scenario_file": seen_from(self.out, s.scenario.path), "objective": s.objective.label,
                 "performance": s.performance_label, "constraints": [c.label for c in s.constraints],
-                "levers": {lid: lv.model_dump(mode="json", exclude_none=True) for lid, lv in s.space.levers.items()},
+                "levers": {lid: {**lv.model_dump(mode="json", exclude_none=True), **_cost_ranges(s, lid)}
+                           for lid, lv in s.space.levers.items()},
                 "trials": s.trials, "reps": s.reps, "batch": s.batch, "seed": s.seed,
                 "evidence_seed": opt.evidence_seed(s.seed),
                 "evidence_seed_rule": f"derived from --seed under the name '{opt.EVIDENCE_STREAM}' "

@@ -83,12 +83,20 @@ def optimise_page(folder: Folder) -> Page:
         ("bordersim", str(meta.get("bordersim_version", "?")))])
     what.add("table", Table(["lever", "values", "base", "sets", "cost per unit a year", "source"], [
         [lid, _values(lv), str(lv.get("base")), _sets(lv),
-         f"{lv.get('unit')}: capital {vnd(lv.get('capital_per_unit_year'))}, operating "
-         f"{vnd(lv.get('operating_per_unit_year'))}", lv.get("cost_source", "")] for lid, lv in levers.items()],
+         f"{lv.get('unit')}: capital {_cost(lv, 'capital_per_unit_year')}, operating "
+         f"{_cost(lv, 'operating_per_unit_year')}", lv.get("cost_source", "")] for lid, lv in levers.items()],
         caption="The levers (the scenario's [levers] tables)"))
     return Page(f"bordersim: optimisation of {cmd.get('scenario', '?')}",
                 f"{meta.get('objective')} subject to {'; '.join(constraints) or 'no constraint'}",
                 [answer, front, what], [str(w) for w in meta.get("warnings", [])])
+
+
+def _cost(lever: dict, field: str) -> str:
+    """A lever's cost per unit and year: its number, or its range (each replication draws it) and mean."""
+    r = lever.get(f"{field}_range")
+    if not r:
+        return vnd(lever.get(field))
+    return f"{vnd(r['values'][0])} to {vnd(r['values'][-1])} ({r['kind']}, mean {vnd(lever.get(field))})"
 
 
 def _values(lever: dict) -> str:
