@@ -172,12 +172,12 @@ def paired(base: pd.DataFrame, alt: pd.DataFrame, name: str) -> pd.DataFrame:
     cols = base.columns.union(alt.columns, sort=False)
     b = base.reindex(columns=cols).to_numpy(dtype=float)
     a = alt.reindex(columns=cols).to_numpy(dtype=float)
-    diff = describe(a - b)  # NaN where either is: pairs only where both have a value
+    diff = describe(a - b, spread=False)  # NaN where either is: pairs only where both have a value
     keys = list(cols.names)
     out = pd.DataFrame(list(cols), columns=keys)
     out.insert(0, "scenario", name)
-    out["base_mean"] = describe(b)["mean"]
-    out["alt_mean"] = describe(a)["mean"]
+    out["base_mean"] = describe(b, spread=False)["mean"]
+    out["alt_mean"] = describe(a, spread=False)["mean"]
     with np.errstate(invalid="ignore", divide="ignore"):
         out["diff_mean"] = diff["mean"]
         out["diff_ci_low"] = diff["ci_low"]

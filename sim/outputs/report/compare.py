@@ -254,9 +254,12 @@ def _compare_costs(table: pd.DataFrame, alts: list[dict], base: str, names: dict
                  "of the difference in the total (a saving below 0).")
     for s in alts:
         rows, emphasis = [], set()
+        alt_rows = table[table.scenario == s["name"]]
+        shares: dict[str, dict] = {}  # per gate: each component's share of its total's difference
         for g, shown, m in headline_rows(table, s["name"], metrics=COST_METRICS):
-            alt_rows = table[table.scenario == s["name"]]
-            share = dict((k, sh) for k, _v, sh in cost_shares(alt_rows, g, ALL, "diff_mean"))
+            if g not in shares:
+                shares[g] = dict((k, sh) for k, _v, sh in cost_shares(alt_rows, g, ALL, "diff_mean"))
+            share = shares[g]
             metric = str(m.metric)
             rows.append([names.get(g, g), shown.label.removesuffix(" VND bn"), _level(m.base_mean, metric),
                          _level(m.alt_mean, metric), _difference(m, metric),
