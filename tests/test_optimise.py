@@ -156,6 +156,16 @@ def _with(tmp_path: Path, old: str, new: str) -> Path:
     (("operating_per_unit_year = 2e9", "operating_per_unit_year = {uniform = [-1e9, 2e9]}"), [],
      "levers.lanes.operating_per_unit_year"),
     (("[levers.lanes]", "[levers.lanes.x]"), [], "levers.lanes"),
+    # a lever's own input made uncertain (a range) by --set: the search would hold it at the base
+    # and the scenario as given draw it
+    (None, ["--set", "gates.g.exit.stages.customs.lanes={uniform = [1, 3]}"], "levers.lanes.paths"),
+    # a choice that sets a range
+    (("cost_source = \"assumption: a test value\"", "cost_source = \"assumption: a test value\"\n\n"
+      "[levers.speed]\nbase = \"today\"\nunit = \"change\"\ncapital_per_unit_year = 0\n"
+      "operating_per_unit_year = 1e9\ncost_source = \"assumption: a test value\"\n"
+      "[levers.speed.choices.today]\nunits = 0\n[levers.speed.choices.faster]\nunits = 1\n"
+      "set = ['gates.g.exit.stages.customs.service_min.mean={uniform = [30, 50]}']\n"), [],
+     "levers.speed.choices.faster.set"),
     (None, ["--constraint", "wait_mean_hours@g <= 1"], "--constraint"),
     (None, ["--constraint", "wait_mean_h@g < 1"], "--constraint"),
     (None, ["--constraint", "wait_mean_h@nowhere <= 1"], "--constraint"),
@@ -188,6 +198,35 @@ def test_an_objective_without_a_lever_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_repeated_lever_value_is_run_once_and_stands_once_on_the_front(monkeypatch):
+    """12 trials over 6 lane counts repeat some: a repeat takes its first trial's outcome (the
+    same point on the same seeds would give it again), and the front lists each value once."""
+    import sim.experiments.optimise as opt
+
+    ran = []
+    real = opt.evaluate
+
+    def counting(setup, trials, *args, **kwargs):
+        ran.extend(values["lanes"] for _n, values in trials)
+        return real(setup, trials, *args, **kwargs)
+
+    monkeypatch.setattr(opt, "evaluate", counting)
+    result = optimise(MMC, constraints=[WAIT], workers=1, **FAST)
+    t = result.trials
+    assert len(t) == FAST["trials"] and t["lanes"].nunique() < len(t)  # 12 trials, at most 6 values
+    assert sorted(ran) == sorted(t["lanes"].unique())  # each value simulated once
+    stats = [c for c in t.columns if c.endswith(("_mean", "_ci_low", "_ci_high"))]
+    for _lanes, same in t.groupby("lanes"):
+        assert (same[stats].nunique(dropna=False) == 1).all()
+    assert result.front["lanes"].is_unique and not t[t.duplicated("lanes")]["front"].any()
+
+
+def test_validate_refuses_a_bad_lever_without_saying_ok_first(capsys):
+    code = main(["validate", str(MMC), "--set", "gates.g.exit.stages.customs.lanes=3"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "ok" not in out and err.count("\n") == 1 and "levers.lanes.base" in err, (out, err)
+
+
 def test_validate_lists_levers_apart_from_uncertain_inputs(capsys):
     assert main(["validate", str(DATA / "mmc_levers.toml")]) == 0
     out = capsys.readouterr().out
@@ -195,32 +234,28 @@ def test_validate_lists_levers_apart_from_uncertain_inputs(capsys):
     assert out.index("levers (1") < out.index("uncertain inputs (0")
 
 
-def test_a_lever_cost_range_is_drawn_per_replication_and_shared_by_the_trials(tmp_path):
-    """An uncertain cost (a range): each replication draws it (an uncertain input like any
-    other), the same value at every trial (common random numbers), so a trial's levers' cost
-    is its units times the draws' mean, with an interval; the scenario as given costs 0."""
+def test_a_lever_cost_range_gives_the_expected_cost_and_its_bounds(tmp_path):
+    """An uncertain cost (a range): a trial's levers' cost is its expectation, exactly (units
+    times the range's mean: the same at every --reps, no sampling noise), with the bounds of
+    what the levers may cost (every range at its low end, at its high end); the scenario as
+    given costs 0."""
     low, high = 1e9, 5e9
     path = _with(tmp_path, "operating_per_unit_year = 2e9", f"operating_per_unit_year = {{uniform = [{low}, {high}]}}")
     result = optimise(path, constraints=[WAIT], workers=1, **FAST)
     lever = sc.load(path).nominal.levers["lanes"]
     assert lever.operating_per_unit_year == (low + high) / 2  # the scenario's value: the range's mean
-    draws = [r.inputs["levers.lanes.operating_per_unit_year"] for r in run_design(
-        [result.setup.space.as_given()], FAST["reps"], FAST["seed"], workers=1, progress=False)[0]]
-    assert len(set(draws)) == FAST["reps"] and all(low <= d <= high for d in draws)
     t = result.trials
     units = t["lanes"] - lever.base
-    expected = units * (lever.capital_per_unit_year + np.mean(draws))
-    assert np.allclose(t["lever_cost_vnd_per_year"], expected, rtol=1e-12)
-    assert (t["lever_cost_vnd_per_year"] != units * (lever.capital_per_unit_year + lever.operating_per_unit_year))[
-        units > 0].all()
-    lo, hi = interval(np.array(draws))[1:]
-    more = t[units > 0]
-    assert np.allclose(more["lever_cost_vnd_per_year_ci_low"], (more["lanes"] - 1) * (1e9 + lo), rtol=1e-12)
-    assert np.allclose(more["lever_cost_vnd_per_year_ci_high"], (more["lanes"] - 1) * (1e9 + hi), rtol=1e-12)
-    base = t[units == 0]
-    assert (base["lever_cost_vnd_per_year"] == 0).all() and (base["lever_cost_vnd_per_year_ci_high"] == 0).all()
+    assert (t["lever_cost_vnd_per_year"] == units * (1e9 + (low + high) / 2)).all()
+    assert (t["lever_cost_vnd_per_year_low"] == units * (1e9 + low)).all()
+    assert (t["lever_cost_vnd_per_year_high"] == units * (1e9 + high)).all()
+    assert (t.loc[units == 0, "lever_cost_vnd_per_year_high"] == 0).all()
+    more = optimise(path, constraints=[WAIT], workers=1, **{**FAST, "reps": 7})
+    same = t.merge(more.trials, on="lanes", suffixes=("", "_7"))
+    assert (same["lever_cost_vnd_per_year"] == same["lever_cost_vnd_per_year_7"]).all()
     ev = result.evidence.set_index("quantity").loc["lever_cost_vnd_per_year"]
-    assert ev["as_given_mean"] == 0 and ev["recommended_ci_low"] < ev["recommended_mean"] < ev["recommended_ci_high"]
+    rec_units = int(result.recommended["lanes"]) - lever.base
+    assert ev["as_given_mean"] == 0 and ev["recommended_mean"] == rec_units * (1e9 + (low + high) / 2)
 
 
 def test_the_least_total_cost_is_the_lanes_that_balance_their_cost_and_the_waits_erlang_c_prices(tmp_path):

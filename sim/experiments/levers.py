@@ -113,17 +113,21 @@ class LeverSpace:
         """Every lever at its base: the scenario as given."""
         return {lid: (lv.base if lv.kind == "choices" else _number(lv, lv.base)) for lid, lv in self.levers.items()}
 
-    def cost(self, values: Mapping[str, Any], drawn: Mapping[str, float] | None = None) -> LeverCost:
-        """The cost of a set of lever values: at the costs a replication drew (``drawn``: its
-        inputs' values, ReplicationResult.inputs) where a cost is a range, else at each cost's
-        value in the scenario (a range's mean)."""
+    def cost(self, values: Mapping[str, Any], end: str | None = None) -> LeverCost:
+        """The cost of a set of lever values, exactly: its expectation, at each cost's value in
+        the scenario (where a cost is a range, the range's mean: it depends on no simulation, so
+        no replication's draw need estimate it); with ``end`` "low" or "high", every range at
+        that end (the bounds of what the levers may cost)."""
         capital = operating = 0.0
-        drawn = drawn or {}
         for lid, lever in self.levers.items():
             units = lever_units(lever, values[lid])
-            capital += units * drawn.get(cost_input(lid, "capital_per_unit_year"), lever.capital_per_unit_year)
-            operating += units * drawn.get(cost_input(lid, "operating_per_unit_year"), lever.operating_per_unit_year)
+            capital += units * self._unit_cost(lid, lever, "capital_per_unit_year", end)
+            operating += units * self._unit_cost(lid, lever, "operating_per_unit_year", end)
         return LeverCost(capital, operating)
+
+    def _unit_cost(self, lid: str, lever: Lever, field_: str, end: str | None) -> float:
+        r = self.scenario.by_name.get(cost_input(lid, field_)) if end else None
+        return getattr(lever, field_) if r is None else (r.low() if end == "low" else r.high())
 
     def sets(self, values: Mapping[str, Any]) -> list[str]:
         """The ``--set`` lines that give the scenario these lever values (the recommended file's
@@ -184,10 +188,17 @@ class LeverSpace:
             if lever.kind == "choices":
                 for name, choice in lever.choices.items():
                     try:
-                        self._with(list(choice.set))
+                        built = self._with(list(choice.set))
                     except ScenarioError as exc:
                         raise ScenarioError(file, f"{where}.choices.{name}.set",
                                             f"{_field_said(exc)}{exc.message}") from None
+                    for line in choice.set:
+                        change = parse_assignment(line)
+                        if change is not None and change.where in built.by_name:
+                            raise ScenarioError(file, f"{where}.choices.{name}.set",
+                                                f"'{shorten(line, 120)}' gives a range: a lever's values are the "
+                                                "planner's, plain numbers (an uncertain input is a range of the "
+                                                "scenario, not of a lever)")
                 continue
             for path in lever.paths:
                 try:
@@ -195,6 +206,11 @@ class LeverSpace:
                 except BordersimError as exc:
                     raise ScenarioError(file, f"{where}.paths", f"{shorten(path, 120)}: {exc.message}") from None
                 current = self._value_at(path)
+                if is_range(current):
+                    raise ScenarioError(file, f"{where}.paths", f"{shorten(path, 120)} is an uncertain input (a range) "
+                                                                "in the scenario (a file or a --set gives it one): a "
+                                                                "lever's input is the planner's, a plain number, its "
+                                                                "base in the scenario as given")
                 if isinstance(current, (int, float)) and not isinstance(current, bool) \
                         and float(current) != float(lever.base):
                     raise ScenarioError(file, f"{where}.base", f"{lever.base:g}, but the scenario has "

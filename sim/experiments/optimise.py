@@ -47,7 +47,8 @@ from .sweep import (OUTPUT_METRICS, SCHEDULERS, SweepError, executor_for, parse_
 
 OBJECTIVES = ("lever_cost", "total_cost")  # besides a metric, METRIC[@GATE]
 WAITING_COST = "cost_total_vnd"  # the waiting cost of a run (VND over the horizon after its warm-up), gate all
-# a trial's levers' cost and, for total_cost, the levers' cost plus the waiting cost, per replication
+# a trial's levers' cost (expected; with its bounds, _low and _high) and, for total_cost, that
+# plus each replication's waiting cost
 LEVER_COST = "lever_cost_vnd_per_year"
 TOTAL_COST = "total_cost_vnd_per_year"
 STUDY = "bordersim-optimise"
@@ -201,6 +202,7 @@ class OptimiseSetup:
     engine: str
     scheduler: str
     address: str | None
+    sets: tuple[str, ...] = ()  # the --set lines the scenario was given (its content is in scenario_sha256)
 
     @property
     def measures(self) -> list[Measure]:
@@ -227,7 +229,7 @@ class OptimiseSetup:
     def identity(self) -> dict:
         """What makes two optimisations the same (a folder resumes only the same one)."""
         return {"scenario": self.scenario.name, "scenario_sha256": scenario_sha256(self.scenario),
-                "levers": list(self.space.levers), "objective": self.objective.label,
+                "sets": list(self.sets), "levers": list(self.space.levers), "objective": self.objective.label,
                 "constraints": [c.label for c in self.constraints], "trials": self.trials, "reps": self.reps,
                 "batch": self.batch, "seed": self.seed, "engine": self.engine}
 
@@ -269,7 +271,7 @@ def prepare(scenario: str | Path | Scenario, objective: str = "lever_cost", cons
     space = LeverSpace.of(base, levers)
     cons = tuple(c for text in constraints for c in parse_constraint(text, base))
     obj = parse_objective(objective, base, cons)
-    setup = OptimiseSetup(base, space, obj, cons, trials, reps, batch, seed, engine, scheduler, address)
+    setup = OptimiseSetup(base, space, obj, cons, trials, reps, batch, seed, engine, scheduler, address, tuple(sets))
     if obj.name == "total_cost":
         _check_reported(setup)
     return setup
@@ -305,8 +307,8 @@ class TrialOutcome:
 
     @property
     def lever_cost(self) -> float:
-        """The mean over its replications of the levers' cost (VND a year)."""
-        return self.stats[LEVER_COST][0] if LEVER_COST in self.stats else self.capital + self.operating
+        """The levers' expected cost (VND a year)."""
+        return self.capital + self.operating
 
 
 def measure_values(results: Sequence[ReplicationResult], measures: Sequence[Measure]) -> dict[str, np.ndarray]:
@@ -335,13 +337,12 @@ def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[floa
         k = per_year(setup.scenario)
         m, lo, hi = outcome.stats[setup.objective.measure.label]
         out["waiting_cost_vnd_per_year"] = (m * k, lo * k, hi * k)
-        cost = outcome.lever_cost  # a trial a version before costs' ranges told has no interval of the sum
-        out["objective"] = outcome.stats.get(TOTAL_COST, (cost + m * k, cost + lo * k, cost + hi * k))
+        out["objective"] = outcome.stats[TOTAL_COST]
         out["performance"] = out["waiting_cost_vnd_per_year"]
     elif setup.objective.name == "metric":
         out["objective"] = out["performance"] = outcome.stats[setup.objective.measure.label]
     else:
-        out["objective"] = outcome.stats.get(LEVER_COST, (outcome.lever_cost,) * 3)
+        out["objective"] = (outcome.lever_cost,) * 3
         first = setup.constraints[0]
         same = [c for c in setup.constraints if c.measure.metric == first.measure.metric and c.op == first.op
                 and c.limit == first.limit]
@@ -367,23 +368,41 @@ def evaluate(setup: OptimiseSetup, trials: Sequence[tuple[int, Mapping[str, Any]
     with contextlib.closing(stream) as done:
         for k, results in done:
             number, values = trials[k]
-            capital, operating = lever_costs(setup, values, results)
+            cost = setup.space.cost(values)
             per_rep = measure_values(results, setup.measures)
-            per_rep[LEVER_COST] = capital + operating
             if setup.objective.name == "total_cost":
-                per_rep[TOTAL_COST] = per_rep[LEVER_COST] + per_rep[setup.objective.measure.label] * per_year(
-                    setup.scenario)
-            out[k] = TrialOutcome(number, dict(values), float(capital.mean()), float(operating.mean()),
+                per_rep[TOTAL_COST] = cost.total + per_rep[setup.objective.measure.label] * per_year(setup.scenario)
+            out[k] = TrialOutcome(number, dict(values), cost.capital, cost.operating,
                                   {label: interval(v) for label, v in per_rep.items()}, per_rep)
     return out  # type: ignore[return-value]
 
 
-def lever_costs(setup: OptimiseSetup, values: Mapping[str, Any], results: Sequence[ReplicationResult]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The levers' capital and operating cost (VND a year) in each replication: at the costs it
-    drew where a cost is a range (the same at every trial: common random numbers)."""
-    costs = [setup.space.cost(values, r.inputs) for r in results]
-    return np.array([c.capital for c in costs]), np.array([c.operating for c in costs])
+def lever_key(setup: OptimiseSetup, values: Mapping[str, Any]) -> tuple:
+    """A set of lever values as a key: two trials with the same key are the same point."""
+    return tuple(values[lid] for lid in setup.space.levers)
+
+
+def evaluate_new(setup: OptimiseSetup, trials: Sequence[tuple[int, Mapping[str, Any]]],
+                 known: Sequence[TrialOutcome], executor, workers: int, progress: bool | None) -> list[TrialOutcome]:
+    """evaluate, running only the lever values no trial before has (a sampler proposes a value
+    of a small space again): a repeat takes the first one's outcome, which its replications
+    would give again to the bit (the same point, the same seeds)."""
+    first: dict[tuple, TrialOutcome] = {lever_key(setup, o.values): o for o in reversed(known)}
+    todo = []
+    for number, values in trials:
+        key = lever_key(setup, values)
+        if key not in first and all(lever_key(setup, v) != key for _n, v in todo):
+            todo.append((number, values))
+    run = {o.number: o for o in (evaluate(setup, todo, executor, workers, progress) if todo else [])}
+    first.update((lever_key(setup, o.values), o) for o in run.values())
+    out = []
+    for number, values in trials:
+        if number in run:
+            out.append(run[number])
+        else:
+            o = first[lever_key(setup, values)]
+            out.append(TrialOutcome(number, dict(values), o.capital, o.operating, dict(o.stats), o.state, o.per_rep))
+    return out
 
 
 # ------------------------------------------------------------------ the search
@@ -445,7 +464,7 @@ def search(setup: OptimiseSetup, storage=None, executor=None, workers: int = 1, 
             trial = study.ask(dists)
             batch.append((trial.number, dict(trial.params)))
         batch.sort(key=lambda item: item[0])
-        for outcome in evaluate(setup, batch, executor, workers, progress):
+        for outcome in evaluate_new(setup, batch, outcomes(setup, study), executor, workers, progress):
             values = [outcome.lever_cost, derived(setup, outcome)["performance"][0]]
             trial = Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, outcome.number))
             trial.set_user_attr("capital", outcome.capital)
@@ -479,8 +498,13 @@ def trials_table(setup: OptimiseSetup, study) -> pd.DataFrame:
     total, VND a year), the objective and every measure with its 95 % interval, each
     constraint's slack, whether it is feasible and on the Pareto front, and its state."""
     front = {t.number for t in study.best_trials}
+    seen: set[tuple] = set()
     rows = []
     for o in outcomes(setup, study):
+        key = lever_key(setup, o.values)
+        if key in seen:  # a repeat of an earlier trial's levers: that one stands on the front
+            front.discard(o.number)
+        seen.add(key)
         row: dict[str, Any] = {"trial": o.number}
         for lid, lv in setup.space.levers.items():
             v = o.values[lid]
@@ -488,13 +512,15 @@ def trials_table(setup: OptimiseSetup, study) -> pd.DataFrame:
         row["lever_capital_vnd_per_year"] = o.capital
         row["lever_operating_vnd_per_year"] = o.operating
         row[LEVER_COST] = o.lever_cost
+        # every cost range at its low end, at its high end: what the levers may cost
+        row[f"{LEVER_COST}_low"], row[f"{LEVER_COST}_high"] = (setup.space.cost(o.values, end).total
+                                                               for end in ("low", "high"))
         d = derived(setup, o)
         quantities = {"objective": d.pop("objective"), **{k: v for k, v in d.items() if k != "performance"},
                       **o.stats}
         for label, stat in quantities.items():
             for suffix, x in zip(("mean", "ci_low", "ci_high"), stat):
-                if (label, suffix) != (LEVER_COST, "mean"):  # the mean is lever_cost_vnd_per_year itself
-                    row[f"{label}_{suffix}"] = x
+                row[f"{label}_{suffix}"] = x
         for c in setup.constraints:
             row[f"slack[{c.label}]"] = c.slack(o.stats[c.measure.label][0])
         row["feasible"] = feasible(setup, o)
@@ -572,7 +598,8 @@ def evidence(setup: OptimiseSetup, values: Mapping[str, Any], executor=None, wor
         results = dict(done)
     given, rec = (measure_values(results[k], setup.measures) for k in (0, 1))
     rows = []
-    cost_given, cost_rec = (sum(lever_costs(setup, v, results[k])) for k, v in ((0, base_values), (1, values)))
+    n = setup.reps
+    cost_given, cost_rec = (np.full(n, setup.space.cost(v).total) for v in (base_values, values))
 
     def row(quantity: str, a: np.ndarray, b: np.ndarray, limit=None, op=None) -> dict:
         out = {"quantity": quantity}

@@ -165,7 +165,7 @@ def _flock_lock(path: Path):
 
 FOLDER = Resumable(
     "optimise", "optimisation", "an", SPEC_FILE, STUDY_DIR,
-    words={"scenario_sha256": "the scenario (its content)", "levers": "--lever", "objective": "--objective",
+    words={"scenario_sha256": "the scenario (its content)", "sets": "--set", "levers": "--lever", "objective": "--objective",
            "constraints": "--constraint", "trials": "--trials", "reps": "--reps", "batch": "--batch",
            "seed": "--seed", "engine": "--engine", "scenario": "the scenario"},
     shows=lambda key: key != "scenario_sha256")

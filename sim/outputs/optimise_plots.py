@@ -18,8 +18,8 @@ BILLION = 1e9  # VND: the cost axis is in billions of VND a year
 def draw_front(trials: pd.DataFrame, performance: pd.Series, performance_label: str, recommended: int | None,
                title: str, path, performance_ci: tuple[pd.Series, pd.Series] | None = None) -> None:
     """The figure from the trials table (trials.csv) and each trial's performance; the front's
-    trials with their 95 % intervals (performance_ci: its ends; the levers' cost's from the
-    table, where a cost is a range)."""
+    trials with their performance's 95 % interval (performance_ci: its ends) and, where a
+    lever's cost is a range, what the levers may cost (every range at its low end, its high end)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if "vnd" in performance_label:  # a cost, in billions as the cost axis
         performance = performance / BILLION
@@ -33,13 +33,13 @@ def draw_front(trials: pd.DataFrame, performance: pd.Series, performance_label: 
     order = cost[front].sort_values().index
     ax.plot(cost[order], performance[order], "-o", color="tab:orange", ms=5, label="Pareto front")
     if len(order):
-        x_low = trials.get("lever_cost_vnd_per_year_ci_low", trials["lever_cost_vnd_per_year"]) / BILLION
-        x_high = trials.get("lever_cost_vnd_per_year_ci_high", trials["lever_cost_vnd_per_year"]) / BILLION
+        x_low = trials.get("lever_cost_vnd_per_year_low", trials["lever_cost_vnd_per_year"]) / BILLION
+        x_high = trials.get("lever_cost_vnd_per_year_high", trials["lever_cost_vnd_per_year"]) / BILLION
         y_low, y_high = performance_ci if performance_ci is not None else (performance, performance)
         ax.errorbar(cost[order], performance[order], fmt="none", ecolor="tab:orange", elinewidth=0.8, capsize=2,
                     xerr=[(cost - x_low)[order].clip(lower=0), (x_high - cost)[order].clip(lower=0)],
                     yerr=[(performance - y_low)[order].clip(lower=0), (y_high - performance)[order].clip(lower=0)],
-                    label="95 % intervals")
+                    label="95 % interval; levers' cost range")
     if recommended is not None:
         at = trials.index[trials["trial"] == recommended]
         ax.scatter(cost[at], performance[at], s=160, marker="*", color="tab:red", zorder=5, label="recommended")

@@ -256,9 +256,12 @@ def optimise_report(result) -> str:
         r = result.recommended
         levers = ", ".join(f"{lid} = {r[lid]:.4g}" if isinstance(r[lid], float) else f"{lid} = {r[lid]}"
                            for lid in s.space.levers)  # a real lever to 4 digits (trials.csv has it whole)
+        low, high = r.get("lever_cost_vnd_per_year_low"), r.get("lever_cost_vnd_per_year_high")
+        spread = (f"; {vnd(low)} to {vnd(high)} with every cost at the low or the high end of its range"
+                  if low is not None and high is not None and high > low else "")
         lines.append(wrapped(f"recommended (trial {int(r['trial'])}): {levers}; levers' cost "
                              f"{vnd(r['lever_cost_vnd_per_year'])} a year (capital {vnd(r['lever_capital_vnd_per_year'])}, "
-                             f"operating {vnd(r['lever_operating_vnd_per_year'])})"))
+                             f"operating {vnd(r['lever_operating_vnd_per_year'])}{spread})"))
         lines.append("evidence on fresh replications (recommended - as given, paired, with 95 % intervals):")
         for _, e in result.evidence.iterrows():
             q = e["quantity"]
