@@ -167,6 +167,7 @@ def _with(tmp_path: Path, old: str, new: str) -> Path:
       "set = ['gates.g.exit.stages.customs.service_min.mean={uniform = [30, 50]}']\n"), [],
      "levers.speed.choices.faster.set"),
     (None, ["--constraint", "wait_mean_hours@g <= 1"], "--constraint"),
+    (None, ["--constraint", "wait_mean_hh@g <= 1"], "'wait_mean_hh' is not a metric; did you mean wait_mean_h?"),
     (None, ["--constraint", "wait_mean_h@g < 1"], "--constraint"),
     (None, ["--constraint", "wait_mean_h@nowhere <= 1"], "--constraint"),
     (None, ["--objective", "lever_cost"], "--objective"),
@@ -219,6 +220,14 @@ def test_a_repeated_lever_value_is_run_once_and_stands_once_on_the_front(monkeyp
     for _lanes, same in t.groupby("lanes"):
         assert (same[stats].nunique(dropna=False) == 1).all()
     assert result.front["lanes"].is_unique and not t[t.duplicated("lanes")]["front"].any()
+
+
+def test_a_misspelt_lever_in_a_file_extending_is_an_unknown_lever(tmp_path, capsys):
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{MMC}"\n\n[levers.lane]\noperating_per_unit_year = 3e9\n', encoding="utf-8")
+    code = main(["validate", str(child)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"{child}: levers.lane: unknown lever 'lane' (levers: lanes)" in err, err
 
 
 def test_validate_refuses_a_bad_lever_without_saying_ok_first(capsys):

@@ -582,7 +582,11 @@ def parse_outputs(texts: Sequence[str], scenario: Scenario) -> list[Output]:
     for text in texts or [DEFAULT_OUTPUT]:
         metric, sep, gate = text.strip().partition("@")
         if metric not in OUTPUT_METRICS:
-            raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; allowed: "
+            import difflib
+
+            close = difflib.get_close_matches(metric, OUTPUT_METRICS, n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; {hint}allowed: "
                                                f"{', '.join(OUTPUT_METRICS)} (as METRIC or METRIC@GATE)")
         if metric in (*COST_METRICS, DIVERTED_COST) and not any(c.costs for c in m.classes.values()):
             raise SweepError(None, "--output", f"'{metric}' prices waiting, and the scenario has no costs: "

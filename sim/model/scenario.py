@@ -478,10 +478,22 @@ GATE_NEEDS = ("name", "classes", "hours")
 STAGE_NEEDS = ("lanes", "service_min")
 
 
+LEVER_NEEDS = ("base", "unit", "capital_per_unit_year", "operating_per_unit_year", "cost_source")
+
+
 def check_new_names(raw: dict, layers: list[Layer], path: str) -> None:
-    """A gate or stage that is incomplete is most likely a misspelt name (``[[gates.bac_luan2.exit.
-    stages]]`` makes a new gate 'bac_luan2'): say it is unknown and list the known ones, naming the
-    file that brought it in, rather than 'name: required field is missing'."""
+    """A gate, stage or lever that is incomplete is most likely a misspelt name (``[[gates.bac_luan2.
+    exit.stages]]`` makes a new gate 'bac_luan2'): say it is unknown and list the known ones, naming
+    the file that brought it in, rather than 'name: required field is missing'."""
+    levers = raw.get("levers")
+    if isinstance(levers, dict):
+        known = [lid for lid, t in levers.items() if isinstance(t, dict) and all(k in t for k in LEVER_NEEDS)]
+        for lid, table in levers.items():
+            if known and isinstance(table, dict) and not all(k in table for k in LEVER_NEEDS):
+                missing = ", ".join(k for k in LEVER_NEEDS if k not in table)
+                raise ScenarioError(_brought_in(layers, ("levers", lid), path), f"levers.{lid}",
+                                    f"unknown lever '{shorten(lid, 60)}' (levers: {', '.join(known)}); a new lever "
+                                    f"also needs {missing}")
     gates = raw.get("gates")
     if not isinstance(gates, dict):
         return
