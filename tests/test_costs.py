@@ -57,6 +57,25 @@ def test_mmc_waiting_cost_matches_little_and_erlang_c():
             rate * metric(r, "g", "exit", "waiting_truck_hours"), rel=1e-9)
 
 
+def test_the_printed_cost_says_its_days_and_what_that_is_a_year():
+    """The run's cost line: the total over the horizon after the warm-up, its days, and the
+    same a year (x 365 / those days), as the optimisation's total_cost annualises it."""
+    from sim.experiments.optimise import per_year
+    from sim.outputs.findings import cost_lines
+    from sim.statistics.metrics import summarise
+
+    days, warm = 120, 20
+    scen = from_dict(_priced_queue(2.0, 3, 250_000.0, days, warm))
+    summary = summarise([run_replication(scen, 5, i) for i in range(3)])
+    line = cost_lines(summary, days=days - warm)[0]
+    total = summary[(summary.gate == "all") & (summary.direction == "all") & (summary.metric == "cost_total_vnd")
+                    & (summary["class"].fillna("") == "") & (summary.stage.fillna("") == "")]["mean"].iloc[0]
+    assert f"over the {days - warm} days after the warm-up" in line
+    a_year = float(line.split("about VND ")[1].split(" bn a year")[0].replace(",", ""))
+    assert a_year == pytest.approx(total / 1e9 * per_year(scen), abs=0.01)
+    assert per_year(scen) == 365 / (days - warm)
+
+
 def test_a_scenario_without_costs_has_no_cost_rows():
     r = run_replication(from_dict(single_queue(0.5, 1, {"dist": "exponential", "mean": 60.0}, days=20, warmup_days=0)), 1, 0)
     assert not [row for row in r.rows if row[2].startswith("cost_")] and not r.daily_cost

@@ -75,3 +75,12 @@ def month_names(start: dt.date, n: int) -> tuple[str, ...]:
     """The names (YYYY-MM) of n calendar months from the one a date falls in."""
     first = start.year * 12 + start.month - 1
     return tuple(f"{y:04d}-{m + 1:02d}" for y, m in (divmod(first + k, 12) for k in range(n)))
+
+
+DAYS_PER_YEAR = 365.0
+
+
+def per_year(days: float) -> float:
+    """Years per ``days``: a cost over that many days times this is a cost a year (the levers'
+    costs are a year; a run's waiting cost is over its horizon after the warm-up)."""
+    return DAYS_PER_YEAR / days

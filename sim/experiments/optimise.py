@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..base.errors import BordersimError, shorten
+from ..base.days import per_year as years_per
 from ..base.rng import derived_seed
 from ..model.scenario import Scenario, load
 from ..statistics.metrics import ReplicationResult, describe
@@ -59,7 +60,6 @@ MAX_TRIALS = 100_000
 MAX_REPS = 10_000
 EVIDENCE_STREAM = "optimise/evidence"
 SAMPLER_STREAM = "optimise/sampler"
-DAYS_PER_YEAR = 365.0
 _CONSTRAINT = re.compile(r"\s*([A-Za-z0-9_]+)(?:@([A-Za-z0-9_.-]+))?\s*(<=|>=)\s*"
                          r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*")
 
@@ -181,7 +181,7 @@ def per_year(scenario: Scenario) -> float:
     """Years per horizon: a waiting cost over the horizon after its warm-up times 365 / its days
     is a cost a year, as the levers' costs are."""
     h = scenario.nominal.horizon
-    return DAYS_PER_YEAR / (h.days - h.warmup_days)
+    return years_per(h.days - h.warmup_days)
 
 
 # ------------------------------------------------------------------ the setup

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..base.days import per_year
 from ..statistics.metrics import COST_METRICS, COST_PARTS, CORRIDOR_METRICS, DIVERTED_COST
 from .formats import METRICS, difference, difference_mean, estimate, metric, number, percent
 
@@ -314,18 +315,21 @@ def cost_shares(table: pd.DataFrame, gate: str = ALL, direction: str = ALL, valu
     return out
 
 
-def cost_lines(summary: pd.DataFrame, names: dict[str, str] | None = None) -> list[str]:
-    """What waiting cost all gates (the mean with its 95 % interval, VND bn) and each component's
-    share of it; and, per corridor, its trucks that left the province, priced. None where the
-    summary has no costs."""
+def cost_lines(summary: pd.DataFrame, names: dict[str, str] | None = None, days: float | None = None) -> list[str]:
+    """What waiting cost all gates (the mean with its 95 % interval, VND bn; over ``days``, the
+    horizon's days after its warm-up, with what that is a year, where given) and each
+    component's share of it; and, per corridor, its trucks that left the province, priced.
+    None where the summary has no costs."""
     total = _main(summary, ALL, ALL, COST_METRICS[0])
     if total is None:
         return []
     how = METRICS[COST_METRICS[0]]
     parts = ", ".join(f"{METRICS[m].label.removesuffix(' VND bn')} {share:.0%}"
                       for m, _v, share in cost_shares(summary) if pd.notna(share))
+    period = (f" over the {days:g} days after the warm-up (about VND "
+              f"{number(how.unit(total['mean']) * per_year(days), how.digits)} bn a year)" if days else "")
     lines = [f"waiting cost all gates VND {estimate(*(how.unit(total[k]) for k in ('mean', 'ci_low', 'ci_high')), how.digits)}"
-             f" bn: {parts}."]
+             f" bn{period}: {parts}."]
     diverted = summary[(summary["metric"] == DIVERTED_COST) & (summary["direction"] == ALL)
                        & (summary["class"].fillna("") == "")]
     out = METRICS[DIVERTED_COST]

@@ -124,7 +124,8 @@ def scenario_metadata(scenario, folder: Path | None = None, copies: dict[str, st
         "name": scenario.name,
         "file": seen_from(folder, scenario.path),
         "description": m.description,
-        "horizon": {"start": str(m.horizon.start), "end": str(m.horizon.end), "warmup_days": m.horizon.warmup_days},
+        "horizon": {"start": str(m.horizon.start), "end": str(m.horizon.end), "days": m.horizon.days,
+                    "warmup_days": m.horizon.warmup_days},
         "layers": layers,
         "ensemble": None if scenario.ensemble is None else {
             "file": seen_from(folder, scenario.ensemble_file), "rows": len(scenario.ensemble),

@@ -105,7 +105,8 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
         lines.append(("all gates" if head == "all" else head) if row is None else
                      f"  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     lines.append(wrapped(f"more: {RUN_ELSEWHERE}"))
-    lines += [wrapped(f"costs: {line}") for line in cost_lines(summary)]
+    h = scenario.nominal.horizon if scenario is not None else None
+    lines += [wrapped(f"costs: {line}") for line in cost_lines(summary, days=h and h.days - h.warmup_days)]
     if scenario is None:
         return "\n".join(lines)
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}

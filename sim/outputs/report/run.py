@@ -237,7 +237,14 @@ def _run_months(folder: Folder, names: dict[str, str]) -> Section | None:
     return section
 
 
-def _costs_section(summary: pd.DataFrame, names: dict[str, str]) -> Section | None:
+def _priced_days(scen: dict) -> float | None:
+    """The horizon's days after its warm-up, as the scenario's metadata says them (None in a
+    folder written before it said its days)."""
+    h = scen.get("horizon") or {}
+    return h["days"] - h.get("warmup_days", 0) if "days" in h else None
+
+
+def _costs_section(summary: pd.DataFrame, names: dict[str, str], days: float | None = None) -> Section | None:
     """What the waiting cost, per gate (both directions) and all gates, in VND bn: the total with
     its 95 % interval and each component with its share of it; per class for all gates; the
     corridors' trucks that left the province, priced. None where the run has no costs."""
@@ -279,7 +286,7 @@ def _costs_section(summary: pd.DataFrame, names: dict[str, str]) -> Section | No
     section.add("table", Table(["class", "cost of waiting VND bn [95 % CI]"] + heads, by_class,
                                numeric=set(range(1, 2 + len(COST_PARTS))),
                                caption="All gates, per vehicle class, VND bn"))
-    section.add("notes", [line[0].upper() + line[1:] for line in cost_lines(summary, names)])
+    section.add("notes", [line[0].upper() + line[1:] for line in cost_lines(summary, names, days)])
     return section
 
 
@@ -309,7 +316,7 @@ def run_page(folder: Folder) -> Page:
     closures = {g: info.get("closures", []) for g, info in (scen.get("gates") or {}).items()}
     notes += extreme_notes(summary, names, closures)
     notes += [f"Where the traffic went, {line}" for line in corridor_lines(summary, scen.get("corridors") or {}, names)]
-    notes += [line[0].upper() + line[1:] for line in cost_lines(summary, names)[:1]]
+    notes += [line[0].upper() + line[1:] for line in cost_lines(summary, names, _priced_days(scen))[:1]]
     if observed is not None:
         notes.append(observed[1])
     findings.add("notes", notes)
@@ -347,7 +354,7 @@ def run_page(folder: Folder) -> Page:
     what.add("facts", _run_facts(meta, scen))
     layer_blocks(what, scen, show_first=True, root=folder.path)
 
-    costs = _costs_section(summary, names)
+    costs = _costs_section(summary, names, _priced_days(scen))
     sections = [findings, *([costs] if costs else []), directions, waiting, dates, time_in]
     months = _run_months(folder, names)
     if months is not None:
