@@ -167,6 +167,7 @@ def _with(tmp_path: Path, old: str, new: str) -> Path:
       "set = ['gates.g.exit.stages.customs.service_min.mean={uniform = [30, 50]}']\n"), [],
      "levers.speed.choices.faster.set"),
     (None, ["--constraint", "wait_mean_hours@g <= 1"], "--constraint"),
+    (None, ["--constraint", "wait_mean_h@g <= -5"], "can never hold: wait_mean_h is at least 0"),
     (None, ["--constraint", "wait_mean_hh@g <= 1"], "'wait_mean_hh' is not a metric; did you mean wait_mean_h?"),
     (None, ["--constraint", "wait_mean_h@g < 1"], "--constraint"),
     (None, ["--constraint", "wait_mean_h@nowhere <= 1"], "--constraint"),
@@ -228,6 +229,23 @@ def test_a_misspelt_lever_in_a_file_extending_is_an_unknown_lever(tmp_path, caps
     code = main(["validate", str(child)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and f"{child}: levers.lane: unknown lever 'lane' (levers: lanes)" in err, err
+
+
+def test_a_recommendation_at_the_end_of_a_lever_s_range_is_said():
+    """Lanes 1 to 3 only: 2.4 trucks an hour need 3 lanes to be served at all, so the least lever
+    cost meeting a loose wait target is 3, the top of the range (a wider one might do better if
+    the target were tighter): a warning says so."""
+    loose = f"wait_mean_h@g <= {2 * erlang_c_wait(LAMBDA, MU, 3) + 1}"
+    warned = []
+    path_text = MMC.read_text().replace("integer = [1, 6]", "integer = [1, 3]")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "levers.toml"
+        path.write_text(path_text)
+        result = optimise(path, constraints=[loose], workers=1, warn=warned.append, **FAST)
+    assert int(result.recommended["lanes"]) == 3
+    assert any("the recommended lanes = 3 is at the top of its range (1 to 3)" in w for w in warned), warned
 
 
 def test_validate_refuses_a_bad_lever_without_saying_ok_first(capsys):

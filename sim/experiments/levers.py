@@ -56,7 +56,8 @@ def cost_input(lid: str, field_: str) -> str:
 def describe_lever(lever: Lever, ranges: Mapping[str, Range] | None = None, lid: str = "") -> str:
     """A lever in one line: its values, what it sets, its base and its cost per unit and year."""
     if lever.kind == "choices":
-        values = "choices " + ", ".join(f"{n} ({c.units:g} units)" for n, c in lever.choices.items())
+        values = "choices " + ", ".join(f"{n} ({c.units:g} unit{'' if c.units == 1 else 's'})"
+                                        for n, c in lever.choices.items())
         sets = "; ".join(f"{n}: {', '.join(c.set)}" for n, c in lever.choices.items() if c.set)
     else:
         lo, hi = getattr(lever, lever.kind)

@@ -39,7 +39,7 @@ from ..base.errors import BordersimError, shorten
 from ..base.days import per_year as years_per
 from ..base.rng import derived_seed
 from ..model.scenario import Scenario, load
-from ..statistics.metrics import ReplicationResult, describe
+from ..statistics.metrics import ReplicationResult, describe, metric_range
 from .experiment import ENGINES, KeptPool, iter_design, replicate
 from .levers import LeverSpace
 from .workers import local_pool
@@ -123,6 +123,10 @@ def parse_constraint(text: str, scenario: Scenario) -> list[Constraint]:
     if not math.isfinite(value):
         raise OptimiseError(None, "--constraint", f"'{shorten(text)}': the limit must be a finite number")
     measures = parse_measure(f"{metric}@{gate}" if gate else metric, scenario, "--constraint")
+    low, high = (float(x[0]) for x in metric_range([metric]))
+    if (op == "<=" and value < low) or (op == ">=" and value > high):
+        bound = f"at least {low:g}" if op == "<=" else f"at most {high:g}"
+        raise OptimiseError(None, "--constraint", f"'{shorten(text)}' can never hold: {metric} is {bound}")
     if not gate:
         measures = [ms for ms in measures if ms.gate != "all"] or measures
     return [Constraint(ms, op, value) for ms in measures]
@@ -539,6 +543,22 @@ def recommend(setup: OptimiseSetup, table: pd.DataFrame) -> pd.Series | None:
     perf = _perf_column(setup)
     order = ok.sort_values(["objective_mean", "lever_cost_vnd_per_year", perf, "trial"], kind="stable")
     return order.iloc[0]
+
+
+def at_range_end(setup: OptimiseSetup, values: Mapping[str, Any]) -> list[str]:
+    """The number levers the recommendation sets at an end of their range other than their base
+    (within a thousandth of the range): a wider range might have done better."""
+    out = []
+    for lid, lv in setup.space.levers.items():
+        if lv.kind == "choices":
+            continue
+        lo, hi = getattr(lv, lv.kind)
+        v, close = float(values[lid]), (hi - lo) * 1e-3
+        for end, word in ((lo, "bottom"), (hi, "top")):
+            if abs(v - end) <= close and abs(float(lv.base) - end) > close:
+                out.append(f"the recommended {lid} = {v:.4g} is at the {word} of its range ({lo:g} to {hi:g}): a "
+                           "wider range might do better")
+    return out
 
 
 def _perf_column(setup: OptimiseSetup) -> str:

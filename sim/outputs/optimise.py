@@ -91,6 +91,8 @@ def optimise(scenario: str | Path | Scenario, objective: str = "lever_cost", con
                 proof = opt.evidence(setup, {lid: best[lid] for lid in setup.space.levers}, ex, n_workers, progress)
         front = opt.front_table(setup, table)
         rec_toml = recommended_toml(setup, best, target) if best is not None else None
+        for note in ([] if best is None else opt.at_range_end(setup, best)):
+            _warn(note)
         if best is None:
             _warn(f"no trial meets every constraint ({'; '.join(c.label for c in setup.constraints)}): no "
                   "recommendation; widen the levers' ranges, or loosen a constraint")

@@ -27,7 +27,7 @@ def draw_front(trials: pd.DataFrame, performance: pd.Series, performance_label: 
         performance_label = f"{performance_label}, billion VND"
     cost = trials["lever_cost_vnd_per_year"] / BILLION
     ok = trials["feasible"].astype(bool)
-    ax.scatter(cost[~ok], performance[~ok], s=14, color="0.7", label="meets not every constraint")
+    ax.scatter(cost[~ok], performance[~ok], s=14, color="0.7", label="misses a constraint")
     ax.scatter(cost[ok], performance[ok], s=18, color="tab:blue", label="meets every constraint")
     front = trials["front"].astype(bool)
     order = cost[front].sort_values().index

@@ -250,6 +250,9 @@ def optimise_report(result) -> str:
                      f"(objective {s.objective.label}; {int(t['feasible'].sum())} meet "
                      f"{'; '.join(c.label for c in s.constraints) or 'no constraint'}); "
                      f"{result.computed} run now, {result.resumed} found done; {result.wall_s:.1f} s")]
+    held = [lid for lid in s.scenario.nominal.levers if lid not in s.space.levers]
+    if held:
+        lines.append(wrapped(f"levers searched: {', '.join(s.space.levers)}; held at their base: {', '.join(held)}"))
     lines.append(f"Pareto front: {len(result.front)} trials (front.csv)")
     if result.recommended is None:
         lines.append("no recommendation: no trial meets every constraint")

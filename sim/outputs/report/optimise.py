@@ -107,7 +107,8 @@ def _cost(lever: dict, field: str) -> str:
 
 def _values(lever: dict) -> str:
     if "choices" in lever:
-        return ", ".join(f"{n} ({c.get('units', 0):g} units)" for n, c in lever["choices"].items())
+        return ", ".join(f"{n} ({c.get('units', 0):g} unit{'' if c.get('units', 0) == 1 else 's'})"
+                         for n, c in lever["choices"].items())
     kind_ = "integer" if "integer" in lever else "real"
     lo, hi = lever[kind_]
     return f"{kind_} {lo:g} to {hi:g}"
