@@ -248,6 +248,56 @@ def test_a_recommendation_at_the_end_of_a_lever_s_range_is_said():
     assert any("the recommended lanes = 3 is at the top of its range (1 to 3)" in w for w in warned), warned
 
 
+def test_a_choice_may_scale_an_uncertain_input_but_not_set_a_range_inside_a_table(tmp_path, capsys):
+    base = ('cost_source = "assumption: a test value"\n\n[levers.speed]\nbase = "today"\nunit = "change"\n'
+            'capital_per_unit_year = 0\noperating_per_unit_year = 1e9\ncost_source = "assumption: a test value"\n'
+            '[levers.speed.choices.today]\nunits = 0\n[levers.speed.choices.faster]\nunits = 1\n')
+    ranged = _with(tmp_path, "mean = 60}", "mean = {uniform = [50, 60]}}")
+    scaled = tmp_path / "scaled.toml"
+    scaled.write_text(ranged.read_text().replace('cost_source = "assumption: a test value"',
+                                                 base + "set = ['gates.g.exit.stages.customs.service_min.mean*=0.7']\n"))
+    assert main(["validate", str(scaled)]) == 0, capsys.readouterr().err  # a factor on a range: the planner's value
+    capsys.readouterr()
+    nested = _with(tmp_path, 'cost_source = "assumption: a test value"', base + "set = ['gates.g.exit.stages.customs."
+                   "service_min={dist=\"exponential\", mean={uniform=[30, 50]}}']\n")
+    assert main(["validate", str(nested)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("bordersim: error: ")]
+    assert len(errors) == 1 and "levers.speed.choices.faster.set" in errors[0] and "gives a range" in errors[0], err
+
+
+def test_a_sweep_without_params_leaves_the_levers_costs_alone(tmp_path):
+    """A lever's cost range changes no simulated output: a sweep of the uncertain inputs (no
+    --param) leaves it out, and sweeps the others."""
+    from sim.experiments.sweep import derive
+
+    path = _with(tmp_path, "mean = 60}", "mean = {uniform = [50, 60]}}")
+    path.write_text(path.read_text().replace("operating_per_unit_year = 2e9",
+                                             "operating_per_unit_year = {uniform = [1e9, 3e9]}"))
+    scenario = sc.load(path)
+    assert "levers.lanes.operating_per_unit_year" in scenario.by_name
+    _derived, params = derive(scenario, [])
+    assert [p.name for p in params] == ["gates.g.exit.stages.customs.service_min.mean"]
+
+
+def test_a_trial_told_before_the_total_s_interval_was_kept_still_has_its_objective():
+    """A folder resumed from an earlier version holds trials whose statistics lack the total's
+    own interval: their objective is the levers' cost plus the waiting cost a year."""
+    from sim.experiments.optimise import TrialOutcome, derived, per_year, prepare
+
+    priced = DATA / "mmc_levers.toml"
+    setup = prepare(priced, "lever_cost", [WAIT])
+    o = TrialOutcome(3, {"lanes": 3}, 2e9, 4e9, {"wait_mean_h@g": (0.1, 0.05, 0.15)})
+    assert derived(setup, o)["objective"] == (6e9, 6e9, 6e9)
+    k = per_year(setup.scenario)
+    from dataclasses import replace
+
+    total = replace(setup, objective=replace(setup.objective, name="total_cost",
+                                             measure=Measure("cost_total_vnd", "all")))
+    o.stats["cost_total_vnd@all"] = (1e9, 0.5e9, 1.5e9)
+    assert derived(total, o)["objective"] == (6e9 + 1e9 * k, 6e9 + 0.5e9 * k, 6e9 + 1.5e9 * k)
+
+
 def test_validate_refuses_a_bad_lever_without_saying_ok_first(capsys):
     code = main(["validate", str(MMC), "--set", "gates.g.exit.stages.customs.lanes=3"])
     out, err = capsys.readouterr()
@@ -310,6 +360,7 @@ def test_the_least_total_cost_is_the_lanes_that_balance_their_cost_and_the_waits
     t = result.trials
     assert np.allclose(t["objective_mean"], t["lever_cost_vnd_per_year"] + t["waiting_cost_vnd_per_year_mean"],
                        rtol=1e-12)
+    assert "total_cost_vnd_per_year_mean" not in t.columns  # the objective is the total: one column of it
     # the objective's interval is that of the replications' sums (tighter than adding the two intervals)
     assert np.allclose(t["objective_ci_high"] - t["objective_mean"], t["waiting_cost_vnd_per_year_ci_high"]
                        - t["waiting_cost_vnd_per_year_mean"], rtol=1e-9)

@@ -194,8 +194,9 @@ class LeverSpace:
                         raise ScenarioError(file, f"{where}.choices.{name}.set",
                                             f"{_field_said(exc)}{exc.message}") from None
                     for line in choice.set:
-                        change = parse_assignment(line)
-                        if change is not None and change.where in built.by_name:
+                        change = parse_assignment(line)  # a relative change (*=, +=, -=) scales, gives no range
+                        if change is not None and change.op == "=" and any(
+                                n == change.where or n.startswith(change.where + ".") for n in built.by_name):
                             raise ScenarioError(file, f"{where}.choices.{name}.set",
                                                 f"'{shorten(line, 120)}' gives a range: a lever's values are the "
                                                 "planner's, plain numbers (an uncertain input is a range of the "

@@ -233,7 +233,7 @@ class OptimiseSetup:
     def identity(self) -> dict:
         """What makes two optimisations the same (a folder resumes only the same one)."""
         return {"scenario": self.scenario.name, "scenario_sha256": scenario_sha256(self.scenario),
-                "sets": list(self.sets), "levers": list(self.space.levers), "objective": self.objective.label,
+                "levers": list(self.space.levers), "objective": self.objective.label,
                 "constraints": [c.label for c in self.constraints], "trials": self.trials, "reps": self.reps,
                 "batch": self.batch, "seed": self.seed, "engine": self.engine}
 
@@ -341,7 +341,8 @@ def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[floa
         k = per_year(setup.scenario)
         m, lo, hi = outcome.stats[setup.objective.measure.label]
         out["waiting_cost_vnd_per_year"] = (m * k, lo * k, hi * k)
-        out["objective"] = outcome.stats[TOTAL_COST]
+        cost = outcome.lever_cost  # a trial told before the total's own interval was kept: the sum of the two
+        out["objective"] = outcome.stats.get(TOTAL_COST, (cost + m * k, cost + lo * k, cost + hi * k))
         out["performance"] = out["waiting_cost_vnd_per_year"]
     elif setup.objective.name == "metric":
         out["objective"] = out["performance"] = outcome.stats[setup.objective.measure.label]
@@ -521,7 +522,7 @@ def trials_table(setup: OptimiseSetup, study) -> pd.DataFrame:
                                                                for end in ("low", "high"))
         d = derived(setup, o)
         quantities = {"objective": d.pop("objective"), **{k: v for k, v in d.items() if k != "performance"},
-                      **o.stats}
+                      **{k: v for k, v in o.stats.items() if k != TOTAL_COST}}  # the total is the objective
         for label, stat in quantities.items():
             for suffix, x in zip(("mean", "ci_low", "ci_high"), stat):
                 row[f"{label}_{suffix}"] = x

@@ -236,7 +236,8 @@ def derive(scenario: Scenario, params: Sequence[tuple[str, str | None]]) -> tupl
             raise SweepError(scenario.path, "--param", "the scenario has no uncertain inputs to sweep; name inputs "
                                                        "with --param PATH=SPEC")
         fitted = _fitted_inputs(scenario)
-        free = [r.name() for r in scenario.ranges if r.name() not in fitted]
+        # a lever's cost range changes no simulated output (bordersim optimise prices it): not swept by default
+        free = [r.name() for r in scenario.ranges if r.name() not in fitted and r.path[0] != "levers"]
         if not free:
             raise SweepError(scenario.path, "--param", f"every uncertain input of the scenario comes from its fitted "
                                                        f"ensemble ({ensemble_name(scenario)}), whose parameter sets "

@@ -489,7 +489,9 @@ def check_new_names(raw: dict, layers: list[Layer], path: str) -> None:
     if isinstance(levers, dict):
         known = [lid for lid, t in levers.items() if isinstance(t, dict) and all(k in t for k in LEVER_NEEDS)]
         for lid, table in levers.items():
-            if known and isinstance(table, dict) and not all(k in table for k in LEVER_NEEDS):
+            # a table with neither values (paths, integer, real, choices) nor all its fields: a misspelt id
+            if known and isinstance(table, dict) and not all(k in table for k in LEVER_NEEDS) \
+                    and not any(k in table for k in ("paths", "integer", "real", "choices")):
                 missing = ", ".join(k for k in LEVER_NEEDS if k not in table)
                 raise ScenarioError(_brought_in(layers, ("levers", lid), path), f"levers.{lid}",
                                     f"unknown lever '{shorten(lid, 60)}' (levers: {', '.join(known)}); a new lever "

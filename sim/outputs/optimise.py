@@ -167,7 +167,7 @@ def _flock_lock(path: Path):
 
 FOLDER = Resumable(
     "optimise", "optimisation", "an", SPEC_FILE, STUDY_DIR,
-    words={"scenario_sha256": "the scenario (its content)", "sets": "--set", "levers": "--lever", "objective": "--objective",
+    words={"scenario_sha256": "the scenario (its content)", "levers": "--lever", "objective": "--objective",
            "constraints": "--constraint", "trials": "--trials", "reps": "--reps", "batch": "--batch",
            "seed": "--seed", "engine": "--engine", "scenario": "the scenario"},
     shows=lambda key: key != "scenario_sha256")
@@ -239,7 +239,8 @@ class OptimiseFolder:
             with atomic_file(self.out / "front.png", kind) as tmp:
                 front_figure(result, tmp)
         s = result.setup
-        meta = {"scenario_file": seen_from(self.out, s.scenario.path), "objective": s.objective.label,
+        meta = {"scenario_file": seen_from(self.out, s.scenario.path), "sets": list(s.sets),
+                "objective": s.objective.label,
                 "performance": s.performance_label, "constraints": [c.label for c in s.constraints],
                 "levers": {lid: {**lv.model_dump(mode="json", exclude_none=True), **_cost_ranges(s, lid)}
                            for lid, lv in s.space.levers.items()},
