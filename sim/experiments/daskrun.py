@@ -81,12 +81,15 @@ def local_cluster(workers: int) -> Iterator[LocalCluster]:
       it removes them as it should, and no longer prints a warning of 'leaked semaphore objects'.
     - Its dashboard on a free port (8787 may be another cluster's); LOCAL_CLUSTER_CONFIG: less
       periodic work beside the workers on the same cores.
+    - Its processes log only what is critical: after a kill -9 of this process (the scheduler
+      with it) a worker could log "Failed to communicate with scheduler during heartbeat" in the
+      moment before it ends too; a task's own error reaches this process as its exception.
     """
     _start_resource_tracker_quietly()
     with scratch_dir(SCRATCH_PREFIX, _SCRATCH_FILES) as scratch, contextlib.ExitStack() as stack:
         with dask.config.set({**LOCAL_CLUSTER_CONFIG, "temporary-directory": str(scratch)}), _children_ignore_ctrl_c():
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=":0", silence_logs=logging.ERROR,
+                                                       dashboard_address=":0", silence_logs=logging.CRITICAL,
                                                        local_directory=str(scratch)))
         yield cluster
 
