@@ -411,7 +411,7 @@ def _cmd_validate(args) -> int:
         for w in capacity.check(scen, allow_overload=True):
             print(f"bordersim: warning: {w}", file=sys.stderr)
         if scen.nominal.levers:
-            from .experiments.levers import LeverSpace
+            from .experiments.levers import LeverSpace, describe_lever
 
             LeverSpace.of(scen)  # every lever's paths and choices checked against the scenario, before "ok"
         print(f"{path}: ok ({len(scen.nominal.gates)} gates, {len(scen.nominal.flows())} flows, "
@@ -421,8 +421,6 @@ def _cmd_validate(args) -> int:
                   f"{scen.ensemble.shape[1]} inputs, one set per replication")
         from_ensemble = set() if scen.ensemble is None else set(scen.ensemble.columns)
         if scen.nominal.levers:
-            from .experiments.levers import describe_lever
-
             print(f"  levers ({len(scen.nominal.levers)}: what a planner controls):")
             for lid, lever in scen.nominal.levers.items():
                 print(f"    {lid}: {describe_lever(lever, scen.by_name, lid)}")

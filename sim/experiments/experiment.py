@@ -135,9 +135,6 @@ class KeptPool(Executor):
             if p.key not in self.plans:
                 self.plans[p.key] = pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        return self.pool.submit(fn, *args, **kwargs)
-
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         futures = [self.pool.submit(_with_plan, self.plans[args[0].plan], self.keep, fn, *args)
                    for args in zip(*iterables)]

@@ -184,8 +184,7 @@ def parse_objective(text: str, scenario: Scenario, constraints: Sequence[Constra
 def per_year(scenario: Scenario) -> float:
     """Years per horizon: a waiting cost over the horizon after its warm-up times 365 / its days
     is a cost a year, as the levers' costs are."""
-    h = scenario.nominal.horizon
-    return years_per(h.days - h.warmup_days)
+    return years_per(scenario.nominal.horizon.priced_days)
 
 
 # ------------------------------------------------------------------ the setup
@@ -332,6 +331,12 @@ def interval(values: np.ndarray) -> tuple[float, float, float]:
     return float(d["mean"][0]), float(d["ci_low"][0]), float(d["ci_high"][0])
 
 
+def with_waiting(setup: OptimiseSetup, lever_cost, waiting):
+    """The total cost a year (total_cost's objective): the levers' cost a year plus a waiting
+    cost over the horizon after its warm-up (cost_total_vnd), made a year's; numbers or arrays."""
+    return lever_cost + waiting * per_year(setup.scenario)
+
+
 def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[float, float, float]]:
     """The quantities of a trial the search and the tables read, beyond its measures: the
     objective (with its interval), the performance (the front's second axis) and each
@@ -341,8 +346,9 @@ def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[floa
         k = per_year(setup.scenario)
         m, lo, hi = outcome.stats[setup.objective.measure.label]
         out["waiting_cost_vnd_per_year"] = (m * k, lo * k, hi * k)
-        cost = outcome.lever_cost  # a trial told before the total's own interval was kept: the sum of the two
-        out["objective"] = outcome.stats.get(TOTAL_COST, (cost + m * k, cost + lo * k, cost + hi * k))
+        # a trial told before the total's own interval was kept: the sum of the two
+        out["objective"] = outcome.stats.get(TOTAL_COST, tuple(with_waiting(setup, outcome.lever_cost, x)
+                                                               for x in (m, lo, hi)))
         out["performance"] = out["waiting_cost_vnd_per_year"]
     elif setup.objective.name == "metric":
         out["objective"] = out["performance"] = outcome.stats[setup.objective.measure.label]
@@ -376,7 +382,7 @@ def evaluate(setup: OptimiseSetup, trials: Sequence[tuple[int, Mapping[str, Any]
             cost = setup.space.cost(values)
             per_rep = measure_values(results, setup.measures)
             if setup.objective.name == "total_cost":
-                per_rep[TOTAL_COST] = cost.total + per_rep[setup.objective.measure.label] * per_year(setup.scenario)
+                per_rep[TOTAL_COST] = with_waiting(setup, cost.total, per_rep[setup.objective.measure.label])
             out[k] = TrialOutcome(number, dict(values), cost.capital, cost.operating,
                                   {label: interval(v) for label, v in per_rep.items()}, per_rep)
     return out  # type: ignore[return-value]
@@ -393,11 +399,12 @@ def evaluate_new(setup: OptimiseSetup, trials: Sequence[tuple[int, Mapping[str, 
     of a small space again): a repeat takes the first one's outcome, which its replications
     would give again to the bit (the same point, the same seeds)."""
     first: dict[tuple, TrialOutcome] = {lever_key(setup, o.values): o for o in reversed(known)}
-    todo = []
+    todo, queued = [], set()
     for number, values in trials:
         key = lever_key(setup, values)
-        if key not in first and all(lever_key(setup, v) != key for _n, v in todo):
+        if key not in first and key not in queued:
             todo.append((number, values))
+            queued.add(key)
     run = {o.number: o for o in (evaluate(setup, todo, executor, workers, progress) if todo else [])}
     first.update((lever_key(setup, o.values), o) for o in run.values())
     out = []
@@ -638,7 +645,7 @@ def evidence(setup: OptimiseSetup, values: Mapping[str, Any], executor=None, wor
         k = per_year(setup.scenario)
         label = setup.objective.measure.label
         rows.append(row("waiting_cost_vnd_per_year", given[label] * k, rec[label] * k))
-        rows.append(row(TOTAL_COST, cost_given + given[label] * k, cost_rec + rec[label] * k))
+        rows.append(row(TOTAL_COST, with_waiting(setup, cost_given, given[label]), with_waiting(setup, cost_rec, rec[label])))
     elif setup.objective.name == "metric":
         label = setup.objective.measure.label
         rows.append(row(label, given[label], rec[label]))

@@ -107,6 +107,11 @@ class Horizon(_Model):
     def hours(self) -> float:
         return 24.0 * self.days
 
+    @property
+    def priced_days(self) -> float:
+        """The days after the warm-up: what a run's waits and costs are counted over."""
+        return self.days - self.warmup_days
+
 
 VND_RATE = Annotated[float, Field(ge=0, le=MAX_RATE_VND)]
 VND_TRUCK = Annotated[float, Field(ge=0, le=MAX_TRUCK_VND)]

@@ -105,8 +105,8 @@ def summary_table(summary: pd.DataFrame, scenario=None) -> str:
         lines.append(("all gates" if head == "all" else head) if row is None else
                      f"  {head:<24}" + "".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     lines.append(wrapped(f"more: {RUN_ELSEWHERE}"))
-    h = scenario.nominal.horizon if scenario is not None else None
-    lines += [wrapped(f"costs: {line}") for line in cost_lines(summary, days=h and h.days - h.warmup_days)]
+    days = scenario.nominal.horizon.priced_days if scenario is not None else None
+    lines += [wrapped(f"costs: {line}") for line in cost_lines(summary, days=days)]
     if scenario is None:
         return "\n".join(lines)
     names = {g: gate.name for g, gate in scenario.nominal.gates.items()}
@@ -241,6 +241,14 @@ def evidence_value(quantity: str, value: float) -> str:
         else f"{value:.4g}"
 
 
+def lever_cost_spread(row) -> str:
+    """'; LOW to HIGH with every cost at ...' for a trial's row whose levers' cost has bounds
+    (lever_cost_vnd_per_year_low, _high) apart; '' where its costs are numbers."""
+    low, high = row.get("lever_cost_vnd_per_year_low"), row.get("lever_cost_vnd_per_year_high")
+    return (f"; {vnd(low)} to {vnd(high)} with every cost at the low or the high end of its range"
+            if pd.notna(low) and pd.notna(high) and high > low else "")
+
+
 def optimise_report(result) -> str:
     """What the CLI prints after an optimisation: the trials, the recommended levers and what they
     cost, and the evidence (fresh replications, paired against the scenario as given)."""
@@ -260,12 +268,9 @@ def optimise_report(result) -> str:
         r = result.recommended
         levers = ", ".join(f"{lid} = {r[lid]:.4g}" if isinstance(r[lid], float) else f"{lid} = {r[lid]}"
                            for lid in s.space.levers)  # a real lever to 4 digits (trials.csv has it whole)
-        low, high = r.get("lever_cost_vnd_per_year_low"), r.get("lever_cost_vnd_per_year_high")
-        spread = (f"; {vnd(low)} to {vnd(high)} with every cost at the low or the high end of its range"
-                  if low is not None and high is not None and high > low else "")
         lines.append(wrapped(f"recommended (trial {int(r['trial'])}): {levers}; levers' cost "
                              f"{vnd(r['lever_cost_vnd_per_year'])} a year (capital {vnd(r['lever_capital_vnd_per_year'])}, "
-                             f"operating {vnd(r['lever_operating_vnd_per_year'])}{spread})"))
+                             f"operating {vnd(r['lever_operating_vnd_per_year'])}{lever_cost_spread(r)})"))
         lines.append("evidence on fresh replications (recommended - as given, paired, with 95 % intervals):")
         for _, e in result.evidence.iterrows():
             q = e["quantity"]

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
-
-from ..text import evidence_value, vnd
+from ..text import evidence_value, lever_cost_spread, vnd
 from .page import Folder, Page, ReportError, Section, Table, kind
 
 
@@ -34,14 +32,11 @@ def optimise_page(folder: Folder) -> Page:
     else:
         row = trials[trials["trial"] == rec].iloc[0]
         said = ", ".join(f"{lid} = {row[lid]}" for lid in levers)
-        low, high = row.get("lever_cost_vnd_per_year_low"), row.get("lever_cost_vnd_per_year_high")
-        spread = (f"; {vnd(low)} to {vnd(high)} with every cost at the low or the high end of its range"
-                  if pd.notna(low) and pd.notna(high) and high > low else "")
         answer.text(f"The recommended levers (trial {rec}, the least {meta['objective']} of the trials that met "
                     f"{'; '.join(constraints) or 'no constraint'}): {said}. They cost "
                     f"{vnd(row['lever_cost_vnd_per_year'])} a year (capital annualised "
                     f"{vnd(row['lever_capital_vnd_per_year'])}, operating {vnd(row['lever_operating_vnd_per_year'])}"
-                    f"{spread}). recommended.toml is the scenario with them, to run with bordersim run.")
+                    f"{lever_cost_spread(row)}). recommended.toml is the scenario with them, to run with bordersim run.")
         answer.text(f"Evidence: the recommended levers and the scenario as given on {cmd.get('reps', '?')} fresh "
                     f"replications (seed {meta.get('evidence_seed')}, {meta.get('evidence_seed_rule', '')}), paired "
                     "replication by replication; a difference is recommended − as given, with its 95 % interval "
