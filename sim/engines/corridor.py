@@ -270,7 +270,7 @@ def choose(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refus
                        refused_off, np.empty(n_options), np.empty(n_options))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")  # inlined where it is called: the fast kernel calls it per vehicle
 def choose_into(t, vclass, u, in_system, capacity, weight, detour, sensitivity, refused_from, refused_to,
                 refused_off, cost, w):
     """``choose`` with its working arrays given (cost, w: one entry per option), so that a

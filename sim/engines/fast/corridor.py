@@ -13,10 +13,13 @@ as the stage's next start, with the lane and positions it would be made with, un
 starts there or joins ready before the stage's first (which alone could bring it forward): a
 stage with nothing new is passed over, and its kept start made without working it out again.
 Then a gate's vehicles that crossed or gave up before t are known: a crossing is known when its
-last stage starts; a vehicle waiting at a stage where it may give up is gone at max(deadline,
-when it came to the stage) if it has not started that stage by then, so the kernel notes that
-time when it joins the stage and, once it is past, looks whether it started. After the last
-arrival the passes run to the horizon.
+last stage starts (and counted at once if it ends before t); a vehicle waiting at a stage where
+it may give up is gone at max(deadline, when it came to the stage) if it has not started that
+stage by then. The kernel notes that time for the first stage when the vehicle joins the gate
+and, once it is past, looks whether the vehicle started there: if not, it is gone; if it did,
+the note moves on to the next stage (max(deadline, when it came there)), which is no earlier.
+A note per vehicle, not one per stage: most vehicles cross long before their deadline. After
+the last arrival the passes run to the horizon.
 """
 
 from __future__ import annotations
@@ -101,13 +104,14 @@ def _note_exit(t, i, k, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev, exit_h
 
 
 @nb.njit(cache=True)
-def _drop_started(exit_heap, at, size, ev_time, ev_vehicle, ev_stage, ev_order, start):
+def _drop_started(exit_heap, at, size, ev_time, ev_vehicle, ev_stage, ev_order, start, last):
     """Gate's exit notes (exit_heap[at:at + size]) without the give-ups of vehicles that have
-    started that stage (they will not count), made a heap again; returns the new size."""
+    started the last stage where they may give up (last: they will not count), made a heap
+    again; returns the new size."""
     m = 0
     for p in range(size):
         e = exit_heap[at + p]
-        if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
+        if ev_stage[e] < 0 or np.isnan(start[last, ev_vehicle[e]]):
             exit_heap[at + m] = e
             m += 1
     for j in range(m // 2 - 1, -1, -1):
@@ -240,9 +244,9 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
     n_ev = 0
     exit_heap = np.empty(n_gates * n_notes, np.int64)
     exit_size = np.zeros(n_gates, np.int64)
-    # per gate, its notes that will count (crossings, give-ups of vehicles not started there):
-    # a vehicle's give-up at a stage is noted when it comes to the stage, though most start it
-    # long before; once they are most of the heap, the heap is made again without them
+    # per gate, its notes that may count (crossings, give-ups of vehicles that have not started
+    # the last stage where they may give up): most vehicles cross long before their deadline, so
+    # once the others are most of the heap, the heap is made again without them
     live = np.zeros(n_gates, np.int64)
     assigned = np.zeros(n_gates, np.int64)
     gone = np.zeros(n_gates, np.int64)
@@ -309,7 +313,7 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                         t_prev[r] = t
                         continue
                     start[k, v] = t
-                    if patient:  # its give-up here will not count
+                    if patient and k == patience_stages[g] - 1:  # it can no longer give up
                         live[g] -= 1
                     took = service[g, k, v]
                     if factor_on[r]:
@@ -326,8 +330,11 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                     if finish < horizon:
                         end[k, v] = finish
                         if k == n_stages[g] - 1:
-                            n_ev = _note_exit(finish, v, -1, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
-                                              exit_heap, n_notes, exit_size, live)
+                            if finish < bound:  # it crossed before the bound: counted now, not noted
+                                gone[g] += 1
+                            else:
+                                n_ev = _note_exit(finish, v, -1, g, ev_time, ev_vehicle, ev_stage, ev_order, n_ev,
+                                                  exit_heap, n_notes, exit_size, live)
                         else:  # on to the next stage, in this stage's start order among equal times
                             x = at_k + n + v
                             ready[x] = finish
@@ -338,18 +345,22 @@ def run_corridor(arrival, joins, vclass, fixed, u, service, level, n_levels, sta
                                 known[r + 1] = False
                             queued[q] = _push(queue, q * n, queued[q], x, ready, tie)
                             head[q] = min(head[q], finish)
-                            if has_deadline and k + 1 < patience_stages[g]:
-                                n_ev = _note_exit(max(deadline[v], finish), v, k + 1, g, ev_time, ev_vehicle, ev_stage,
-                                                  ev_order, n_ev, exit_heap, n_notes, exit_size, live)
             at = g * n_notes
             if exit_size[g] > 2 * live[g] + 64:
                 exit_size[g] = _drop_started(exit_heap, at, exit_size[g], ev_time, ev_vehicle, ev_stage, ev_order,
-                                             start)
+                                             start, patience_stages[g] - 1)
             while exit_size[g] > 0 and ev_time[exit_heap[at]] < bound:  # the exits before the bound
                 e = exit_heap[at]
                 exit_size[g] = _pop(exit_heap, at, exit_size[g], ev_time, ev_order)
-                if ev_stage[e] < 0 or np.isnan(start[ev_stage[e], ev_vehicle[e]]):
+                k_e = ev_stage[e]
+                v_e = ev_vehicle[e]
+                if k_e < 0 or np.isnan(start[k_e, v_e]):  # crossed, or gave up at k_e
                     gone[g] += 1
+                    live[g] -= 1
+                elif k_e + 1 < patience_stages[g]:  # it started k_e in time: its give-up at the next stage
+                    if not np.isnan(end[k_e, v_e]):
+                        n_ev = _note_exit(max(deadline[v_e], end[k_e, v_e]), v_e, k_e + 1, g, ev_time, ev_vehicle,
+                                          ev_stage, ev_order, n_ev, exit_heap, n_notes, exit_size, live)
                     live[g] -= 1
             in_system[g] = assigned[g] - gone[g]
         if final:
