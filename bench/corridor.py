@@ -31,9 +31,10 @@ CHOICE = ROOT / "scenarios" / "mong_cai_choice.toml"
 CALIBRATED = ROOT / "calibration" / "fitted_2022.toml"
 
 
-def kernel_against_flows(reps: int) -> tuple[list[float], list[float], int]:
+def kernel_against_flows(reps: int) -> tuple[list[float], list[float], int, dict[str, tuple[list, list]]]:
     """CPU seconds of the corridor kernel and of the per-flow recursions on its choices, per
-    replication (all of a replication's 'wait' corridors), and the trucks a replication has."""
+    replication (all of a replication's 'wait' corridors) and per corridor direction, and the
+    trucks a replication has."""
     from sim import load
     from sim.base.rng import replication_seed
     from sim.engines import fast
@@ -41,29 +42,30 @@ def kernel_against_flows(reps: int) -> tuple[list[float], list[float], int]:
     from sim.model.plan import compile_plan
 
     plan = compile_plan(load(CHOICE))
-    kernel, flows, trucks = [], [], 0
+    kernel, flows, trucks, by_direction = [], [], 0, {}
     for i in range(reps + 2):
         seq = replication_seed(20221130, i)
         rep = plan_inputs(plan, plan.values(plan.draw(seq)), seq)
         k = f = 0.0
         for c in rep.corridors:
+            inputs = c.inputs if hasattr(c, "inputs") else c
             t0 = time.thread_time()
-            record = fast.simulate_corridor(c.inputs if hasattr(c, "inputs") else c)
-            k += time.thread_time() - t0
+            record = fast.simulate_corridor(inputs)
+            dk = time.thread_time() - t0
             t0 = time.thread_time()
             for flow in record.records:
-                fast.simulate_flow(flow.inputs, record_horizon(c))
-            f += time.thread_time() - t0
-            trucks += len(record.choice) if i >= 2 else 0
-        if i >= 2:  # the first two load the compiled kernels
+                fast.simulate_flow(flow.inputs, inputs.horizon_h)
+            df = time.thread_time() - t0
+            k, f = k + dk, f + df
+            if i >= 2:  # the first two load the compiled kernels
+                trucks += len(record.choice)
+                pair = by_direction.setdefault(f"{inputs.name} {inputs.direction}", ([], []))
+                pair[0].append(dk)
+                pair[1].append(df)
+        if i >= 2:
             kernel.append(k)
             flows.append(f)
-    return kernel, flows, trucks // max(reps, 1)
-
-
-def record_horizon(c) -> float:
-    inputs = c.inputs if hasattr(c, "inputs") else c
-    return inputs.horizon_h
+    return kernel, flows, trucks // max(reps, 1), by_direction
 
 
 def phases(scenario: Path, reps: int, work: Path) -> dict[str, float]:
@@ -81,12 +83,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=40, help="replications timed in this process, (a)")
     ap.add_argument("--cli-reps", type=int, default=100, help="replications of each run through the CLI, (b)")
     a = ap.parse_args()
-    kernel, flows, trucks = kernel_against_flows(a.reps)
+    kernel, flows, trucks, by_direction = kernel_against_flows(a.reps)
     k, f = statistics.median(kernel), statistics.median(flows)
     print(f"(a) {CHOICE.relative_to(ROOT)}, {a.reps} replications, about {trucks:,} trucks a replication in its "
           "corridor directions:")
     print(f"  corridor kernel {1000 * k:.1f} ms, per-flow recursions on the same vehicles and choices "
           f"{1000 * f:.1f} ms (medians): {k / f:.2f}x (target <= 2x)")
+    for name, (dk, df) in by_direction.items():
+        mk, mf = statistics.median(dk), statistics.median(df)
+        print(f"    {name}: {1000 * mk:.1f} ms against {1000 * mf:.1f} ms, {mk / mf:.2f}x")
     with tempfile.TemporaryDirectory(prefix="bordersim-bench-") as tmp:
         work = Path(tmp)
         base = phases(CALIBRATED, a.cli_reps, work)
