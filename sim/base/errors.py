@@ -14,6 +14,14 @@ def shorten(text: object, limit: int = ECHO_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def did_you_mean(word: str, allowed) -> str:
+    """'did you mean X? ' for the allowed name closest to a misspelt ``word`` (if any is close), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.8)
+    return f"did you mean {close[0]}? " if close else ""
+
+
 class BordersimError(Exception):
     """A problem with the user's input, reported as one line and exit code 2."""
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..base.errors import BordersimError, shorten
+from ..base.errors import BordersimError, did_you_mean, shorten
 from ..base.days import per_year as years_per
 from ..base.rng import derived_seed
 from ..model.scenario import Scenario, load
@@ -170,10 +170,7 @@ def parse_objective(text: str, scenario: Scenario, constraints: Sequence[Constra
         metric = text.partition("@")[0]
         if "is not a metric" not in exc.message:
             raise
-        import difflib
-
-        close = difflib.get_close_matches(metric, [*OBJECTIVES, *OUTPUT_METRICS], n=1, cutoff=0.8)
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = did_you_mean(metric, [*OBJECTIVES, *OUTPUT_METRICS])
         raise OptimiseError(None, "--objective", f"'{shorten(metric)}' is neither an objective nor a metric; {hint}"
                                                  f"allowed: {', '.join(OBJECTIVES)}, or METRIC[@GATE] with METRIC "
                                                  f"one of {', '.join(OUTPUT_METRICS)}") from None
@@ -224,10 +221,16 @@ class OptimiseSetup:
             return "waiting_cost_vnd_per_year"
         if self.objective.name == "metric":
             return self.objective.measure.label
+        same = self.performance_constraints
+        return same[0].measure.label if len(same) == 1 else f"{same[0].measure.metric}@worst"
+
+    @property
+    def performance_constraints(self) -> list[Constraint]:
+        """For lever_cost, the constraints the front's second axis is the worst of: the first
+        one and those of its metric, operator and limit at other gates."""
         first = self.constraints[0]
-        gates = [c.measure.gate for c in self.constraints if c.measure.metric == first.measure.metric
-                 and c.op == first.op and c.limit == first.limit]
-        return first.measure.label if len(gates) == 1 else f"{first.measure.metric}@worst"
+        return [c for c in self.constraints if c.measure.metric == first.measure.metric and c.op == first.op
+                and c.limit == first.limit]
 
     def identity(self) -> dict:
         """What makes two optimisations the same (a folder resumes only the same one)."""
@@ -331,10 +334,16 @@ def interval(values: np.ndarray) -> tuple[float, float, float]:
     return float(d["mean"][0]), float(d["ci_low"][0]), float(d["ci_high"][0])
 
 
+def waiting_a_year(setup: OptimiseSetup, waiting):
+    """A waiting cost over the horizon after its warm-up (cost_total_vnd) as a cost a year, as
+    the levers' costs are; numbers or arrays."""
+    return waiting * per_year(setup.scenario)
+
+
 def with_waiting(setup: OptimiseSetup, lever_cost, waiting):
     """The total cost a year (total_cost's objective): the levers' cost a year plus a waiting
-    cost over the horizon after its warm-up (cost_total_vnd), made a year's; numbers or arrays."""
-    return lever_cost + waiting * per_year(setup.scenario)
+    cost over the horizon after its warm-up, made a year's; numbers or arrays."""
+    return lever_cost + waiting_a_year(setup, waiting)
 
 
 def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[float, float, float]]:
@@ -343,9 +352,8 @@ def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[floa
     constraint's value."""
     out: dict[str, tuple[float, float, float]] = {}
     if setup.objective.name == "total_cost":
-        k = per_year(setup.scenario)
         m, lo, hi = outcome.stats[setup.objective.measure.label]
-        out["waiting_cost_vnd_per_year"] = (m * k, lo * k, hi * k)
+        out["waiting_cost_vnd_per_year"] = tuple(waiting_a_year(setup, x) for x in (m, lo, hi))
         # a trial told before the total's own interval was kept: the sum of the two
         out["objective"] = outcome.stats.get(TOTAL_COST, tuple(with_waiting(setup, outcome.lever_cost, x)
                                                                for x in (m, lo, hi)))
@@ -354,10 +362,7 @@ def derived(setup: OptimiseSetup, outcome: TrialOutcome) -> dict[str, tuple[floa
         out["objective"] = out["performance"] = outcome.stats[setup.objective.measure.label]
     else:
         out["objective"] = (outcome.lever_cost,) * 3
-        first = setup.constraints[0]
-        same = [c for c in setup.constraints if c.measure.metric == first.measure.metric and c.op == first.op
-                and c.limit == first.limit]
-        worst = max(same, key=lambda c: c.slack(outcome.stats[c.measure.label][0]))
+        worst = max(setup.performance_constraints, key=lambda c: c.slack(outcome.stats[c.measure.label][0]))
         out["performance"] = outcome.stats[worst.measure.label]
     return out
 
@@ -591,12 +596,11 @@ def performance_values(setup: OptimiseSetup, table: pd.DataFrame, stat: str = "m
         return table[f"waiting_cost_vnd_per_year_{stat}"]
     if setup.objective.name == "metric":
         return table[f"{setup.objective.measure.label}_{stat}"]
-    first = setup.constraints[0]
-    labels = [c.measure.label for c in setup.constraints if c.measure.metric == first.measure.metric
-              and c.op == first.op and c.limit == first.limit]
+    same = setup.performance_constraints
+    labels = [c.measure.label for c in same]
     means = table[[f"{x}_mean" for x in labels]].to_numpy(dtype=float)
     # the worst gate's (a gate without a value, NaN, is passed over, as max and min do)
-    worst = (np.argmax(np.nan_to_num(means, nan=-np.inf), axis=1) if first.op == "<="
+    worst = (np.argmax(np.nan_to_num(means, nan=-np.inf), axis=1) if same[0].op == "<="
              else np.argmin(np.nan_to_num(means, nan=np.inf), axis=1))
     values = table[[f"{x}_{stat}" for x in labels]].to_numpy()
     return pd.Series(values[np.arange(len(table)), worst], index=table.index)
@@ -642,9 +646,9 @@ def evidence(setup: OptimiseSetup, values: Mapping[str, Any], executor=None, wor
 
     rows.append(row(LEVER_COST, cost_given, cost_rec))
     if setup.objective.name == "total_cost":
-        k = per_year(setup.scenario)
         label = setup.objective.measure.label
-        rows.append(row("waiting_cost_vnd_per_year", given[label] * k, rec[label] * k))
+        rows.append(row("waiting_cost_vnd_per_year", waiting_a_year(setup, given[label]),
+                        waiting_a_year(setup, rec[label])))
         rows.append(row(TOTAL_COST, with_waiting(setup, cost_given, given[label]), with_waiting(setup, cost_rec, rec[label])))
     elif setup.objective.name == "metric":
         label = setup.objective.measure.label

@@ -48,7 +48,7 @@ import pandas as pd
 
 from . import capacity
 from ..model.adjust import override_warning, set_warnings
-from ..base.errors import BordersimError, ScenarioError, shorten
+from ..base.errors import BordersimError, ScenarioError, did_you_mean, shorten
 from .experiment import ENGINES, Point, iter_design
 from ..statistics.metrics import (COST_METRICS, DIVERTED_COST, GROUP_METRICS, SUMMARY_COLUMNS, ReplicationResult,
                                   describe, metric_range)
@@ -583,11 +583,8 @@ def parse_outputs(texts: Sequence[str], scenario: Scenario) -> list[Output]:
     for text in texts or [DEFAULT_OUTPUT]:
         metric, sep, gate = text.strip().partition("@")
         if metric not in OUTPUT_METRICS:
-            import difflib
-
-            close = difflib.get_close_matches(metric, OUTPUT_METRICS, n=1, cutoff=0.8)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; {hint}allowed: "
+            raise SweepError(None, "--output", f"'{shorten(metric)}' is not a metric; "
+                                               f"{did_you_mean(metric, OUTPUT_METRICS)}allowed: "
                                                f"{', '.join(OUTPUT_METRICS)} (as METRIC or METRIC@GATE)")
         if metric in (*COST_METRICS, DIVERTED_COST) and not any(c.costs for c in m.classes.values()):
             raise SweepError(None, "--output", f"'{metric}' prices waiting, and the scenario has no costs: "
